@@ -1,0 +1,198 @@
+"""Safe reading of the three torch.save layouts users have, into the in-memory model.
+
+Only ``torch.load(weights_only=True)`` is used, never a fallback: a checkpoint
+from the internet must not run code. Zip files are memory-mapped so the
+optimizer state, half of a training checkpoint, is never paged in.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from binexport._fileio import check_input, read_head, sha256_file
+from binexport.errors import InputError
+from binexport.model import Arch, BinaryWeight, Model, Source
+
+TRAINING = "training-checkpoint"
+STATE_DICT = "state-dict"
+PACKED = "packed-checkpoint"
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTO = b"\x80"
+
+
+def is_torch_file(head: bytes) -> bool:
+    return head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTO)
+
+
+def load_model(path: str | Path, binarized: bool | None = None, strict: bool = True) -> Model:
+    """Read a training checkpoint, bare state_dict or packed checkpoint.
+
+    ``binarized`` overrides what ``log.txt`` says. Where neither tells and
+    ``strict`` is set, refuse rather than guess; otherwise read as full precision
+    and record ``metadata['binarized_from'] = 'unknown'``.
+    """
+    p = check_input(path)
+    obj = _torch_load(p)
+    layout, state, extra = _unwrap(obj, p)
+    arrays, packed_names = _to_numpy(state, layout, p)
+    arch = Arch.infer({k: v.shape for k, v in arrays.items()})
+    kinds = {s.name: s.kind for s in arch.specs()}
+    bad = [k for k in packed_names if kinds.get(k) != "binary"]
+    if bad:
+        raise InputError(f"{p}: uint8 (packed) tensors are only valid for block convs, found {', '.join(bad[:3])}")
+    size = p.stat().st_size
+    if layout == PACKED:
+        source = Source(layout, str(p), size, sha256_file(p), _breakdown(arrays, packed_names, kinds, extra, size, True))
+        missing = [k for k, kind in kinds.items() if kind == "binary" and k not in packed_names]
+        if missing:
+            raise InputError(f"{p}: packed checkpoint has float block convs ({', '.join(missing[:3])}); "
+                             "every group*.block*.conv* must be uint8 packed bits")
+        floats = {k: v for k, v in arrays.items() if k not in packed_names}
+        binary = {k: BinaryWeight(arrays[k]) for k in packed_names}
+        return Model(arch, True, floats, binary, 0, source, {"binarized_from": "packed layout"})
+    mode, told_by = _binarized_mode(p, binarized)
+    if mode is None:
+        if strict:
+            raise InputError(
+                f"{p}: can't tell whether this model was trained with --binarize: the checkpoint doesn't say and "
+                "there is no log.txt beside it; pass --binarized or --full-precision")
+        mode, told_by = False, "unknown"
+    source = Source(layout, str(p), size, sha256_file(p), _breakdown(arrays, packed_names, kinds, extra, size, mode))
+    model = Model(arch, False, arrays, {}, 0, source, {"binarized_from": told_by})
+    if mode:
+        from binexport.model import binarize
+
+        model = binarize(model)
+    return model
+
+
+def _torch_load(p: Path) -> Any:
+    head = read_head(p, 4)
+    if not is_torch_file(head):
+        raise InputError(f"{p}: not a PyTorch checkpoint (starts with {head!r}, expected a zip or pickle file "
+                         "written by torch.save)")
+    import torch
+
+    is_zip = head.startswith(_ZIP_MAGIC)
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True, mmap=is_zip)
+    except pickle.UnpicklingError as e:
+        msg = str(e).strip().splitlines()
+        why = next((m for m in msg if "Unsupported" in m or "global" in m.lower()), msg[0] if msg else "")
+        raise InputError(f"{p}: refused: it holds Python objects other than tensors and plain containers "
+                         f"({why.strip()[:160]}); binexport loads with weights_only=True and never runs code "
+                         "from a file") from None
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError,
+            zipfile.BadZipFile, ImportError, MemoryError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise InputError(f"{p}: not a readable PyTorch checkpoint, truncated or corrupt ({type(e).__name__}: {first})"
+                         ) from None
+
+
+def _unwrap(obj: Any, p: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    if not isinstance(obj, dict):
+        raise InputError(f"{p}: expected a dict (training checkpoint or state_dict), found {type(obj).__name__}")
+    if "state_dict" in obj:
+        state = obj["state_dict"]
+        if not isinstance(state, dict):
+            raise InputError(f"{p}: 'state_dict' holds a {type(state).__name__}, expected a dict of tensors")
+        return TRAINING, state, {k: v for k, v in obj.items() if k != "state_dict"}
+    if not obj:
+        raise InputError(f"{p}: the checkpoint is an empty dict")
+    layout = PACKED if any(_is_uint8(v) for v in obj.values()) else STATE_DICT
+    return layout, obj, {}
+
+
+def _is_uint8(v: Any) -> bool:
+    import torch
+
+    return isinstance(v, torch.Tensor) and v.dtype == torch.uint8
+
+
+def _to_numpy(state: dict[str, Any], layout: str, p: Path) -> tuple[dict[str, np.ndarray], set[str]]:
+    import torch
+
+    keys = list(state)
+    prefixed = [k for k in keys if isinstance(k, str) and k.startswith("module.")]
+    if prefixed and len(prefixed) != len(keys):
+        raise InputError(f"{p}: some keys start with 'module.' and some don't (e.g. {keys[0]!r}); "
+                         "expected all or none")
+    arrays: dict[str, np.ndarray] = {}
+    packed: set[str] = set()
+    for key, t in state.items():
+        name = key[len("module."):] if prefixed else key
+        if not isinstance(t, torch.Tensor):
+            raise InputError(f"{p}: {key!r} is a {type(t).__name__}, expected a tensor")
+        if t.dtype == torch.uint8:
+            if t.dim() != 4:
+                raise InputError(f"{p}: packed tensor {key!r} has shape {tuple(t.shape)}, expected (out, in/8, kh, kw)")
+            arrays[name] = np.unpackbits(t.numpy(), axis=1).astype(bool)
+            packed.add(name)
+        elif t.dtype in (torch.float16, torch.float32, torch.float64, torch.int64):
+            arrays[name] = t.detach().numpy()
+        else:
+            raise InputError(f"{p}: {key!r} has dtype {str(t.dtype).replace('torch.', '')}, expected float32 "
+                             "(or uint8 packed bits, int64 counters)")
+    return arrays, packed
+
+
+def _breakdown(arrays: dict[str, np.ndarray], packed: set[str], kinds: dict[str, str], extra: dict[str, Any],
+               file_size: int, binarised: bool) -> dict[str, int]:
+    """Bytes of the file by role; latent float block convs count as binarised weights when binarised."""
+    out = {"binarised weights": 0, "float weights": 0, "BN statistics": 0, "optimizer state": 0}
+    for k, v in arrays.items():
+        nbytes = v.size // 8 if k in packed else v.nbytes
+        if kinds[k] == "binary" and binarised:
+            out["binarised weights"] += nbytes
+        elif kinds[k] == "bn":
+            out["BN statistics"] += nbytes
+        else:
+            out["float weights"] += nbytes
+    out["optimizer state"] = _tensor_bytes(extra.get("optimizer"))
+    out["other"] = max(0, file_size - sum(out.values()))
+    return out
+
+
+def _tensor_bytes(obj: Any) -> int:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _binarized_mode(p: Path, override: bool | None) -> tuple[bool | None, str]:
+    """What log.txt beside the checkpoint says about --binarize, unless overridden."""
+    if override is not None:
+        return override, "option"
+    log = p.parent / "log.txt"
+    if not log.is_file():
+        return None, "unknown"
+    seen: set[bool] = set()
+    with open(log, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("binarize"), bool):
+                seen.add(entry["binarize"])
+    if len(seen) > 1:
+        raise InputError(f"{log}: lines disagree on \"binarize\"; pass --binarized or --full-precision")
+    if not seen:
+        return None, "unknown"
+    return seen.pop(), "log.txt"

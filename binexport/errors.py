@@ -1,0 +1,43 @@
+"""The few exception types binexport raises.
+
+The CLI maps them to exit codes: ``InputError`` (bad input, exit 2) and
+``CheckError`` (an artifact failed a check, exit 1). Messages say what was
+expected, what was found and how to fix it, so they can be shown as one line.
+"""
+
+from __future__ import annotations
+
+
+class BinexportError(Exception):
+    """Base of every error binexport raises on purpose."""
+
+    exit_code = 2
+
+
+class InputError(BinexportError):
+    """The input is missing, unreadable, of the wrong kind, or an option is wrong."""
+
+    exit_code = 2
+
+
+class FormatError(InputError):
+    """A file claims a format and breaks its rules (bad magic, sizes, checksums)."""
+
+
+class CheckError(BinexportError):
+    """An artifact was produced or read but does not match what it must equal.
+
+    ``problems`` lists every mismatch found, not just the first.
+    """
+
+    exit_code = 1
+
+    def __init__(self, summary: str, problems: list[str] | None = None) -> None:
+        self.summary = summary
+        self.problems = list(problems or [])
+        text = summary
+        if self.problems:
+            shown = "; ".join(self.problems[:5])
+            more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+            text = f"{summary}: {shown}{more}"
+        super().__init__(text)

@@ -1,0 +1,243 @@
+"""The one in-memory model every reader produces and every writer takes.
+
+It holds numpy arrays only, so formats that don't need torch (``.bwn``)
+never import it. Names are canonical: the state_dict keys of
+``WRN_McDonnell`` without the ``module.`` prefix of ``DataParallel``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from binexport.errors import CheckError, InputError
+
+#: CIFAR normalisation of the SPEC, per RGB channel, on the 0..1 scale.
+CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
+CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+
+_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One state_dict entry the architecture requires."""
+
+    name: str
+    shape: tuple[int, ...]
+    kind: str  # "binary" (block conv), "conv" (float conv), "bn" (BN statistic), "affine" (bn_last weight/bias)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A ``WRN_McDonnell`` architecture, identified from tensor shapes."""
+
+    depth: int
+    widths: tuple[int, int, int]
+    num_classes: int
+
+    @property
+    def blocks_per_group(self) -> int:
+        return (self.depth - 2) // 6
+
+    @property
+    def width(self) -> float:
+        return self.widths[0] / 16
+
+    @property
+    def name(self) -> str:
+        return f"WRN-{self.depth}-{self.width:g}"
+
+    def specs(self) -> list[TensorSpec]:
+        """Every tensor of the model, in the training code's state_dict order."""
+        w0, _, w2 = self.widths
+        out = [TensorSpec("conv0", (w0, 3, 3, 3), "conv"), TensorSpec("conv_last", (self.num_classes, w2, 1, 1), "conv")]
+        for g, w in enumerate(self.widths):
+            for b in range(self.blocks_per_group):
+                cin = self.widths[g - 1] if (g > 0 and b == 0) else w
+                p = f"group{g}.block{b}."
+                out.append(TensorSpec(p + "conv0", (w, cin, 3, 3), "binary"))
+                out.append(TensorSpec(p + "conv1", (w, w, 3, 3), "binary"))
+                out.extend(_bn_specs(p + "bn0", cin))
+                out.extend(_bn_specs(p + "bn1", w))
+        out.extend(_bn_specs("bn", w2))
+        out.append(TensorSpec("bn_last.weight", (self.num_classes,), "affine"))
+        out.append(TensorSpec("bn_last.bias", (self.num_classes,), "affine"))
+        out.extend(_bn_specs("bn_last", self.num_classes))
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "depth": self.depth, "width": self.width, "widths": list(self.widths),
+                "num_classes": self.num_classes}
+
+    @classmethod
+    def infer(cls, shapes: dict[str, tuple[int, ...]]) -> Arch:
+        """Identify the architecture from shapes, then check every key against it."""
+        missing = [k for k in ("conv0", "conv_last") if k not in shapes]
+        if missing:
+            found = ", ".join(sorted(shapes)[:4]) or "no tensors"
+            raise InputError(
+                f"not a WRN_McDonnell checkpoint: expected tensors 'conv0' and 'conv_last', found {found}...; "
+                "binexport reads the 1-bit Wide ResNets of the binary-wide-resnet training code only")
+        c0, cl = shapes["conv0"], shapes["conv_last"]
+        if len(c0) != 4 or c0[1:] != (3, 3, 3) or len(cl) != 4 or cl[2:] != (1, 1):
+            raise InputError(f"not a WRN_McDonnell checkpoint: conv0 has shape {c0} (expected (W, 3, 3, 3)) and "
+                             f"conv_last {cl} (expected (classes, W, 1, 1))")
+        blocks = {k.split(".")[1] for k in shapes if k.startswith("group0.block")}
+        n = len(blocks)
+        if n == 0:
+            raise InputError("not a WRN_McDonnell checkpoint: no group0.block* tensors")
+        widths = []
+        for g in range(3):
+            s = shapes.get(f"group{g}.block0.conv1")
+            if s is None or len(s) != 4:
+                raise InputError(f"not a WRN_McDonnell checkpoint: missing group{g}.block0.conv1")
+            widths.append(int(s[0]))
+        arch = cls(depth=6 * n + 2, widths=(widths[0], widths[1], widths[2]), num_classes=int(cl[0]))
+        problems = []
+        if widths[1] != 2 * widths[0] or widths[2] != 2 * widths[1]:
+            problems.append(f"group widths {tuple(widths)} must double from group to group")
+        if c0[0] != widths[0]:
+            problems.append(f"conv0 has {c0[0]} output channels, group0 has {widths[0]}")
+        problems += arch.mismatches(shapes)
+        if problems:
+            raise InputError(f"not a valid {arch.name} checkpoint: " + "; ".join(problems[:8])
+                             + (f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""))
+        return arch
+
+    def mismatches(self, shapes: dict[str, tuple[int, ...]]) -> list[str]:
+        """Every missing, unexpected or mis-shaped tensor, by name."""
+        specs = {s.name: s.shape for s in self.specs()}
+        problems = [f"missing tensor {k!r}" for k in specs if k not in shapes]
+        problems += [f"unexpected tensor {k!r}" for k in shapes if k not in specs]
+        problems += [f"tensor {k!r} has shape {tuple(shapes[k])}, expected {specs[k]}"
+                     for k in specs if k in shapes and tuple(shapes[k]) != specs[k]]
+        return problems
+
+
+def _bn_specs(prefix: str, channels: int) -> list[TensorSpec]:
+    return [TensorSpec(f"{prefix}.{s}", () if s == "num_batches_tracked" else (channels,), "bn") for s in _BN_STATS]
+
+
+def binary_scale(shape: tuple[int, ...]) -> float:
+    """The He-init scale the training code multiplies sign(w) by: sqrt(2 / fan_in)."""
+    return math.sqrt(2.0 / (shape[1] * shape[2] * shape[3]))
+
+
+@dataclass
+class BinaryWeight:
+    """A binarised conv weight: one sign per weight, True = +1, scale from the shape."""
+
+    signs: np.ndarray  # bool, (out, in, kh, kw)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.signs.shape)
+
+    @property
+    def scale(self) -> float:
+        return binary_scale(self.shape)
+
+    def to_float(self, dtype: type = np.float32) -> np.ndarray:
+        s = np.asarray(self.scale, dtype=dtype)
+        return np.where(self.signs, s, -s).astype(dtype, copy=False)
+
+
+@dataclass
+class Source:
+    """Where a model came from, and what the bytes of that file were spent on."""
+
+    format: str
+    path: str = ""
+    size: int = 0
+    sha256: str = ""
+    breakdown: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Model:
+    """Architecture, float tensors, and (if binarised) sign bits of the block convs."""
+
+    arch: Arch
+    binarized: bool
+    floats: dict[str, np.ndarray]
+    binary: dict[str, BinaryWeight] = field(default_factory=dict)
+    zero_weights: int = 0
+    source: Source = field(default_factory=lambda: Source("memory"))
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = self.arch.mismatches({**{k: v.shape for k, v in self.floats.items()},
+                                         **{k: v.shape for k, v in self.binary.items()}})
+        kinds = {s.name: s.kind for s in self.arch.specs()}
+        if self.binarized:
+            problems += [f"{k} should be binarised" for k, kind in kinds.items() if kind == "binary" and k in self.floats]
+        elif self.binary:
+            problems.append("a full-precision model can't hold sign bits")
+        if problems:
+            raise InputError(f"inconsistent {self.arch.name} model: " + "; ".join(problems[:8]))
+
+    def dense(self, name: str, dtype: type = np.float32) -> np.ndarray:
+        """The tensor the forward pass uses: +-scale for binarised weights."""
+        if name in self.binary:
+            return self.binary[name].to_float(dtype)
+        return self.floats[name]
+
+    def param_counts(self) -> tuple[int, int]:
+        """(binarised weights, float parameters), BN running statistics excluded."""
+        nb = sum(int(b.signs.size) for b in self.binary.values())
+        kinds = {s.name: s.kind for s in self.arch.specs()}
+        nf = sum(int(v.size) for k, v in self.floats.items() if kinds[k] != "bn")
+        return nb, nf
+
+    def float32_weight_bytes(self) -> int:
+        """Size of every tensor as float32 (int64 counters as int64): the fair 'before' of a size ratio."""
+        return sum(int(np.prod(s.shape)) * (8 if s.name.endswith("num_batches_tracked") else 4) for s in self.arch.specs())
+
+    def compare(self, other: Model) -> list[str]:
+        """Every difference that matters: sign bits, float bytes, dtypes, architecture."""
+        if self.arch != other.arch:
+            return [f"architecture {other.arch.name} {other.arch.widths} != {self.arch.name} {self.arch.widths}"]
+        problems = []
+        if self.binarized != other.binarized:
+            problems.append(f"binarised {other.binarized} != {self.binarized}")
+        for name, b in self.binary.items():
+            o = other.binary.get(name)
+            if o is None or o.shape != b.shape:
+                problems.append(f"{name}: sign bits missing or reshaped")
+            elif not np.array_equal(o.signs, b.signs):
+                problems.append(f"{name}: {int(np.count_nonzero(o.signs != b.signs))} sign bits differ")
+        for name, a in self.floats.items():
+            o = other.floats.get(name)
+            if o is None:
+                problems.append(f"{name}: missing")
+            elif o.dtype != a.dtype or o.shape != a.shape or o.tobytes() != a.tobytes():
+                problems.append(f"{name}: bytes differ ({o.dtype}{o.shape} vs {a.dtype}{a.shape})")
+        return problems
+
+    def check_equal(self, other: Model, what: str) -> None:
+        """Raise one CheckError listing every difference between two models."""
+        problems = self.compare(other)
+        if problems:
+            raise CheckError(f"{what} does not hold the same model", problems)
+
+
+def binarize(model: Model) -> Model:
+    """Sign bits of a full-precision model's block convs, as the training code's forward uses them.
+
+    An exact zero has sign 0 at training time; one bit can't hold it, so it
+    becomes +1 (bit 1) and is counted in ``zero_weights``.
+    """
+    if model.binarized:
+        return model
+    kinds = {s.name: s.kind for s in model.arch.specs()}
+    floats, binary, zeros = {}, {}, 0
+    for name, arr in model.floats.items():
+        if kinds[name] == "binary":
+            binary[name] = BinaryWeight(np.asarray(arr) >= 0)
+            zeros += int(np.count_nonzero(arr == 0))
+        else:
+            floats[name] = arr
+    return Model(model.arch, True, floats, binary, zeros, model.source, dict(model.metadata))
