@@ -11,9 +11,9 @@ from __future__ import annotations
 from types import ModuleType
 
 from binexport.errors import InputError
-from binexport.formats import checkpoint, packed
+from binexport.formats import bwn, checkpoint, onnx, packed
 
-_FORMATS: tuple[ModuleType, ...] = (checkpoint, packed)
+_FORMATS: tuple[ModuleType, ...] = (checkpoint, packed, bwn, onnx)
 
 
 def names() -> list[str]:
