@@ -1,0 +1,131 @@
+"""Small image helpers: a strict PNG decoder and the SPEC's CIFAR normalisation.
+
+A full imaging library would be a dependency for one job: decoding 8-bit,
+non-interlaced PNGs (what CIFAR samples are). Anything else is refused with a
+message instead of being guessed at.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from binexport.errors import InputError
+from binexport.model import CIFAR_MEAN, CIFAR_STD
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel
+_MAX_SIDE = 4096
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB array from an 8-bit non-interlaced PNG (grey and alpha dropped/expanded)."""
+    p = Path(path)
+    data = p.read_bytes()
+    if not data.startswith(_PNG_MAGIC):
+        raise InputError(f"{p}: not a PNG file")
+    pos, idat, header = 8, [], None
+    while pos + 8 <= len(data):
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + length]
+        if len(chunk) != length:
+            raise InputError(f"{p}: truncated PNG chunk {ctype!r}")
+        if ctype == b"IHDR":
+            header = struct.unpack(">IIBBBBB", chunk[:13])
+        elif ctype == b"IDAT":
+            idat.append(chunk)
+        elif ctype == b"IEND":
+            break
+        pos += 12 + length
+    if header is None:
+        raise InputError(f"{p}: PNG has no IHDR chunk")
+    width, height, depth, colour, _, _, interlace = header
+    if depth != 8 or colour not in _CHANNELS or interlace != 0 or not (0 < width <= _MAX_SIDE) \
+            or not (0 < height <= _MAX_SIDE):
+        raise InputError(f"{p}: unsupported PNG ({width}x{height}, bit depth {depth}, colour type {colour}, "
+                         f"interlace {interlace}); expected 8-bit non-interlaced RGB, RGBA or grey")
+    ch = _CHANNELS[colour]
+    stride = width * ch
+    try:
+        raw = zlib.decompressobj().decompress(b"".join(idat), height * (stride + 1) + 1)
+    except zlib.error as e:
+        raise InputError(f"{p}: corrupt PNG image data ({e})") from None
+    if len(raw) < height * (stride + 1):
+        raise InputError(f"{p}: PNG image data is truncated")
+    img = _unfilter(raw, height, stride, ch, p).reshape(height, width, ch)
+    if ch in (1, 2):
+        img = np.repeat(img[:, :, :1], 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
+
+
+def _unfilter(raw: bytes, height: int, stride: int, bpp: int, p: Path) -> np.ndarray:
+    out = np.zeros((height, stride), dtype=np.uint8)
+    prev = np.zeros(stride, dtype=np.int32)
+    for y in range(height):
+        ftype = raw[y * (stride + 1)]
+        line = np.frombuffer(raw, np.uint8, stride, y * (stride + 1) + 1).astype(np.int32)
+        if ftype == 0:
+            cur = line
+        elif ftype == 2:
+            cur = (line + prev) & 0xFF
+        elif ftype in (1, 3, 4):
+            cur = np.zeros(stride, dtype=np.int32)
+            for x in range(stride):
+                a = cur[x - bpp] if x >= bpp else 0
+                c = prev[x - bpp] if x >= bpp else 0
+                b = prev[x]
+                if ftype == 1:
+                    pred = a
+                elif ftype == 3:
+                    pred = (a + b) >> 1
+                else:
+                    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                    pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                cur[x] = (line[x] + pred) & 0xFF
+        else:
+            raise InputError(f"{p}: bad PNG filter type {ftype} on row {y}")
+        out[y] = cur
+        prev = cur
+    return out
+
+
+_LABEL = re.compile(r"_(\d+)\.png$", re.IGNORECASE)
+
+
+def load_labelled_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images (N, 32, 32, 3) uint8, labels, names from a folder.
+
+    Labels come from the file name (``..._LABEL.png``, as the CIFAR samples) or
+    from numbered subfolders (``3/xyz.png``). Sorted by name for repeatability.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a folder of images")
+    files = sorted(root.glob("*.png")) + sorted(root.glob("*/*.png"))
+    if not files:
+        raise InputError(f"{root}: no .png images found (expected NAME_LABEL.png files or LABEL/ subfolders)")
+    images, labels, names = [], [], []
+    for f in files:
+        m = _LABEL.search(f.name) if f.parent == root else None
+        label = int(m.group(1)) if m else (int(f.parent.name) if f.parent.name.isdigit() else None)
+        if label is None:
+            raise InputError(f"{f}: no label: name it NAME_LABEL.png or put it in a subfolder named by its label")
+        img = read_png(f)
+        if img.shape != (32, 32, 3):
+            raise InputError(f"{f}: image is {img.shape[1]}x{img.shape[0]}, expected 32x32 RGB (CIFAR); "
+                             "resize it first")
+        images.append(img)
+        labels.append(label)
+        names.append(str(f.relative_to(root)))
+    return np.stack(images), np.asarray(labels, dtype=np.int64), names
+
+
+def normalize(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC -> the float32 NCHW input the network was trained on."""
+    x = images.astype(np.float32) / 255.0
+    x = (x - np.asarray(CIFAR_MEAN, np.float32)) / np.asarray(CIFAR_STD, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
