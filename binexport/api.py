@@ -22,6 +22,8 @@ def load(path: str | Path, *, binarized: bool | None = None, strict: bool = True
     """
     p = check_input(path)
     head = read_head(p, 64)
+    if not head:
+        raise InputError(f"{p}: the file is empty (0 bytes); expected a checkpoint")
     fmt = formats.detect(head)
     if fmt is None:
         raise InputError(f"{p}: unrecognised file (starts with {head[:8]!r}); expected a PyTorch checkpoint, "
