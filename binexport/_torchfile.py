@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from binexport._fileio import check_input, read_head, sha256_file
+from binexport._fileio import check_input, read_head
 from binexport.errors import InputError
 from binexport.model import Arch, BinaryWeight, Model, Source
 
@@ -49,7 +49,7 @@ def load_model(path: str | Path, binarized: bool | None = None, strict: bool = T
         raise InputError(f"{p}: uint8 (packed) tensors are only valid for block convs, found {', '.join(bad[:3])}")
     size = p.stat().st_size
     if layout == PACKED:
-        source = Source(layout, str(p), size, sha256_file(p), _breakdown(arrays, packed_names, kinds, extra, size, True))
+        source = Source(layout, str(p), size, "", _breakdown(arrays, packed_names, kinds, extra, size, True))
         missing = [k for k, kind in kinds.items() if kind == "binary" and k not in packed_names]
         if missing:
             raise InputError(f"{p}: packed checkpoint has float block convs ({', '.join(missing[:3])}); "
@@ -64,7 +64,7 @@ def load_model(path: str | Path, binarized: bool | None = None, strict: bool = T
                 f"{p}: can't tell whether this model was trained with --binarize: the checkpoint doesn't say and "
                 "there is no log.txt beside it; pass --binarized or --full-precision")
         mode, told_by = False, "unknown"
-    source = Source(layout, str(p), size, sha256_file(p), _breakdown(arrays, packed_names, kinds, extra, size, mode))
+    source = Source(layout, str(p), size, "", _breakdown(arrays, packed_names, kinds, extra, size, mode))
     model = Model(arch, False, arrays, {}, 0, source, {"binarized_from": told_by})
     if mode:
         from binexport.model import binarize

@@ -145,15 +145,31 @@ class BinaryWeight:
         return np.where(self.signs, s, -s).astype(dtype, copy=False)
 
 
-@dataclass
 class Source:
-    """Where a model came from, and what the bytes of that file were spent on."""
+    """Where a model came from, and what the bytes of that file were spent on.
 
-    format: str
-    path: str = ""
-    size: int = 0
-    sha256: str = ""
-    breakdown: dict[str, int] = field(default_factory=dict)
+    The sha256 is computed on first use: hashing a 205 MB training checkpoint
+    costs more than packing it, and only some outputs record it.
+    """
+
+    def __init__(self, format: str, path: str = "", size: int = 0, sha256: str = "",
+                 breakdown: dict[str, int] | None = None) -> None:
+        self.format = format
+        self.path = path
+        self.size = size
+        self._sha256 = sha256
+        self.breakdown = dict(breakdown or {})
+
+    @property
+    def sha256(self) -> str:
+        if not self._sha256 and self.path:
+            from binexport._fileio import sha256_file
+
+            self._sha256 = sha256_file(self.path)
+        return self._sha256
+
+    def __repr__(self) -> str:
+        return f"Source({self.format!r}, {self.path!r}, size={self.size})"
 
 
 @dataclass
