@@ -68,6 +68,10 @@ def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
     if as_json:
         _echo_json(report.to_dict())
         return
+    _render_inspect(report)
+
+
+def _render_inspect(report: Any) -> None:
     from rich.table import Table
 
     a = report.architecture
@@ -91,7 +95,9 @@ def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
     t.add_column("vs this file", justify="right")
     for fmt, n in report.output_sizes.items():
         if isinstance(n, int):
-            t.add_row(fmt, _mib(n), f"{report.file_bytes / n:.1f}x smaller" if n else "")
+            rel = (f"{report.file_bytes / n:.1f}x smaller" if n < report.file_bytes
+                   else f"{n / max(report.file_bytes, 1):.2f}x larger")
+            t.add_row(fmt, _mib(n), rel)
         else:
             t.add_row(fmt, str(n), "")
     con.print(t)
@@ -149,10 +155,141 @@ def _render_pack(r: Any) -> None:
                   "and are stored as +1[/yellow]")
 
 
-# --- to-onnx command ---
+def _batch(value: str) -> str | int:
+    if value == "dynamic":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise click.BadParameter(f"expected 'dynamic' or a positive integer, got {value!r}")
+    return int(value)
 
 
-# --- verify command ---
+@main.command("to-onnx")
+@click.argument("input_file", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .onnx file (default: beside INPUT).")
+@click.option("--weights", type=click.Choice(["packed", "float32", "float16"]), default=None,
+              help="packed: 1 bit per binarised weight, unpacked by standard ops at session start (default for "
+                   "1-bit models); float32 (default for full precision): float32 in, float32 logits out; "
+                   "float16: half-precision weights and compute for GPUs, float16 NCHW in, float16 logits out.")
+@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (13 or newer).")
+@click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
+@click.option("--normalize-inside", is_flag=True,
+              help="Graph takes raw uint8 NHWC (N, 32, 32, 3) images and applies the CIFAR normalisation itself "
+                   "(default input: normalised NCHW, as in training).")
+@click.option("--images", type=click.Path(path_type=Path), default=None,
+              help="Also validate on this folder of labelled 32x32 PNGs (NAME_LABEL.png) and report accuracy.")
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: int, batch: str,
+            normalize_inside: bool, images: Path | None, force: bool, as_json: bool) -> None:
+    """Export INPUT to ONNX, validated on ONNX Runtime against the PyTorch reference before it is written."""
+    from binexport.onnx_export import export_onnx
+
+    r = export_onnx(input_file, output, weights=weights, opset=opset, batch=_batch(batch),
+                    normalize_inside=normalize_inside, force=force, images=images)
+    if as_json:
+        _echo_json(r.to_dict())
+        return
+    from rich.table import Table
+
+    v = r.validation
+    t = Table(title=f"{r.architecture}, {r.num_classes} classes -> ONNX ({r.weights})")
+    t.add_column("")
+    t.add_column("", justify="right")
+    t.add_row(f"input ({r.input_format})", _mib(r.input_bytes))
+    t.add_row("ONNX file", _mib(r.output_bytes))
+    t.add_row("weights / opset / batch", f"{r.weights} / {r.opset} / {r.batch}")
+    t.add_row("graph input", r.input_kind)
+    t.add_row(f"max |logit diff| vs PyTorch ({v.provider})", f"{v.max_abs_diff:.3g} (limit {v.tolerance:g})")
+    t.add_row("top-1 agreement", f"{v.agreement:.1%} of {v.random_images + v.labelled_images} images")
+    if v.accuracy is not None:
+        t.add_row(f"accuracy on {v.labelled_images} labelled images",
+                  f"{v.accuracy:.1%} (reference {v.reference_accuracy:.1%})")
+    t.add_row("export time", f"{r.seconds:.2f} s")
+    _console().print(t)
+    _console().print(f"wrote [bold]{r.output}[/bold]; validated: [green]passed[/green]")
+
+
+@main.command()
+@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--dataset", type=click.Choice(["CIFAR100", "CIFAR10"], case_sensitive=False), default=None,
+              help="Standard test set, in torchvision's layout under --data-root.")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+              help="Folder holding cifar-100-python/ or cifar-10-batches-py/ (default: $BINEXPORT_DATA, else "
+                   "~/.cache/binexport/data).")
+@click.option("--download", is_flag=True, help="Fetch the official archive (md5-checked) if the test set is absent.")
+@click.option("--images", type=click.Path(path_type=Path), default=None,
+              help="Folder of labelled 32x32 PNGs (NAME_LABEL.png, or LABEL/ subfolders) instead of --dataset.")
+@click.option("--reference", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint the artifacts came from (default: the first ARTIFACT that is not ONNX).")
+@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
+              help="auto takes CUDA where PyTorch sees a GPU; cuda fails if any runtime would not really use it.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the report here as JSON (written even when rows fail).")
+@_mode_option
+def verify(artifacts: tuple[Path, ...], dataset: str | None, data_root: Path | None, download: bool,
+           images: Path | None, reference: Path | None, device: str, batch_size: int, limit: int | None,
+           json_out: Path | None, binarized: bool | None) -> None:
+    """Check that every ARTIFACT classifies like the reference: accuracy, agreement, logit differences, speed.
+
+    Exit 0 when every artifact meets its tolerance, 1 when any fails, 2 on bad input.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from binexport.verify import verify as run
+
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=_stderr_console(), transient=True)
+    tasks: dict[str, Any] = {}
+
+    def progress(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bars.add_task(label, total=total)
+        bars.update(tasks[label], completed=done)
+
+    with bars:
+        report = run(list(artifacts), dataset=dataset, data_root=data_root, download=download, images=images,
+                     reference=reference, device=device, batch_size=batch_size, limit=limit, binarized=binarized,
+                     progress=progress)
+    _render_verify(report)
+    if json_out is not None:
+        report.write_json(json_out)
+    report.raise_for_failures()
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _render_verify(r: Any) -> None:
+    from rich import box
+    from rich.table import Table
+
+    def diff(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.1e}"
+
+    t = Table(title=f"{r.data}: {r.num_images:,} images, {r.num_classes} classes, on {r.device}",
+              box=box.SIMPLE_HEAD)
+    t.add_column("file", overflow="fold", ratio=1)
+    for col in ("weights", "provider", "top-1", "top-5", "agree", "max |Δ|", "mean |Δ|", "img/s", "result"):
+        t.add_column(col, justify="left" if col in ("weights", "provider", "result") else "right", no_wrap=True)
+    for row in [r.reference, *r.artifacts]:
+        result = "reference" if row.role == "reference" else ("[green]PASS[/green]" if row.passed
+                                                              else "[bold red]FAIL[/bold red]")
+        t.add_row(Path(row.path).name, row.weights, row.provider.replace("ExecutionProvider", ""),
+                  f"{row.top1:.2%}", f"{row.top5:.2%}", f"{row.agreement:.2%}", diff(row.max_abs_logit_diff),
+                  diff(row.mean_abs_logit_diff), f"{row.images_per_s:,.0f}", result,
+                  style=None if row.passed else "red")
+    con = _console()
+    con.print(t)
+    for row in r.artifacts:
+        for note in row.notes:
+            con.print(f"note: {Path(row.path).name}: {note}")
+    con.print("[green]every artifact classifies like the reference[/green]" if r.passed else
+              f"[bold red]{len(r.failures)} problem(s); rows marked FAIL[/bold red]")
 
 
 @main.command()

@@ -84,3 +84,22 @@ def write_training_run(folder: str | Path, arch: Arch, binarize: bool = True, se
         lines = [json.dumps({**opts, "epoch": e, "test_acc": 0.0}) for e in (1, 2)]
         (folder / "log.txt").write_text("\n".join(lines) + "\n")
     return ckpt
+
+
+def write_cifar_testset(root: str | Path, images: np.ndarray, labels: np.ndarray, dataset: str = "CIFAR100") -> Path:
+    """A test file in torchvision's layout (``cifar-100-python/test`` or ``cifar-10-batches-py/test_batch``).
+
+    ``images`` are uint8 NHWC; stored planar (N, 3072) as in the real files.
+    """
+    import pickle
+
+    root = Path(root)
+    folder, member, key = (("cifar-100-python", "test", "fine_labels") if dataset == "CIFAR100"
+                           else ("cifar-10-batches-py", "test_batch", "labels"))
+    data = np.ascontiguousarray(np.asarray(images, np.uint8).transpose(0, 3, 1, 2).reshape(len(images), -1))
+    obj = {b"batch_label": b"testing batch 1 of 1", key.encode(): [int(v) for v in labels], b"data": data,
+           b"filenames": [f"img_{i:05d}.png".encode() for i in range(len(images))]}
+    path = root / folder / member
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(obj, protocol=4))
+    return path

@@ -1,0 +1,69 @@
+"""The whole job on a built-in default, with nothing to download.
+
+Makes a WRN-20-10 training checkpoint in the training code's exact layout
+(random weights, log.txt saying it was binarised), or takes the user's, then
+inspects it, packs it to the published layout and to .bwn, exports packed
+ONNX, and verifies every artifact against the checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclass
+class DemoReport:
+    """The reports of each step, in order, keyed by step name."""
+
+    folder: str
+    checkpoint: str
+    synthetic_checkpoint: bool
+    data: str
+    steps: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"folder": self.folder, "checkpoint": self.checkpoint, "synthetic_checkpoint": self.synthetic_checkpoint,
+                "data": self.data, "steps": {k: v.to_dict() for k, v in self.steps.items()}}
+
+
+def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, width: float = 10,
+             images: str | Path | None = None, n_images: int = 200,
+             on_step: Callable[[str, Any], None] | None = None) -> DemoReport:
+    """Run every capability once; ``on_step(name, report)`` sees each report as it is made."""
+    from binexport.api import inspect, pack
+    from binexport.onnx_export import export_onnx
+    from binexport.synth import make_arch, write_cifar_testset, write_training_run
+    from binexport.verify import verify
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    synthetic = checkpoint is None
+    if checkpoint is None:
+        checkpoint = write_training_run(out / "run", make_arch(20, width, 100), binarize=True)
+    ckpt = Path(checkpoint)
+    report = DemoReport(str(out), str(ckpt), synthetic, "")
+
+    def step(name: str, r: Any) -> None:
+        report.steps[name] = r
+        if on_step is not None:
+            on_step(name, r)
+
+    step("inspect", inspect(ckpt))
+    step("pack", pack(ckpt, out / "model.packed.pth.tar", force=True))
+    step("pack-bwn", pack(ckpt, out / "model.bwn", format="bwn", force=True))
+    step("to-onnx", export_onnx(ckpt, out / "model.onnx", force=True, images=images))
+    artifacts = [report.steps[s].output for s in ("pack", "pack-bwn", "to-onnx")]
+    if images is not None:
+        report.data = str(images)
+        step("verify", verify(artifacts, images=images, reference=ckpt))
+    else:
+        rng = np.random.default_rng(0)
+        imgs = rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
+        write_cifar_testset(out / "data", imgs, rng.integers(0, 100, n_images))
+        report.data = f"{n_images} synthetic images in CIFAR-100 layout under {out / 'data'}"
+        step("verify", verify(artifacts, dataset="CIFAR100", data_root=out / "data", reference=ckpt))
+    return report
