@@ -1,23 +1,229 @@
-"""The .bwn format (placeholder until the .bwn issue lands: the helper replaces this module)."""
+"""The ``.bwn`` format: a specified, checksummed, torch-free file for 1-bit WRNs (docs/FORMAT.md).
+
+Reading needs numpy only and never imports torch. Raw tensors are memory-mapped
+views; 1-bit tensors are stored as packed bits or entropy-coded kernel patterns,
+chosen per tensor (the smallest by default). Every coded stream of a file is
+decoded in one lockstep pass, so decoding stays well under a second.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from binexport.errors import InputError
-from binexport.model import Model
+import numpy as np
+
+from binexport import __version__
+from binexport import _bwn_codec as codec
+from binexport import _bwn_container as box
+from binexport import _bwn_rans as rans
+from binexport.errors import FormatError, InputError
+from binexport.model import CIFAR_MEAN, CIFAR_STD, Arch, BinaryWeight, Model, Source
 
 NAME = "bwn"
 SUFFIXES = (".bwn",)
+#: Values of ``encoding=`` (``binexport pack --encoding``): how 1-bit tensors are stored.
+ENCODING_CHOICES = ("best", "packed", "rans", "rans-ref")
+_DTYPES = {np.dtype("float16"): "f16", np.dtype("float32"): "f32", np.dtype("float64"): "f64",
+           np.dtype("int32"): "i32", np.dtype("int64"): "i64"}
 
 
 def sniff(head: bytes) -> bool:
-    return False
+    return head.startswith(box.MAGIC)
 
 
-def write(model: Model, **options: object) -> bytes:
-    raise InputError(".bwn is not available yet")
+def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | None = None) -> bytes:
+    """The ``.bwn`` bytes of ``model``.
+
+    ``encoding``: 'best' (default: per tensor the smallest of packed, rans and
+    rans-ref for 1-bit tensors, raw or f32-rans for floats), 'packed' (every
+    tensor memory-mappable: packed bits and raw floats), 'rans' or 'rans-ref'
+    (that coding for every 1-bit tensor that allows it, packed otherwise).
+    A full-precision model is stored with every tensor as float.
+    """
+    mode = encoding or "best"
+    if mode not in ENCODING_CHOICES:
+        raise InputError(f"unknown .bwn encoding {mode!r}; valid: {', '.join(ENCODING_CHOICES)}")
+    user = _user_metadata(model, metadata)
+    tensors = []
+    for spec in model.arch.specs():
+        if spec.name in model.binary:
+            enc, payload = _choose_bits(model.binary[spec.name].signs, mode)
+            tensors.append((spec.name, "b1", spec.shape, enc, payload))
+        else:
+            arr = np.asarray(model.floats[spec.name])
+            dtype = _DTYPES.get(arr.dtype.newbyteorder("="))
+            if dtype is None:
+                raise InputError(f"tensor {spec.name!r} has dtype {arr.dtype}, which .bwn can't hold; expected one of "
+                                 f"{', '.join(str(d) for d in _DTYPES)}")
+            enc, payload = _choose_float(arr, dtype, mode)
+            tensors.append((spec.name, dtype, tuple(arr.shape), enc, payload))
+    return box.build(_metadata(model, user), tensors)
 
 
-def read(path: str | Path, **options: object) -> Model:
-    raise InputError(".bwn reading is not available yet")
+def _choose_bits(signs: np.ndarray, mode: str) -> tuple[str, bytes]:
+    options = {"packed": codec.encode_packed(signs)}
+    beat = len(options["packed"]) if mode == "best" else None  # 'best' skips codings that can't win
+    if mode in ("best", "rans"):
+        options["rans"] = codec.encode_kernels(signs, refs=False, beat=beat)
+    if mode in ("best", "rans-ref"):
+        options["rans-ref"] = codec.encode_kernels(signs, refs=True, beat=beat)
+    if mode != "best" and options.get(mode) is not None:
+        return mode, options[mode]
+    return min(((k, v) for k, v in options.items() if v is not None), key=lambda kv: len(kv[1]))
+
+
+def _choose_float(arr: np.ndarray, dtype: str, mode: str) -> tuple[str, bytes]:
+    raw = np.ascontiguousarray(arr).astype(box.NUMPY[dtype], copy=False).tobytes()
+    if dtype == "f32" and mode != "packed" and arr.size:
+        coded = codec.encode_f32(arr)
+        if len(coded) < len(raw):
+            return "f32-rans", coded
+    return "raw", raw
+
+
+def _user_metadata(model: Model, metadata: dict[str, str] | None) -> dict[str, str]:
+    user = {k[5:]: v for k, v in model.metadata.items() if k.startswith("user.")}
+    for k, v in (metadata or {}).items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise InputError(f"user metadata must map strings to strings, got {k!r}: {v!r}")
+        user[k] = v
+    return user
+
+
+def _metadata(model: Model, user: dict[str, str]) -> dict[str, object]:
+    a = model.arch
+    return {
+        "model": "WRN_McDonnell",
+        "architecture": {"name": a.name, "depth": a.depth, "width": int(a.width) if a.width.is_integer() else a.width,
+                         "widths": list(a.widths),
+                         "num_classes": a.num_classes},
+        "binarized": model.binarized,
+        "binary_scale": "sqrt(2 / (in_channels * kh * kw))",
+        "normalization": {"input": "pixel / 255", "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)},
+        "source": {"format": model.source.format, "sha256": model.source.sha256, "bytes": model.source.size},
+        "zero_weights": model.zero_weights,
+        "binexport_version": __version__,
+        "user": user,
+    }
+
+
+def read(path: str | Path, verify_checksums: bool = True) -> Model:
+    """A Model from a ``.bwn`` file; raw tensors stay memory-mapped. Tensor CRCs are checked unless told not to."""
+    c = box.Container.open(path)
+    p = c.path
+    if verify_checksums:
+        bad = [e.name for e in c.entries if not c.check_crc(e)]
+        if bad:
+            raise FormatError(f"{p}: checksum mismatch in tensor(s) {', '.join(bad[:3])} (field 'crc32'); "
+                              "the file is corrupt")
+    arch = _check_metadata(c)
+    floats: dict[str, np.ndarray] = {}
+    bits: dict[str, np.ndarray] = {}
+    pending: list[tuple[str, codec.Pending]] = []
+    for e in c.entries:
+        what = f"{p}: tensor {e.name!r}"
+        buf = c.payload(e)
+        if e.encoding == "raw":
+            floats[e.name] = box.to_array(c, e)
+        elif e.encoding == "packed":
+            bits[e.name] = codec.decode_packed(buf, e.shape, what)
+        elif e.encoding == "f32-rans":
+            pending.append((e.name, codec.parse_f32(buf, e.shape, what)))
+        else:
+            pending.append((e.name, codec.parse_kernels(buf, e.shape, e.encoding == "rans-ref", what)))
+    rans.decode_jobs([j for _, pend in pending for j in pend.jobs])
+    for e_name, pend in pending:
+        arr = pend.finish()
+        (bits if arr.dtype == bool else floats)[e_name] = arr
+    meta = c.metadata
+    binarized = meta["binarized"]
+    if bool(bits) != binarized:
+        raise FormatError(f"{p}: metadata says binarized={binarized} but the file has "
+                          f"{len(bits)} 1-bit tensors (field 'binarized')")
+    user = meta.get("user", {})
+    try:
+        model = Model(arch, binarized, floats, {k: BinaryWeight(v) for k, v in bits.items()}, meta["zero_weights"],
+                      Source("bwn", str(p), int(c.data.size), "", _breakdown(c, arch)),
+                      {"binarized_from": "bwn header", **{f"user.{k}": v for k, v in user.items()}})
+    except InputError as e:
+        raise FormatError(f"{p}: the tensors don't form a valid model: {e}") from None
+    return model
+
+
+def _check_metadata(c: box.Container) -> Arch:
+    """The architecture the metadata names, which MUST be the one the tensors form."""
+    p, meta = c.path, c.metadata
+    a = meta.get("architecture")
+    if not isinstance(a, dict) or not all(type(a.get(k)) is int for k in ("depth", "num_classes")) \
+            or not isinstance(a.get("widths"), list) or len(a["widths"]) != 3 \
+            or not all(type(w) is int for w in a["widths"]):
+        raise FormatError(f"{p}: metadata 'architecture' must give integer depth, num_classes and three widths "
+                          "(field 'metadata.architecture')")
+    if not _int(meta.get("zero_weights")):
+        raise FormatError(f"{p}: metadata 'zero_weights' must be an integer >= 0 (field 'metadata.zero_weights')")
+    if type(meta.get("binarized")) is not bool:
+        raise FormatError(f"{p}: metadata 'binarized' must be true or false (field 'metadata.binarized')")
+    user = meta.get("user", {})
+    if not isinstance(user, dict) or not all(isinstance(v, str) for v in user.values()):
+        raise FormatError(f"{p}: metadata 'user' must map strings to strings (field 'metadata.user')")
+    try:
+        arch = Arch.infer({e.name: e.shape for e in c.entries})
+    except InputError as e:
+        raise FormatError(f"{p}: {e}") from None
+    said = (a["depth"], tuple(a["widths"]), a["num_classes"])
+    if said != (arch.depth, arch.widths, arch.num_classes):
+        raise FormatError(f"{p}: metadata says depth {said[0]}, widths {list(said[1])}, {said[2]} classes, but the "
+                          f"tensors form a {arch.name} with widths {list(arch.widths)} and {arch.num_classes} classes "
+                          "(field 'metadata.architecture')")
+    kinds = {s.name: s.kind for s in arch.specs()}
+    wrong = [e.name for e in c.entries if e.dtype == "b1" and kinds[e.name] != "binary"]
+    if wrong:
+        raise FormatError(f"{p}: only block convs may be 1-bit, found b1 {', '.join(wrong[:3])} (field 'dtype')")
+    return arch
+
+
+def _int(v: object) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _breakdown(c: box.Container, arch: Arch) -> dict[str, int]:
+    kinds = {s.name: s.kind for s in arch.specs()}
+    out = {"header": 32 + c.header_length, "binarised weights": 0, "float weights": 0, "BN statistics": 0}
+    for e in c.entries:
+        key = "binarised weights" if e.dtype == "b1" else "BN statistics" if kinds[e.name] == "bn" else "float weights"
+        out[key] += e.length
+    out["padding"] = int(c.data.size) - sum(out.values())
+    return out
+
+
+def describe(path: str | Path, verify_checksums: bool = True) -> dict[str, object]:
+    """Header fields, the tensor table with encodings and sizes, and each checksum's status (for inspect)."""
+    c = box.Container.open(path)
+    rows, by_enc = [], {}
+    for e in c.entries:
+        plain = (e.count + 7) // 8 if e.dtype == "b1" else e.count * box.ITEMSIZE[e.dtype]
+        status = ("ok" if c.check_crc(e) else "MISMATCH") if verify_checksums else "not checked"
+        rows.append({"name": e.name, "dtype": e.dtype, "shape": "x".join(map(str, e.shape)) or "scalar",
+                     "encoding": e.encoding, "bytes": e.length, "vs plain": f"{e.length / plain:.3f}" if plain else "-",
+                     "checksum": status})
+        by_enc[e.encoding] = by_enc.get(e.encoding, 0) + e.length
+    bad = sum(r["checksum"] == "MISMATCH" for r in rows)
+    meta = c.metadata
+    src, norm = meta.get("source") or {}, meta.get("normalization") or {}
+    return {
+        "format": f".bwn version {box.VERSION}, alignment {c.alignment}, header {32 + c.header_length:,} B",
+        "checksums": f"header ok; {len(rows) - bad}/{len(rows)} tensors ok" if verify_checksums
+        else "header ok; tensors not checked",
+        "source": f"{src.get('format')}, {src.get('bytes'):,} B, sha256 {src.get('sha256')}"
+        if isinstance(src.get("bytes"), int) else "unknown",
+        "written by": f"binexport {meta.get('binexport_version', '?')}",
+        "normalization": f"({norm.get('input')} - mean) / std, mean {_floats(norm.get('mean'))}, "
+                         f"std {_floats(norm.get('std'))}" if norm else "not given",
+        "user metadata": meta.get("user") or "none",
+        "bytes by encoding": by_enc,
+        "tensors": rows,
+    }
+
+
+def _floats(v: object) -> str:
+    return " ".join(f"{x:.4f}" for x in v) if isinstance(v, list) and all(type(x) is float for x in v) else str(v)

@@ -1,0 +1,236 @@
+"""The ``.bwn`` container: preamble, JSON header, tensor table, alignment, checksums (FORMAT.md sections 1-7, 10).
+
+It knows nothing of models or encodings' insides: ``build`` lays out payloads
+the writer made, ``Container.open`` memory-maps a file and checks every
+offset, length, padding byte and the header checksum before anything is
+decoded. Every violation is a FormatError that names the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from binexport._fileio import check_input
+from binexport.errors import FormatError
+
+MAGIC = b"\x89BWN\r\n\x1a\n"
+VERSION = 1
+ALIGNMENT = 64
+MAX_HEADER = 1 << 24
+MAX_DEPTH = 64
+_PREAMBLE = struct.Struct("<8sIIQII")
+ITEMSIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8}
+NUMPY = {"f16": "<f2", "f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8"}
+ENCODINGS = {"raw": set(ITEMSIZE), "packed": {"b1"}, "rans": {"b1"}, "rans-ref": {"b1"}, "f32-rans": {"f32"}}
+_KEYS = ("name", "dtype", "shape", "encoding", "offset", "length", "crc32")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the tensor table, checked against the file."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    encoding: str
+    offset: int
+    length: int
+    crc32: int
+
+    @property
+    def count(self) -> int:
+        return math.prod(self.shape)
+
+
+def _align(x: int, a: int) -> int:
+    return -(-x // a) * a
+
+
+def build(metadata: dict[str, object], tensors: list[tuple[str, str, tuple[int, ...], str, bytes]]) -> bytes:
+    """The file bytes for (name, dtype, shape, encoding, payload) in order; offsets depend on the header length."""
+    offsets = [0] * len(tensors)
+    for _ in range(8):  # offsets are written in the header, whose length moves them: iterate to a fixed point
+        table = [{"name": n, "dtype": d, "shape": list(s), "encoding": e, "offset": o, "length": len(p),
+                  "crc32": zlib.crc32(p)} for (n, d, s, e, p), o in zip(tensors, offsets)]
+        header = json.dumps({"metadata": metadata, "tensors": table}, separators=(",", ":"),
+                            ensure_ascii=False, allow_nan=False).encode("utf-8")
+        pos, new = _align(32 + len(header), ALIGNMENT), []
+        for _, _, _, _, p in tensors:
+            new.append(pos)
+            pos = _align(pos + len(p), ALIGNMENT)
+        if new == offsets:
+            break
+        offsets = new
+    pre = _PREAMBLE.pack(MAGIC, VERSION, 0, len(header), ALIGNMENT, 0)[:28]
+    out = bytearray(pre + struct.pack("<I", zlib.crc32(header, zlib.crc32(pre))) + header)
+    for (_, _, _, _, p), o in zip(tensors, offsets):
+        out += bytes(o - len(out)) + p
+    return bytes(out)
+
+
+class Container:
+    """A memory-mapped, structurally checked ``.bwn`` file: its metadata and tensor entries."""
+
+    def __init__(self, path: Path, data: np.ndarray, metadata: dict[str, object], entries: list[Entry],
+                 header_length: int, alignment: int) -> None:
+        self.path, self.data, self.metadata, self.entries = path, data, metadata, entries
+        self.header_length, self.alignment = header_length, alignment
+
+    @classmethod
+    def open(cls, path: str | Path) -> Container:
+        p = check_input(path)
+        size = p.stat().st_size
+        if size < 32:
+            raise FormatError(f"{p}: {size} bytes, shorter than the 32-byte .bwn preamble; the file is truncated")
+        with open(p, "rb") as f:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)  # zero-copy, writable arrays, private writes
+        data = np.frombuffer(mm, dtype=np.uint8)
+        magic, version, flags, hlen, align, hcrc = _PREAMBLE.unpack_from(mm, 0)
+        if magic != MAGIC:
+            raise FormatError(f"{p}: not a .bwn file (magic {magic!r}, expected {MAGIC!r})")
+        if version != VERSION:
+            newer = " by a newer binexport; upgrade binexport to read it" if version > VERSION else ""
+            raise FormatError(f"{p}: .bwn format version {version} (field 'version'); this binexport reads "
+                              f"version {VERSION} only{newer}")
+        if flags != 0:
+            raise FormatError(f"{p}: flags is {flags:#x}, expected 0 (field 'flags'); the file is corrupt or newer")
+        if not 2 <= hlen <= MAX_HEADER or 32 + hlen > size:
+            raise FormatError(f"{p}: header_length is {hlen}, expected 2..{MAX_HEADER} and within the "
+                              f"{size}-byte file (field 'header_length')")
+        if align & (align - 1) or not 64 <= align <= 65536:
+            raise FormatError(f"{p}: alignment is {align}, expected a power of two in 64..65536 (field 'alignment')")
+        header = mm[32:32 + hlen]
+        if zlib.crc32(header, zlib.crc32(mm[:28])) != hcrc:
+            raise FormatError(f"{p}: header checksum mismatch (field 'header_crc32'); the file is corrupt")
+        doc = _parse_json(header, p)
+        metadata, raw_entries = doc["metadata"], doc["tensors"]
+        entries = [_entry(e, k, p) for k, e in enumerate(raw_entries)]
+        _check_layout(p, data, entries, hlen, align, size)
+        return cls(p, data, metadata, entries, hlen, align)
+
+    def payload(self, e: Entry) -> np.ndarray:
+        """The payload's bytes, a view into the mapping (no copy)."""
+        return self.data[e.offset:e.offset + e.length]
+
+    def check_crc(self, e: Entry) -> bool:
+        return zlib.crc32(self.payload(e)) == e.crc32
+
+
+def _parse_json(header: bytes, p: Path) -> dict[str, object]:
+    def no_dupes(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        d = dict(pairs)
+        if len(d) != len(pairs):
+            raise FormatError(f"{p}: the JSON header repeats a key in one object (field 'header')")
+        return d
+
+    def no_constants(name: str) -> object:
+        raise FormatError(f"{p}: the JSON header holds {name}, which strict JSON does not allow (field 'header')")
+
+    try:
+        text = header.decode("utf-8")
+        doc = json.loads(text, object_pairs_hook=no_dupes, parse_constant=no_constants)
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{p}: the header is not valid UTF-8 at byte {32 + e.start} (field 'header')") from None
+    except RecursionError:
+        raise FormatError(f"{p}: the JSON header nests deeper than {MAX_DEPTH} levels (field 'header')") from None
+    except ValueError as e:
+        raise FormatError(f"{p}: the header is not valid JSON: {e} (field 'header')") from None
+    if text.startswith("\ufeff"):
+        raise FormatError(f"{p}: the header starts with a byte-order mark (field 'header')")
+    if _depth(doc) > MAX_DEPTH:
+        raise FormatError(f"{p}: the JSON header nests deeper than {MAX_DEPTH} levels (field 'header')")
+    if not isinstance(doc, dict) or set(doc) != {"metadata", "tensors"}:
+        found = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
+        raise FormatError(f"{p}: the header must be an object with keys 'metadata' and 'tensors', found {found}")
+    if not isinstance(doc["metadata"], dict) or not isinstance(doc["tensors"], list):
+        raise FormatError(f"{p}: 'metadata' must be an object and 'tensors' an array (field 'header')")
+    return doc
+
+
+def _depth(obj: object) -> int:
+    depth, level = 0, [obj]
+    while level and depth <= MAX_DEPTH:
+        depth += 1
+        level = [v for o in level if isinstance(o, (dict, list)) for v in (o.values() if isinstance(o, dict) else o)]
+        level = [v for v in level if isinstance(v, (dict, list))]
+    return depth
+
+
+def _int(v: object, lo: int, hi: int) -> bool:
+    return type(v) is int and lo <= v <= hi
+
+
+def _entry(e: object, k: int, p: Path) -> Entry:
+    where = f"{p}: tensor #{k}"
+    if not isinstance(e, dict) or set(e) != set(_KEYS):
+        found = sorted(e) if isinstance(e, dict) else type(e).__name__
+        raise FormatError(f"{where}: expected an object with keys {', '.join(_KEYS)}, found {found}")
+    name = e["name"]
+    if not isinstance(name, str) or not 1 <= len(name.encode("utf-8", "surrogatepass")) <= 256:
+        raise FormatError(f"{where}: 'name' must be a string of 1 to 256 UTF-8 bytes (field 'name')")
+    where = f"{p}: tensor {name!r}"
+    dtype, enc, shape = e["dtype"], e["encoding"], e["shape"]
+    if not isinstance(dtype, str) or dtype not in (*ITEMSIZE, "b1"):
+        raise FormatError(f"{where}: dtype {dtype!r} is unknown; expected one of {', '.join([*ITEMSIZE, 'b1'])} "
+                          "(field 'dtype')")
+    if not isinstance(enc, str) or enc not in ENCODINGS:
+        raise FormatError(f"{where}: encoding {enc!r} is unknown; expected one of {', '.join(ENCODINGS)} "
+                          "(field 'encoding'); the file may need a newer binexport")
+    if dtype not in ENCODINGS[enc]:
+        raise FormatError(f"{where}: encoding {enc!r} can't hold dtype {dtype!r} (field 'encoding')")
+    if not isinstance(shape, list) or len(shape) > 8 or not all(_int(d, 0, 2**31 - 1) for d in shape):
+        raise FormatError(f"{where}: 'shape' must be 0 to 8 integers in 0..2^31-1, found {shape!r} (field 'shape')")
+    for key, hi in (("offset", 2**64 - 1), ("length", 2**64 - 1), ("crc32", 2**32 - 1)):
+        if not _int(e[key], 0, hi):
+            raise FormatError(f"{where}: {key!r} must be an integer in 0..{hi}, found {e[key]!r} (field {key!r})")
+    return Entry(name, dtype, tuple(shape), enc, e["offset"], e["length"], e["crc32"])
+
+
+def _check_layout(p: Path, data: np.ndarray, entries: list[Entry], hlen: int, align: int, size: int) -> None:
+    names: set[str] = set()
+    pad_from, pos = 32 + hlen, _align(32 + hlen, align)
+    for e in entries:
+        if e.name in names:
+            raise FormatError(f"{p}: tensor name {e.name!r} appears twice (field 'name')")
+        names.add(e.name)
+        if e.offset != pos:
+            raise FormatError(f"{p}: tensor {e.name!r} has offset {e.offset}, expected {pos} (field 'offset'): "
+                              "payloads follow each other in table order, each aligned, with no holes or overlaps")
+        if e.length > size - e.offset:
+            raise FormatError(f"{p}: tensor {e.name!r} needs bytes {e.offset}..{e.offset + e.length} of a "
+                              f"{size}-byte file (field 'length'); the file is truncated")
+        _check_zero(p, data, pad_from, e.offset)
+        _check_length(p, e)
+        pad_from, pos = e.offset + e.length, _align(e.offset + e.length, align)
+    end = pad_from if entries else 32 + hlen
+    if size != end:
+        raise FormatError(f"{p}: the file is {size} bytes but its tensors end at byte {end}; "
+                          f"{'trailing bytes' if size > end else 'the file is truncated'} (file length)")
+
+
+def _check_zero(p: Path, data: np.ndarray, start: int, end: int) -> None:
+    if end > start and data[start:end].any():
+        raise FormatError(f"{p}: padding bytes {start}..{end} are not zero (padding)")
+
+
+def _check_length(p: Path, e: Entry) -> None:
+    """Lengths the encoding fixes exactly; coded encodings are bounded by their count limits."""
+    if e.encoding == "raw" and e.length != e.count * ITEMSIZE[e.dtype]:
+        raise FormatError(f"{p}: tensor {e.name!r} is raw {e.dtype} {list(e.shape)}: {e.count * ITEMSIZE[e.dtype]} "
+                          f"bytes expected, length says {e.length} (field 'length')")
+    if e.encoding == "packed" and e.length != (e.count + 7) // 8:
+        raise FormatError(f"{p}: tensor {e.name!r} is packed b1 {list(e.shape)}: {(e.count + 7) // 8} bytes "
+                          f"expected, length says {e.length} (field 'length')")
+
+
+def to_array(c: Container, e: Entry) -> np.ndarray:
+    """A raw tensor as a zero-copy view of the mapping."""
+    return c.payload(e).view(NUMPY[e.dtype]).reshape(e.shape)
