@@ -1,23 +1,243 @@
-"""ONNX export (placeholder until the ONNX issue lands: the helper replaces this module)."""
+"""ONNX graphs built straight from the in-memory model with ``onnx.helper``: no torch, no custom ops.
+
+Building the graph by hand (instead of ``torch.onnx``) keeps each block conv's
+weight a graph input of its own Conv: the torch exporters fold the BatchNorm
+that follows a conv into its weight, after which a binarised weight is no
+longer +-scale and can't be stored as bits. ``weights="packed"`` keeps every
+binarised conv at one bit per weight: the sign bits of the flattened
+(out, in, 3, 3) weight are ``np.packbits``-ed into a uint8 initializer and one
+Gather from a shared (256, 8) table of +-scale turns each byte into 8 weights.
+ONNX Runtime constant-folds that at session start; see docs/BENCHMARKS.md for
+why this design beat a BitShift chain and a 9-bit kernel lookup table.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any, Callable
 
+import numpy as np
+
+from binexport import __version__
 from binexport.errors import InputError
-from binexport.model import Model
+from binexport.model import CIFAR_MEAN, CIFAR_STD, BinaryWeight, Model
 
 NAME = "onnx"
 SUFFIXES = (".onnx",)
+WEIGHTS = ("packed", "float32", "float16")
+MIN_OPSET = 13
+DEFAULT_OPSET = 18
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+# ModelProto fields in the order SerializeToString writes them: ir_version (field 1, varint) comes
+# first, followed by producer_name/version, domain, model_version, doc_string, graph or opset_import.
+_SECOND_TAGS = {0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72}
 
 
 def sniff(head: bytes) -> bool:
-    return False
-
-
-def write(model: Model, **options: object) -> bytes:
-    raise InputError("ONNX export is not available yet")
+    """A serialized ModelProto: tag 0x08, a small ir_version, then another top-level field tag."""
+    return len(head) >= 3 and head[0] == 0x08 and 3 <= head[1] <= 30 and head[2] in _SECOND_TAGS
 
 
 def read(path: str | Path, **options: object) -> Model:
-    raise InputError("ONNX files are export targets; binexport does not read them back into a model")
+    raise InputError(f"{path}: is an ONNX file; binexport exports ONNX but does not read it back into a model. "
+                     "Give the checkpoint it came from, or check the ONNX file with 'binexport verify'")
+
+
+def write(model: Model, **options: Any) -> bytes:
+    """The serialized ONNX model; options as ``build_model``."""
+    unknown = sorted(set(options) - _OPTIONS)
+    if unknown:
+        raise InputError(f"the 'onnx' format has no option {', '.join(unknown)}; valid: {', '.join(sorted(_OPTIONS))}")
+    return build_model(model, **options).SerializeToString()
+
+
+_OPTIONS = {"weights", "opset", "batch", "normalize_inside", "source_sha256"}
+
+
+def default_weights(model: Model) -> str:
+    return "packed" if model.binarized else "float32"
+
+
+def input_kind(weights: str, normalize_inside: bool) -> str:
+    """The ``binexport.input`` metadata value: what the graph input holds."""
+    if normalize_inside:
+        return "uint8-nhwc"
+    return "float16-nchw-normalized" if weights == "float16" else "float32-nchw-normalized"
+
+
+def check_options(model: Model, weights: str | None = None, opset: int = DEFAULT_OPSET,
+                  batch: str | int = "dynamic") -> tuple[str, int, str | int]:
+    """Resolved (weights, opset, batch), or an InputError that says which values are valid."""
+    weights = weights or default_weights(model)
+    if weights not in WEIGHTS:
+        raise InputError(f"unknown weight encoding {weights!r}; valid: {', '.join(WEIGHTS)}")
+    if weights == "packed" and not model.binarized:
+        raise InputError(f"{model.arch.name} is a full-precision model: its block convs are not sign bits, so "
+                         "'packed' would change its outputs; export it with --weights float32 or float16")
+    import onnx
+
+    top = onnx.defs.onnx_opset_version()
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= top:
+        raise InputError(f"opset {opset!r} is not supported; use {MIN_OPSET}..{top} (default {DEFAULT_OPSET})")
+    if batch != "dynamic":
+        try:
+            batch = int(batch)
+        except (TypeError, ValueError):
+            raise InputError(f"batch must be 'dynamic' or a positive integer, got {batch!r}") from None
+        if batch < 1:
+            raise InputError(f"batch must be 'dynamic' or a positive integer, got {batch}")
+    return weights, opset, batch
+
+
+# A packer adds the nodes that produce one binarised weight (as +-scale, dtype) and returns its name.
+Packer = Callable[["_Graph", str, BinaryWeight, Any], str]
+
+
+def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic",
+                normalize_inside: bool = False, source_sha256: str | None = None,
+                _packer: Packer | None = None) -> Any:
+    """The ModelProto of ``WRN_McDonnell`` per the SPEC, input and logits as the metadata says.
+
+    float16 stores weights and computes in half precision: float16 NCHW in, float16 logits out
+    (uint8 NHWC in with ``normalize_inside``). float32 and packed take float32 and give float32.
+    """
+    import onnx
+    from onnx import helper
+
+    weights, opset, batch = check_options(model, weights, opset, batch)
+    dtype = np.float16 if weights == "float16" else np.float32
+    g = _Graph(dtype)
+    packer = _packer or pack_lut8
+    n = "N" if batch == "dynamic" else batch
+    elem = onnx.TensorProto.FLOAT16 if weights == "float16" else onnx.TensorProto.FLOAT
+    if normalize_inside:
+        inp = helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.UINT8, [n, 32, 32, 3])
+        h = _normalize(g, INPUT_NAME)
+    else:
+        inp = helper.make_tensor_value_info(INPUT_NAME, elem, [n, 3, 32, 32])
+        h = INPUT_NAME
+
+    def weight(name: str) -> str:
+        if weights == "packed":
+            return packer(g, name, model.binary[name], dtype)
+        return g.const(name, model.dense(name).astype(dtype))
+
+    arch = model.arch
+    h = g.node("Conv", [h, g.const("conv0", model.dense("conv0").astype(dtype))], pads=[1, 1, 1, 1])
+    for gi, width in enumerate(arch.widths):
+        for b in range(arch.blocks_per_group):
+            p = f"group{gi}.block{b}."
+            stride = 2 if (gi > 0 and b == 0) else 1
+            t = g.node("Conv", [_bn(g, model, h, p + "bn0", relu=True), weight(p + "conv0")], pads=[1, 1, 1, 1],
+                       strides=[stride, stride])
+            t = g.node("Conv", [_bn(g, model, t, p + "bn1", relu=True), weight(p + "conv1")], pads=[1, 1, 1, 1])
+            if stride == 2:  # avg_pool2d(3, 2, 1), count_include_pad, then zero channels: cat([d, 0]) + t
+                d = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                           count_include_pad=1)
+                pads = g.const(p + "pad", np.array([0, 0, 0, 0, 0, width - width // 2, 0, 0], np.int64))
+                h = g.node("Pad", [d, pads])
+            h = g.node("Add", [h, t])
+    h = _bn(g, model, h, "bn", relu=True)
+    h = g.node("Conv", [h, g.const("conv_last", model.dense("conv_last").astype(dtype))])
+    h = _bn(g, model, h, "bn_last", relu=False)
+    h = g.node("GlobalAveragePool", [h])
+    g.node("Flatten", [h], axis=1, out=OUTPUT_NAME)
+    out_elem = onnx.TensorProto.FLOAT16 if weights == "float16" else onnx.TensorProto.FLOAT
+    out = helper.make_tensor_value_info(OUTPUT_NAME, out_elem, [n, arch.num_classes])
+    graph = helper.make_graph(g.nodes, arch.name.replace("-", "_"), [inp], [out], g.initializers)
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="binexport", producer_version=__version__,
+                              ir_version=helper.find_min_ir_version_for(opsets))
+    proto.doc_string = f"{arch.name}, {arch.num_classes} classes ({'1-bit' if model.binarized else 'full precision'})"
+    sha = source_sha256 if source_sha256 is not None else model.source.sha256
+    meta = {"binexport.architecture": arch.name, "binexport.num_classes": str(arch.num_classes),
+            "binexport.normalization": json.dumps({"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}),
+            "binexport.weights": weights, "binexport.input": input_kind(weights, normalize_inside),
+            "binexport.source_sha256": sha, "binexport.version": __version__}
+    helper.set_model_props(proto, meta)
+    return proto
+
+
+class _Graph:
+    """Nodes and initializers with unique names; constants of the same bytes are stored once."""
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = dtype
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._shared: dict[tuple[str, bytes], str] = {}
+        self._count = 0
+
+    def const(self, name: str, arr: np.ndarray, share: bool = False) -> str:
+        from onnx import numpy_helper
+
+        arr = np.ascontiguousarray(arr)
+        key = (f"{arr.dtype}{arr.shape}", arr.tobytes()) if share else None
+        if key is not None and key in self._shared:
+            return self._shared[key]
+        self.initializers.append(numpy_helper.from_array(arr, name))
+        if key is not None:
+            self._shared[key] = name
+        return name
+
+    def node(self, op: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
+        from onnx import helper
+
+        self._count += 1
+        out = out or f"{op.lower()}_{self._count}"
+        self.nodes.append(helper.make_node(op, inputs, [out], name=f"{op}_{self._count}", **attrs))
+        return out
+
+
+def _bn(g: _Graph, model: Model, x: str, name: str, relu: bool) -> str:
+    """Inference BatchNorm (eps 1e-5): scale 1, bias 0 where the SPEC's BN has affine=False."""
+    mean = model.floats[name + ".running_mean"].astype(g.dtype)
+    c = mean.shape[0]
+    if name + ".weight" in model.floats:
+        scale = g.const(name + ".weight", model.floats[name + ".weight"].astype(g.dtype))
+        bias = g.const(name + ".bias", model.floats[name + ".bias"].astype(g.dtype))
+    else:
+        scale = g.const(f"ones_{c}", np.ones(c, g.dtype), share=True)
+        bias = g.const(f"zeros_{c}", np.zeros(c, g.dtype), share=True)
+    y = g.node("BatchNormalization", [x, scale, bias, g.const(name + ".running_mean", mean),
+                                      g.const(name + ".running_var",
+                                              model.floats[name + ".running_var"].astype(g.dtype))],
+               epsilon=1e-5)
+    return g.node("Relu", [y]) if relu else y
+
+
+def _normalize(g: _Graph, x: str) -> str:
+    """uint8 NHWC pixels -> normalised NCHW, in the same float32 steps as ``images.normalize``."""
+    h = g.node("Cast", [x], to=1)  # FLOAT
+    h = g.node("Div", [h, g.const("pixel_max", np.array(255.0, np.float32))])
+    h = g.node("Sub", [h, g.const("cifar_mean", np.asarray(CIFAR_MEAN, np.float32).reshape(1, 1, 1, 3))])
+    h = g.node("Div", [h, g.const("cifar_std", np.asarray(CIFAR_STD, np.float32).reshape(1, 1, 1, 3))])
+    h = g.node("Transpose", [h], perm=[0, 3, 1, 2])
+    if g.dtype == np.float16:
+        h = g.node("Cast", [h], to=10)  # FLOAT16
+    return h
+
+
+def sign_table(bits: int, scale: float, dtype: Any) -> np.ndarray:
+    """(2**bits, bits) of +-scale: row i holds i's bits, most significant first (np.packbits order)."""
+    s = np.asarray(scale, dtype=dtype)
+    codes = np.arange(2 ** bits)[:, None] >> np.arange(bits - 1, -1, -1)[None, :] & 1
+    return np.where(codes.astype(bool), s, -s).astype(dtype)
+
+
+def pack_lut8(g: _Graph, name: str, bw: BinaryWeight, dtype: Any) -> str:
+    """uint8 packbits of the flattened signs -> Cast -> Gather(256 x 8 table) -> [Slice] -> Reshape."""
+    n = bw.signs.size
+    packed = np.packbits(bw.signs.reshape(-1))
+    table = g.const(f"sign_table_{bw.scale!r}", sign_table(8, bw.scale, dtype), share=True)
+    idx = g.node("Cast", [g.const(name, packed)], to=6)  # INT32: Gather takes int32/int64 indices
+    w = g.node("Gather", [table, idx])
+    if packed.size * 8 != n:  # the last byte is zero-padded
+        flat = g.node("Reshape", [w, g.const("shape_flat", np.array([-1], np.int64), share=True)])
+        w = g.node("Slice", [flat, g.const("zero_1d", np.array([0], np.int64), share=True),
+                             g.const(f"size_{n}", np.array([n], np.int64), share=True)])
+    return g.node("Reshape", [w, g.const(f"shape_{'x'.join(map(str, bw.shape))}", np.array(bw.shape, np.int64),
+                                         share=True)], out=name + ".weight")
