@@ -101,8 +101,20 @@ def _render_inspect(report: Any) -> None:
         else:
             t.add_row(fmt, str(n), "")
     con.print(t)
-    for key, value in report.details.items():
-        con.print(f"{key}: {value}")
+    for key, value in report.details.items():  # a format's own details: lists of rows become tables
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            t = Table(title=key)
+            for col in value[0]:
+                t.add_column(col, justify="right" if isinstance(value[0][col], (int, float)) else "left",
+                             overflow="fold")
+            for row in value:
+                t.add_row(*(f"{v:,}" if type(v) is int else str(v) for v in row.values()))
+            con.print(t)
+        elif isinstance(value, dict):
+            con.print(f"{key}: " + ", ".join(f"{k}={v:,}" if type(v) is int else f"{k}={v}"
+                                               for k, v in value.items()))
+        else:
+            con.print(f"{key}: {value}")
 
 
 @main.command()
@@ -110,17 +122,25 @@ def _render_inspect(report: Any) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: beside the input).")
 @click.option("--format", "fmt", default="packed", show_default=True,
               help="Output format: 'packed' (the published layout) or 'bwn'.")
-@click.option("--encoding", default=None, help="bwn only: how 1-bit tensors are stored (see docs/FORMAT.md).")
+@click.option("--encoding", default=None, help="bwn only: how 1-bit tensors are stored: best (default), packed "
+              "(every tensor memory-mappable), rans or rans-ref (see docs/FORMAT.md).")
+@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="bwn only: a user metadata entry (repeatable).")
 @_mode_option
 @click.option("--binarize-anyway", is_flag=True, help="Binarise a full-precision model (changes its outputs).")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, binarized: bool | None,
-         binarize_anyway: bool, force: bool, as_json: bool) -> None:
+def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: tuple[str, ...],
+         binarized: bool | None, binarize_anyway: bool, force: bool, as_json: bool) -> None:
     """Pack CKPT to one bit per binarised weight, then re-read and check every bit."""
     from binexport.api import pack as run
+    from binexport.errors import InputError
 
-    options = {"encoding": encoding} if encoding is not None else {}
+    options: dict[str, Any] = {"encoding": encoding} if encoding is not None else {}
+    if meta:
+        bad = [m for m in meta if "=" not in m or not m.split("=", 1)[0]]
+        if bad:
+            raise InputError(f"--meta {bad[0]!r}: expected KEY=VALUE, e.g. --meta dataset=CIFAR-100")
+        options["metadata"] = dict(m.split("=", 1) for m in meta)
     report = run(ckpt, output, format=fmt, binarized=binarized, binarize_anyway=binarize_anyway, force=force,
                  **options)
     if as_json:
@@ -167,9 +187,10 @@ def _batch(value: str) -> str | int:
 @click.argument("input_file", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .onnx file (default: beside INPUT).")
 @click.option("--weights", type=click.Choice(["packed", "float32", "float16"]), default=None,
-              help="packed: 1 bit per binarised weight, unpacked by standard ops at session start (default for "
-                   "1-bit models); float32 (default for full precision): float32 in, float32 logits out; "
-                   "float16: half-precision weights and compute for GPUs, float16 NCHW in, float16 logits out.")
+              help="packed (default for 1-bit models): 1 bit per binarised weight, turned into +-scale by "
+                   "standard ops when the session starts; float32 (default for full precision): plain weights. "
+                   "Both take float32 NCHW and give float32 logits. float16: half-precision weights and compute "
+                   "for GPUs; takes float16 NCHW and gives float16 logits.")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (13 or newer).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
 @click.option("--normalize-inside", is_flag=True,
@@ -189,6 +210,10 @@ def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: i
     if as_json:
         _echo_json(r.to_dict())
         return
+    _render_onnx(r)
+
+
+def _render_onnx(r: Any) -> None:
     from rich.table import Table
 
     v = r.validation
@@ -271,17 +296,18 @@ def _render_verify(r: Any) -> None:
     def diff(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.1e}"
 
-    t = Table(title=f"{r.data}: {r.num_images:,} images, {r.num_classes} classes, on {r.device}",
-              box=box.SIMPLE_HEAD)
-    t.add_column("file", overflow="fold", ratio=1)
-    for col in ("weights", "provider", "top-1", "top-5", "agree", "max |Δ|", "mean |Δ|", "img/s", "result"):
-        t.add_column(col, justify="left" if col in ("weights", "provider", "result") else "right", no_wrap=True)
+    what = Path(r.data_source).name if r.data == "images" else r.data
+    t = Table(title=f"{what}: {r.num_images:,} images, {r.num_classes} classes, on {r.device}", box=box.SIMPLE_HEAD,
+              pad_edge=False, collapse_padding=True)
+    t.add_column("file", overflow="fold", min_width=12)
+    for col in ("weights\nruntime", "top-1\n%", "top-5\n%", "agree\n%", "max\n|Δ|", "mean\n|Δ|",
+                "img/s", "result"):
+        t.add_column(col, justify="left" if col[0] in "wr" else "right", no_wrap=True)
     for row in [r.reference, *r.artifacts]:
-        result = "reference" if row.role == "reference" else ("[green]PASS[/green]" if row.passed
-                                                              else "[bold red]FAIL[/bold red]")
-        t.add_row(Path(row.path).name, row.weights, row.provider.replace("ExecutionProvider", ""),
-                  f"{row.top1:.2%}", f"{row.top5:.2%}", f"{row.agreement:.2%}", diff(row.max_abs_logit_diff),
-                  diff(row.mean_abs_logit_diff), f"{row.images_per_s:,.0f}", result,
+        result = "ref" if row.role == "reference" else ("[green]PASS[/green]" if row.passed else "[bold]FAIL[/bold]")
+        t.add_row(Path(row.path).name, f"{row.weights}\n{row.provider.replace('ExecutionProvider', '')}",
+                  f"{100 * row.top1:.2f}", f"{100 * row.top5:.2f}", f"{100 * row.agreement:.2f}",
+                  diff(row.max_abs_logit_diff), diff(row.mean_abs_logit_diff), f"{row.images_per_s:,.0f}", result,
                   style=None if row.passed else "red")
     con = _console()
     con.print(t)
@@ -294,15 +320,43 @@ def _render_verify(r: Any) -> None:
 
 @main.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
-              help="Use this checkpoint instead of making a synthetic one.")
+              help="Use this checkpoint (any layout binexport reads) instead of making a synthetic one.")
+@click.option("--images", type=click.Path(path_type=Path), default=None,
+              help="Verify on this folder of labelled 32x32 PNGs instead of synthetic CIFAR-100-layout images.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("binexport-demo"), show_default=True,
-              help="Folder for the demo's files.")
+              help="Folder for the demo's files (replaced files inside it only).")
 @click.option("--width", type=float, default=10, show_default=True, help="Width of the synthetic WRN-20.")
-def demo(checkpoint: Path | None, out_dir: Path, width: float) -> None:
-    """Run the whole job on a built-in default: make a WRN-20-10 training checkpoint, inspect, pack, export."""
+@click.option("--json", "as_json", is_flag=True, help="Print every step's report as one JSON document.")
+def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: float, as_json: bool) -> None:
+    """Run the whole job on a built-in default: inspect, pack, .bwn, ONNX and verify a WRN-20-10 checkpoint.
+
+    With no --checkpoint it writes a 204.5 MiB training checkpoint in the training code's exact layout
+    (random weights, log.txt saying it was binarised); nothing is downloaded.
+    """
     from binexport.demo import run_demo
 
-    run_demo(out_dir, checkpoint=checkpoint, width=width, console=_console(), render_pack=_render_pack)
+    renderers = {"inspect": _render_inspect, "pack": _render_pack, "pack-bwn": _render_pack,
+                 "to-onnx": _render_onnx, "verify": _render_verify}
+    con = _console()
+
+    def show(name: str, report: Any) -> None:
+        if not as_json:
+            con.rule(f"[bold]binexport {name}")
+            renderers[name](report)
+
+    if not as_json:
+        con.print(f"binexport demo: files go to [bold]{out_dir}[/bold]"
+                  + ("" if checkpoint else "; writing a synthetic WRN-20-10 training checkpoint first"))
+    report = run_demo(out_dir, checkpoint=checkpoint, width=width, images=images, on_step=show)
+    if as_json:
+        _echo_json(report.to_dict())
+    else:
+        con.rule()
+        con.print(f"checkpoint: {report.checkpoint}; verified on {report.data}")
+        if report.synthetic_checkpoint:
+            con.print("The checkpoint has random weights, so accuracy means nothing here; agreement and logit "
+                      "differences do. Try: binexport demo --checkpoint CKPT --images DIR")
+    report.steps["verify"].raise_for_failures()
 
 
 if __name__ == "__main__":  # pragma: no cover
