@@ -276,8 +276,10 @@ def _exact_cuda(dev: str) -> Iterator[None]:
 def _describe(a: _Artifact, dev: str) -> tuple[str, str, str, str, str, list[str]]:
     """(format, weights, runtime, provider, input, notes) of an artifact."""
     if a.model is not None:
-        return (a.model.source.format, _ENCODING.get(a.model.source.format, "float32"), "torch", f"torch:{dev}",
-                _NCHW, [])
+        weights = _ENCODING.get(a.model.source.format, "float32")
+        if weights == "float32" and a.model.binarized:
+            weights = "1-bit"  # latent float weights used as scale * sign, as at training time
+        return a.model.source.format, weights, "torch", f"torch:{dev}", _NCHW, []
     meta, notes = a.ort.metadata, []
     weights = meta.get("binexport.weights")
     if weights is None:

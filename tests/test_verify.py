@@ -128,7 +128,7 @@ def test_training_checkpoint_and_each_export_pass(make_run, tmp_path: Path) -> N
                   "--batch-size", 16, "--json", out)
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
-    assert rep["reference"]["format"] == "training-checkpoint" and rep["reference"]["weights"] == "float32"
+    assert rep["reference"]["format"] == "training-checkpoint" and rep["reference"]["weights"] == "1-bit"
     rows = {Path(a["path"]).name: a for a in rep["artifacts"]}
     assert rows["m.packed.pth.tar"]["runtime"] == "torch" and rows["m.packed.pth.tar"]["max_abs_logit_diff"] == 0.0
     for name, weights, inp in (("m.onnx", "packed", "float32-nchw-normalized"), ("mu8.onnx", "packed", "uint8-nhwc"),
