@@ -124,7 +124,7 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
     import onnx
 
     from binexport.images import normalize
-    from binexport.ort_runtime import open_session, resolve_device
+    from binexport.ort_runtime import open_session, ort_errors, resolve_device
     from binexport.torch_runtime import reference_logits
 
     timings = timings if timings is not None else {}
@@ -148,9 +148,7 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
     try:
         session = open_session(str(path), resolve_device(device))
         got = _run(session, feed, batch)
-    except InputError:
-        raise
-    except Exception as e:  # ONNX Runtime raises its own exception types for graphs it can't load or run
+    except ort_errors() as e:  # ONNX Runtime's own types, for graphs it can't load or run
         text = str(e).strip()
         if "opset" in text.lower() or "IR version" in text:
             import onnxruntime

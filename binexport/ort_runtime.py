@@ -114,12 +114,15 @@ def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> O
 
 
 def ort_errors() -> tuple[type[Exception], ...]:
-    """ONNX Runtime's own exception types (they derive from Exception only), for callers to translate."""
+    """ONNX Runtime's own exception types (they derive from Exception only), for callers to translate.
+
+    RuntimeError is included: some pybind errors (e.g. a shape mismatch at run time) surface as it.
+    """
     from onnxruntime.capi import onnxruntime_pybind11_state as state
 
     names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NoModel",
              "RuntimeException", "NotImplemented", "EPFail")
-    return tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type))
+    return (RuntimeError, *(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type)))
 
 
 def _free_cuda_bytes() -> int:

@@ -1,0 +1,147 @@
+"""Rendering of reports for the terminal: part of the CLI layer, with cli.py the only code that imports rich.
+
+Kept apart from ``cli.py`` so the command definitions stay short; every
+function takes a report dataclass and prints it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:,.2f} MiB ({n:,} B)"
+
+
+def render_inspect(report: Any) -> None:
+    from rich.table import Table
+
+    a = report.architecture
+    con = console()
+    con.print(f"[bold]{report.path}[/bold]: {report.format}, {mib(report.file_bytes)}")
+    con.print(f"architecture: {a['name']}, {a['num_classes']} classes, {a['mode']}"
+              + (f" (from {report.binarized_from})" if report.binarized_from not in ("", "unknown") else ""))
+    con.print(f"parameters: {report.binarised_params:,} binarised, {report.float_params:,} float"
+              + (f"; [yellow]{report.zero_weights:,} exact-zero weights mapped to +1[/yellow]"
+                 if report.zero_weights else ""))
+    t = Table(title="Where the bytes go")
+    t.add_column("part")
+    t.add_column("bytes", justify="right")
+    t.add_column("share", justify="right")
+    for part, n in report.breakdown.items():
+        t.add_row(part, f"{n:,}", f"{100 * n / max(report.file_bytes, 1):.1f} %")
+    con.print(t)
+    t = Table(title="Size as each output format")
+    t.add_column("format")
+    t.add_column("size", justify="right")
+    t.add_column("vs this file", justify="right")
+    for fmt, n in report.output_sizes.items():
+        if isinstance(n, int):
+            rel = (f"{report.file_bytes / n:.1f}x smaller" if n < report.file_bytes
+                   else f"{n / max(report.file_bytes, 1):.2f}x larger")
+            t.add_row(fmt, mib(n), rel)
+        else:
+            t.add_row(fmt, str(n), "")
+    con.print(t)
+    for key, value in report.details.items():  # a format's own details: lists of rows become tables
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            t = Table(title=key)
+            for col in value[0]:
+                t.add_column(col, justify="right" if isinstance(value[0][col], (int, float)) else "left",
+                             overflow="fold")
+            for row in value:
+                t.add_row(*(f"{v:,}" if type(v) is int else str(v) for v in row.values()))
+            con.print(t)
+        elif isinstance(value, dict):
+            con.print(f"{key}: " + ", ".join(f"{k}={v:,}" if type(v) is int else f"{k}={v}"
+                                               for k, v in value.items()))
+        else:
+            con.print(f"{key}: {value}")
+
+
+def render_pack(r: Any) -> None:
+    from rich.table import Table
+
+    con = console()
+    t = Table(title=f"{r.architecture}, {r.num_classes} classes -> {r.output_format}")
+    t.add_column("")
+    t.add_column("size", justify="right")
+    t.add_row(f"input ({r.input_format})", mib(r.input_bytes))
+    t.add_row("all weights as float32", mib(r.float32_bytes))
+    t.add_row(f"output ({r.output_format})", mib(r.output_bytes))
+    t.add_row("file to file", f"{r.file_ratio:.1f}x smaller")
+    t.add_row("float32 weights to output", f"{r.weights_ratio:.1f}x smaller")
+    con.print(t)
+    if r.input_format == "training-checkpoint":
+        con.print("The file-to-file ratio includes the optimizer state of the training checkpoint; "
+                  "the weights-to-weights ratio is the fair one.")
+    con.print(f"wrote [bold]{r.output}[/bold]; re-read it and checked {r.tensors_checked} tensors bit for bit "
+              f"({r.seconds:.2f} s)")
+    if r.binarized_anyway:
+        con.print("[yellow]warning: the model was full precision and was binarised (--binarize-anyway); "
+                  "its outputs changed[/yellow]")
+    if r.zero_weights:
+        con.print(f"[yellow]warning: {r.zero_weights:,} weights were exactly zero (sign 0 at training time) "
+                  "and are stored as +1[/yellow]")
+
+
+def render_onnx(r: Any) -> None:
+    from rich.table import Table
+
+    v = r.validation
+    t = Table(title=f"{r.architecture}, {r.num_classes} classes -> ONNX ({r.weights})")
+    t.add_column("")
+    t.add_column("", justify="right")
+    t.add_row(f"input ({r.input_format})", mib(r.input_bytes))
+    t.add_row("ONNX file", mib(r.output_bytes))
+    t.add_row("weights / opset / batch", f"{r.weights} / {r.opset} / {r.batch}")
+    t.add_row("graph input", r.input_kind)
+    t.add_row(f"max |logit diff| vs PyTorch ({v.provider})", f"{v.max_abs_diff:.3g} (limit {v.tolerance:g})")
+    t.add_row("top-1 agreement", f"{v.agreement:.1%} of {v.random_images + v.labelled_images} images")
+    if v.accuracy is not None:
+        t.add_row(f"accuracy on {v.labelled_images} labelled images",
+                  f"{v.accuracy:.1%} (reference {v.reference_accuracy:.1%})")
+    t.add_row("export time", f"{r.seconds:.2f} s")
+    console().print(t)
+    console().print(f"wrote [bold]{r.output}[/bold]; validated: [green]passed[/green]")
+
+
+def stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def render_verify(r: Any) -> None:
+    from rich import box
+    from rich.table import Table
+
+    def diff(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.1e}"
+
+    what = Path(r.data_source).name if r.data == "images" else r.data
+    t = Table(title=f"{what}: {r.num_images:,} images, {r.num_classes} classes, on {r.device}", box=box.SIMPLE_HEAD,
+              pad_edge=False, collapse_padding=True)
+    t.add_column("file", overflow="fold", min_width=12)
+    for col in ("weights\nruntime", "top-1\n%", "top-5\n%", "agree\n%", "max\n|Δ|", "mean\n|Δ|",
+                "img/s", "result"):
+        t.add_column(col, justify="left" if col[0] in "wr" else "right", no_wrap=True)
+    for row in [r.reference, *r.artifacts]:
+        result = "ref" if row.role == "reference" else ("[green]PASS[/green]" if row.passed else "[bold]FAIL[/bold]")
+        t.add_row(Path(row.path).name, f"{row.weights}\n{row.provider.replace('ExecutionProvider', '')}",
+                  f"{100 * row.top1:.2f}", f"{100 * row.top5:.2f}", f"{100 * row.agreement:.2f}",
+                  diff(row.max_abs_logit_diff), diff(row.mean_abs_logit_diff), f"{row.images_per_s:,.0f}", result,
+                  style=None if row.passed else "red")
+    con = console()
+    con.print(t)
+    for row in r.artifacts:
+        for note in row.notes:
+            con.print(f"note: {Path(row.path).name}: {note}")
+    con.print("[green]every artifact classifies like the reference[/green]" if r.passed else
+              f"[bold red]{len(r.failures)} problem(s); rows marked FAIL[/bold red]")

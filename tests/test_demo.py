@@ -1,0 +1,35 @@
+"""The demo runs every capability end to end on its built-in default, here at a small width."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from binexport.cli import main
+
+
+def test_demo_makes_checks_and_verifies_every_artifact(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    r = CliRunner().invoke(main, ["demo", "--out", str(out), "--width", "0.5", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["synthetic_checkpoint"] is True
+    assert set(report["steps"]) == {"inspect", "pack", "pack-bwn", "to-onnx", "verify"}
+    assert report["steps"]["inspect"]["architecture"]["name"] == "WRN-20-0.5"
+    assert report["steps"]["inspect"]["binarized_from"] == "log.txt"
+    for name in ("model.packed.pth.tar", "model.bwn", "model.onnx", "run/checkpoint.pth.tar", "run/log.txt"):
+        assert (out / name).is_file(), name
+    verify = report["steps"]["verify"]
+    assert verify["passed"] is True
+    assert [a["agreement"] for a in verify["artifacts"]] == [1.0, 1.0, 1.0]
+
+
+def test_demo_on_the_real_checkpoint_and_samples(realdata: Path, tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "d"), "--json", "--checkpoint",
+                                  str(realdata / "seed-checkpoint" / "wrn20-10-1bit-packed.pth.tar"),
+                                  "--images", str(realdata / "cifar100-samples")])
+    assert r.exit_code == 0, r.output
+    verify = json.loads(r.stdout)["steps"]["verify"]
+    assert [a["top1_correct"] for a in [verify["reference"], *verify["artifacts"]]] == [16, 16, 16, 16]
