@@ -108,8 +108,9 @@ def render_onnx(r: Any) -> None:
         t.add_row(f"accuracy on {v.labelled_images} labelled images",
                   f"{v.accuracy:.1%} (reference {v.reference_accuracy:.1%})")
     t.add_row("export time", f"{r.seconds:.2f} s")
-    console().print(t)
-    console().print(f"wrote [bold]{r.output}[/bold]; validated: [green]passed[/green]")
+    con = console()
+    con.print(t)
+    con.print(f"wrote [bold]{r.output}[/bold]; validated: [green]passed[/green]")
 
 
 def stderr_console() -> Any:

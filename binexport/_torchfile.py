@@ -42,8 +42,10 @@ def load_model(path: str | Path, binarized: bool | None = None, strict: bool = T
     obj = _torch_load(p)
     layout, state, extra = _unwrap(obj, p)
     arrays, packed_names = _to_numpy(state, layout, p)
+    if packed_names:
+        layout = PACKED  # uint8 bits are packed whatever wraps them; binarising them again would corrupt them
     arch = Arch.infer({k: v.shape for k, v in arrays.items()})
-    kinds = {s.name: s.kind for s in arch.specs()}
+    kinds = arch.kinds
     bad = [k for k in packed_names if kinds.get(k) != "binary"]
     if bad:
         raise InputError(f"{p}: uint8 (packed) tensors are only valid for block convs, found {', '.join(bad[:3])}")
@@ -120,6 +122,10 @@ def _to_numpy(state: dict[str, Any], layout: str, p: Path) -> tuple[dict[str, np
     import torch
 
     keys = list(state)
+    bad = [k for k in keys if not isinstance(k, str)]
+    if bad:
+        raise InputError(f"{p}: state_dict key {bad[0]!r} is a {type(bad[0]).__name__}, expected tensor names "
+                         "(strings)")
     prefixed = [k for k in keys if isinstance(k, str) and k.startswith("module.")]
     if prefixed and len(prefixed) != len(keys):
         raise InputError(f"{p}: some keys start with 'module.' and some don't (e.g. {keys[0]!r}); "

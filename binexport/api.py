@@ -12,6 +12,7 @@ from binexport.errors import InputError
 from binexport.model import Model, binarize
 
 _KNOWN_SUFFIXES = (".pth.tar", ".pth", ".pt", ".th", ".tar", ".bwn", ".onnx")
+_PACK_FORMATS = ("packed", "bwn")
 _DEFAULT_SUFFIX = {"packed": ".packed.pth.tar", "bwn": ".bwn", "onnx": ".onnx"}
 
 
@@ -77,9 +78,12 @@ def pack(src: str | Path, out: str | Path | None = None, *, format: str = "packe
     model before it replaces anything; on a mismatch no output is left.
     """
     t0 = time.perf_counter()
+    if format not in _PACK_FORMATS:
+        raise InputError(f"pack writes {' or '.join(repr(f) for f in _PACK_FORMATS)}, not {format!r}; "
+                         "for ONNX use 'binexport to-onnx'")
     fmt = formats.get(format)
-    model = load(src, binarized=binarized)
     dest = check_output(out if out is not None else default_output(src, fmt.NAME), force)
+    model = load(src, binarized=binarized)
     anyway = False
     if not model.binarized:
         if not binarize_anyway:
@@ -104,7 +108,7 @@ def pack(src: str | Path, out: str | Path | None = None, *, format: str = "packe
         output_bytes=len(data), float32_bytes=f32, file_ratio=size_in / len(data), weights_ratio=f32 / len(data),
         zero_weights=model.zero_weights, binarized_anyway=anyway,
         tensors_checked=len(model.floats) + len(model.binary), seconds=time.perf_counter() - t0,
-        options={k: v for k, v in write_options.items()})
+        options=dict(write_options))
 
 
 @dataclass
@@ -135,18 +139,17 @@ def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport
     told = model.metadata.get("binarized_from", "")
     sizes: dict[str, object] = {}
     for name in formats.names():
-        fmt = formats.get(name)
-        if name == "checkpoint":
+        if name == "checkpoint":  # read-only
             continue
         try:
-            sizes[name] = len(fmt.write(model))
+            sizes[name] = len(formats.get(name).write(model))
         except InputError as e:
             sizes[name] = f"n/a: {e}"
     details: dict[str, object] = {}
-    describe = getattr(formats.get(model.source.format), "describe", None) if model.source.format in formats.names() \
-        else None
-    if describe is not None:
-        details = describe(path)
+    if model.source.format in formats.names():  # a format with a describe() adds its own details (.bwn)
+        describe = getattr(formats.get(model.source.format), "describe", None)
+        if describe is not None:
+            details = describe(path)
     nb, nf = model.param_counts()
     return InspectReport(
         path=str(path), format=model.source.format, sha256=model.source.sha256, file_bytes=model.source.size,

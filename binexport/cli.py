@@ -118,14 +118,15 @@ def _batch(value: str) -> str | int:
 @click.option("--images", type=click.Path(path_type=Path), default=None,
               help="Also validate on this folder of labelled 32x32 PNGs (NAME_LABEL.png) and report accuracy.")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
+@_mode_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: int, batch: str,
-            normalize_inside: bool, images: Path | None, force: bool, as_json: bool) -> None:
+            normalize_inside: bool, images: Path | None, force: bool, binarized: bool | None, as_json: bool) -> None:
     """Export INPUT to ONNX, validated on ONNX Runtime against the PyTorch reference before it is written."""
     from binexport.onnx_export import export_onnx
 
     r = export_onnx(input_file, output, weights=weights, opset=opset, batch=_batch(batch),
-                    normalize_inside=normalize_inside, force=force, images=images)
+                    normalize_inside=normalize_inside, force=force, images=images, binarized=binarized)
     if as_json:
         _echo_json(r.to_dict())
         return
@@ -160,8 +161,11 @@ def verify(artifacts: tuple[Path, ...], dataset: str | None, data_root: Path | N
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from binexport._fileio import check_output
     from binexport.verify import verify as run
 
+    if json_out is not None:
+        check_output(json_out, force=True)  # a bad --json path fails now, not after a 10,000-image run
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=stderr_console(), transient=True)
     tasks: dict[str, Any] = {}

@@ -35,6 +35,8 @@ def read_png(path: str | Path) -> np.ndarray:
         if len(chunk) != length:
             raise InputError(f"{p}: truncated PNG chunk {ctype!r}")
         if ctype == b"IHDR":
+            if length != 13:
+                raise InputError(f"{p}: PNG IHDR chunk has {length} bytes, expected 13")
             header = struct.unpack(">IIBBBBB", chunk[:13])
         elif ctype == b"IDAT":
             idat.append(chunk)
@@ -111,7 +113,8 @@ def load_labelled_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray, li
     images, labels, names = [], [], []
     for f in files:
         m = _LABEL.search(f.name) if f.parent == root else None
-        label = int(m.group(1)) if m else (int(f.parent.name) if f.parent.name.isdigit() else None)
+        in_sub = f.parent != root
+        label = int(m.group(1)) if m else (int(f.parent.name) if in_sub and f.parent.name.isdigit() else None)
         if label is None:
             raise InputError(f"{f}: no label: name it NAME_LABEL.png or put it in a subfolder named by its label")
         img = read_png(f)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -67,6 +68,11 @@ class Arch:
         out.append(TensorSpec("bn_last.bias", (self.num_classes,), "affine"))
         out.extend(_bn_specs("bn_last", self.num_classes))
         return out
+
+    @cached_property
+    def kinds(self) -> dict[str, str]:
+        """Tensor name -> kind, for every tensor of the architecture."""
+        return {s.name: s.kind for s in self.specs()}
 
     def to_dict(self) -> dict[str, object]:
         return {"name": self.name, "depth": self.depth, "width": self.width, "widths": list(self.widths),
@@ -187,7 +193,7 @@ class Model:
     def __post_init__(self) -> None:
         problems = self.arch.mismatches({**{k: v.shape for k, v in self.floats.items()},
                                          **{k: v.shape for k, v in self.binary.items()}})
-        kinds = {s.name: s.kind for s in self.arch.specs()}
+        kinds = self.arch.kinds
         if self.binarized:
             problems += [f"{k} should be binarised" for k, kind in kinds.items() if kind == "binary" and k in self.floats]
         elif self.binary:
@@ -204,7 +210,7 @@ class Model:
     def param_counts(self) -> tuple[int, int]:
         """(binarised weights, float parameters), BN running statistics excluded."""
         nb = sum(int(b.signs.size) for b in self.binary.values())
-        kinds = {s.name: s.kind for s in self.arch.specs()}
+        kinds = self.arch.kinds
         nf = sum(int(v.size) for k, v in self.floats.items() if kinds[k] != "bn")
         return nb, nf
 
@@ -248,7 +254,7 @@ def binarize(model: Model) -> Model:
     """
     if model.binarized:
         return model
-    kinds = {s.name: s.kind for s in model.arch.specs()}
+    kinds = model.arch.kinds
     floats, binary, zeros = {}, {}, 0
     for name, arr in model.floats.items():
         if kinds[name] == "binary":

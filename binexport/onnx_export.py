@@ -69,7 +69,7 @@ class OnnxReport:
 
 def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weights: str | None = None,
                 opset: int = 18, batch: str | int = "dynamic", normalize_inside: bool = False, force: bool = False,
-                images: str | Path | None = None, device: str = "cpu") -> OnnxReport:
+                images: str | Path | None = None, device: str = "cpu", binarized: bool | None = None) -> OnnxReport:
     """Export ``src`` (any file binexport reads, or a Model) to a validated ONNX file.
 
     Raises InputError for bad options or inputs (e.g. ``packed`` on a full-precision model) and
@@ -84,10 +84,10 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
         model = src
         if out is None:
             raise InputError("exporting an in-memory model needs an output path")
-    else:
-        model = api.load(src)
-    weights, opset, batch = fmt.check_options(model, weights, opset, batch)
     dest = check_output(out if out is not None else api.default_output(src, fmt.NAME), force)
+    if not isinstance(src, Model):
+        model = api.load(src, binarized=binarized)
+    weights, opset, batch = fmt.check_options(model, weights, opset, batch)
     labelled = _labelled(images) if images is not None else None
     timings["load"] = time.perf_counter() - t0
 

@@ -76,8 +76,7 @@ class OrtModel:
 
     def run(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Logits as float32, in batches; input converted to the graph's input type."""
-        dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(
-            self.input_type, np.float32)
+        dtype = self.input_dtype
         outs = []
         for i in range(0, len(x), batch_size):
             xb = np.ascontiguousarray(x[i:i + batch_size], dtype=dtype)

@@ -19,14 +19,12 @@ class WRNReference(torch.nn.Module):
     def __init__(self, model: Model, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.arch = model.arch
-        self._names = []
         for spec in model.arch.specs():
             arr = model.dense(spec.name) if spec.kind != "bn" or not spec.name.endswith("tracked") else None
             if arr is None:
                 continue
             t = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True)).to(dtype)
             self.register_buffer(spec.name.replace(".", "__"), t)
-            self._names.append(spec.name)
 
     def _p(self, name: str) -> torch.Tensor:
         return getattr(self, name.replace(".", "__"))

@@ -139,6 +139,15 @@ def test_cli_training_checkpoint_default_output_and_json(make_run) -> None:
     assert table.exit_code == 0 and "float16 / 17 / dynamic" in table.output and "passed" in table.output
 
 
+def test_mode_flags_for_a_checkpoint_without_log(make_run, tmp_path: Path) -> None:
+    ckpt = make_run(with_log=False)
+    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "a.onnx")])
+    assert res.exit_code == 2 and "--binarized or --full-precision" in res.output
+    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "a.onnx"), "--binarized", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["weights"] == "packed"
+
+
 def test_full_precision_packed_refused_and_defaults_to_float32(make_run, tmp_path: Path) -> None:
     ckpt = make_run(binarize=False)
     res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "--weights", "packed", "-o", str(tmp_path / "a.onnx")])

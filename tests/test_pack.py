@@ -128,7 +128,35 @@ def test_default_output_is_beside_the_input(make_run) -> None:
 
 def test_unknown_format_lists_valid_ones(make_run, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="valid formats: checkpoint, packed, bwn, onnx"):
-        binexport.pack(make_run(), tmp_path / "x", format="zip")
+        formats.get("zip")
+    for bad in ("zip", "onnx", "checkpoint"):
+        with pytest.raises(InputError, match="pack writes 'packed' or 'bwn'"):
+            binexport.pack(make_run(name=bad), tmp_path / "x", format=bad)
+    assert not (tmp_path / "x").exists()
+
+
+def test_existing_output_is_refused_before_loading(tmp_path: Path) -> None:
+    out = tmp_path / "o.pth.tar"
+    out.write_bytes(b"x")
+    with pytest.raises(InputError, match="--force"):
+        binexport.pack(tmp_path / "not-even-there.pth", out)
+
+
+def test_packed_bits_wrapped_in_a_state_dict_key_stay_packed(tmp_path: Path) -> None:
+    m = tiny_model()
+    raw = torch.load(__import__("io").BytesIO(formats.get("packed").write(m)), weights_only=True)
+    path = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": raw, "epoch": 3}, path)
+    back = binexport.load(path)
+    assert back.source.format == "packed-checkpoint" and back.zero_weights == 0
+    assert m.compare(back) == []
+
+
+def test_non_string_keys_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "k.pth"
+    torch.save({1: torch.zeros(3)}, path)
+    with pytest.raises(InputError, match="key 1 is a int"):
+        binexport.load(path, binarized=True)
 
 
 def test_in_memory_model_round_trips_through_packed_writer(tmp_path: Path) -> None:

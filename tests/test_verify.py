@@ -188,6 +188,7 @@ def test_onnx_falling_back_to_cpu_under_cuda_is_refused(setup: dict[str, Path], 
     ([], "exactly one of --dataset"),
     (["--dataset", "CIFAR10"], "CIFAR10 has 10 classes but the reference"),
     (["--dataset", "CIFAR100", "--reference", "{onnx}"], "not an ONNX file"),
+    (["--dataset", "CIFAR100", "--json", "/nonexistent-folder/r.json"], "output folder does not exist"),
 ])
 def test_bad_input_exits_2(setup: dict[str, Path], model100: Model, args: list[str], message: str) -> None:
     onnx_path = setup["tmp"] / "m.onnx"

@@ -175,7 +175,7 @@ def _check_metadata(c: box.Container) -> Arch:
         raise FormatError(f"{p}: metadata says depth {said[0]}, widths {list(said[1])}, {said[2]} classes, but the "
                           f"tensors form a {arch.name} with widths {list(arch.widths)} and {arch.num_classes} classes "
                           "(field 'metadata.architecture')")
-    kinds = {s.name: s.kind for s in arch.specs()}
+    kinds = arch.kinds
     wrong = [e.name for e in c.entries if e.dtype == "b1" and kinds[e.name] != "binary"]
     if wrong:
         raise FormatError(f"{p}: only block convs may be 1-bit, found b1 {', '.join(wrong[:3])} (field 'dtype')")
@@ -187,7 +187,7 @@ def _int(v: object) -> bool:
 
 
 def _breakdown(c: box.Container, arch: Arch) -> dict[str, int]:
-    kinds = {s.name: s.kind for s in arch.specs()}
+    kinds = arch.kinds
     out = {"header": 32 + c.header_length, "binarised weights": 0, "float weights": 0, "BN statistics": 0}
     for e in c.entries:
         key = "binarised weights" if e.dtype == "b1" else "BN statistics" if kinds[e.name] == "bn" else "float weights"
