@@ -101,7 +101,7 @@ def pack(src: str | Path, out: str | Path | None = None, *, format: str = "packe
 
     write_atomic(dest, data, check=_check)
     f32 = model.float32_weight_bytes()
-    size_in = Path(src).stat().st_size
+    size_in = model.source.size
     return PackReport(
         input=str(src), input_format=model.source.format, output=str(dest), output_format=fmt.NAME,
         architecture=model.arch.name, num_classes=model.arch.num_classes, input_bytes=size_in,

@@ -94,14 +94,6 @@ def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: 
     render_pack(report)
 
 
-def _batch(value: str) -> str | int:
-    if value == "dynamic":
-        return value
-    if not value.isdigit() or int(value) < 1:
-        raise click.BadParameter(f"expected 'dynamic' or a positive integer, got {value!r}")
-    return int(value)
-
-
 @main.command("to-onnx")
 @click.argument("input_file", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .onnx file (default: beside INPUT).")
@@ -125,7 +117,7 @@ def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: i
     """Export INPUT to ONNX, validated on ONNX Runtime against the PyTorch reference before it is written."""
     from binexport.onnx_export import export_onnx
 
-    r = export_onnx(input_file, output, weights=weights, opset=opset, batch=_batch(batch),
+    r = export_onnx(input_file, output, weights=weights, opset=opset, batch=batch,
                     normalize_inside=normalize_inside, force=force, images=images, binarized=binarized)
     if as_json:
         _echo_json(r.to_dict())

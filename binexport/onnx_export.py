@@ -102,7 +102,7 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
     t = time.perf_counter()
     write_atomic(dest, data, check=_check)
     timings["write"] = time.perf_counter() - t - timings.get("checker", 0.0) - timings.get("runtime", 0.0)
-    in_bytes = model.source.size if isinstance(src, Model) else Path(src).stat().st_size
+    in_bytes = model.source.size
     return OnnxReport(
         input=str(model.source.path if isinstance(src, Model) else src), input_format=model.source.format,
         input_bytes=in_bytes, output=str(dest), output_bytes=len(data), architecture=model.arch.name,

@@ -139,6 +139,13 @@ def test_cli_training_checkpoint_default_output_and_json(make_run) -> None:
     assert table.exit_code == 0 and "float16 / 17 / dynamic" in table.output and "passed" in table.output
 
 
+@pytest.mark.parametrize("bad", ["0", "-3", "1.5", "many"])
+def test_bad_batch_is_one_line_exit_2(make_run, tmp_path: Path, bad: str) -> None:
+    res = CliRunner().invoke(main, ["to-onnx", str(make_run()), "-o", str(tmp_path / "a.onnx"), "--batch", bad])
+    assert res.exit_code == 2 and "batch must be 'dynamic' or a positive integer" in res.stderr
+    assert not (tmp_path / "a.onnx").exists()
+
+
 def test_mode_flags_for_a_checkpoint_without_log(make_run, tmp_path: Path) -> None:
     ckpt = make_run(with_log=False)
     res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "a.onnx")])
