@@ -22,10 +22,9 @@ from typing import Callable
 
 import numpy as np
 
-from binexport import _bwn_codec as codec
-from binexport import _bwn_rans as rans
-from binexport import api
+import binexport as api
 from binexport.formats import bwn
+from binexport.formats.bwn import codec, rans
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared/realdata/seed-checkpoint/wrn20-10-1bit-packed.pth.tar"
 _LZMA_RAW = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "lc": 0, "lp": 0, "pb": 0}]

@@ -4,7 +4,7 @@
 
 * export: ``export_onnx`` on WRN-20-10 (build, checker, ORT-vs-PyTorch validation) vs ``torch.onnx.export``
   (legacy exporter; fixed batch, float32 only, BatchNorm folded into the binarised weights).
-* session: ONNX Runtime session creation for the packed designs (benchmarks/onnx_designs.py) vs the float32
+* session: ONNX Runtime session creation for the packed designs (binexport/formats/onnx/designs.py) vs the float32
   file: a fresh process, and a second session in the same process; logits compared bit for bit.
 * throughput: ORT CPU (float32 and packed files) vs PyTorch eager (``WRNReference``), batch 1 and 64,
   WRN-20-1 and WRN-20-10, each in its own process so its peak RSS is its own.
@@ -78,8 +78,8 @@ def child_throughput(kind: str, path: str, runs: str) -> dict:
         if kind == "torch1":
             torch.set_num_threads(1)
 
-        from binexport.api import load
-        from binexport.torch_runtime import WRNReference
+        from binexport import load
+        from binexport.runtimes.torch_ref import WRNReference
 
         net = WRNReference(load(path)).eval()
 
@@ -88,7 +88,7 @@ def child_throughput(kind: str, path: str, runs: str) -> dict:
                 net(torch.from_numpy(x))
         threads = torch.get_num_threads()
     else:
-        from binexport.ort_runtime import open_session
+        from binexport.runtimes.ort import open_session
 
         session = open_session(path)
 
@@ -114,9 +114,9 @@ def _wrn(folder: Path, width: float) -> Path:
     """A packed checkpoint: the published one for WRN-20-10 when present, else synthetic."""
     if width == 10 and REAL.is_file():
         return REAL
+    from binexport.data.synth import make_arch, random_state
     from binexport.formats import packed
     from binexport.model import Model, binarize
-    from binexport.synth import make_arch, random_state
 
     arch = make_arch(20, width, 100)
     path = folder / f"wrn20-{width:g}.packed.pth.tar"
@@ -129,9 +129,9 @@ def bench_export(folder: Path, reps: int) -> None:
 
     import torch
 
-    from binexport.api import load
-    from binexport.onnx_export import RANDOM_IMAGES, export_onnx
-    from binexport.torch_runtime import WRNReference
+    from binexport import load
+    from binexport.runtimes.torch_ref import WRNReference
+    from binexport.verbs.export import RANDOM_IMAGES, export_onnx
 
     src = _wrn(folder, 10)
     print(f"\n### Export time, WRN-20-10 ({'published checkpoint' if src == REAL else 'synthetic'}), "
@@ -160,11 +160,9 @@ def bench_export(folder: Path, reps: int) -> None:
 
 
 def bench_session(folder: Path, reps: int) -> None:
-    sys.path.insert(0, str(HERE))
-    from onnx_designs import DESIGNS
-
-    from binexport.api import load
+    from binexport import load
     from binexport.formats import onnx as fmt
+    from binexport.formats.onnx.designs import DESIGNS
 
     src = _wrn(folder, 10)
     model = load(src)
@@ -202,7 +200,7 @@ def bench_session(folder: Path, reps: int) -> None:
 
 
 def bench_throughput(folder: Path, rounds: int) -> None:
-    from binexport.api import load
+    from binexport import load
     from binexport.formats import onnx as fmt
 
     print(f"\n### CPU throughput (images/s; per process: a warm-up of 3 calls (1 at batch 64), then the median of "
@@ -254,7 +252,7 @@ def bench_same_speed(folder: Path, reps: int) -> None:
     import onnx
     import onnxruntime as ort
 
-    from binexport.api import load
+    from binexport import load
     from binexport.formats import onnx as fmt
 
     print("\n### packed vs float32 file on ONNX Runtime, one process, runs alternated (medians)\n")

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def _measure(cmd: list[str]) -> tuple[float, float]:
@@ -42,7 +41,7 @@ def main() -> None:
         # Made in a child: Linux carries a parent's peak RSS into its children's rusage, so this
         # process must stay small for the children's figures to be their own.
         ckpt = Path(tmp) / "run" / "checkpoint.pth.tar"
-        subprocess.run([sys.executable, "-c", "from binexport.synth import make_arch, write_training_run; "
+        subprocess.run([sys.executable, "-c", "from binexport.data.synth import make_arch, write_training_run; "
                         f"write_training_run({str(ckpt.parent)!r}, make_arch(20, 10, 100), binarize=True)"],
                        check=True, cwd=ROOT)
         out = Path(tmp) / "packed.pth.tar"

@@ -30,16 +30,11 @@ from typing import Iterator
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from binexport import formats  # noqa: E402
-from binexport.data import load_cifar  # noqa: E402
-from binexport.images import normalize  # noqa: E402
-from binexport.model import Model, binarize  # noqa: E402
-from binexport.ort_runtime import open_session, resolve_device  # noqa: E402
-from binexport.synth import make_arch, random_state, write_cifar_testset  # noqa: E402
-from binexport.verify import verify  # noqa: E402
+from binexport import Model, binarize, formats, verify
+from binexport.data import load_test_set, normalize
+from binexport.data.synth import make_arch, random_state, write_cifar_testset
+from binexport.runtimes import resolve_device
+from binexport.runtimes.ort import open_session
 
 WARMUP = 2
 
@@ -48,7 +43,7 @@ def raw_torch(model: Model, x: np.ndarray, bs: int, dev: str) -> float:
     """Images/s of the bare forward over batches already in place (on the GPU where there is one)."""
     import torch
 
-    from binexport.torch_runtime import WRNReference
+    from binexport.runtimes.torch_ref import WRNReference
 
     net = WRNReference(model).to(dev).eval()
     xt = torch.from_numpy(x).to(dev)
@@ -76,25 +71,6 @@ def raw_ort(path: Path, x: np.ndarray, bs: int, dev: str) -> float:
     return len(x) / (time.perf_counter() - t0)
 
 
-def ab_ort(path: Path, x: np.ndarray, bs: int, dev: str) -> float:
-    """Seconds of verify's ORT batch call (I/O binding over uploaded batches) / plain ``session.run``.
-
-    Interleaved batch by batch, so other load on the machine hits both sides alike.
-    """
-    s = open_session(str(path), dev)
-    plain = [np.ascontiguousarray(x[i:i + bs]) for i in range(0, len(x), bs)]
-    bound = s.upload(x, bs)
-    s.run_batch(bound[0]), s.session.run(None, {s.input_name: plain[0]})
-    t_bound = t_plain = 0.0
-    for b, p in zip(bound, plain):
-        t0 = time.perf_counter()
-        s.run_batch(b)
-        t1 = time.perf_counter()
-        s.session.run(None, {s.input_name: p})
-        t_bound, t_plain = t_bound + t1 - t0, t_plain + time.perf_counter() - t1
-    return t_bound / t_plain
-
-
 @contextmanager
 def timed_calls(cls: type, attr: str, log: list[float], dev: str) -> Iterator[None]:
     """Record the seconds of every call of ``cls.attr`` (the runtime's own work) while verify runs."""
@@ -118,8 +94,9 @@ def timed_calls(cls: type, attr: str, log: list[float], dev: str) -> Iterator[No
 
 
 def bench(depth: int, width: float, n: int, bs: int, repeats: int, dev: str, tmp: Path) -> dict[str, object]:
-    from binexport.ort_runtime import OrtModel
-    from binexport.torch_runtime import WRNReference
+    import onnxruntime
+
+    from binexport.runtimes.torch_ref import WRNReference
 
     arch = make_arch(depth, width, 100)
     model = binarize(Model(arch, False, random_state(arch, 0)))
@@ -130,18 +107,17 @@ def bench(depth: int, width: float, n: int, bs: int, repeats: int, dev: str, tmp
     packed.write_bytes(formats.get("packed").write(model))
     onnx.write_bytes(formats.get("onnx").write(model))
     t0 = time.perf_counter()
-    x = normalize(load_cifar("CIFAR100", root).images)
+    x = normalize(load_test_set(dataset="CIFAR100", data_root=root).images)
     data_s = time.perf_counter() - t0
     res: dict[str, list[float]] = {k: [] for k in ("raw_torch", "verify_torch", "raw_ort", "verify_ort", "wall",
-                                                   "share_torch", "share_ort", "ab_ort")}
+                                                   "share_torch", "share_ort")}
     for _ in range(repeats):
         res["raw_torch"].append(raw_torch(model, x, bs, dev))
         res["raw_ort"].append(raw_ort(onnx, x, bs, dev))
-        res["ab_ort"].append(ab_ort(onnx, x, bs, dev))
         fwd: list[float] = []
         ort: list[float] = []
         t0 = time.perf_counter()
-        with timed_calls(WRNReference, "forward", fwd, dev), timed_calls(OrtModel, "run_batch", ort, dev):
+        with timed_calls(WRNReference, "forward", fwd, dev), timed_calls(onnxruntime.InferenceSession, "run", ort, dev):
             r = verify([packed, onnx], dataset="CIFAR100", data_root=root, device=dev, batch_size=bs,
                        progress=lambda label, done, total: None)  # as the CLI: a callback per batch
         res["wall"].append(time.perf_counter() - t0)
@@ -160,8 +136,7 @@ def bench(depth: int, width: float, n: int, bs: int, repeats: int, dev: str, tmp
             "torch_ratio_median": med["verify_torch"] / med["raw_torch"],
             "ort_ratio_median": med["verify_ort"] / med["raw_ort"],
             "share_torch_median": med["share_torch"], "share_ort_median": med["share_ort"],
-            "share_torch_min": min(res["share_torch"]), "share_ort_min": min(res["share_ort"]),
-            "ab_ort_median": med["ab_ort"]}
+            "share_torch_min": min(res["share_torch"]), "share_ort_min": min(res["share_ort"])}
 
 
 def main() -> None:
@@ -189,12 +164,12 @@ def main() -> None:
               f"| {r['raw_ort']:,.0f} img/s | {r['verify_ort']:,.0f} img/s "
               f"| {r['ort_ratio']:.2f}x ({r['ort_ratio_median']:.2f}x) | {r['wall']:.1f} s |")
     print()
-    print("| model | share of verify's timed loop inside the torch forward: median (min) | same, inside ORT's batch "
-          "call | ORT batch: verify's I/O-bound call / plain session.run, interleaved (median) |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| model | share of verify's timed loop inside the torch forward: median (min) | same, inside ORT's "
+          "session.run: median (min) |")
+    print("| --- | ---: | ---: |")
     for r in rows:
         print(f"| {r['model']} | {r['share_torch_median']:.4f} ({r['share_torch_min']:.4f}) "
-              f"| {r['share_ort_median']:.4f} ({r['share_ort_min']:.4f}) | {r['ab_ort_median']:.3f} |")
+              f"| {r['share_ort_median']:.4f} ({r['share_ort_min']:.4f}) |")
 
 
 if __name__ == "__main__":

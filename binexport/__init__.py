@@ -1,21 +1,33 @@
 """binexport: deployment export and compression for 1-bit Wide ResNets (McDonnell, ICLR 2018).
 
-The public API is loaded lazily so that ``binexport --help`` and torch-free
-paths (the ``.bwn`` reader) never import torch.
+The public API, one function per verb over one in-memory :class:`Model`:
+
+- :func:`load` reads any model file (detected from its content) into a Model;
+- :func:`inspect`, :func:`pack`, :func:`export_onnx`, :func:`verify` are the CLI's verbs;
+- errors are :class:`InputError` (bad input), :class:`FormatError` (a broken ``.bwn``) and
+  :class:`CheckError` (a failed check), all :class:`BinexportError`.
+
+Everything is imported lazily, so ``binexport --help`` and torch-free paths
+(the ``.bwn`` reader) never import torch.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
 
 _API = {
-    "load": "binexport.api",
-    "pack": "binexport.api",
-    "inspect": "binexport.api",
-    "PackReport": "binexport.api",
-    "InspectReport": "binexport.api",
+    "load": "binexport.formats",
+    "inspect": "binexport.verbs.inspect",
+    "InspectReport": "binexport.verbs.inspect",
+    "pack": "binexport.verbs.pack",
+    "PackReport": "binexport.verbs.pack",
+    "export_onnx": "binexport.verbs.export",
+    "OnnxReport": "binexport.verbs.export",
+    "verify": "binexport.verbs.verify",
+    "VerifyReport": "binexport.verbs.verify",
     "Model": "binexport.model",
     "Arch": "binexport.model",
     "BinaryWeight": "binexport.model",
@@ -33,6 +45,10 @@ def __getattr__(name: str) -> Any:
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'binexport' has no attribute {name!r}")
-    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-    return getattr(importlib.import_module(module), name)
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

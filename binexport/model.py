@@ -152,15 +152,16 @@ class BinaryWeight:
 
 
 class Source:
-    """Where a model came from, and what the bytes of that file were spent on.
+    """Where a model came from (file format, layout, path, size), and what the bytes of that file were spent on.
 
     The sha256 is computed on first use: hashing a 205 MB training checkpoint
     costs more than packing it, and only some outputs record it.
     """
 
     def __init__(self, format: str, path: str = "", size: int = 0, sha256: str = "",
-                 breakdown: dict[str, int] | None = None) -> None:
-        self.format = format
+                 breakdown: dict[str, int] | None = None, layout: str = "") -> None:
+        self.format = format  # a file format of the registry: checkpoint, packed, bwn (or "memory")
+        self.layout = layout or format  # what the reader found inside, e.g. "training-checkpoint", "state-dict"
         self.path = path
         self.size = size
         self._sha256 = sha256
@@ -175,7 +176,7 @@ class Source:
         return self._sha256
 
     def __repr__(self) -> str:
-        return f"Source({self.format!r}, {self.path!r}, size={self.size})"
+        return f"Source({self.format!r}, {self.path!r}, size={self.size}, layout={self.layout!r})"
 
 
 @dataclass
@@ -217,6 +218,11 @@ class Model:
     def float32_weight_bytes(self) -> int:
         """Size of every tensor as float32 (int64 counters as int64): the fair 'before' of a size ratio."""
         return sum(int(np.prod(s.shape)) * (8 if s.name.endswith("num_batches_tracked") else 4) for s in self.arch.specs())
+
+    @property
+    def weights(self) -> str:
+        """The weight encoding of this model: ``1-bit`` when binarised, else ``float32``."""
+        return "1-bit" if self.binarized else "float32"
 
     def compare(self, other: Model) -> list[str]:
         """Every difference that matters: sign bits, float bytes, dtypes, architecture."""

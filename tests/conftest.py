@@ -1,20 +1,21 @@
-"""Shared fixtures: real data (skipped where absent), tiny models, training-run folders."""
+"""Shared fixtures: real data (skipped where absent), training-run folders, a loopback HTTP server.
+
+Plain helpers (paths, tiny models, CIFAR pickles) are in helpers.py.
+"""
 
 from __future__ import annotations
 
+import http.server
 import sys
+import threading
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
-REAL_PACKED = REALDATA / "seed-checkpoint" / "wrn20-10-1bit-packed.pth.tar"
-NOT_A_WRN = REALDATA / "not-a-wrn" / "resnet20-12fca82f.th"
-CIFAR100_SAMPLES = REALDATA / "cifar100-samples"
-CIFAR10_SAMPLES = REALDATA / "cifar10-samples"
+from helpers import REAL_PACKED, REALDATA  # noqa: E402
 
 
 @pytest.fixture
@@ -31,20 +32,10 @@ def real_packed() -> Path:
     return REAL_PACKED
 
 
-def tiny_model(depth: int = 8, width: float = 1, num_classes: int = 10, seed: int = 0, binarized: bool = True):
-    """A random in-memory model of the given shape."""
-    from binexport.model import Model, binarize
-    from binexport.synth import make_arch, random_state
-
-    arch = make_arch(depth, width, num_classes)
-    m = Model(arch, False, random_state(arch, seed))
-    return binarize(m) if binarized else m
-
-
 @pytest.fixture
 def make_run(tmp_path: Path):
     """Factory: a training-run folder (checkpoint.pth.tar + log.txt) under tmp_path."""
-    from binexport.synth import make_arch, write_training_run
+    from binexport.data.synth import make_arch, write_training_run
 
     def _make(depth: int = 8, width: float = 1, num_classes: int = 10, binarize: bool = True, name: str = "run",
               **kw) -> Path:
@@ -53,5 +44,24 @@ def make_run(tmp_path: Path):
     return _make
 
 
-def normalized_batch(n: int = 4, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).normal(0, 1, (n, 3, 32, 32)).astype(np.float32)
+@pytest.fixture
+def server(tmp_path: Path):
+    """Serves tmp_path/www on 127.0.0.1; yields (base URL, folder)."""
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(www)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/kriz", www
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+

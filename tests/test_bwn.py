@@ -13,18 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bwn_spec_reader import read as spec_read
+from bwn_spec_reader import relay
 from click.testing import CliRunner
+from helpers import REAL_PACKED, tiny_model
 
-from binexport import _bwn_codec as codec
-from binexport import _bwn_container as box
-from binexport import _bwn_rans as rans
-from binexport import api
+import binexport as api
 from binexport.cli import main
 from binexport.errors import FormatError, InputError
 from binexport.formats import bwn
-from bwn_spec_reader import read as spec_read
-from bwn_spec_reader import relay
-from conftest import REAL_PACKED, tiny_model
+from binexport.formats.bwn import codec, rans
+from binexport.formats.bwn import container as box
 
 GOLDEN = Path(__file__).parent / "golden"
 #: sha256 of each golden file. Changing the format is deliberate: bump box.VERSION, document it in
@@ -355,7 +354,7 @@ def test_a_bwn_is_valid_input_to_pack(tmp_path: Path) -> None:
 def test_reading_does_not_import_torch(tmp_path: Path) -> None:
     path = _write(tmp_path, bwn.write(tiny_model(8, 0.5)))
     code = ("import sys; from binexport.formats import bwn; m = bwn.read(sys.argv[1]); "
-            "assert 'torch' not in sys.modules, 'bwn.read'; import binexport.api as a; m2 = a.load(sys.argv[1]); "
+            "assert 'torch' not in sys.modules, 'bwn.read'; import binexport as a; m2 = a.load(sys.argv[1]); "
             "assert 'torch' not in sys.modules, 'api.load'; assert m.compare(m2) == []; print('clean')")
     r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "clean" in r.stdout, r.stderr

@@ -32,7 +32,7 @@ ODD_VALUES = [0, 1, -1, 2**31 - 1, 2**31, 2**32, 2**63, 2**64, 2**64 + 1, 10**30
 
 
 def _base_files() -> list[bytes]:
-    from conftest import tiny_model
+    from helpers import tiny_model
 
     from binexport.formats import bwn
 

@@ -31,7 +31,7 @@ def test_inspect_training_checkpoint_json(make_run) -> None:
     r = _run("inspect", ckpt, "--json")
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
-    assert data["format"] == "training-checkpoint"
+    assert (data["format"], data["layout"], data["schema_version"]) == ("checkpoint", "training-checkpoint", 1)
     assert data["architecture"]["name"] == "WRN-8-1" and data["architecture"]["mode"] == "1-bit"
     assert data["binarized_from"] == "log.txt"
     assert data["binarised_params"] == sum(

@@ -4,32 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import io
 import os
 import pickle
 import struct
 import tarfile
-import threading
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cifar_pickle, planar
 
-from binexport import data
+from binexport.data import cifar as data
 from binexport.errors import InputError
-
-
-def planar(images: np.ndarray) -> np.ndarray:
-    """uint8 NHWC -> the (N, 3072) R-plane, G-plane, B-plane rows of the real files."""
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(len(images), -1))
-
-
-def cifar_pickle(images: np.ndarray, labels: list[int], label_key: bytes = b"fine_labels") -> bytes:
-    """A batch as Python 3 users re-save it: bytes keys, numpy data, list labels."""
-    return pickle.dumps({b"batch_label": b"testing batch 1 of 1", label_key: labels, b"data": planar(images),
-                         b"filenames": [b"x.png"] * len(labels)})
 
 
 class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
@@ -162,27 +149,6 @@ def make_archive(folder: Path, name: str = "cifar-100-python.tar.gz", member: st
             info.size = len(blob)
             tar.addfile(info, io.BytesIO(blob))
     return path, hashlib.md5(path.read_bytes()).hexdigest(), imgs
-
-
-@pytest.fixture
-def server(tmp_path: Path):
-    """Serves tmp_path/www on 127.0.0.1; yields (base URL, folder)."""
-    www = tmp_path / "www"
-    www.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(www)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/kriz", www
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
 
 
 def expect_md5(monkeypatch: pytest.MonkeyPatch, name: str, md5: str) -> None:

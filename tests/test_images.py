@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from binexport.data import normalize
+from binexport.data.png import load_labelled_folder, read_png
 from binexport.errors import InputError
-from binexport.images import load_labelled_folder, normalize, read_png
 from binexport.model import CIFAR_MEAN, CIFAR_STD
 
 

@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import CIFAR100_SAMPLES, normalized_batch
+from helpers import CIFAR100_SAMPLES, normalized_batch
 from spec_reference import spec_forward
 
-from binexport import tolerances
+from binexport import check
 from binexport.cli import main
+from binexport.data.synth import make_arch, random_state
 from binexport.errors import InputError
 from binexport.formats import onnx as fmt
 from binexport.model import CIFAR_MEAN, CIFAR_STD, Model, binarize
-from binexport.onnx_export import export_onnx
-from binexport.ort_runtime import open_session
-from binexport.synth import make_arch, random_state
+from binexport.runtimes.ort import open_session
+from binexport.verbs.export import export_onnx
 
 PACKED_CKPT_BYTES = 3_682_907  # the published checkpoint, per the SPEC
 
@@ -43,7 +43,7 @@ def test_every_mode_and_batch_matches_the_spec_forward(tmp_path: Path, width: fl
     x = normalized_batch(6, seed=1)
     ref = spec_forward(params, x, binarize=True)
     got = {}
-    for weights in ("packed", "float32", "float16"):
+    for weights in ("1-bit", "float32", "float16"):
         for batch in ("dynamic", 3):
             out = tmp_path / f"{weights}-{batch}.onnx"
             r = export_onnx(model, out, weights=weights, batch=batch)
@@ -53,16 +53,16 @@ def test_every_mode_and_batch_matches_the_spec_forward(tmp_path: Path, width: fl
             assert dims == (["N", 3, 32, 32] if batch == "dynamic" else [3, 3, 32, 32])
             y = _logits(out, x, None if batch == "dynamic" else 3)
             assert y.shape == (6, 10)
-            assert np.abs(y - ref).max() <= tolerances.MAX_ABS_LOGIT_DIFF[weights]
-            assert np.mean(y.argmax(1) == ref.argmax(1)) >= tolerances.MIN_AGREEMENT[weights]
+            assert np.abs(y - ref).max() <= check.TOLERANCES[weights].max_abs_logit_diff
+            assert np.mean(y.argmax(1) == ref.argmax(1)) >= check.TOLERANCES[weights].min_agreement
             got[weights, batch] = y
     # the packed graph unpacks to exactly the float32 weights: bit-identical logits
-    assert np.array_equal(got["packed", "dynamic"], got["float32", "dynamic"])
-    assert np.array_equal(got["packed", 3], got["float32", 3])
+    assert np.array_equal(got["1-bit", "dynamic"], got["float32", "dynamic"])
+    assert np.array_equal(got["1-bit", 3], got["float32", 3])
 
 
 @pytest.mark.parametrize("weights,inside,expected", [
-    ("packed", False, ("float32-nchw-normalized", "tensor(float)", "tensor(float)")),
+    ("1-bit", False, ("float32-nchw-normalized", "tensor(float)", "tensor(float)")),
     ("float32", True, ("uint8-nhwc", "tensor(uint8)", "tensor(float)")),
     ("float16", False, ("float16-nchw-normalized", "tensor(float16)", "tensor(float16)")),
     ("float16", True, ("uint8-nhwc", "tensor(uint8)", "tensor(float16)")),
@@ -91,11 +91,11 @@ def test_metadata_present_and_input_type_agrees(weights: str, inside: bool, expe
     assert fmt.sniff(data[:16])
     ops = {n.op_type for n in proto.graph.node}
     assert not {n.domain for n in proto.graph.node} - {""}  # standard operators only
-    assert ("Gather" in ops) == (weights == "packed")
+    assert ("Gather" in ops) == (weights == "1-bit")
 
 
 def test_normalize_inside_equals_outside_normalisation(tmp_path: Path) -> None:
-    from binexport.images import normalize
+    from binexport.data import normalize
 
     model, _ = _model()
     raw = np.random.default_rng(5).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
@@ -118,7 +118,7 @@ def test_packed_size_within_10_percent_of_the_packed_checkpoint(tmp_path: Path) 
 
 
 def test_real_packed_size(real_packed: Path) -> None:
-    from binexport.api import load
+    from binexport import load
 
     size = len(fmt.write(load(real_packed)))
     assert size <= 3_900_000 and size <= 1.10 * PACKED_CKPT_BYTES
@@ -130,7 +130,7 @@ def test_cli_training_checkpoint_default_output_and_json(make_run) -> None:
     assert res.exit_code == 0, res.output
     d = json.loads(res.output)
     assert d["output"] == str(ckpt.with_name("checkpoint.onnx")) and Path(d["output"]).is_file()
-    assert (d["weights"], d["batch"], d["opset"], d["input_format"]) == ("packed", 4, 18, "training-checkpoint")
+    assert (d["weights"], d["batch"], d["opset"], d["input_format"]) == ("1-bit", 4, 18, "checkpoint")
     assert d["validation"]["passed"] and d["validation"]["max_abs_diff"] <= 1e-4
     assert d["output_bytes"] == Path(d["output"]).stat().st_size
     again = CliRunner().invoke(main, ["to-onnx", str(ckpt)])
@@ -152,7 +152,7 @@ def test_mode_flags_for_a_checkpoint_without_log(make_run, tmp_path: Path) -> No
     assert res.exit_code == 2 and "--binarized or --full-precision" in res.output
     res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "a.onnx"), "--binarized", "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.output)["weights"] == "packed"
+    assert json.loads(res.output)["weights"] == "1-bit"
 
 
 def test_full_precision_packed_refused_and_defaults_to_float32(make_run, tmp_path: Path) -> None:
@@ -208,7 +208,7 @@ def test_checker_failure_is_a_check_error(make_run, monkeypatch) -> None:
 
 
 def test_sniff_and_read_refuses_onnx(tmp_path: Path) -> None:
-    from binexport.api import load
+    from binexport import load
 
     model, _ = _model()
     path = tmp_path / "m.onnx"
@@ -223,17 +223,18 @@ def test_sniff_and_read_refuses_onnx(tmp_path: Path) -> None:
 
 def test_real_checkpoint_every_mode_on_cifar100_samples(real_packed: Path, tmp_path: Path) -> None:
     """The published WRN-20-10: same top-1 as the PyTorch reference on the 20 real images, 16 correct."""
-    from binexport.api import load
-    from binexport.images import load_labelled_folder, normalize
-    from binexport.torch_runtime import reference_logits
+    from binexport import load
+    from binexport.data import normalize
+    from binexport.data.png import load_labelled_folder
+    from binexport.runtimes.torch_ref import reference_logits
 
     model = load(real_packed)
     raw, labels, _ = load_labelled_folder(CIFAR100_SAMPLES)
     ref = reference_logits(model, normalize(raw)).argmax(1)
     assert int(np.sum(ref == labels)) == 16
-    for weights, inside in (("packed", False), ("float32", False), ("float16", False), ("packed", True)):
+    for weights, inside in (("1-bit", False), ("float32", False), ("float16", False), ("1-bit", True)):
         out = tmp_path / f"{weights}{'-inside' if inside else ''}.onnx"
-        with_images = weights == "packed" and not inside  # the --images path once; the check below covers all
+        with_images = weights == "1-bit" and not inside  # the --images path once; the check below covers all
         r = export_onnx(model, out, weights=weights, normalize_inside=inside,
                         images=CIFAR100_SAMPLES if with_images else None)
         assert r.validation.passed and r.output_bytes == out.stat().st_size

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import normalized_batch, tiny_model
+from spec_reference import spec_forward
 
 import binexport
 from binexport import formats
+from binexport.data.synth import make_arch, random_state
 from binexport.errors import CheckError, InputError
 from binexport.model import Model
-from binexport.synth import make_arch, random_state
-from binexport.torch_runtime import reference_logits
-from conftest import normalized_batch, tiny_model
-from spec_reference import spec_forward
+from binexport.runtimes.torch_ref import reference_logits
 
 
 @pytest.mark.parametrize("depth", [8, 14, 20, 26])
@@ -25,7 +26,7 @@ def test_pack_round_trip_is_bit_exact(make_run, tmp_path: Path, depth: int) -> N
     src = binexport.load(ckpt)
     back = binexport.load(tmp_path / "out.pth.tar")
     assert src.compare(back) == []
-    assert back.source.format == "packed-checkpoint"
+    assert back.source.format == "packed"
     assert report.tensors_checked == len(src.arch.specs())
 
 
@@ -103,7 +104,8 @@ def test_failed_round_trip_leaves_no_output_and_keeps_the_old(make_run, tmp_path
         b.signs[0, 0, 0, 0] = ~b.signs[0, 0, 0, 0]
         return m
 
-    monkeypatch.setattr(formats.packed, "read", flipped)
+    monkeypatch.setattr(formats, "REGISTRY", tuple(dataclasses.replace(f, read=flipped) if f.name == "packed" else f
+                                                   for f in formats.REGISTRY))
     with pytest.raises(CheckError, match="group0.block0.conv1: 1 sign bits differ"):
         binexport.pack(ckpt, out, force=True)
     assert out.read_bytes() == b"old"
@@ -148,7 +150,7 @@ def test_packed_bits_wrapped_in_a_state_dict_key_stay_packed(tmp_path: Path) -> 
     path = tmp_path / "wrapped.pth"
     torch.save({"state_dict": raw, "epoch": 3}, path)
     back = binexport.load(path)
-    assert back.source.format == "packed-checkpoint" and back.zero_weights == 0
+    assert back.source.format == "packed" and back.zero_weights == 0
     assert m.compare(back) == []
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import normalized_batch
+from spec_reference import spec_forward
 
 import binexport
+from binexport.data.synth import make_arch, random_state, training_checkpoint
 from binexport.errors import InputError
-from binexport.synth import make_arch, random_state, training_checkpoint
-from binexport.torch_runtime import reference_logits
-from conftest import normalized_batch
-from spec_reference import spec_forward
+from binexport.runtimes.torch_ref import reference_logits
 
 
 @pytest.mark.parametrize("depth,width", [(8, 1), (14, 0.5), (8, 0.75)])
@@ -44,7 +44,7 @@ def test_legacy_and_zip_files_give_the_same_model(make_run) -> None:
     a = binexport.load(make_run(name="zip"))
     b = binexport.load(make_run(name="legacy", legacy=True))
     assert a.compare(b) == []
-    assert a.source.format == b.source.format == "training-checkpoint"
+    assert a.source.layout == b.source.layout == "training-checkpoint" and a.source.format == "checkpoint"
 
 
 @pytest.mark.parametrize("prefix", ["module.", ""])
@@ -54,7 +54,7 @@ def test_bare_state_dict_with_and_without_module_prefix(tmp_path: Path, prefix: 
     path = tmp_path / "sd.pth"
     torch.save({prefix + k: torch.from_numpy(v.copy()) for k, v in state.items()}, path)
     model = binexport.load(path, binarized=True)
-    assert model.source.format == "state-dict" and model.metadata["binarized_from"] == "option"
+    assert model.source.layout == "state-dict" and model.metadata["binarized_from"] == "option"
     for name, b in model.binary.items():
         assert np.array_equal(b.signs, state[name] >= 0)
     assert model.floats["conv0"].tobytes() == state["conv0"].tobytes()
@@ -113,7 +113,7 @@ def test_missing_extra_and_misshaped_tensors_are_named(tmp_path: Path) -> None:
 def test_uint8_outside_block_convs_is_refused(tmp_path: Path) -> None:
     state = random_state(make_arch(8, 1, 10), 0)
     state["conv_last"] = np.zeros((10, 64, 1, 1), np.uint8)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="only valid for block convs.*found conv_last"):
         binexport.load(_save_state(tmp_path, state))
 
 
@@ -181,7 +181,7 @@ def test_training_checkpoint_layout_is_what_the_training_code_writes(tmp_path: P
 
 def test_real_published_checkpoint_is_detected(real_packed: Path) -> None:
     model = binexport.load(real_packed)
-    assert model.source.format == "packed-checkpoint"
+    assert model.source.format == "packed"
     assert model.arch.name == "WRN-20-10" and model.arch.num_classes == 100 and model.binarized
     assert model.param_counts()[0] == 26_726_400
     assert model.source.sha256 == "966514661f4964c166f7aff3e2b2f141260c0df8c5712b3134bd53ea884b8f28"

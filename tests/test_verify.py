@@ -14,16 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import CIFAR100_SAMPLES, REAL_PACKED, tiny_model
-from test_data import cifar_pickle, server  # noqa: F401 (server is a fixture)
+from helpers import CIFAR100_SAMPLES, REAL_PACKED, cifar_pickle, tiny_model
 
-from binexport import data, formats
+from binexport import formats, verify
 from binexport.cli import main
+from binexport.data import cifar as data
+from binexport.data import normalize
+from binexport.data.synth import write_cifar_testset
 from binexport.errors import InputError
-from binexport.images import normalize
 from binexport.model import BinaryWeight, Model
-from binexport.synth import write_cifar_testset
-from binexport.verify import verify
 
 N = 300  # images in the synthetic test set: a third right, a third right in top-5 only, a third wrong
 
@@ -36,7 +35,7 @@ def model100() -> Model:
 @pytest.fixture(scope="module")
 def known(model100: Model) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels chosen from the reference's own logits, so accuracy is known exactly."""
-    from binexport.torch_runtime import reference_logits
+    from binexport.runtimes.torch_ref import reference_logits
 
     images = np.random.default_rng(7).integers(0, 256, (N, 32, 32, 3), dtype=np.uint8)
     order = np.argsort(-reference_logits(model100, normalize(images)), axis=1)
@@ -64,13 +63,8 @@ def run_cli(*args: object) -> object:
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def onnx_or_skip(model: Model, **options: object) -> bytes:
-    try:
-        return formats.get("onnx").write(model, **options)
-    except InputError as e:
-        if "not available yet" in str(e):
-            pytest.skip("the ONNX exporter has not landed")
-        raise
+def onnx_bytes(model: Model, **options: object) -> bytes:
+    return formats.get("onnx").write(model, **options)
 
 
 def test_accuracy_is_exact_on_a_known_test_set(setup: dict[str, Path]) -> None:
@@ -80,7 +74,7 @@ def test_accuracy_is_exact_on_a_known_test_set(setup: dict[str, Path]) -> None:
     assert (row.top1_correct, row.top5_correct) == (N // 3, 2 * N // 3)
     assert row.top1 == pytest.approx(1 / 3) and row.top5 == pytest.approx(2 / 3)
     assert (row.agreement, row.disagreements, row.max_abs_logit_diff) == (1.0, 0, 0.0)
-    assert (row.weights, row.runtime, row.provider, row.role) == ("packed", "torch", "torch:cpu", "artifact")
+    assert (row.weights, row.runtime, row.provider, row.role) == ("1-bit", "torch", "torch:cpu", "artifact")
     assert r.reference.role == "reference" and r.reference.top1_correct == N // 3
     assert r.passed and r.failures == [] and row.images_per_s > 0
     r.raise_for_failures()  # nothing to raise
@@ -112,7 +106,7 @@ def test_flipped_sign_bits_fail_with_exit_1_and_are_marked(setup: dict[str, Path
 
 
 def test_training_checkpoint_and_each_export_pass(make_run, tmp_path: Path) -> None:
-    from binexport.api import load, pack
+    from binexport import load, pack
 
     ckpt = make_run(depth=8, width=1, num_classes=10)
     images = np.random.default_rng(1).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
@@ -121,17 +115,17 @@ def test_training_checkpoint_and_each_export_pass(make_run, tmp_path: Path) -> N
     model = load(ckpt)
     arts = [packed]
     for name, opts in (("m.onnx", {}), ("m16.onnx", {"weights": "float16"}), ("mu8.onnx", {"normalize_inside": True})):
-        (tmp_path / name).write_bytes(onnx_or_skip(model, **opts))
+        (tmp_path / name).write_bytes(onnx_bytes(model, **opts))
         arts.append(tmp_path / name)
     out = tmp_path / "r.json"
     res = run_cli("verify", *arts, "--reference", ckpt, "--dataset", "cifar10", "--data-root", tmp_path / "d",
                   "--batch-size", 16, "--json", out)
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
-    assert rep["reference"]["format"] == "training-checkpoint" and rep["reference"]["weights"] == "1-bit"
+    assert rep["reference"]["format"] == "checkpoint" and rep["reference"]["weights"] == "1-bit"
     rows = {Path(a["path"]).name: a for a in rep["artifacts"]}
     assert rows["m.packed.pth.tar"]["runtime"] == "torch" and rows["m.packed.pth.tar"]["max_abs_logit_diff"] == 0.0
-    for name, weights, inp in (("m.onnx", "packed", "float32-nchw-normalized"), ("mu8.onnx", "packed", "uint8-nhwc"),
+    for name, weights, inp in (("m.onnx", "1-bit", "float32-nchw-normalized"), ("mu8.onnx", "1-bit", "uint8-nhwc"),
                                ("m16.onnx", "float16", "float16-nchw-normalized")):
         row = rows[name]
         assert (row["runtime"], row["provider"], row["weights"], row["input"]) == (
@@ -147,7 +141,7 @@ def test_json_report_schema(setup: dict[str, Path]) -> None:
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     top = {"data": str, "data_source": str, "num_images": int, "num_classes": int, "device": str, "batch_size": int,
-           "reference": dict, "artifacts": list, "failures": list, "version": str, "passed": bool}
+           "reference": dict, "artifacts": list, "failures": list, "version": str, "passed": bool, "schema_version": int}
     assert {k: type(v) for k, v in rep.items()} == top
     row_types = {"path": str, "role": str, "format": str, "weights": str, "runtime": str, "device": str,
                  "provider": str, "input": str, "images": int, "top1": float, "top5": float, "top1_correct": int,
@@ -177,7 +171,7 @@ def test_onnx_falling_back_to_cpu_under_cuda_is_refused(setup: dict[str, Path], 
     if torch.cuda.is_available() or "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         pytest.skip("needs onnxruntime-gpu on a machine without CUDA (its provider can't load)")
     onnx_path = setup["tmp"] / "m.onnx"
-    onnx_path.write_bytes(onnx_or_skip(model100))
+    onnx_path.write_bytes(onnx_bytes(model100))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as if torch saw a GPU
     with pytest.raises(InputError, match="fell back to CPUExecutionProvider"):
         verify([onnx_path], reference=setup["ref"], dataset="CIFAR100", data_root=setup["root"], device="cuda")
@@ -193,7 +187,7 @@ def test_onnx_falling_back_to_cpu_under_cuda_is_refused(setup: dict[str, Path], 
 def test_bad_input_exits_2(setup: dict[str, Path], model100: Model, args: list[str], message: str) -> None:
     onnx_path = setup["tmp"] / "m.onnx"
     if "{onnx}" in args:
-        onnx_path.write_bytes(onnx_or_skip(model100))
+        onnx_path.write_bytes(onnx_bytes(model100))
     write_cifar_testset(setup["root"], np.zeros((4, 32, 32, 3), np.uint8), np.arange(4), dataset="CIFAR10")
     args = [str(onnx_path) if a == "{onnx}" else a for a in args]
     res = run_cli("verify", setup["ref"], "--data-root", setup["root"], *args)
@@ -202,7 +196,7 @@ def test_bad_input_exits_2(setup: dict[str, Path], model100: Model, args: list[s
 
 def test_onnx_only_needs_a_reference(setup: dict[str, Path], model100: Model) -> None:
     onnx_path = setup["tmp"] / "m.onnx"
-    onnx_path.write_bytes(onnx_or_skip(model100))
+    onnx_path.write_bytes(onnx_bytes(model100))
     res = run_cli("verify", onnx_path, "--dataset", "CIFAR100", "--data-root", setup["root"])
     assert res.exit_code == 2 and "pass --reference CKPT" in res.stderr
     other = setup["tmp"] / "other.packed.pth.tar"
@@ -250,19 +244,15 @@ def test_download_through_the_cli(server, setup: dict[str, Path], known, monkeyp
 
 def test_real_checkpoint_and_its_exports_on_the_20_real_samples(real_packed: Path, tmp_path: Path) -> None:
     """The published checkpoint classifies 16 of the 20 real CIFAR-100 samples; so must every export of it."""
-    from binexport.api import load
+    from binexport import load
 
     model = load(REAL_PACKED)
     arts: list[Path] = [real_packed]
     for name, opts in (("real.onnx", {}), ("real16.onnx", {"weights": "float16"})):
-        (tmp_path / name).write_bytes(onnx_or_skip(model, **opts))
+        (tmp_path / name).write_bytes(onnx_bytes(model, **opts))
         arts.append(tmp_path / name)
-    try:
-        (tmp_path / "real.bwn").write_bytes(formats.get("bwn").write(model))
-        arts.append(tmp_path / "real.bwn")
-    except InputError as e:
-        if "not available yet" not in str(e):
-            raise
+    (tmp_path / "real.bwn").write_bytes(formats.get("bwn").write(model))
+    arts.append(tmp_path / "real.bwn")
     r = verify(arts, images=CIFAR100_SAMPLES, device="cpu", batch_size=20)
     assert r.reference.path == str(real_packed) and r.num_images == 20
     for row in r.artifacts:

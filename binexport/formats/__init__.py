@@ -1,35 +1,144 @@
-"""The explicit registry of file formats.
+"""The file formats binexport reads and writes, one room each, behind one typed registry.
 
-Every format module has the same small surface: ``NAME``, ``SUFFIXES``,
-``sniff(head) -> bool`` (recognise a file from its first bytes),
-``write(model, **options) -> bytes`` and ``read(path, **options) -> Model``.
-Formats never import each other; they meet only in the in-memory model.
+Every format is a :class:`Format` record: its name, the suffixes of its files,
+how to recognise it from its first bytes, and the ``read`` / ``write`` /
+``describe`` functions it has (a format that can't do one leaves it ``None``).
+Formats never import each other; they meet only in the in-memory
+:class:`~binexport.model.Model`. Files are always detected from their content,
+never their name.
+
+Vocabulary, used in the registry, in ``Source.format``, in every JSON report and
+on the CLI: a *file format* (``checkpoint``, ``packed``, ``bwn``, ``onnx``) is
+not a *weight encoding* (``float32``, ``1-bit``, ``float16``, ``int8``:
+:data:`binexport.check.WEIGHT_ENCODINGS`) and neither is a ``.bwn`` *tensor
+encoding* (``raw``, ``packed``, ``rans``, ``rans-ref``, ``f32-rans``).
 """
 
 from __future__ import annotations
 
-from types import ModuleType
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
+from binexport._fileio import check_input, read_head
 from binexport.errors import InputError
-from binexport.formats import bwn, checkpoint, onnx, packed
-
-_FORMATS: tuple[ModuleType, ...] = (checkpoint, packed, bwn, onnx)
-
-
-def names() -> list[str]:
-    return [f.NAME for f in _FORMATS]
+from binexport.formats import _torchsave, bwn, checkpoint, onnx, packed
+from binexport.model import Model
 
 
-def get(name: str) -> ModuleType:
-    for f in _FORMATS:
-        if f.NAME == name:
+@dataclass(frozen=True)
+class Format:
+    """One file format: what it is called, how to recognise it, and what binexport can do with it.
+
+    ``sniff`` is None for a format that shares its container with another (a
+    packed checkpoint is a torch file: the ``checkpoint`` reader claims it and
+    names the layout it found in ``Source.format``).
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    default_suffix: str
+    summary: str
+    sniff: Callable[[bytes], bool] | None = None
+    read: Callable[..., Model] | None = None
+    write: Callable[..., bytes] | None = None
+    describe: Callable[..., dict[str, object]] | None = None
+
+
+REGISTRY: tuple[Format, ...] = (
+    Format("checkpoint", (".pth.tar", ".pth", ".pt", ".th", ".tar"), ".pth.tar",
+           "a PyTorch checkpoint of the training code (training checkpoint or bare state_dict, zip or legacy)",
+           sniff=_torchsave.is_torch_file, read=checkpoint.read),
+    Format("packed", (".packed.pth.tar",), ".packed.pth.tar",
+           "the published packed checkpoint: uint8 packbits of every block conv, the rest as it was",
+           read=packed.read, write=packed.write),
+    Format("bwn", (".bwn",), ".bwn", "binexport's own specified, checksummed, torch-free format (docs/FORMAT.md)",
+           sniff=bwn.sniff, read=bwn.read, write=bwn.write, describe=bwn.describe),
+    Format("onnx", (".onnx",), ".onnx", "an ONNX graph for stock ONNX Runtime (export only)",
+           sniff=onnx.sniff, write=onnx.write),
+)
+
+#: Every format name, in registry order.
+NAMES: tuple[str, ...] = tuple(f.name for f in REGISTRY)
+#: Formats ``binexport pack`` writes.
+PACK_FORMATS: tuple[str, ...] = ("packed", "bwn")
+
+
+def get(name: str) -> Format:
+    """The format called ``name``.
+
+    Raises:
+        InputError: for an unknown name; the message lists the valid ones.
+    """
+    for f in REGISTRY:
+        if f.name == name:
             return f
-    raise InputError(f"unknown format {name!r}; valid formats: {', '.join(names())}")
+    raise InputError(f"unknown format {name!r}; valid formats: {', '.join(NAMES)}")
 
 
-def detect(head: bytes) -> ModuleType | None:
-    """The first format that recognises these leading bytes, or None."""
-    for f in _FORMATS:
-        if f.sniff(head):
+def detect(head: bytes) -> Format | None:
+    """The format whose magic these leading bytes carry, or None."""
+    for f in REGISTRY:
+        if f.sniff is not None and f.sniff(head):
             return f
     return None
+
+
+def detect_file(path: str | Path) -> tuple[Path, Format]:
+    """A checked input path and its format, from its first 64 bytes.
+
+    Raises:
+        InputError: the file is missing, empty, a folder, or of no known format.
+    """
+    p = check_input(path)
+    head = read_head(p, 64)
+    if not head:
+        raise InputError(f"{p}: the file is empty (0 bytes); expected a checkpoint")
+    fmt = detect(head)
+    if fmt is None:
+        raise InputError(f"{p}: unrecognised file (starts with {head[:8]!r}); expected a PyTorch checkpoint, "
+                         f"a packed checkpoint or a .bwn file")
+    return p, fmt
+
+
+def load(path: str | Path, *, binarized: bool | None = None, strict: bool = True, **options: Any) -> Model:
+    """Read any model file binexport understands into the one in-memory :class:`Model`.
+
+    The format is detected from the content, never the name.
+
+    Args:
+        path: a training checkpoint, bare state_dict, packed checkpoint or ``.bwn`` file.
+        binarized: for torch checkpoints, override what ``log.txt`` beside the file says about ``--binarize``.
+        strict: refuse (rather than read as full precision) a checkpoint whose binarisation nobody states.
+        **options: passed to the format's reader (e.g. ``verify_checksums=False`` for ``.bwn``).
+
+    Returns:
+        The model: architecture, float tensors, sign bits, and where it came from (``model.source``).
+
+    Raises:
+        InputError: the file is missing, unreadable, of another architecture, or an ONNX file.
+        FormatError: a ``.bwn`` file breaks the format's rules.
+
+    Example:
+        >>> model = binexport.load("checkpoint.pth.tar")          # doctest: +SKIP
+        >>> model.arch.name, model.binarized                        # doctest: +SKIP
+        ('WRN-20-10', True)
+    """
+    p, fmt = detect_file(path)
+    if fmt.read is None:
+        raise InputError(f"{p}: is an ONNX file; binexport exports ONNX but does not read it back into a model. "
+                         "Give the checkpoint it came from, or check the ONNX file with 'binexport verify'")
+    if fmt.name == "checkpoint":
+        return fmt.read(p, binarized=binarized, strict=strict)
+    return fmt.read(p, **options)
+
+
+def default_output(src: str | Path, fmt: str) -> Path:
+    """Beside the input: ``ckpt.pth.tar`` -> ``ckpt.packed.pth.tar`` / ``ckpt.bwn`` / ``ckpt.onnx``."""
+    p = Path(src)
+    name = p.name
+    for suf in sorted({s for f in REGISTRY for s in f.suffixes}, key=len, reverse=True):
+        if name.endswith(suf) and len(name) > len(suf):
+            name = name[: -len(suf)]
+            break
+    return p.with_name(name + get(fmt).default_suffix)

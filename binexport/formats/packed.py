@@ -12,19 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from binexport import _torchfile
 from binexport.errors import InputError
+from binexport.formats import _torchsave
 from binexport.model import Model
-
-NAME = "packed"
-SUFFIXES = (".pth.tar", ".pth", ".pt")
-
-
-def sniff(head: bytes) -> bool:
-    return False  # a torch file; 'checkpoint' reads every layout and reports which
 
 
 def write(model: Model, **options: object) -> bytes:
+    """The bytes of a ``torch.save`` of the published packed layout.
+
+    Raises:
+        InputError: a full-precision model, an option (there are none), or a block conv with in_channels % 8 != 0.
+    """
     if options:
         raise InputError(f"the 'packed' format takes no options, got {', '.join(sorted(options))}")
     if not model.binarized:
@@ -48,7 +46,8 @@ def write(model: Model, **options: object) -> bytes:
 
 
 def read(path: str | Path) -> Model:
-    model = _torchfile.load_model(path)
-    if model.source.format != _torchfile.PACKED:
-        raise InputError(f"{path}: expected a packed checkpoint (uint8 block convs), found a {model.source.format}")
+    """A Model from a packed checkpoint; any other torch layout is refused (InputError)."""
+    model = _torchsave.load_model(path)
+    if model.source.format != "packed":
+        raise InputError(f"{path}: expected a packed checkpoint (uint8 block convs), found a {model.source.layout}")
     return model

@@ -1,6 +1,6 @@
-"""Rendering of reports for the terminal: part of the CLI layer, with cli.py the only code that imports rich.
+"""Rendering of reports for the terminal: part of the CLI layer, with the commands in cli/__init__.py the only code that imports rich.
 
-Kept apart from ``cli.py`` so the command definitions stay short; every
+Kept apart from the commands so the command definitions stay short; every
 function takes a report dataclass and prints it.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
 
 def console() -> Any:
     from rich.console import Console
@@ -24,7 +25,8 @@ def render_inspect(report: Any) -> None:
 
     a = report.architecture
     con = console()
-    con.print(f"[bold]{report.path}[/bold]: {report.format}, {mib(report.file_bytes)}")
+    kind = report.format if report.layout == report.format else f"{report.format} ({report.layout})"
+    con.print(f"[bold]{report.path}[/bold]: {kind}, {mib(report.file_bytes)}")
     con.print(f"architecture: {a['name']}, {a['num_classes']} classes, {a['mode']}"
               + (f" (from {report.binarized_from})" if report.binarized_from not in ("", "unknown") else ""))
     con.print(f"parameters: {report.binarised_params:,} binarised, {report.float_params:,} float"
@@ -72,13 +74,13 @@ def render_pack(r: Any) -> None:
     t = Table(title=f"{r.architecture}, {r.num_classes} classes -> {r.output_format}")
     t.add_column("")
     t.add_column("size", justify="right")
-    t.add_row(f"input ({r.input_format})", mib(r.input_bytes))
+    t.add_row(f"input ({r.input_layout})", mib(r.input_bytes))
     t.add_row("all weights as float32", mib(r.float32_bytes))
     t.add_row(f"output ({r.output_format})", mib(r.output_bytes))
     t.add_row("file to file", f"{r.file_ratio:.1f}x smaller")
     t.add_row("float32 weights to output", f"{r.weights_ratio:.1f}x smaller")
     con.print(t)
-    if r.input_format == "training-checkpoint":
+    if r.input_layout == "training-checkpoint":
         con.print("The file-to-file ratio includes the optimizer state of the training checkpoint; "
                   "the weights-to-weights ratio is the fair one.")
     con.print(f"wrote [bold]{r.output}[/bold]; re-read it and checked {r.tensors_checked} tensors bit for bit "
@@ -98,7 +100,7 @@ def render_onnx(r: Any) -> None:
     t = Table(title=f"{r.architecture}, {r.num_classes} classes -> ONNX ({r.weights})")
     t.add_column("")
     t.add_column("", justify="right")
-    t.add_row(f"input ({r.input_format})", mib(r.input_bytes))
+    t.add_row(f"input ({r.input_layout})", mib(r.input_bytes))
     t.add_row("ONNX file", mib(r.output_bytes))
     t.add_row("weights / opset / batch", f"{r.weights} / {r.opset} / {r.batch}")
     t.add_row("graph input", r.input_kind)

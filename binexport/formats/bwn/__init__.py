@@ -13,14 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from binexport import __version__
-from binexport import _bwn_codec as codec
-from binexport import _bwn_container as box
-from binexport import _bwn_rans as rans
 from binexport.errors import FormatError, InputError
+from binexport.formats.bwn import codec, rans
+from binexport.formats.bwn import container as box
 from binexport.model import CIFAR_MEAN, CIFAR_STD, Arch, BinaryWeight, Model, Source
 
-NAME = "bwn"
-SUFFIXES = (".bwn",)
 #: Values of ``encoding=`` (``binexport pack --encoding``): how 1-bit tensors are stored.
 ENCODING_CHOICES = ("best", "packed", "rans", "rans-ref")
 _DTYPES = {np.dtype("float16"): "f16", np.dtype("float32"): "f32", np.dtype("float64"): "f64",
@@ -28,6 +25,7 @@ _DTYPES = {np.dtype("float16"): "f16", np.dtype("float32"): "f32", np.dtype("flo
 
 
 def sniff(head: bytes) -> bool:
+    """True for the ``.bwn`` magic."""
     return head.startswith(box.MAGIC)
 
 

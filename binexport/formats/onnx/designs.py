@@ -1,4 +1,4 @@
-"""Alternative packed-weight subgraphs, kept here to measure binexport's choice against them.
+"""Alternative 1-bit weight subgraphs, kept to measure binexport's choice against them (benchmarks/bench_onnx.py).
 
 Each packer has the signature of ``binexport.formats.onnx.pack_lut8`` and is
 passed to ``build_model(..., _packer=...)``; the library itself ships only the
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from binexport.formats.onnx import pack_lut8, sign_table
+from binexport.formats.onnx import pack_lut8, sign_table  # noqa: F401 (the shipped design, for comparison)
 from binexport.model import BinaryWeight
 
 

@@ -1,9 +1,9 @@
-"""``to-onnx``: build the graph, prove it on ONNX Runtime against the PyTorch reference, then write it.
+"""``binexport to-onnx``: build the graph, prove it on ONNX Runtime against the PyTorch reference, then write it.
 
 Validation is part of every export, not a warning: the temp file is checked
 by ``onnx.checker`` (full_check) and run by ONNX Runtime on a fixed random
 batch (plus labelled images when given); only a file that matches the
-reference within ``tolerances`` replaces the output, otherwise no file is left.
+reference within its tolerance (:mod:`binexport.check`) replaces the output, otherwise no file is left.
 """
 
 from __future__ import annotations
@@ -11,14 +11,20 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from binexport import tolerances
+from binexport import check, formats
 from binexport._fileio import check_output, write_atomic
 from binexport.errors import CheckError, InputError
+from binexport.formats import onnx as fmt
 from binexport.model import Model
+
+#: ``--weights`` choices and the opset default, for the CLI.
+WEIGHTS = fmt.WEIGHTS
+DEFAULT_OPSET = fmt.DEFAULT_OPSET
+MIN_OPSET = fmt.MIN_OPSET
+SCHEMA_VERSION = 1
 
 #: images in the fixed random validation batch: every weight reaches every logit, so a few images catch any
 #: encoding error; few, because the PyTorch reference of WRN-20-10 costs ~0.2 s per image on two cores
@@ -49,6 +55,7 @@ class OnnxReport:
 
     input: str
     input_format: str
+    input_layout: str
     input_bytes: int
     output: str
     output_bytes: int
@@ -62,31 +69,50 @@ class OnnxReport:
     validation: Validation
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
 def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weights: str | None = None,
-                opset: int = 18, batch: str | int = "dynamic", normalize_inside: bool = False, force: bool = False,
+                opset: int = DEFAULT_OPSET, batch: str | int = "dynamic", normalize_inside: bool = False, force: bool = False,
                 images: str | Path | None = None, device: str = "cpu", binarized: bool | None = None) -> OnnxReport:
     """Export ``src`` (any file binexport reads, or a Model) to a validated ONNX file.
 
-    Raises InputError for bad options or inputs (e.g. ``packed`` on a full-precision model) and
-    CheckError, with the worst output named, when ONNX Runtime disagrees with the reference.
-    """
-    from binexport import api
-    from binexport.formats import onnx as fmt
+    Args:
+        src: a model file or an in-memory :class:`Model` (then ``out`` is required).
+        out: the ``.onnx`` path (default: beside ``src``).
+        weights: ``1-bit`` (default for binarised models), ``float32`` (default for full precision), ``float16``.
+        opset: ONNX opset, 13 or newer.
+        batch: ``"dynamic"`` or a fixed batch size.
+        normalize_inside: the graph takes uint8 NHWC pixels and normalises itself.
+        force: replace an existing output.
+        images: a folder of labelled PNGs to validate on as well (accuracy is reported).
+        device: where ONNX Runtime validates ('cpu', 'cuda' or 'auto').
+        binarized: override ``log.txt`` about ``--binarize``.
 
+    Returns:
+        An :class:`OnnxReport` with the validation numbers.
+
+    Raises:
+        InputError: bad options or inputs (e.g. ``1-bit`` weights for a full-precision model).
+        CheckError: ONNX Runtime disagrees with the reference (the worst output is named); no file is left.
+
+    Example:
+        >>> r = binexport.export_onnx("model.packed.pth.tar", "model.onnx")   # doctest: +SKIP
+        >>> r.validation.max_abs_diff < 1e-4                                   # doctest: +SKIP
+        True
+    """
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     if isinstance(src, Model):
         model = src
         if out is None:
             raise InputError("exporting an in-memory model needs an output path")
-    dest = check_output(out if out is not None else api.default_output(src, fmt.NAME), force)
+    dest = check_output(out if out is not None else formats.default_output(src, "onnx"), force)
     if not isinstance(src, Model):
-        model = api.load(src, binarized=binarized)
+        model = formats.load(src, binarized=binarized)
     weights, opset, batch = fmt.check_options(model, weights, opset, batch)
     labelled = _labelled(images) if images is not None else None
     timings["load"] = time.perf_counter() - t0
@@ -105,14 +131,14 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
     in_bytes = model.source.size
     return OnnxReport(
         input=str(model.source.path if isinstance(src, Model) else src), input_format=model.source.format,
-        input_bytes=in_bytes, output=str(dest), output_bytes=len(data), architecture=model.arch.name,
+        input_layout=model.source.layout, input_bytes=in_bytes, output=str(dest), output_bytes=len(data), architecture=model.arch.name,
         num_classes=model.arch.num_classes, binarized=model.binarized, weights=weights, opset=opset, batch=batch,
         input_kind=fmt.input_kind(weights, normalize_inside), validation=result[0],
         seconds=time.perf_counter() - t0, timings=timings)
 
 
 def _labelled(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from binexport.images import load_labelled_folder
+    from binexport.data.png import load_labelled_folder
 
     return load_labelled_folder(folder)
 
@@ -123,9 +149,10 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
     """onnx.checker (full_check), then ONNX Runtime vs the PyTorch reference; CheckError on any failure."""
     import onnx
 
-    from binexport.images import normalize
-    from binexport.ort_runtime import open_session, ort_errors, resolve_device
-    from binexport.torch_runtime import reference_logits
+    from binexport.data import normalize
+    from binexport.runtimes import resolve_device, select_input
+    from binexport.runtimes.ort import open_session, ort_errors
+    from binexport.runtimes.torch_ref import TorchRuntime
 
     timings = timings if timings is not None else {}
     t = time.perf_counter()
@@ -144,10 +171,9 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
         raw = np.concatenate([raw, labelled[0]])
         names += list(labelled[2])
     x = normalize(raw)
-    feed = raw if normalize_inside else x
     try:
-        session = open_session(str(path), resolve_device(device))
-        got = _run(session, feed, batch)
+        runtime = open_session(str(path), resolve_device(device))
+        got = runtime.logits(select_input(runtime.input_kind, raw, x), 64)
     except ort_errors() as e:  # ONNX Runtime's own types, for graphs it can't load or run
         text = str(e).strip()
         if "opset" in text.lower() or "IR version" in text:
@@ -157,54 +183,23 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
             raise InputError(f"ONNX Runtime {onnxruntime.__version__} here can't load this opset ({why}); "
                              "choose a lower --opset (default 18)") from None
         raise CheckError("ONNX Runtime could not run the exported graph", [f"{type(e).__name__}: {text}"]) from None
-    ref = reference_logits(model, x)
+    ref = TorchRuntime(model).logits(x)
     timings["runtime"] = time.perf_counter() - t
-    return _compare(got, ref, names, weights, session.provider, labelled)
-
-
-def _run(session: Any, x: np.ndarray, batch: str | int) -> np.ndarray:
-    """Logits in the graph's batch size; a fixed batch gets its last chunk zero-padded, then cut."""
-    if batch == "dynamic":
-        return session.run(x, 64)
-    b = int(batch)
-    outs = []
-    for i in range(0, len(x), b):
-        chunk = x[i:i + b]
-        pad = b - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-        outs.append(session.run(chunk, b)[: b - pad])
-    return np.concatenate(outs)
-
-
-def _compare(got: np.ndarray, ref: np.ndarray, names: list[str], weights: str, provider: str,
-             labelled: tuple[np.ndarray, np.ndarray, list[str]] | None) -> Validation:
-    tol = tolerances.MAX_ABS_LOGIT_DIFF[weights]
-    floor = tolerances.MIN_AGREEMENT[weights]
-    if got.shape != ref.shape:
-        raise CheckError("the exported graph gives logits of the wrong shape",
-                         [f"expected {ref.shape}, ONNX Runtime gave {got.shape}"])
-    diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-    diff = np.where(np.isfinite(diff), diff, np.inf)
-    i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
-    worst = f"{names[i]}, logit {j}: ONNX {got[i, j]:.6g} vs reference {ref[i, j]:.6g}"
-    agree = float(np.mean(got.argmax(1) == ref.argmax(1)))
-    v = Validation(provider=provider, random_images=RANDOM_IMAGES, labelled_images=len(names) - RANDOM_IMAGES,
-                   max_abs_diff=float(diff[i, j]), tolerance=tol, worst_output=worst, agreement=agree,
-                   min_agreement=floor)
-    if labelled is not None:
-        labels = labelled[1]
+    labels = labelled[1] if labelled is not None else None
+    try:
+        c = check.compare(got, ref, weights, names=names, what="ONNX")
+    except InputError as e:
+        raise CheckError("the exported graph gives logits of the wrong shape", [str(e)]) from None
+    v = Validation(provider=runtime.provider, random_images=RANDOM_IMAGES, labelled_images=len(names) - RANDOM_IMAGES,
+                   max_abs_diff=c.max_abs_logit_diff if c.max_abs_logit_diff is not None else float("inf"),
+                   tolerance=c.tolerance.max_abs_logit_diff if c.tolerance.max_abs_logit_diff is not None
+                   else float("inf"), worst_output=c.worst_output, agreement=c.agreement,
+                   min_agreement=c.tolerance.min_agreement, passed=c.passed)
+    if labels is not None:
         n = len(labels)
         v.accuracy = float(np.mean(got[-n:].argmax(1) == labels))
         v.reference_accuracy = float(np.mean(ref[-n:].argmax(1) == labels))
-    problems = []
-    if not diff[i, j] <= tol:
-        problems.append(f"worst output {worst} (|diff| {diff[i, j]:.3g} > {tol:g})")
-    if agree < floor:
-        problems.append(f"top-1 agrees with the reference on {agree:.1%} of {len(names)} images, "
-                        f"needs {floor:.0%}")
-    if problems:
-        v.passed = False
-        raise CheckError(f"ONNX Runtime ({provider}) disagrees with the PyTorch reference; no file written",
-                         problems)
+    if not c.passed:
+        raise CheckError(f"ONNX Runtime ({runtime.provider}) disagrees with the PyTorch reference; no file written",
+                         c.problems)
     return v

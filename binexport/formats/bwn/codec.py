@@ -3,7 +3,7 @@
 ``encode_*`` return payload bytes. Decoding is two-step so every coded tensor
 of a file shares one lockstep rANS pass: ``parse_*`` checks every field of a
 payload before anything is allocated and returns a ``Pending`` (its rANS jobs
-and a ``finish`` that builds the array); ``_bwn_rans.decode_jobs`` runs the
+and a ``finish`` that builds the array); ``rans.decode_jobs`` runs the
 jobs. docs/FORMAT.md is normative; section names here match it.
 """
 
@@ -15,9 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-from binexport import _bwn_fit as fit
-from binexport import _bwn_rans as rans
 from binexport.errors import FormatError
+from binexport.formats.bwn import fit, rans
 
 #: A kernel-coded tensor holds at most this many weights per payload byte (32x under packed bits),
 #: which bounds what a file that lies about shapes can make a reader allocate.

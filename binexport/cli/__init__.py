@@ -15,8 +15,20 @@ from typing import Any
 import click
 
 from binexport import __version__
-from binexport._render import console, render_inspect, render_onnx, render_pack, render_verify, stderr_console
+from binexport.cli.render import (
+    console,
+    render_inspect,
+    render_onnx,
+    render_pack,
+    render_verify,
+    stderr_console,
+)
+from binexport.data import DATASET_NAMES
 from binexport.errors import BinexportError
+from binexport.formats import PACK_FORMATS
+from binexport.formats.bwn import ENCODING_CHOICES
+from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS
+from binexport.runtimes import DEVICES
 
 
 class _Group(click.Group):
@@ -53,7 +65,7 @@ _mode_option = click.option("--binarized/--full-precision", "binarized", default
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
     """Show what FILE is: format, architecture, parameters, where its bytes go, and output sizes."""
-    from binexport.api import inspect as run
+    from binexport import inspect as run
 
     report = run(file, binarized=binarized)
     if as_json:
@@ -65,9 +77,10 @@ def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
 @main.command()
 @click.argument("ckpt", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output file (default: beside the input).")
-@click.option("--format", "fmt", default="packed", show_default=True,
+@click.option("--format", "fmt", metavar="|".join(PACK_FORMATS), default=PACK_FORMATS[0], show_default=True,
               help="Output format: 'packed' (the published layout) or 'bwn'.")
-@click.option("--encoding", default=None, help="bwn only: how 1-bit tensors are stored: best (default), packed "
+@click.option("--encoding", metavar="|".join(ENCODING_CHOICES), default=None,
+              help="bwn only: how 1-bit tensors are stored: best (default), packed "
               "(every tensor memory-mappable), rans or rans-ref (see docs/FORMAT.md).")
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="bwn only: a user metadata entry (repeatable).")
 @_mode_option
@@ -77,7 +90,7 @@ def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
 def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: tuple[str, ...],
          binarized: bool | None, binarize_anyway: bool, force: bool, as_json: bool) -> None:
     """Pack CKPT to one bit per binarised weight, then re-read and check every bit."""
-    from binexport.api import pack as run
+    from binexport import pack as run
     from binexport.errors import InputError
 
     options: dict[str, Any] = {"encoding": encoding} if encoding is not None else {}
@@ -97,12 +110,12 @@ def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: 
 @main.command("to-onnx")
 @click.argument("input_file", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .onnx file (default: beside INPUT).")
-@click.option("--weights", type=click.Choice(["packed", "float32", "float16"]), default=None,
-              help="packed (default for 1-bit models): 1 bit per binarised weight, turned into +-scale by "
-                   "standard ops when the session starts; float32 (default for full precision): plain weights. "
-                   "Both take float32 NCHW and give float32 logits. float16: half-precision weights and compute "
-                   "for GPUs; takes float16 NCHW and gives float16 logits.")
-@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (13 or newer).")
+@click.option("--weights", type=click.Choice([*WEIGHTS, *WEIGHT_ALIASES]), default=None,
+              help="1-bit (default for 1-bit models; 'packed' is its old name): 1 bit per binarised weight, turned "
+                   "into +-scale by standard ops when the session starts; float32 (default for full precision): "
+                   "plain weights. Both take float32 NCHW and give float32 logits. float16: half-precision weights "
+                   "and compute for GPUs; takes float16 NCHW and gives float16 logits.")
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, help="ONNX opset (13 or newer).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
 @click.option("--normalize-inside", is_flag=True,
               help="Graph takes raw uint8 NHWC (N, 32, 32, 3) images and applies the CIFAR normalisation itself "
@@ -115,7 +128,7 @@ def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: 
 def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: int, batch: str,
             normalize_inside: bool, images: Path | None, force: bool, binarized: bool | None, as_json: bool) -> None:
     """Export INPUT to ONNX, validated on ONNX Runtime against the PyTorch reference before it is written."""
-    from binexport.onnx_export import export_onnx
+    from binexport import export_onnx
 
     r = export_onnx(input_file, output, weights=weights, opset=opset, batch=batch,
                     normalize_inside=normalize_inside, force=force, images=images, binarized=binarized)
@@ -127,7 +140,7 @@ def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: i
 
 @main.command()
 @click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--dataset", type=click.Choice(["CIFAR100", "CIFAR10"], case_sensitive=False), default=None,
+@click.option("--dataset", type=click.Choice(DATASET_NAMES, case_sensitive=False), default=None,
               help="Standard test set, in torchvision's layout under --data-root.")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="Folder holding cifar-100-python/ or cifar-10-batches-py/ (default: $BINEXPORT_DATA, else "
@@ -137,7 +150,7 @@ def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: i
               help="Folder of labelled 32x32 PNGs (NAME_LABEL.png, or LABEL/ subfolders) instead of --dataset.")
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="Checkpoint the artifacts came from (default: the first ARTIFACT that is not ONNX).")
-@click.option("--device", type=click.Choice(["auto", "cuda", "cpu"]), default="auto", show_default=True,
+@click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True,
               help="auto takes CUDA where PyTorch sees a GPU; cuda fails if any runtime would not really use it.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
@@ -151,10 +164,16 @@ def verify(artifacts: tuple[Path, ...], dataset: str | None, data_root: Path | N
 
     Exit 0 when every artifact meets its tolerance, 1 when any fails, 2 on bad input.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
+    from binexport import verify as run
     from binexport._fileio import check_output
-    from binexport.verify import verify as run
 
     if json_out is not None:
         check_output(json_out, force=True)  # a bad --json path fails now, not after a 10,000-image run
@@ -192,7 +211,7 @@ def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: flo
     With no --checkpoint it writes a 204.5 MiB training checkpoint in the training code's exact layout
     (random weights, log.txt saying it was binarised); nothing is downloaded.
     """
-    from binexport.demo import run_demo
+    from binexport.verbs.demo import run_demo
 
     renderers = {"inspect": render_inspect, "pack": render_pack, "pack-bwn": render_pack,
                  "to-onnx": render_onnx, "verify": render_verify}

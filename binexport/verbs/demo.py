@@ -26,18 +26,25 @@ class DemoReport:
     steps: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
-        return {"folder": self.folder, "checkpoint": self.checkpoint, "synthetic_checkpoint": self.synthetic_checkpoint,
+        return {"schema_version": 1, "folder": self.folder, "checkpoint": self.checkpoint, "synthetic_checkpoint": self.synthetic_checkpoint,
                 "data": self.data, "steps": {k: v.to_dict() for k, v in self.steps.items()}}
 
 
 def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, width: float = 10,
              images: str | Path | None = None, n_images: int = 200,
              on_step: Callable[[str, Any], None] | None = None) -> DemoReport:
-    """Run every capability once; ``on_step(name, report)`` sees each report as it is made."""
-    from binexport.api import inspect, pack
-    from binexport.onnx_export import export_onnx
-    from binexport.synth import make_arch, write_cifar_testset, write_training_run
-    from binexport.verify import verify
+    """Run every capability once; ``on_step(name, report)`` sees each report as it is made.
+
+    The verbs are called through the public API (a verb never imports another).
+
+    Returns:
+        A :class:`DemoReport` holding each step's report.
+
+    Raises:
+        InputError: a bad ``checkpoint`` or ``images``; CheckError: a step's check failed.
+    """
+    from binexport import export_onnx, inspect, pack, verify
+    from binexport.data.synth import make_arch, write_cifar_testset, write_training_run
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""ONNX Runtime sessions that say which provider really runs them.
+"""The ONNX Runtime runtime: sessions that say which provider really runs them.
 
 onnxruntime-gpu lists CUDAExecutionProvider even where CUDA can't load and
 then silently runs on the CPU; ``session.get_providers()`` is the truth, so
@@ -7,65 +7,69 @@ every session made here reports it and a CUDA request that fell back fails.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from binexport.errors import InputError
+from binexport.runtimes import INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, Runtime
+
+_INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' where torch sees a GPU, else 'cpu'; 'cuda' without one is an error."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise InputError(f"unknown device {device!r}; valid: auto, cpu, cuda")
-    if device == "cpu":
-        return "cpu"
-    import torch
+class OrtRuntime(Runtime):
+    """An ONNX Runtime session plus what actually runs it, behind the common :class:`Runtime` loop.
 
-    if torch.cuda.is_available():
-        return "cuda"
-    if device == "cuda":
-        raise InputError("--device cuda: no CUDA device is available to PyTorch here; use --device cpu or auto")
-    return "cpu"
+    A graph with a fixed batch size gets its last chunk zero-padded, then cut.
+    On CUDA the inputs are uploaded once as OrtValues (where they fit) and run
+    through I/O binding, so timed runs measure the model, not host-to-device copies.
+    """
 
+    name = "onnxruntime"
 
-@dataclass
-class OrtModel:
-    """A session plus what actually runs it."""
-
-    session: Any
-    provider: str
-    input_name: str
-    input_type: str
-    device: str = "cpu"
+    def __init__(self, session: Any, provider: str, device: str = "cpu") -> None:
+        self.session = session
+        self.provider = provider
+        self.device = device
+        inp = session.get_inputs()[0]
+        self.input_name: str = inp.name
+        self.input_type: str = inp.type
+        dim = inp.shape[0] if inp.shape else None
+        self.fixed_batch: int | None = dim if isinstance(dim, int) and dim > 0 else None
+        meta = self.metadata
+        self.input_kind = meta.get("binexport.input") or (
+            INPUT_NHWC if inp.type == "tensor(uint8)" else INPUT_NCHW_F16 if inp.type == "tensor(float16)"
+            else INPUT_NCHW)
 
     @property
     def input_dtype(self) -> type:
-        return {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(
-            self.input_type, np.float32)
+        return _INPUT_DTYPES.get(self.input_type, np.float32)
 
     @property
     def metadata(self) -> dict[str, str]:
         """The model's metadata_props (``binexport.*`` keys for files binexport wrote)."""
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
-    def upload(self, x: np.ndarray, batch_size: int = 256) -> list[Any]:
-        """Input batches in the graph's dtype, placed once on the session's device where they fit.
+    def run(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Float32 logits in batches (the graph's fixed batch where it has one); input cast to the graph's type."""
+        return self.logits(x, batch_size)
 
-        On the CPU the OrtValues wrap the array without a copy; on CUDA they are
-        copied once, so timed runs measure the model, not host-to-device copies.
-        """
+    def _place(self, x: np.ndarray, batch_size: int) -> list[Any]:
         import onnxruntime as ort
 
+        bs = self.fixed_batch or batch_size
         x = np.ascontiguousarray(x, dtype=self.input_dtype)
-        slices = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
-        if self.device == "cuda" and x.nbytes > _free_cuda_bytes() // 2:
-            return slices  # run_batch copies each one in turn
+        slices = []
+        for i in range(0, len(x), bs):
+            chunk = x[i:i + bs]
+            if self.fixed_batch and len(chunk) < bs:
+                chunk = np.concatenate([chunk, np.zeros((bs - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            slices.append(chunk)
+        if self.device != "cuda" or x.nbytes > _free_cuda_bytes() // 2:
+            return slices  # on the CPU a numpy batch is used in place; on a full GPU each is copied in turn
         return [ort.OrtValue.ortvalue_from_numpy(s, self.device, 0) for s in slices]
 
-    def run_batch(self, batch: Any) -> np.ndarray:
-        """Float32 logits of one batch from ``upload``."""
+    def _run(self, batch: Any) -> np.ndarray:
         if isinstance(batch, np.ndarray):
             return np.asarray(self.session.run(None, {self.input_name: batch})[0], dtype=np.float32)
         io = self.session.io_binding()
@@ -74,18 +78,22 @@ class OrtModel:
         self.session.run_with_iobinding(io)
         return np.asarray(io.copy_outputs_to_cpu()[0], dtype=np.float32)
 
-    def run(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Logits as float32, in batches; input converted to the graph's input type."""
-        dtype = self.input_dtype
-        outs = []
-        for i in range(0, len(x), batch_size):
-            xb = np.ascontiguousarray(x[i:i + batch_size], dtype=dtype)
-            outs.append(np.asarray(self.session.run(None, {self.input_name: xb})[0], dtype=np.float32))
-        return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
+    def _finish(self, outs: list[Any], n: int) -> np.ndarray:
+        return np.concatenate(outs)[:n]
 
 
-def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> OrtModel:
-    """An inference session on ``device`` ('cpu' or 'cuda'), refusing a silent CPU fallback."""
+def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> OrtRuntime:
+    """An ONNX Runtime session on ``device`` ('cpu' or 'cuda'), refusing a silent CPU fallback.
+
+    Args:
+        model: an ONNX file path or serialized bytes.
+        device: 'cpu' or 'cuda' (resolve 'auto' first with :func:`binexport.runtimes.resolve_device`).
+        threads: intra-op threads (0: ONNX Runtime's default, one per core).
+
+    Raises:
+        InputError: 'cuda' was asked for but ONNX Runtime fell back to another provider.
+        ONNX Runtime's own errors (see :func:`ort_errors`) for a graph it can't load.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -108,8 +116,7 @@ def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> O
     if device == "cuda" and used != "CUDAExecutionProvider":
         raise InputError(f"--device cuda: ONNX Runtime fell back to {used} (its CUDA provider could not load); "
                          "install the CUDA libraries onnxruntime-gpu needs, or use --device cpu")
-    inp = session.get_inputs()[0]
-    return OrtModel(session, used, inp.name, inp.type, device)
+    return OrtRuntime(session, used, device)
 
 
 def ort_errors() -> tuple[type[Exception], ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from binexport import _bwn_rans as rans
+from binexport.formats.bwn import rans
 
 
 def parents(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

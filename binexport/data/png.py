@@ -1,4 +1,4 @@
-"""Small image helpers: a strict PNG decoder and the SPEC's CIFAR normalisation.
+"""Labelled PNG folders: a strict PNG decoder and the label conventions of the CIFAR samples.
 
 A full imaging library would be a dependency for one job: decoding 8-bit,
 non-interlaced PNGs (what CIFAR samples are). Anything else is refused with a
@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from binexport.errors import InputError
-from binexport.model import CIFAR_MEAN, CIFAR_STD
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel
@@ -126,9 +125,3 @@ def load_labelled_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray, li
         names.append(str(f.relative_to(root)))
     return np.stack(images), np.asarray(labels, dtype=np.int64), names
 
-
-def normalize(images: np.ndarray) -> np.ndarray:
-    """uint8 NHWC -> the float32 NCHW input the network was trained on."""
-    x = images.astype(np.float32) / 255.0
-    x = (x - np.asarray(CIFAR_MEAN, np.float32)) / np.asarray(CIFAR_STD, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -3,7 +3,7 @@
 Building the graph by hand (instead of ``torch.onnx``) keeps each block conv's
 weight a graph input of its own Conv: the torch exporters fold the BatchNorm
 that follows a conv into its weight, after which a binarised weight is no
-longer +-scale and can't be stored as bits. ``weights="packed"`` keeps every
+longer +-scale and can't be stored as bits. ``weights="1-bit"`` keeps every
 binarised conv at one bit per weight: the sign bits of the flattened
 (out, in, 3, 3) weight are ``np.packbits``-ed into a uint8 initializer and one
 Gather from a shared (256, 8) table of +-scale turns each byte into 8 weights.
@@ -14,7 +14,6 @@ why this design beat a BitShift chain and a 9-bit kernel lookup table.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -23,9 +22,10 @@ from binexport import __version__
 from binexport.errors import InputError
 from binexport.model import CIFAR_MEAN, CIFAR_STD, BinaryWeight, Model
 
-NAME = "onnx"
-SUFFIXES = (".onnx",)
-WEIGHTS = ("packed", "float32", "float16")
+#: Weight encodings of ``--weights`` (``1-bit``: sign bits turned into +-scale when the session starts).
+WEIGHTS = ("1-bit", "float32", "float16")
+#: Old names still accepted (binexport 0.1 called ``1-bit`` ``packed``).
+WEIGHT_ALIASES = {"packed": "1-bit"}
 MIN_OPSET = 13
 DEFAULT_OPSET = 18
 INPUT_NAME = "input"
@@ -41,11 +41,6 @@ def sniff(head: bytes) -> bool:
     return len(head) >= 3 and head[0] == 0x08 and 3 <= head[1] <= 30 and head[2] in _SECOND_TAGS
 
 
-def read(path: str | Path, **options: object) -> Model:
-    raise InputError(f"{path}: is an ONNX file; binexport exports ONNX but does not read it back into a model. "
-                     "Give the checkpoint it came from, or check the ONNX file with 'binexport verify'")
-
-
 def write(model: Model, **options: Any) -> bytes:
     """The serialized ONNX model; options as ``build_model``."""
     unknown = sorted(set(options) - _OPTIONS)
@@ -58,7 +53,8 @@ _OPTIONS = {"weights", "opset", "batch", "normalize_inside", "source_sha256"}
 
 
 def default_weights(model: Model) -> str:
-    return "packed" if model.binarized else "float32"
+    """``1-bit`` for a binarised model, ``float32`` for a full-precision one."""
+    return "1-bit" if model.binarized else "float32"
 
 
 def input_kind(weights: str, normalize_inside: bool) -> str:
@@ -71,12 +67,12 @@ def input_kind(weights: str, normalize_inside: bool) -> str:
 def check_options(model: Model, weights: str | None = None, opset: int = DEFAULT_OPSET,
                   batch: str | int = "dynamic") -> tuple[str, int, str | int]:
     """Resolved (weights, opset, batch), or an InputError that says which values are valid."""
-    weights = weights or default_weights(model)
+    weights = WEIGHT_ALIASES.get(weights or "", weights) or default_weights(model)
     if weights not in WEIGHTS:
         raise InputError(f"unknown weight encoding {weights!r}; valid: {', '.join(WEIGHTS)}")
-    if weights == "packed" and not model.binarized:
+    if weights == "1-bit" and not model.binarized:
         raise InputError(f"{model.arch.name} is a full-precision model: its block convs are not sign bits, so "
-                         "'packed' would change its outputs; export it with --weights float32 or float16")
+                         "'1-bit' would change its outputs; export it with --weights float32 or float16")
     import onnx
 
     top = onnx.defs.onnx_opset_version()
@@ -102,7 +98,7 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
     """The ModelProto of ``WRN_McDonnell`` per the SPEC, input and logits as the metadata says.
 
     float16 stores weights and computes in half precision: float16 NCHW in, float16 logits out
-    (uint8 NHWC in with ``normalize_inside``). float32 and packed take float32 and give float32.
+    (uint8 NHWC in with ``normalize_inside``). float32 and 1-bit take float32 and give float32.
     """
     import onnx
     from onnx import helper
@@ -121,7 +117,7 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
         h = INPUT_NAME
 
     def weight(name: str) -> str:
-        if weights == "packed":
+        if weights == "1-bit":
             return packer(g, name, model.binary[name], dtype)
         return g.const(name, model.dense(name).astype(dtype))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,13 @@ from binexport._fileio import check_input, read_head
 from binexport.errors import InputError
 from binexport.model import Arch, BinaryWeight, Model, Source
 
+#: Layouts of torch files (``Source.layout``); a packed layout is the ``packed`` file format, the others ``checkpoint``.
 TRAINING = "training-checkpoint"
 STATE_DICT = "state-dict"
 PACKED = "packed-checkpoint"
 
 _ZIP_MAGIC = b"PK\x03\x04"
+_BLOCK_CONV = re.compile(r"group\d+\.block\d+\.conv[01]")
 _PICKLE_PROTO = b"\x80"
 
 
@@ -44,14 +47,15 @@ def load_model(path: str | Path, binarized: bool | None = None, strict: bool = T
     arrays, packed_names = _to_numpy(state, layout, p)
     if packed_names:
         layout = PACKED  # uint8 bits are packed whatever wraps them; binarising them again would corrupt them
+    bad = sorted(k for k in packed_names if not _BLOCK_CONV.fullmatch(k))  # before shapes: unpacking changed them
+    if bad:
+        raise InputError(f"{p}: uint8 (packed) tensors are only valid for block convs (group*.block*.conv0/conv1), "
+                         f"found {', '.join(bad[:3])}")
     arch = Arch.infer({k: v.shape for k, v in arrays.items()})
     kinds = arch.kinds
-    bad = [k for k in packed_names if kinds.get(k) != "binary"]
-    if bad:
-        raise InputError(f"{p}: uint8 (packed) tensors are only valid for block convs, found {', '.join(bad[:3])}")
     size = p.stat().st_size
     if layout == PACKED:
-        source = Source(layout, str(p), size, "", _breakdown(arrays, packed_names, kinds, extra, size, True))
+        source = Source("packed", str(p), size, "", _breakdown(arrays, packed_names, kinds, extra, size, True), layout)
         missing = [k for k, kind in kinds.items() if kind == "binary" and k not in packed_names]
         if missing:
             raise InputError(f"{p}: packed checkpoint has float block convs ({', '.join(missing[:3])}); "
@@ -66,10 +70,10 @@ def load_model(path: str | Path, binarized: bool | None = None, strict: bool = T
                 f"{p}: can't tell whether this model was trained with --binarize: the checkpoint doesn't say and "
                 "there is no log.txt beside it; pass --binarized or --full-precision")
         mode, told_by = False, "unknown"
-    source = Source(layout, str(p), size, "", _breakdown(arrays, packed_names, kinds, extra, size, mode))
+    source = Source("checkpoint", str(p), size, "", _breakdown(arrays, packed_names, kinds, extra, size, mode), layout)
     model = Model(arch, False, arrays, {}, 0, source, {"binarized_from": told_by})
     if mode:
-        from binexport.model import binarize
+        from binexport.model import binarize  # noqa: PLC0415
 
         model = binarize(model)
     return model

@@ -1,0 +1,45 @@
+"""Where test and calibration images come from: CIFAR files, PNG folders, synthetic data.
+
+Every source ends as a :class:`~binexport.data.cifar.Dataset` of uint8 NHWC
+images and labels; :func:`normalize` turns images into the float32 NCHW input
+the network was trained on. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from binexport.data.cifar import DATASETS, Dataset, load_cifar
+from binexport.data.png import load_labelled_folder
+from binexport.errors import InputError
+from binexport.model import CIFAR_MEAN, CIFAR_STD
+
+#: Names accepted by ``--dataset``.
+DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
+
+__all__ = ["DATASET_NAMES", "Dataset", "load_test_set", "normalize"]
+
+
+def normalize(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC -> the float32 NCHW input the network was trained on: ``(pixel/255 - mean) / std``."""
+    x = images.astype(np.float32) / 255.0
+    x = (x - np.asarray(CIFAR_MEAN, np.float32)) / np.asarray(CIFAR_STD, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def load_test_set(*, dataset: str | None = None, data_root: str | Path | None = None, download: bool = False,
+                  images: str | Path | None = None) -> Dataset:
+    """A labelled test set: a standard CIFAR test file (``dataset``) or a folder of PNGs (``images``).
+
+    Raises:
+        InputError: neither or both given, the files are missing, or they are malformed.
+    """
+    if (dataset is None) == (images is None):
+        raise InputError("give exactly one of --dataset CIFAR100|CIFAR10 (a test set under --data-root) or "
+                         "--images DIR (a folder of labelled images)")
+    if dataset is not None:
+        return load_cifar(dataset, data_root, download=download)
+    imgs, labels, _ = load_labelled_folder(images)  # type: ignore[arg-type]
+    return Dataset("images", imgs, labels, None, str(images))

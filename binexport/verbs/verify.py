@@ -1,0 +1,278 @@
+"""``binexport verify``: prove with numbers that each exported file classifies like the model trained.
+
+The reference is the source checkpoint run by the PyTorch implementation of the
+SPEC (binarised as trained). Every artifact runs on its natural runtime (packed,
+``.bwn`` and checkpoints through PyTorch, ONNX through ONNX Runtime) over the
+same decoded images, and is held to the tolerance of its weight encoding.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, cast
+
+import numpy as np
+
+from binexport import check, formats
+from binexport._fileio import write_atomic
+from binexport.errors import CheckError, InputError
+from binexport.model import Model
+from binexport.runtimes import DEVICES, Runtime
+
+#: ``progress(label, images_done, images_total)``, called after every batch.
+Progress = Callable[[str, int, int], None]
+#: Choices of ``--dataset`` and ``--device``, and the default batch size, for the CLI.
+DATASETS = ("CIFAR100", "CIFAR10")
+DEVICE_CHOICES = DEVICES
+DEFAULT_BATCH_SIZE = 256
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ArtifactResult:
+    """One row of the report: how a file classified the images, next to the reference."""
+
+    path: str
+    role: str  # "reference" or "artifact"
+    format: str
+    weights: str
+    runtime: str
+    device: str
+    provider: str
+    input: str
+    images: int
+    top1: float
+    top5: float
+    top1_correct: int
+    top5_correct: int
+    agreement: float
+    disagreements: int
+    max_abs_logit_diff: float | None  # None where logits were not finite
+    mean_abs_logit_diff: float | None
+    images_per_s: float
+    seconds: float
+    tolerance: dict[str, float | None]
+    passed: bool
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VerifyReport:
+    """Every row, the data it was measured on, and what failed (empty when everything passed)."""
+
+    data: str
+    data_source: str
+    num_images: int
+    num_classes: int
+    device: str
+    batch_size: int
+    reference: ArtifactResult
+    artifacts: list[ArtifactResult]
+    failures: list[str]
+    version: str
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+    def write_json(self, path: str | Path) -> Path:
+        p = Path(path)
+        if p.is_dir() or not p.parent.is_dir():
+            raise InputError(f"{p}: --json needs a file name in an existing folder")
+        return write_atomic(p, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
+
+    def raise_for_failures(self) -> None:
+        """A CheckError listing every failing row (the CLI calls it after rendering)."""
+        if self.failures:
+            bad = sum(not r.passed for r in self.artifacts)
+            raise CheckError(f"{bad} of {len(self.artifacts)} artifacts do not classify like the reference",
+                             self.failures)
+
+
+@dataclass
+class _Artifact:
+    """A file to check: its model (when binexport reads it) and the runtime it deploys with."""
+
+    path: Path
+    runtime: Runtime
+    format: str
+    model: Model | None = None
+
+
+def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root: str | Path | None = None,
+           download: bool = False, images: str | Path | None = None, reference: str | Path | None = None,
+           device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, limit: int | None = None,
+           binarized: bool | None = None, progress: Progress | None = None) -> VerifyReport:
+    """Run the reference and every artifact over one test set; rows that miss their tolerance are failures.
+
+    Args:
+        artifacts: files to check: checkpoints, packed, ``.bwn`` (run by PyTorch) and ONNX (run by ONNX Runtime).
+        dataset: ``CIFAR100`` or ``CIFAR10``: the standard test file under ``data_root``; or give ``images``.
+        data_root: folder of torchvision's layout (default ``$BINEXPORT_DATA``, else ``~/.cache/binexport/data``).
+        download: fetch the official archive (md5-checked) when the test file is absent.
+        images: a folder of labelled 32x32 PNGs instead of ``dataset``.
+        reference: the checkpoint the artifacts came from (default: the first artifact that is not ONNX).
+        device: ``auto``, ``cuda`` or ``cpu``.
+        batch_size: images per forward call.
+        limit: use only the first N images.
+        binarized: override ``log.txt`` about ``--binarize`` for training checkpoints.
+        progress: ``progress(label, done, total)`` after every batch.
+
+    Returns:
+        A :class:`VerifyReport`; failing rows do not raise (``raise_for_failures`` turns them into a CheckError).
+
+    Raises:
+        InputError: bad input, before anything runs (missing test set, foreign file, ONNX without a reference).
+
+    Example:
+        >>> r = binexport.verify(["model.packed.pth.tar", "model.onnx"], dataset="CIFAR100")  # doctest: +SKIP
+        >>> r.passed, [round(a.top1, 3) for a in r.artifacts]                                   # doctest: +SKIP
+        (True, [0.8, 0.8])
+    """
+    from binexport import __version__
+    from binexport.data import load_test_set, normalize
+    from binexport.runtimes import resolve_device, select_input
+
+    if not artifacts:
+        raise InputError("verify needs at least one ARTIFACT file")
+    if (dataset is None) == (images is None):
+        raise InputError("give exactly one of --dataset CIFAR100|CIFAR10 (a test set under --data-root) or "
+                         "--images DIR (a folder of labelled images)")
+    if batch_size < 1 or (limit is not None and limit < 1):
+        raise InputError(f"--batch-size and --limit must be at least 1, got {batch_size} and {limit}")
+    dev = resolve_device(device)
+    arts = [_open(Path(a), dev, binarized) for a in artifacts]
+    ref = _reference(arts, reference, dev, binarized)
+    ref_model = cast(Model, ref.model)  # _reference returns loadable models only
+    for a in arts:
+        _check_compatible(a, ref, ref_model)
+    ds = load_test_set(dataset=dataset, data_root=data_root, download=download, images=images)
+    n_cls = ref_model.arch.num_classes
+    if ds.num_classes is not None and ds.num_classes != n_cls:
+        raise InputError(f"{ds.name} has {ds.num_classes} classes but the reference {ref.path} has {n_cls}; "
+                         f"use the dataset the model was trained on")
+    nhwc, labels = ds.images[:limit], ds.labels[:limit]
+    if not len(labels):
+        raise InputError(f"{ds.origin}: holds no images")
+    if labels.max() >= n_cls:
+        raise InputError(f"{ds.origin}: label {labels.max()} is out of range for a {n_cls}-class model")
+    nchw = normalize(nhwc)  # decoded and normalised once, shared by every run
+
+    def run(a: _Artifact, label: str) -> tuple[np.ndarray, float]:
+        tick = (lambda done, total: progress(label, done, total)) if progress else None
+        x = select_input(a.runtime.input_kind, nhwc, nchw)
+        try:
+            return a.runtime.timed_logits(x, batch_size, tick)
+        except _runtime_errors() as e:
+            raise InputError(f"{a.path}: {a.runtime.name} failed on {a.runtime.input_kind} input of shape "
+                             f"{x.shape[1:]} ({str(e).strip()[:200]}); expected a binexport WRN export") from None
+
+    ref_logits, ref_secs = run(ref, f"{ref.path.name} (reference)")
+    ref_row = _row(ref, "reference", ref_logits, ref_secs, ref_logits, labels)
+    rows = []
+    for a in arts:
+        if a.path.resolve() == ref.path.resolve():
+            rows.append(_row(a, "artifact", ref_logits, ref_secs, ref_logits, labels))
+            continue
+        logits, secs = run(a, a.path.name)
+        rows.append(_row(a, "artifact", logits, secs, ref_logits, labels, ref_model.source.sha256))
+    failures = [f"{r.path}: {p}" for r in rows for p in r.problems]
+    return VerifyReport(ds.name, ds.origin, len(labels), n_cls, dev, batch_size, ref_row, rows, failures, __version__)
+
+
+def _runtime_errors() -> tuple[type[Exception], ...]:
+    from binexport.runtimes.ort import ort_errors
+
+    return ort_errors()
+
+
+def _open(p: Path, dev: str, binarized: bool | None) -> _Artifact:
+    """A model file on the PyTorch reference runtime, or an ONNX file on ONNX Runtime, told apart by content."""
+    path, fmt = formats.detect_file(p)
+    if fmt.read is not None:
+        from binexport.runtimes.torch_ref import TorchRuntime
+
+        model = formats.load(path, binarized=binarized)
+        return _Artifact(path, TorchRuntime(model, dev), model.source.format, model)
+    from binexport.runtimes.ort import open_session, ort_errors
+
+    try:
+        return _Artifact(path, open_session(str(path), dev), fmt.name)
+    except ort_errors() as e:
+        raise InputError(f"{path}: ONNX Runtime cannot open it ({str(e).strip()[:200]})") from None
+
+
+def _reference(arts: list[_Artifact], reference: str | Path | None, dev: str, binarized: bool | None) -> _Artifact:
+    if reference is not None:
+        same = [a for a in arts if a.path.resolve() == Path(reference).resolve()]
+        ref = same[0] if same else _open(Path(reference), dev, binarized)
+        if ref.model is None:
+            raise InputError(f"{reference}: the reference must be the checkpoint the artifacts were made from "
+                             "(training checkpoint, packed checkpoint or .bwn), not an ONNX file")
+        return ref
+    for a in arts:
+        if a.model is not None:
+            return a
+    raise InputError("every artifact is an ONNX file, so there is no reference to compare with; pass "
+                     "--reference CKPT (the checkpoint they were exported from)")
+
+
+def _check_compatible(a: _Artifact, ref: _Artifact, r: Model) -> None:
+    if a.model is not None and a.model.arch != r.arch:
+        raise InputError(f"{a.path} is {a.model.arch.name} with {a.model.arch.num_classes} classes but the "
+                         f"reference {ref.path} is {r.arch.name} with {r.arch.num_classes}; pass the checkpoint "
+                         "it was made from as --reference")
+    if a.model is None:
+        meta = _metadata(a)
+        arch, classes = meta.get("binexport.architecture", r.arch.name), meta.get("binexport.num_classes")
+        if arch != r.arch.name or (classes is not None and classes != str(r.arch.num_classes)):
+            raise InputError(f"{a.path} is an export of {arch} with {classes} classes but the reference {ref.path} "
+                             f"is {r.arch.name} with {r.arch.num_classes}; pass the checkpoint it was exported from "
+                             "as --reference")
+
+
+def _metadata(a: _Artifact) -> dict[str, str]:
+    return dict(getattr(a.runtime, "metadata", {}) or {})
+
+
+def _weights(a: _Artifact) -> tuple[str, list[str]]:
+    """The artifact's weight encoding (what its tolerance is keyed by), and notes on how it was decided."""
+    if a.model is not None:
+        return a.model.weights, []  # a binarised training checkpoint is '1-bit': scale * sign, as trained
+    from binexport.formats.onnx import WEIGHT_ALIASES
+
+    weights = _metadata(a).get("binexport.weights")
+    if weights is None:
+        return "float32", ["no binexport.weights metadata: held to the float32 tolerance"]
+    return WEIGHT_ALIASES.get(weights, weights), []
+
+
+def _row(a: _Artifact, role: str, logits: np.ndarray, secs: float, ref: np.ndarray, labels: np.ndarray,
+         ref_sha: str = "") -> ArtifactResult:
+    weights, notes = _weights(a)
+    if weights not in check.TOLERANCES:
+        raise InputError(f"{a.path}: its weights are {weights!r}, for which no tolerance is defined; known: "
+                         f"{', '.join(check.WEIGHT_ENCODINGS)}")
+    try:
+        c = check.compare(logits, ref, weights, labels=labels, what=a.path.name)
+    except InputError as e:
+        raise InputError(f"{a.path}: {e}") from None
+    sha = _metadata(a).get("binexport.source_sha256") if a.model is None else None
+    if sha and ref_sha and sha != ref_sha:
+        notes.append(f"exported from sha256 {sha[:12]}..., the reference file is {ref_sha[:12]}...")
+    n = c.images
+    c1, c5 = c.top1_correct or 0, c.top5_correct or 0
+    return ArtifactResult(
+        path=str(a.path), role=role, format=a.format, weights=weights, runtime=a.runtime.name,
+        device=a.runtime.device, provider=a.runtime.provider, input=a.runtime.input_kind, images=n,
+        top1=c1 / n if n else 0.0, top5=c5 / n if n else 0.0, top1_correct=c1, top5_correct=c5,
+        agreement=c.agreement, disagreements=len(c.disagreements), max_abs_logit_diff=c.max_abs_logit_diff,
+        mean_abs_logit_diff=c.mean_abs_logit_diff, images_per_s=n / secs if secs > 0 else 0.0, seconds=secs,
+        tolerance=c.tolerance.to_dict(), passed=c.passed, problems=c.problems, notes=notes)

@@ -1,0 +1,39 @@
+"""Helpers shared by the test modules (fixtures live in conftest.py): real-data paths, tiny models, CIFAR pickles."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+REAL_PACKED = REALDATA / "seed-checkpoint" / "wrn20-10-1bit-packed.pth.tar"
+NOT_A_WRN = REALDATA / "not-a-wrn" / "resnet20-12fca82f.th"
+CIFAR100_SAMPLES = REALDATA / "cifar100-samples"
+CIFAR10_SAMPLES = REALDATA / "cifar10-samples"
+
+
+def tiny_model(depth: int = 8, width: float = 1, num_classes: int = 10, seed: int = 0, binarized: bool = True):
+    """A random in-memory model of the given shape."""
+    from binexport.data.synth import make_arch, random_state
+    from binexport.model import Model, binarize
+
+    arch = make_arch(depth, width, num_classes)
+    m = Model(arch, False, random_state(arch, seed))
+    return binarize(m) if binarized else m
+
+
+def normalized_batch(n: int = 4, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 1, (n, 3, 32, 32)).astype(np.float32)
+
+
+def planar(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC -> the (N, 3072) R-plane, G-plane, B-plane rows of the real files."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(len(images), -1))
+
+
+def cifar_pickle(images: np.ndarray, labels: list[int], label_key: bytes = b"fine_labels") -> bytes:
+    """A batch as Python 3 users re-save it: bytes keys, numpy data, list labels."""
+    return pickle.dumps({b"batch_label": b"testing batch 1 of 1", label_key: labels, b"data": planar(images),
+                         b"filenames": [b"x.png"] * len(labels)})
