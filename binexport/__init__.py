@@ -3,7 +3,7 @@
 The public API, one function per verb over one in-memory :class:`Model`:
 
 - :func:`load` reads any model file (detected from its content) into a Model;
-- :func:`inspect`, :func:`pack`, :func:`export_onnx`, :func:`verify` are the CLI's verbs;
+- :func:`inspect`, :func:`pack`, :func:`export_onnx`, :func:`verify`, :func:`bench` are the CLI's verbs;
 - errors are :class:`InputError` (bad input), :class:`FormatError` (a broken ``.bwn``) and
   :class:`CheckError` (a failed check), all :class:`BinexportError`.
 
@@ -28,6 +28,8 @@ _API = {
     "OnnxReport": "binexport.verbs.export",
     "verify": "binexport.verbs.verify",
     "VerifyReport": "binexport.verbs.verify",
+    "bench": "binexport.verbs.bench",
+    "BenchReport": "binexport.verbs.bench",
     "Model": "binexport.model",
     "Arch": "binexport.model",
     "BinaryWeight": "binexport.model",

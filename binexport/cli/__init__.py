@@ -17,6 +17,7 @@ import click
 from binexport import __version__
 from binexport.cli.render import (
     console,
+    render_bench,
     render_inspect,
     render_onnx,
     render_pack,
@@ -29,6 +30,8 @@ from binexport.formats import PACK_FORMATS
 from binexport.formats.bwn import ENCODING_CHOICES
 from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS
 from binexport.runtimes import DEVICES
+from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
+from binexport.verbs.bench import DEFAULT_SECONDS as BENCH_SECONDS
 
 
 class _Group(click.Group):
@@ -194,6 +197,47 @@ def verify(artifacts: tuple[Path, ...], dataset: str | None, data_root: Path | N
     if json_out is not None:
         report.write_json(json_out)
     report.raise_for_failures()
+
+
+def _bars() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    con = stderr_console()  # bars only on a terminal: a piped stderr carries error lines and nothing else
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=con, transient=True, disable=not con.is_terminal)
+
+
+@main.command()
+@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=BENCH_BATCH, show_default=True,
+              help="Batch of the throughput measurement (latency is measured at batch 1).")
+@click.option("--seconds", type=click.FloatRange(0, 3600, min_open=True), default=BENCH_SECONDS, show_default=True,
+              help="Timing budget per artifact, over interleaved rounds.")
+@click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True,
+              help="auto takes CUDA where PyTorch sees a GPU.")
+@click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True,
+              help="Intra-op threads per runtime (0: one per core).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the report here as JSON.")
+def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: str, threads: int,
+          json_out: Path | None) -> None:
+    """Measure what each ARTIFACT costs to deploy: size, load time, peak memory, latency, throughput.
+
+    Each artifact runs in its own process on the runtime it deploys with; ratios compare with the first.
+    """
+    from binexport import bench as run
+    from binexport._fileio import check_output
+
+    if json_out is not None:
+        check_output(json_out, force=True)
+    bars = _bars()
+    task = bars.add_task("timing (interleaved)", total=None)
+    with bars:
+        report = run(list(artifacts), batch_size=batch_size, seconds=seconds, device=device, threads=threads,
+                     progress=lambda done, total: bars.update(task, completed=done, total=total))
+    render_bench(report)
+    if json_out is not None:
+        report.write_json(json_out)
 
 
 @main.command()

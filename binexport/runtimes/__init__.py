@@ -10,11 +10,14 @@ Device choice (:func:`resolve_device`) and the TF32 policy live here too.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from binexport.errors import InputError
+from binexport.model import Model
 
 #: Values of ``--device``.
 DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")
@@ -99,6 +102,19 @@ class Runtime:
         logits = self._finish(outs, n)
         return logits, time.perf_counter() - t0
 
+    def time_calls(self, x: np.ndarray, iters: int) -> list[float]:
+        """Seconds of each of ``iters`` forward calls on the one batch ``x`` (placed once, after one untimed call)."""
+        batch = self._place(x, len(x))[0]
+        self._run(batch)
+        self._sync()
+        out = []
+        for _ in range(iters):
+            t0 = time.perf_counter()
+            self._run(batch)
+            self._sync()
+            out.append(time.perf_counter() - t0)
+        return out
+
     # --- what a runtime implements ---
     def _place(self, x: np.ndarray, batch_size: int) -> list[Any]:
         raise NotImplementedError
@@ -114,3 +130,60 @@ class Runtime:
 
     def _sync(self) -> None:
         """Wait for queued device work (CUDA), so timings are real."""
+
+
+@dataclass
+class Artifact:
+    """A file ready to run: its runtime, what it is, and its model where binexport reads the file."""
+
+    path: Path
+    format: str  # file format: checkpoint, packed, bwn, onnx
+    weights: str  # weight encoding: float32, 1-bit, float16, ...
+    runtime: Runtime
+    model: Model | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binarized: bool | None = None) -> Artifact:
+    """Open any file binexport knows on the runtime it deploys with, detected from its content.
+
+    Model files (checkpoint, packed, ``.bwn``) run on the PyTorch reference; ONNX files on ONNX Runtime
+    (torch is not imported for them).
+
+    Args:
+        path: the file.
+        device: 'cpu' or 'cuda' (resolve 'auto' first with :func:`resolve_device`).
+        threads: intra-op threads for the runtime (0: its default).
+        binarized: override ``log.txt`` about ``--binarize`` for training checkpoints.
+
+    Raises:
+        InputError: the file is unreadable, foreign, or ONNX Runtime can't open it.
+    """
+    from binexport import formats
+
+    p, fmt = formats.detect_file(path)
+    if fmt.read is not None:
+        from binexport.runtimes.torch_ref import TorchRuntime
+
+        model = formats.load(p, binarized=binarized)
+        return Artifact(p, model.source.format, model.weights, TorchRuntime(model, device, threads), model)
+    from binexport.formats.onnx import WEIGHT_ALIASES
+    from binexport.runtimes.ort import open_session, ort_errors
+
+    try:
+        runtime = open_session(str(p), device, threads)
+    except ort_errors() as e:
+        raise InputError(f"{p}: ONNX Runtime cannot open it ({str(e).strip()[:200]})") from None
+    meta = runtime.metadata
+    weights, notes = meta.get("binexport.weights"), []
+    if weights is None:
+        weights = "float32"
+        notes.append("no binexport.weights metadata: held to the float32 tolerance")
+    return Artifact(p, fmt.name, WEIGHT_ALIASES.get(weights, weights), runtime, None, meta, notes)
+
+
+def open_runtime(path: str | Path, device: str = "cpu", threads: int = 0) -> tuple[Runtime, dict[str, Any]]:
+    """:func:`open_artifact`, as (runtime, a JSON-able description): what the bench worker needs."""
+    a = open_artifact(path, device, threads)
+    return a.runtime, {"format": a.format, "weights": a.weights, "file_bytes": a.path.stat().st_size}

@@ -65,7 +65,9 @@ class TorchRuntime(Runtime):
     name = "torch"
     input_kind = INPUT_NCHW
 
-    def __init__(self, model: Model, device: str = "cpu") -> None:
+    def __init__(self, model: Model, device: str = "cpu", threads: int = 0) -> None:
+        if threads:
+            torch.set_num_threads(threads)
         self.model = model
         self.device = device
         self.provider = f"torch:{device}"
@@ -75,6 +77,10 @@ class TorchRuntime(Runtime):
                      warmup: int = 2) -> tuple[np.ndarray, float]:
         with torch.inference_mode(), exact_cuda(self.device):
             return super().timed_logits(x, batch_size, progress, warmup)
+
+    def time_calls(self, x: np.ndarray, iters: int) -> list[float]:
+        with torch.inference_mode(), exact_cuda(self.device):
+            return super().time_calls(x, iters)
 
     def _place(self, x: np.ndarray, batch_size: int) -> list[Any]:
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))

@@ -15,11 +15,11 @@ from typing import Any, Callable, cast
 
 import numpy as np
 
-from binexport import check, formats
+from binexport import check
 from binexport._fileio import write_atomic
 from binexport.errors import CheckError, InputError
 from binexport.model import Model
-from binexport.runtimes import DEVICES, Runtime
+from binexport.runtimes import DEVICES, Artifact
 
 #: ``progress(label, images_done, images_total)``, called after every batch.
 Progress = Callable[[str, int, int], None]
@@ -96,16 +96,6 @@ class VerifyReport:
                              self.failures)
 
 
-@dataclass
-class _Artifact:
-    """A file to check: its model (when binexport reads it) and the runtime it deploys with."""
-
-    path: Path
-    runtime: Runtime
-    format: str
-    model: Model | None = None
-
-
 def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root: str | Path | None = None,
            download: bool = False, images: str | Path | None = None, reference: str | Path | None = None,
            device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, limit: int | None = None,
@@ -165,7 +155,7 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
         raise InputError(f"{ds.origin}: label {labels.max()} is out of range for a {n_cls}-class model")
     nchw = normalize(nhwc)  # decoded and normalised once, shared by every run
 
-    def run(a: _Artifact, label: str) -> tuple[np.ndarray, float]:
+    def run(a: Artifact, label: str) -> tuple[np.ndarray, float]:
         tick = (lambda done, total: progress(label, done, total)) if progress else None
         x = select_input(a.runtime.input_kind, nhwc, nchw)
         try:
@@ -193,23 +183,13 @@ def _runtime_errors() -> tuple[type[Exception], ...]:
     return ort_errors()
 
 
-def _open(p: Path, dev: str, binarized: bool | None) -> _Artifact:
-    """A model file on the PyTorch reference runtime, or an ONNX file on ONNX Runtime, told apart by content."""
-    path, fmt = formats.detect_file(p)
-    if fmt.read is not None:
-        from binexport.runtimes.torch_ref import TorchRuntime
+def _open(p: Path, dev: str, binarized: bool | None) -> Artifact:
+    from binexport.runtimes import open_artifact
 
-        model = formats.load(path, binarized=binarized)
-        return _Artifact(path, TorchRuntime(model, dev), model.source.format, model)
-    from binexport.runtimes.ort import open_session, ort_errors
-
-    try:
-        return _Artifact(path, open_session(str(path), dev), fmt.name)
-    except ort_errors() as e:
-        raise InputError(f"{path}: ONNX Runtime cannot open it ({str(e).strip()[:200]})") from None
+    return open_artifact(p, dev, binarized=binarized)
 
 
-def _reference(arts: list[_Artifact], reference: str | Path | None, dev: str, binarized: bool | None) -> _Artifact:
+def _reference(arts: list[Artifact], reference: str | Path | None, dev: str, binarized: bool | None) -> Artifact:
     if reference is not None:
         same = [a for a in arts if a.path.resolve() == Path(reference).resolve()]
         ref = same[0] if same else _open(Path(reference), dev, binarized)
@@ -224,13 +204,13 @@ def _reference(arts: list[_Artifact], reference: str | Path | None, dev: str, bi
                      "--reference CKPT (the checkpoint they were exported from)")
 
 
-def _check_compatible(a: _Artifact, ref: _Artifact, r: Model) -> None:
+def _check_compatible(a: Artifact, ref: Artifact, r: Model) -> None:
     if a.model is not None and a.model.arch != r.arch:
         raise InputError(f"{a.path} is {a.model.arch.name} with {a.model.arch.num_classes} classes but the "
                          f"reference {ref.path} is {r.arch.name} with {r.arch.num_classes}; pass the checkpoint "
                          "it was made from as --reference")
     if a.model is None:
-        meta = _metadata(a)
+        meta = a.metadata
         arch, classes = meta.get("binexport.architecture", r.arch.name), meta.get("binexport.num_classes")
         if arch != r.arch.name or (classes is not None and classes != str(r.arch.num_classes)):
             raise InputError(f"{a.path} is an export of {arch} with {classes} classes but the reference {ref.path} "
@@ -238,25 +218,9 @@ def _check_compatible(a: _Artifact, ref: _Artifact, r: Model) -> None:
                              "as --reference")
 
 
-def _metadata(a: _Artifact) -> dict[str, str]:
-    return dict(getattr(a.runtime, "metadata", {}) or {})
-
-
-def _weights(a: _Artifact) -> tuple[str, list[str]]:
-    """The artifact's weight encoding (what its tolerance is keyed by), and notes on how it was decided."""
-    if a.model is not None:
-        return a.model.weights, []  # a binarised training checkpoint is '1-bit': scale * sign, as trained
-    from binexport.formats.onnx import WEIGHT_ALIASES
-
-    weights = _metadata(a).get("binexport.weights")
-    if weights is None:
-        return "float32", ["no binexport.weights metadata: held to the float32 tolerance"]
-    return WEIGHT_ALIASES.get(weights, weights), []
-
-
-def _row(a: _Artifact, role: str, logits: np.ndarray, secs: float, ref: np.ndarray, labels: np.ndarray,
+def _row(a: Artifact, role: str, logits: np.ndarray, secs: float, ref: np.ndarray, labels: np.ndarray,
          ref_sha: str = "") -> ArtifactResult:
-    weights, notes = _weights(a)
+    weights, notes = a.weights, list(a.notes)
     if weights not in check.TOLERANCES:
         raise InputError(f"{a.path}: its weights are {weights!r}, for which no tolerance is defined; known: "
                          f"{', '.join(check.WEIGHT_ENCODINGS)}")
@@ -264,7 +228,7 @@ def _row(a: _Artifact, role: str, logits: np.ndarray, secs: float, ref: np.ndarr
         c = check.compare(logits, ref, weights, labels=labels, what=a.path.name)
     except InputError as e:
         raise InputError(f"{a.path}: {e}") from None
-    sha = _metadata(a).get("binexport.source_sha256") if a.model is None else None
+    sha = a.metadata.get("binexport.source_sha256")
     if sha and ref_sha and sha != ref_sha:
         notes.append(f"exported from sha256 {sha[:12]}..., the reference file is {ref_sha[:12]}...")
     n = c.images

@@ -1,0 +1,80 @@
+"""One artifact in a process of its own, timed on request: what ``bench`` measures memory and speed with.
+
+Each artifact gets a fresh interpreter, so its peak RSS is its own (an ONNX
+file is served without importing torch, as it would be deployed), and the
+parent can interleave timing rounds of several artifacts so that other load
+on the machine hits them alike. The protocol is one JSON object per line:
+
+- the parent starts ``python -m binexport.runtimes.worker PATH DEVICE THREADS``;
+- the worker loads the artifact and answers ``{"ok": true, "load_s", "provider", "input_kind", "weights", ...}``
+  (or ``{"ok": false, "error"}`` and exits);
+- ``{"cmd": "time", "batch": B, "iters": K}`` runs K forward calls of B images and answers ``{"ok": true,
+  "seconds": [...]}``;
+- ``{"cmd": "quit"}`` answers ``{"ok": true, "peak_rss": bytes}`` and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+
+def _answer(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def _inputs(kind: str, batch: int) -> np.ndarray:
+    from binexport.runtimes import INPUT_NHWC
+
+    rng = np.random.default_rng(batch)
+    pixels = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
+    if kind == INPUT_NHWC:
+        return pixels
+    from binexport.data import normalize
+
+    return normalize(pixels)
+
+
+def serve(path: str, device: str, threads: int) -> int:
+    """Load ``path`` and answer timing requests on stdin until told to quit; returns the exit status."""
+    from binexport import formats
+    from binexport.errors import BinexportError
+    from binexport.runtimes import open_runtime
+
+    try:
+        _, fmt = formats.detect_file(path)
+        # the runtime's libraries are imported before the clock starts: load time is the file's, not Python's
+        if fmt.read is not None:
+            import binexport.runtimes.torch_ref  # noqa: F401
+        else:
+            import binexport.runtimes.ort  # noqa: F401
+            import onnxruntime  # noqa: F401
+        t0 = time.perf_counter()
+        runtime, info = open_runtime(path, device, threads)
+    except BinexportError as e:
+        _answer({"ok": False, "error": str(e)})
+        return 2
+    load_s = time.perf_counter() - t0
+    _answer({"ok": True, "load_s": load_s, "provider": runtime.provider, "runtime": runtime.name,
+             "input_kind": runtime.input_kind, **info,
+             "rss_after_load": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+    cache: dict[int, np.ndarray] = {}
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req.get("cmd") == "quit":
+            _answer({"ok": True, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+            return 0
+        batch, iters = int(req["batch"]), int(req["iters"])
+        x = cache.setdefault(batch, _inputs(runtime.input_kind, batch))
+        _answer({"ok": True, "seconds": runtime.time_calls(x, iters)})
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - run as a subprocess by bench
+    sys.exit(serve(sys.argv[1], sys.argv[2], int(sys.argv[3])))

@@ -1,0 +1,238 @@
+"""``binexport bench``: what each artifact costs to deploy: size, load time, memory, latency, throughput.
+
+Each artifact runs in a process of its own (:mod:`binexport.runtimes.worker`)
+on the runtime it deploys with, so its peak RSS is its own and an ONNX file is
+measured without torch in the process. Timing is interleaved: round after
+round, every artifact runs a slice of batch-1 calls and a slice of batch-N
+calls, so load from elsewhere on the machine hits all of them alike and the
+ratios to the first artifact stay fair.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from binexport.errors import InputError
+
+SCHEMA_VERSION = 1
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_SECONDS = 10.0
+#: Timing rounds: each artifact's time is split over this many interleaved slices.
+ROUNDS = 5
+#: CPU flags that decide int8 speed (ONNX Runtime's QLinearConv uses VNNI / AMX where present).
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "avx512_bf16")
+
+#: ``progress(done, total)`` after every timing slice.
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class BenchRow:
+    """One artifact's numbers; ``*_ratio`` compare with the first artifact (higher is better for speed)."""
+
+    path: str
+    format: str
+    weights: str
+    runtime: str
+    provider: str
+    file_bytes: int
+    load_s: float
+    peak_rss_bytes: int
+    latency_ms_median: float
+    latency_ms_p90: float
+    images_per_s: float
+    batch_size: int
+    speed_ratio: float = 1.0
+    latency_ratio: float = 1.0
+    size_ratio: float = 1.0
+    rss_ratio: float = 1.0
+    load_ratio: float = 1.0
+
+
+@dataclass
+class BenchReport:
+    """Every row, and the machine it was measured on."""
+
+    cpu: str
+    cpu_flags: list[str]
+    cores: int
+    device: str
+    threads: int
+    batch_size: int
+    seconds: float
+    rows: list[BenchRow]
+    version: str
+    notes: list[str] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write_json(self, path: str | Path) -> Path:
+        from binexport._fileio import check_output, write_atomic
+
+        return write_atomic(check_output(path, force=True), (json.dumps(self.to_dict(), indent=2) + "\n").encode())
+
+
+def cpu_info() -> tuple[str, list[str]]:
+    """The CPU's model name and which of :data:`INT8_FLAGS` it has (Linux ``/proc/cpuinfo``; else platform)."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return name, []
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            name = value.strip()
+        elif key.strip() == "flags":
+            flags = set(value.split())
+            break
+    return name, [f for f in INT8_FLAGS if f in flags]
+
+
+class _Worker:
+    """The parent's handle on one worker process."""
+
+    def __init__(self, path: Path, device: str, threads: int) -> None:
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        self.path = path
+        self.proc = subprocess.Popen([sys.executable, "-m", "binexport.runtimes.worker", str(path), device,
+                                      str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True, env=env)
+        self.info = self._read()
+        if not self.info.get("ok"):
+            self.close()
+            raise InputError(self.info.get("error") or f"{path}: the benchmark worker could not load it")
+
+    def _read(self) -> dict[str, Any]:
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line:
+            code = self.proc.wait()
+            return {"ok": False, "error": f"{self.path}: the benchmark worker died (exit {code})"}
+        return dict(json.loads(line))
+
+    def ask(self, req: dict[str, Any]) -> dict[str, Any]:
+        if self.proc.stdin is None:
+            raise InputError(f"{self.path}: the benchmark worker is closed")
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        out = self._read()
+        if not out.get("ok"):
+            raise InputError(out.get("error") or f"{self.path}: the benchmark worker failed")
+        return out
+
+    def time(self, batch: int, iters: int) -> list[float]:
+        return [float(s) for s in self.ask({"cmd": "time", "batch": batch, "iters": iters})["seconds"]]
+
+    def close(self) -> int:
+        peak = 0
+        if self.proc.poll() is None:
+            try:
+                peak = int(self.ask({"cmd": "quit"}).get("peak_rss", 0))
+            except (InputError, OSError, ValueError):
+                pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        return peak
+
+
+def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, seconds: float = DEFAULT_SECONDS,
+          device: str = "auto", threads: int = 0, progress: Progress | None = None) -> BenchReport:
+    """Measure what each artifact costs to deploy, side by side.
+
+    Args:
+        artifacts: files binexport knows (checkpoint, packed, ``.bwn``, ONNX of any weight encoding).
+        batch_size: the batch of the throughput measurement (latency is always batch 1).
+        seconds: timing budget per artifact, split between latency and throughput over interleaved rounds.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        threads: intra-op threads of each runtime (0: the runtime's default, one per core).
+        progress: ``progress(done, total)`` after every timing slice.
+
+    Returns:
+        A :class:`BenchReport`; rows are in the order given, ratios relative to the first.
+
+    Raises:
+        InputError: bad options, or a file the runtime can't load.
+
+    Example:
+        >>> r = binexport.bench(["model.onnx", "model-int8.onnx"], batch_size=64)   # doctest: +SKIP
+        >>> r.rows[1].speed_ratio                                                    # doctest: +SKIP
+        3.4
+    """
+    from binexport import __version__
+    from binexport.runtimes import resolve_device
+
+    if not artifacts:
+        raise InputError("bench needs at least one ARTIFACT file")
+    if not 1 <= batch_size <= 4096:
+        raise InputError(f"--batch-size must be 1..4096, got {batch_size}")
+    if not (np.isfinite(seconds) and 0 < seconds <= 3600):
+        raise InputError(f"--seconds must be a number of seconds in (0, 3600], got {seconds}")
+    if not 0 <= threads <= 1024:
+        raise InputError(f"--threads must be 0..1024, got {threads}")
+    dev = resolve_device(device)
+    workers: list[_Worker] = []
+    try:
+        for a in artifacts:
+            workers.append(_Worker(Path(a), dev, threads))
+        lat, thr = _measure(workers, batch_size, seconds, progress)
+    finally:
+        peaks = [w.close() for w in workers]
+    rows = [_row(w, peak, lat[i], thr[i], batch_size) for i, (w, peak) in enumerate(zip(workers, peaks))]
+    for r in rows[1:]:
+        base = rows[0]
+        r.speed_ratio = r.images_per_s / base.images_per_s if base.images_per_s else 0.0
+        r.latency_ratio = base.latency_ms_median / r.latency_ms_median if r.latency_ms_median else 0.0
+        r.size_ratio = r.file_bytes / base.file_bytes if base.file_bytes else 0.0
+        r.rss_ratio = r.peak_rss_bytes / base.peak_rss_bytes if base.peak_rss_bytes else 0.0
+        r.load_ratio = r.load_s / base.load_s if base.load_s else 0.0
+    cpu, flags = cpu_info()
+    notes = []
+    if dev == "cpu" and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
+        notes.append("this CPU has no VNNI or AMX: int8 convolutions run without their int8 dot-product instructions")
+    return BenchReport(cpu, flags, os.cpu_count() or 0, dev, threads, batch_size, seconds, rows, __version__, notes)
+
+
+def _measure(workers: list[_Worker], batch: int, seconds: float,
+             progress: Progress | None) -> tuple[list[list[float]], list[list[float]]]:
+    """Interleaved rounds of batch-1 and batch-N calls; per worker, every call's seconds."""
+    lat: list[list[float]] = [[] for _ in workers]
+    thr: list[list[float]] = [[] for _ in workers]
+    # one probe call of each size sizes the slices so each takes about seconds / (2 * ROUNDS)
+    per_slice = seconds / (2 * ROUNDS)
+    plan = []
+    for w in workers:
+        one = max(min(w.time(1, 1)), 1e-5)
+        many = max(min(w.time(batch, 1)), 1e-5)
+        plan.append((max(1, int(per_slice / one)), max(1, int(per_slice / many))))
+    total, done = ROUNDS * len(workers), 0
+    for _ in range(ROUNDS):
+        for i, w in enumerate(workers):
+            n1, nb = plan[i]
+            lat[i] += w.time(1, n1)
+            thr[i] += w.time(batch, nb)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return lat, thr
+
+
+def _row(w: _Worker, peak: int, lat: list[float], thr: list[float], batch: int) -> BenchRow:
+    info = w.info
+    ms = np.asarray(lat) * 1000
+    return BenchRow(
+        path=str(w.path), format=info["format"], weights=info["weights"], runtime=info["runtime"],
+        provider=info["provider"], file_bytes=int(info["file_bytes"]), load_s=float(info["load_s"]),
+        peak_rss_bytes=peak, latency_ms_median=float(np.median(ms)), latency_ms_p90=float(np.percentile(ms, 90)),
+        images_per_s=batch * len(thr) / sum(thr) if thr else 0.0, batch_size=batch)
