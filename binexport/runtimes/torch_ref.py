@@ -10,7 +10,7 @@ tolerance would (rightly) catch.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -18,6 +18,13 @@ import torch.nn.functional as F
 
 from binexport.model import Model
 from binexport.runtimes import INPUT_NCHW, Runtime
+
+
+#: ``tap(name, activation)``: names are ``x``, ``h0`` (conv0 output), ``<block>a`` (relu(bn0) = conv0's input),
+#: ``<block>b`` (relu(bn1) = conv1's input), ``<block>t`` (conv1's output), ``<block>h`` (after the residual add),
+#: ``last.a`` (relu(bn) = conv_last's input) and ``last.y`` (bn_last's output), where ``<block>`` is
+#: ``group{g}.block{b}.``.
+Tap = Callable[[str, torch.Tensor], None]
 
 
 class WRNReference(torch.nn.Module):
@@ -40,23 +47,31 @@ class WRNReference(torch.nn.Module):
         return F.relu(F.batch_norm(x, self._p(name + ".running_mean"), self._p(name + ".running_var"),
                                    training=False, eps=1e-5))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.conv2d(x, self._p("conv0"), padding=1)
+    def forward(self, x: torch.Tensor, tap: Tap | None = None) -> torch.Tensor:
+        """Logits; ``tap(name, tensor)`` sees every activation an int8 graph quantizes (see :data:`TAPS`)."""
+        def see(name: str, t: torch.Tensor) -> torch.Tensor:
+            if tap is not None:
+                tap(name, t)
+            return t
+
+        h = see("h0", F.conv2d(see("x", x), self._p("conv0"), padding=1))
         for g in range(3):
             for b in range(self.arch.blocks_per_group):
                 p = f"group{g}.block{b}."
                 stride = 2 if (g > 0 and b == 0) else 1
-                t = F.conv2d(self._bn_relu(h, p + "bn0"), self._p(p + "conv0"), padding=1, stride=stride)
-                t = F.conv2d(self._bn_relu(t, p + "bn1"), self._p(p + "conv1"), padding=1)
+                a = see(p + "a", self._bn_relu(h, p + "bn0"))
+                t = F.conv2d(a, self._p(p + "conv0"), padding=1, stride=stride)
+                t = F.conv2d(see(p + "b", self._bn_relu(t, p + "bn1")), self._p(p + "conv1"), padding=1)
+                see(p + "t", t)
                 if stride == 2:
                     d = F.avg_pool2d(h, kernel_size=3, stride=2, padding=1)
                     h = torch.cat([d, torch.zeros_like(d)], dim=1)
-                h = h + t
-        h = self._bn_relu(h, "bn")
+                h = see(p + "h", h + t)
+        h = see("last.a", self._bn_relu(h, "bn"))
         h = F.conv2d(h, self._p("conv_last"))
         h = F.batch_norm(h, self._p("bn_last.running_mean"), self._p("bn_last.running_var"),
                          self._p("bn_last.weight"), self._p("bn_last.bias"), training=False, eps=1e-5)
-        return h.mean(dim=(2, 3))
+        return see("last.y", h).mean(dim=(2, 3))
 
 
 class TorchRuntime(Runtime):
@@ -100,6 +115,37 @@ class TorchRuntime(Runtime):
     def _sync(self) -> None:
         if self.device == "cuda":
             torch.cuda.synchronize()
+
+
+    def activation_ranges(self, x: np.ndarray, percentile: float = 99.999, batch_size: int = 64,
+                          progress: Any = None) -> dict[str, tuple[float, float]]:
+        """Per tapped activation (see :data:`Tap`), the (low, high) percentiles over every value of every image.
+
+        The ``percentile``-th largest and smallest values are found exactly, batch by batch, by keeping only
+        the ``k`` most extreme values seen so far (``k`` = the number of values beyond the percentile), so
+        memory stays at one batch whatever the sample size. ``percentile=100`` gives min / max.
+        """
+        n = len(x)
+        hi: dict[str, torch.Tensor] = {}
+        lo: dict[str, torch.Tensor] = {}
+        ks: dict[str, int] = {}
+
+        def tap(name: str, t: torch.Tensor) -> None:
+            flat = t.detach().reshape(-1).float()
+            if name not in ks:
+                ks[name] = max(1, int(np.ceil(flat.numel() / len(t) * n * (100.0 - percentile) / 100.0)))
+            k = ks[name]
+            for store, v in ((hi, flat), (lo, -flat)):
+                cand = torch.cat([store[name], v]) if name in store else v
+                store[name] = torch.topk(cand, min(k, cand.numel()), sorted=False).values
+
+        with torch.inference_mode(), exact_cuda(self.device):
+            for i in range(0, n, batch_size):
+                xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32)).to(self.device)
+                self.net(xb, tap)
+                if progress is not None:
+                    progress(min(i + batch_size, n), n)
+        return {name: (-float(lo[name].min()), float(hi[name].min())) for name in hi}
 
 
 @contextmanager

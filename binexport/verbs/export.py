@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,14 @@ WEIGHTS = fmt.WEIGHTS
 DEFAULT_OPSET = fmt.DEFAULT_OPSET
 MIN_OPSET = fmt.MIN_OPSET
 SCHEMA_VERSION = 1
+#: int8 calibration defaults: accuracy was flat from 32 to 512 images on the real WRN-20-10 (docs/BENCHMARKS.md);
+#: 256 keeps the worst logit error low, and the 99.999th percentile beat min/max, 99.9, 99.99 and ORT's entropy.
+CALIBRATION_SIZE = 256
+MAX_CALIBRATION_SIZE = 50_000
+PERCENTILE = 99.999
+#: Training images after the calibration sample, held out to validate an int8 export on (real images, so
+#: agreement means something; random images have near-uniform logits).
+HELDOUT_IMAGES = 96
 
 #: images in the fixed random validation batch: every weight reaches every logit, so a few images catch any
 #: encoding error; few, because the PyTorch reference of WRN-20-10 costs ~0.2 s per image on two cores
@@ -47,6 +56,20 @@ class Validation:
     accuracy: float | None = None
     reference_accuracy: float | None = None
     passed: bool = True
+    heldout_images: int = 0
+    int8_convs: int | None = None  # QLinearConv nodes in ONNX Runtime's optimised graph (int8 only)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Calibration:
+    """Where an int8 export's activation ranges came from."""
+
+    source: str
+    images: int
+    percentile: float
+    heldout_images: int
+    seconds: float
 
 
 @dataclass
@@ -69,6 +92,7 @@ class OnnxReport:
     validation: Validation
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    calibration: Calibration | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, object]:
@@ -77,13 +101,16 @@ class OnnxReport:
 
 def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weights: str | None = None,
                 opset: int = DEFAULT_OPSET, batch: str | int = "dynamic", normalize_inside: bool = False, force: bool = False,
-                images: str | Path | None = None, device: str = "cpu", binarized: bool | None = None) -> OnnxReport:
+                images: str | Path | None = None, device: str = "cpu", binarized: bool | None = None,
+                calibrate: str | Path | None = None, data_root: str | Path | None = None,
+                calibration_size: int = CALIBRATION_SIZE, percentile: float = PERCENTILE) -> OnnxReport:
     """Export ``src`` (any file binexport reads, or a Model) to a validated ONNX file.
 
     Args:
         src: a model file or an in-memory :class:`Model` (then ``out`` is required).
         out: the ``.onnx`` path (default: beside ``src``).
-        weights: ``1-bit`` (default for binarised models), ``float32`` (default for full precision), ``float16``.
+        weights: ``1-bit`` (default for binarised models), ``float32`` (default for full precision), ``float16``,
+            ``int8`` (needs ``calibrate``).
         opset: ONNX opset, 13 or newer.
         batch: ``"dynamic"`` or a fixed batch size.
         normalize_inside: the graph takes uint8 NHWC pixels and normalises itself.
@@ -91,6 +118,12 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
         images: a folder of labelled PNGs to validate on as well (accuracy is reported).
         device: where ONNX Runtime validates ('cpu', 'cuda' or 'auto').
         binarized: override ``log.txt`` about ``--binarize``.
+        calibrate: int8 only: ``CIFAR100`` / ``CIFAR10`` (the training split under ``data_root``), one CIFAR
+            training file, or a folder of labelled PNGs. Never test images (a testing batch is refused).
+        data_root: the torchvision data root for ``calibrate``.
+        calibration_size: training images whose activations set the int8 ranges; up to
+            :data:`HELDOUT_IMAGES` more are held out to validate on.
+        percentile: each activation's range is its ``percentile``-th percentile (100 = min/max).
 
     Returns:
         An :class:`OnnxReport` with the validation numbers.
@@ -114,16 +147,25 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
     if not isinstance(src, Model):
         model = formats.load(src, binarized=binarized)
     weights, opset, batch = fmt.check_options(model, weights, opset, batch)
+    if (weights == "int8") != (calibrate is not None):
+        raise InputError("--weights int8 needs --calibrate SOURCE (training images: CIFAR100, CIFAR10 or a folder "
+                         "of PNGs)" if weights == "int8" else
+                         f"--calibrate is for --weights int8 only (this export is {weights})")
     labelled = _labelled(images) if images is not None else None
     timings["load"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    data = fmt.write(model, weights=weights, opset=opset, batch=batch, normalize_inside=normalize_inside)
-    timings["build"] = time.perf_counter() - t
+    options: dict[str, Any] = {}
+    cal, heldout = None, None
+    if weights == "int8":
+        cal, heldout, options = _calibrate(model, calibrate, data_root, calibration_size, percentile, images)  # type: ignore[arg-type]
+        timings["calibrate"] = cal.seconds
+    data = fmt.write(model, weights=weights, opset=opset, batch=batch, normalize_inside=normalize_inside, **options)
+    timings["build"] = time.perf_counter() - t - timings.get("calibrate", 0.0)
     result: list[Validation] = []
 
     def _check(tmp: Path) -> None:
-        result.append(validate(tmp, model, weights, batch, normalize_inside, labelled, device, timings))
+        result.append(validate(tmp, model, weights, batch, normalize_inside, labelled, device, timings, heldout))
 
     t = time.perf_counter()
     write_atomic(dest, data, check=_check)
@@ -134,7 +176,29 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
         input_layout=model.source.layout, input_bytes=in_bytes, output=str(dest), output_bytes=len(data), architecture=model.arch.name,
         num_classes=model.arch.num_classes, binarized=model.binarized, weights=weights, opset=opset, batch=batch,
         input_kind=fmt.input_kind(weights, normalize_inside), validation=result[0],
-        seconds=time.perf_counter() - t0, timings=timings)
+        seconds=time.perf_counter() - t0, timings=timings, calibration=cal)
+
+
+def _calibrate(model: Model, source: str | Path, data_root: str | Path | None, size: int, percentile: float,
+               images: str | Path | None) -> tuple[Calibration, np.ndarray | None, dict[str, Any]]:
+    """Activation ranges from ``size`` training images; the next few are held out to validate the export on."""
+    from binexport.data import normalize
+    from binexport.data.calibration import load_calibration
+    from binexport.runtimes.torch_ref import TorchRuntime
+
+    if not 1 <= size <= MAX_CALIBRATION_SIZE:
+        raise InputError(f"--calibration-size must be 1..{MAX_CALIBRATION_SIZE}, got {size}")
+    if not (np.isfinite(percentile) and 50 < percentile <= 100):
+        raise InputError(f"--percentile must lie in (50, 100], got {percentile}")
+    t = time.perf_counter()
+    ds = load_calibration(source, data_root, limit=size + HELDOUT_IMAGES, not_from=images)
+    use = ds.images[:size]
+    heldout = ds.images[size:] if len(ds.images) > size else None
+    ranges = TorchRuntime(model).activation_ranges(normalize(use), percentile)
+    cal = Calibration(source=ds.origin, images=len(use), percentile=percentile,
+                      heldout_images=0 if heldout is None else len(heldout), seconds=time.perf_counter() - t)
+    info = {"calibration": {"source": Path(ds.origin).name, "images": cal.images, "percentile": percentile}}
+    return cal, heldout, {"int8_ranges": ranges, "int8_info": info}
 
 
 def _labelled(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -145,8 +209,12 @@ def _labelled(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def validate(path: Path, model: Model, weights: str, batch: str | int, normalize_inside: bool,
              labelled: tuple[np.ndarray, np.ndarray, list[str]] | None = None, device: str = "cpu",
-             timings: dict[str, float] | None = None) -> Validation:
-    """onnx.checker (full_check), then ONNX Runtime vs the PyTorch reference; CheckError on any failure."""
+             timings: dict[str, float] | None = None, heldout: np.ndarray | None = None) -> Validation:
+    """onnx.checker (full_check), then ONNX Runtime vs the PyTorch reference; CheckError on any failure.
+
+    The images are a fixed random batch, then ``heldout`` (unlabelled: training images no calibration saw),
+    then ``labelled`` (accuracy is reported on those).
+    """
     import onnx
 
     from binexport.data import normalize
@@ -167,6 +235,9 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
     rng = np.random.default_rng(_SEED)
     raw = rng.integers(0, 256, (RANDOM_IMAGES, 32, 32, 3), dtype=np.uint8)
     names = [f"random image {i}" for i in range(RANDOM_IMAGES)]
+    if heldout is not None:
+        raw = np.concatenate([raw, heldout])
+        names += [f"held-out training image {i}" for i in range(len(heldout))]
     if labelled is not None:
         raw = np.concatenate([raw, labelled[0]])
         names += list(labelled[2])
@@ -187,10 +258,13 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
     timings["runtime"] = time.perf_counter() - t
     labels = labelled[1] if labelled is not None else None
     try:
-        c = check.compare(got, ref, weights, names=names, what="ONNX")
+        c = check.compare(got, ref, weights, names=names, what="ONNX",
+                          min_agreement=check.EXPORT_MIN_AGREEMENT.get(weights))
     except InputError as e:
         raise CheckError("the exported graph gives logits of the wrong shape", [str(e)]) from None
-    v = Validation(provider=runtime.provider, random_images=RANDOM_IMAGES, labelled_images=len(names) - RANDOM_IMAGES,
+    n_held = 0 if heldout is None else len(heldout)
+    v = Validation(provider=runtime.provider, random_images=RANDOM_IMAGES,
+                   labelled_images=len(names) - RANDOM_IMAGES - n_held, heldout_images=n_held,
                    max_abs_diff=c.max_abs_logit_diff if c.max_abs_logit_diff is not None else float("inf"),
                    tolerance=c.tolerance.max_abs_logit_diff if c.tolerance.max_abs_logit_diff is not None
                    else float("inf"), worst_output=c.worst_output, agreement=c.agreement,
@@ -202,4 +276,25 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
     if not c.passed:
         raise CheckError(f"ONNX Runtime ({runtime.provider}) disagrees with the PyTorch reference; no file written",
                          c.problems)
+    if weights == "int8":
+        v.int8_convs = _count_ops(path, "QLinearConv")
+        blocks = 2 * 3 * model.arch.blocks_per_group
+        if v.int8_convs < blocks:
+            v.notes.append(f"ONNX Runtime ({runtime.provider}) fused only {v.int8_convs} of the {blocks} block convs "
+                           "into QLinearConv: this graph will not run faster than float here")
     return v
+
+
+def _count_ops(path: Path, op: str) -> int:
+    """How many ``op`` nodes ONNX Runtime's CPU optimiser leaves in the graph it really runs."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as d:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.optimized_model_filepath = str(Path(d) / "optimized.onnx")
+        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return sum(n.op_type == op for n in onnx.load(opts.optimized_model_filepath).graph.node)

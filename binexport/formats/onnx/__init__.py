@@ -22,8 +22,9 @@ from binexport import __version__
 from binexport.errors import InputError
 from binexport.model import CIFAR_MEAN, CIFAR_STD, BinaryWeight, Model
 
-#: Weight encodings of ``--weights`` (``1-bit``: sign bits turned into +-scale when the session starts).
-WEIGHTS = ("1-bit", "float32", "float16")
+#: Weight encodings of ``--weights`` (``1-bit``: sign bits turned into +-scale when the session starts;
+#: ``int8``: QDQ graph, calibrated activations, 1-bit weights still stored as bits).
+WEIGHTS = ("1-bit", "float32", "float16", "int8")
 #: Old names still accepted (binexport 0.1 called ``1-bit`` ``packed``).
 WEIGHT_ALIASES = {"packed": "1-bit"}
 MIN_OPSET = 13
@@ -49,7 +50,7 @@ def write(model: Model, **options: Any) -> bytes:
     return build_model(model, **options).SerializeToString()
 
 
-_OPTIONS = {"weights", "opset", "batch", "normalize_inside", "source_sha256"}
+_OPTIONS = {"weights", "opset", "batch", "normalize_inside", "source_sha256", "int8_ranges", "int8_info"}
 
 
 def default_weights(model: Model) -> str:
@@ -94,11 +95,15 @@ Packer = Callable[["_Graph", str, BinaryWeight, Any], str]
 
 def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic",
                 normalize_inside: bool = False, source_sha256: str | None = None,
+                int8_ranges: dict[str, tuple[float, float]] | None = None, int8_info: dict[str, Any] | None = None,
                 _packer: Packer | None = None) -> Any:
     """The ModelProto of ``WRN_McDonnell`` per the SPEC, input and logits as the metadata says.
 
     float16 stores weights and computes in half precision: float16 NCHW in, float16 logits out
-    (uint8 NHWC in with ``normalize_inside``). float32 and 1-bit take float32 and give float32.
+    (uint8 NHWC in with ``normalize_inside``). float32, 1-bit and int8 take float32 and give float32.
+    int8 needs ``int8_ranges``: the calibrated (low, high) of every activation
+    :func:`binexport.formats.onnx.int8.required_ranges` names; ``int8_info`` (how they were calibrated) is
+    recorded in the ``binexport.int8`` metadata.
     """
     import onnx
     from onnx import helper
@@ -123,19 +128,12 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
 
     arch = model.arch
     h = g.node("Conv", [h, g.const("conv0", model.dense("conv0").astype(dtype))], pads=[1, 1, 1, 1])
-    for gi, width in enumerate(arch.widths):
-        for b in range(arch.blocks_per_group):
-            p = f"group{gi}.block{b}."
-            stride = 2 if (gi > 0 and b == 0) else 1
-            t = g.node("Conv", [_bn(g, model, h, p + "bn0", relu=True), weight(p + "conv0")], pads=[1, 1, 1, 1],
-                       strides=[stride, stride])
-            t = g.node("Conv", [_bn(g, model, t, p + "bn1", relu=True), weight(p + "conv1")], pads=[1, 1, 1, 1])
-            if stride == 2:  # avg_pool2d(3, 2, 1), count_include_pad, then zero channels: cat([d, 0]) + t
-                d = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
-                           count_include_pad=1)
-                pads = g.const(p + "pad", np.array([0, 0, 0, 0, 0, width - width // 2, 0, 0], np.int64))
-                h = g.node("Pad", [d, pads])
-            h = g.node("Add", [h, t])
+    if weights == "int8":
+        from binexport.formats.onnx import int8
+
+        h = int8.body(g, model, h, int8_ranges or {}, _bn, _downsample)
+    else:
+        h = _float_blocks(g, model, h, weight)
     h = _bn(g, model, h, "bn", relu=True)
     h = g.node("Conv", [h, g.const("conv_last", model.dense("conv_last").astype(dtype))])
     h = _bn(g, model, h, "bn_last", relu=False)
@@ -153,8 +151,33 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
             "binexport.normalization": json.dumps({"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}),
             "binexport.weights": weights, "binexport.input": input_kind(weights, normalize_inside),
             "binexport.source_sha256": sha, "binexport.version": __version__}
+    if weights == "int8":
+        meta["binexport.int8"] = json.dumps({"weights": "1-bit signs as int8 +-1, exact" if model.binarized
+                                             else "per-channel int8, lossy", **(int8_info or {})})
     helper.set_model_props(proto, meta)
     return proto
+
+
+def _float_blocks(g: _Graph, model: Model, h: str, weight: Callable[[str], str]) -> str:
+    """Every residual block in float (float32, float16, or 1-bit weights expanded at session start)."""
+    for gi, width in enumerate(model.arch.widths):
+        for b in range(model.arch.blocks_per_group):
+            p = f"group{gi}.block{b}."
+            stride = 2 if (gi > 0 and b == 0) else 1
+            t = g.node("Conv", [_bn(g, model, h, p + "bn0", relu=True), weight(p + "conv0")], pads=[1, 1, 1, 1],
+                       strides=[stride, stride])
+            t = g.node("Conv", [_bn(g, model, t, p + "bn1", relu=True), weight(p + "conv1")], pads=[1, 1, 1, 1])
+            if stride == 2:
+                h = _downsample(g, h, p, width)
+            h = g.node("Add", [h, t])
+    return h
+
+
+def _downsample(g: _Graph, h: str, prefix: str, width: int) -> str:
+    """avg_pool2d(3, 2, 1) with count_include_pad, then zero channels: the residual path of cat([d, 0]) + t."""
+    d = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)
+    pads = g.const(prefix + "pad", np.array([0, 0, 0, 0, 0, width - width // 2, 0, 0], np.int64))
+    return g.node("Pad", [d, pads])
 
 
 class _Graph:

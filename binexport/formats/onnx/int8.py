@@ -1,0 +1,154 @@
+"""The int8 body of the ONNX graph: QDQ around every block conv, so ONNX Runtime runs QLinearConv.
+
+Why this works exactly for a 1-bit network: a binarised weight is ``±scale``
+with one scale per layer, so it is *exactly* ``scale * (±1)``: int8 ±1 with a
+per-output-channel DequantizeLinear scale. The file stores the sign bits
+(``np.packbits``), expanded at session start by Cast → Gather from a 256 x 8
+int8 table → Reshape; ONNX Runtime constant-folds that chain and stops at the
+DequantizeLinear, so its QDQ fusion still sees ``DQ(int8 initializer)`` and
+the file stays at the 1-bit size. Only activations are quantized (static,
+from calibration ranges).
+
+Per block (names as :data:`binexport.runtimes.torch_ref.Tap`):
+
+- ``a = relu(bn0(h))``: a float BatchNormalization, then QuantizeLinear to
+  uint8 with zero point 0, whose clamp *is* the ReLU;
+- ``conv0`` with ``bn1`` folded in (weight scale ``scale * k1_c``, int32 bias
+  ``-mean1_c * k1_c`` on the grid ``s_a * w_c``), quantized straight to uint8
+  (the clamp is bn1's ReLU): without this fold only half the convs fuse;
+- ``conv1``, its output ``t`` quantized int8-symmetric and dequantized; the
+  residual Add and the downsampling path stay float (cheap, and exact).
+
+conv0 and conv_last stay float (quantizing them gained no speed and doubled
+the logit error). Full-precision models get per-channel int8 weights for their
+block convs (max |w| / 127: lossy, and reported as such).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from binexport.errors import InputError
+from binexport.model import Model
+
+EPS = 1e-5
+#: The int8 value of a +1 sign; the DQ scale is ``scale / WEIGHT_Q`` (±1 can't saturate int16 pair sums on
+#: CPUs without VNNI, where ±127 against uint8 activations can).
+WEIGHT_Q = 1
+
+
+def required_ranges(model: Model) -> list[str]:
+    """The activation names whose (low, high) calibration ranges :func:`body` needs."""
+    out = []
+    for g in range(3):
+        for b in range(model.arch.blocks_per_group):
+            p = f"group{g}.block{b}."
+            out += [p + "a", p + "b", p + "t"]
+    return out
+
+
+def sign_table(q: int = WEIGHT_Q) -> np.ndarray:
+    """(256, 8) int8: row i holds i's bits, most significant first (np.packbits order), as ±q."""
+    codes = (np.arange(256)[:, None] >> np.arange(7, -1, -1)[None, :]) & 1
+    return np.where(codes.astype(bool), q, -q).astype(np.int8)
+
+
+def _bn_consts(model: Model, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """k, c with BN(x) = k * x + c per channel (float64)."""
+    k = 1.0 / np.sqrt(model.floats[name + ".running_var"].astype(np.float64) + EPS)
+    c = -model.floats[name + ".running_mean"].astype(np.float64) * k
+    return k, c
+
+
+def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
+         bn: Any, downsample: Any) -> str:
+    """Add the int8 blocks after conv0's output ``h``; returns the tensor after the last residual Add.
+
+    ``bn(g, model, x, name, relu)`` and ``downsample(g, h, prefix, width)`` are the float graph's own helpers,
+    so both graphs compute the float parts identically.
+
+    Raises:
+        InputError: a range is missing or not finite (calibration did not cover the graph).
+    """
+    missing = [n for n in required_ranges(model) if n not in ranges]
+    bad = [n for n, r in ranges.items() if not all(np.isfinite(r))]
+    if missing or bad:
+        raise InputError(f"int8 export needs a finite calibration range for every quantized activation; missing "
+                         f"{', '.join(missing[:3]) or 'none'}, not finite {', '.join(bad[:3]) or 'none'}")
+    table = g.const(f"int8_sign_table_q{WEIGHT_Q}", sign_table(), share=True)
+
+    def const(name: str, arr: Any, share: bool = False) -> str:
+        return g.const(name, np.asarray(arr), share=share)
+
+    def quantize(x: str, name: str, relu: bool) -> tuple[str, str, str, float]:
+        lo, hi = ranges[name]
+        if relu:  # uint8, zero point 0: the clamp at 0 is the ReLU
+            s, zp = max(float(hi), 1e-8) / 255.0, np.asarray(0, np.uint8)
+        else:  # int8 symmetric
+            s, zp = max(abs(float(lo)), abs(float(hi)), 1e-8) / 127.0, np.asarray(0, np.int8)
+        sn = const(f"{name}.qscale", np.float32(s))
+        zn = const(f"zp_{zp.dtype}", zp, share=True)
+        return g.node("QuantizeLinear", [x, sn, zn]), sn, zn, float(np.float32(s))
+
+    def dequantize(xq: str, sn: str, zn: str) -> str:
+        return g.node("DequantizeLinear", [xq, sn, zn])
+
+    def weight(name: str, channel_scale: np.ndarray) -> str:
+        """DQ(int8 weight), per output channel; 1-bit weights from their packed bits."""
+        o = channel_scale.shape[0]
+        zn = const(f"zp_w_{o}", np.zeros(o, np.int8), share=True)
+        if name in model.binary:
+            bits = model.binary[name].signs
+            idx = g.node("Cast", [const(name + ".bits", np.packbits(bits.reshape(-1)))], to=6)  # INT32
+            w = g.node("Gather", [table, idx])
+            if bits.size % 8:
+                w = g.node("Reshape", [w, const("shape_flat", np.array([-1], np.int64), share=True)])
+                w = g.node("Slice", [w, const("zero_1d", np.array([0], np.int64), share=True),
+                                     const(f"size_{bits.size}", np.array([bits.size], np.int64), share=True)])
+            w = g.node("Reshape", [w, const(f"shape_{'x'.join(map(str, bits.shape))}",
+                                            np.array(bits.shape, np.int64), share=True)])
+            sn = const(name + ".wscale", (channel_scale / WEIGHT_Q).astype(np.float32))
+            return g.node("DequantizeLinear", [w, sn, zn], axis=0)
+        dense = np.asarray(model.floats[name], np.float64) * (channel_scale.reshape(-1, 1, 1, 1))
+        ws = np.maximum(np.abs(dense.reshape(o, -1)).max(1), 1e-30) / 127.0
+        wq = np.clip(np.round(dense / ws.reshape(-1, 1, 1, 1)), -127, 127).astype(np.int8)
+        sn = const(name + ".wscale", ws.astype(np.float32))
+        return g.node("DequantizeLinear", [const(name + ".wq", wq), sn, zn], axis=0)
+
+    def base_scale(name: str, out: int) -> np.ndarray:
+        """The per-channel factor the stored weight is multiplied by: the 1-bit scale, or 1 for float weights."""
+        return np.full(out, model.binary[name].scale if name in model.binary else 1.0, np.float64)
+
+    arch = model.arch
+    for gi, width in enumerate(arch.widths):
+        for b in range(arch.blocks_per_group):
+            p = f"group{gi}.block{b}."
+            stride = 2 if (gi > 0 and b == 0) else 1
+            aq, asn, azn, s_a = quantize(bn(g, model, h, p + "bn0", relu=False), p + "a", relu=True)
+            k1, c1 = _bn_consts(model, p + "bn1")
+            w0 = weight(p + "conv0", base_scale(p + "conv0", width) * k1)
+            w0_scale = _dq_scale(model, p + "conv0", base_scale(p + "conv0", width) * k1)
+            bscale = (np.float32(s_a) * w0_scale).astype(np.float32)
+            bq = np.clip(np.round(c1 / bscale), -2**31, 2**31 - 1).astype(np.int32)
+            bias = g.node("DequantizeLinear", [const(p + "conv0.bq", bq), const(p + "conv0.bscale", bscale),
+                                               const(f"zp_b_{width}", np.zeros(width, np.int32), share=True)], axis=0)
+            t = g.node("Conv", [dequantize(aq, asn, azn), w0, bias], pads=[1, 1, 1, 1], strides=[stride, stride])
+            tq, tsn, tzn, _ = quantize(t, p + "b", relu=True)
+            t = g.node("Conv", [dequantize(tq, tsn, tzn), weight(p + "conv1", base_scale(p + "conv1", width))],
+                       pads=[1, 1, 1, 1])
+            t = dequantize(*quantize(t, p + "t", relu=False)[:3])
+            if stride == 2:
+                h = downsample(g, h, p, width)
+            h = g.node("Add", [h, t])
+    return h
+
+
+def _dq_scale(model: Model, name: str, channel_scale: np.ndarray) -> np.ndarray:
+    """The float32 per-channel scale the weight's DequantizeLinear uses (what the int32 bias grid must match)."""
+    if name in model.binary:
+        return (channel_scale / WEIGHT_Q).astype(np.float32)
+    o = channel_scale.shape[0]
+    dense = np.asarray(model.floats[name], np.float64) * channel_scale.reshape(-1, 1, 1, 1)
+    return (np.maximum(np.abs(dense.reshape(o, -1)).max(1), 1e-30) / 127.0).astype(np.float32)
