@@ -31,6 +31,7 @@ from binexport.formats.bwn import ENCODING_CHOICES
 from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS
 from binexport.runtimes import DEVICES
 from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
+from binexport.verbs.export import CALIBRATION_SIZE, MAX_CALIBRATION_SIZE, PERCENTILE
 from binexport.verbs.bench import DEFAULT_SECONDS as BENCH_SECONDS
 
 
@@ -117,7 +118,8 @@ def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: 
               help="1-bit (default for 1-bit models; 'packed' is its old name): 1 bit per binarised weight, turned "
                    "into +-scale by standard ops when the session starts; float32 (default for full precision): "
                    "plain weights. Both take float32 NCHW and give float32 logits. float16: half-precision weights "
-                   "and compute for GPUs; takes float16 NCHW and gives float16 logits.")
+                   "and compute for GPUs; takes float16 NCHW and gives float16 logits. int8: QLinearConv on int8 "
+                   "CPU instructions (and TensorRT), 1-bit weights still stored as bits; needs --calibrate.")
 @click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, help="ONNX opset (13 or newer).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
 @click.option("--normalize-inside", is_flag=True,
@@ -125,16 +127,29 @@ def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: 
                    "(default input: normalised NCHW, as in training).")
 @click.option("--images", type=click.Path(path_type=Path), default=None,
               help="Also validate on this folder of labelled 32x32 PNGs (NAME_LABEL.png) and report accuracy.")
+@click.option("--calibrate", "calibrate", metavar="CIFAR100|CIFAR10|PATH", default=None,
+              help="int8 only: training images that set the activation ranges: the training split under "
+                   "--data-root, one CIFAR training file, or a folder of labelled PNGs. Never test images.")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+              help="Folder holding cifar-100-python/ or cifar-10-batches-py/ (default: $BINEXPORT_DATA, else "
+                   "~/.cache/binexport/data).")
+@click.option("--calibration-size", type=click.IntRange(1, MAX_CALIBRATION_SIZE), default=CALIBRATION_SIZE,
+              show_default=True, help="int8: training images to calibrate on (the next 96 validate the export).")
+@click.option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=PERCENTILE, show_default=True,
+              help="int8: each activation's range is this percentile of its values (100 = min/max).")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @_mode_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: int, batch: str,
-            normalize_inside: bool, images: Path | None, force: bool, binarized: bool | None, as_json: bool) -> None:
+            normalize_inside: bool, images: Path | None, calibrate: str | None, data_root: Path | None,
+            calibration_size: int, percentile: float, force: bool, binarized: bool | None, as_json: bool) -> None:
     """Export INPUT to ONNX, validated on ONNX Runtime against the PyTorch reference before it is written."""
     from binexport import export_onnx
 
     r = export_onnx(input_file, output, weights=weights, opset=opset, batch=batch,
-                    normalize_inside=normalize_inside, force=force, images=images, binarized=binarized)
+                    normalize_inside=normalize_inside, force=force, images=images, binarized=binarized,
+                    calibrate=calibrate, data_root=data_root, calibration_size=calibration_size,
+                    percentile=percentile)
     if as_json:
         _echo_json(r.to_dict())
         return

@@ -104,14 +104,23 @@ def render_onnx(r: Any) -> None:
     t.add_row("ONNX file", mib(r.output_bytes))
     t.add_row("weights / opset / batch", f"{r.weights} / {r.opset} / {r.batch}")
     t.add_row("graph input", r.input_kind)
-    t.add_row(f"max |logit diff| vs PyTorch ({v.provider})", f"{v.max_abs_diff:.3g} (limit {v.tolerance:g})")
-    t.add_row("top-1 agreement", f"{v.agreement:.1%} of {v.random_images + v.labelled_images} images")
+    if r.calibration is not None:
+        c = r.calibration
+        t.add_row("int8 calibration", f"{c.images} training images, p{c.percentile:g}")
+        t.add_row("QLinearConv in ORT's graph", str(v.int8_convs))
+    limit = "reported" if v.tolerance == float("inf") else f"limit {v.tolerance:g}"
+    t.add_row(f"max |logit diff| vs PyTorch ({v.provider.replace('ExecutionProvider', '')})",
+              f"{v.max_abs_diff:.3g} ({limit})")
+    t.add_row("top-1 agreement", f"{v.agreement:.1%} of {v.random_images + v.labelled_images + v.heldout_images} "
+              f"images (needs {v.min_agreement:.0%})")
     if v.accuracy is not None:
         t.add_row(f"accuracy on {v.labelled_images} labelled images",
                   f"{v.accuracy:.1%} (reference {v.reference_accuracy:.1%})")
     t.add_row("export time", f"{r.seconds:.2f} s")
     con = console()
     con.print(t)
+    for note in v.notes:
+        con.print(f"[yellow]note: {note}[/yellow]")
     con.print(f"wrote [bold]{r.output}[/bold]; validated: [green]passed[/green]")
 
 

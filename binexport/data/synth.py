@@ -86,18 +86,22 @@ def write_training_run(folder: str | Path, arch: Arch, binarize: bool = True, se
     return ckpt
 
 
-def write_cifar_testset(root: str | Path, images: np.ndarray, labels: np.ndarray, dataset: str = "CIFAR100") -> Path:
-    """A test file in torchvision's layout (``cifar-100-python/test`` or ``cifar-10-batches-py/test_batch``).
+def write_cifar_testset(root: str | Path, images: np.ndarray, labels: np.ndarray, dataset: str = "CIFAR100",
+                        split: str = "test") -> Path:
+    """A test (or ``split="train"``: training) file in torchvision's layout.
 
-    ``images`` are uint8 NHWC; stored planar (N, 3072) as in the real files.
+    ``cifar-100-python/test`` / ``train``, or ``cifar-10-batches-py/test_batch`` / ``data_batch_1``;
+    ``images`` are uint8 NHWC, stored planar (N, 3072) as in the real files.
     """
     import pickle
 
     root = Path(root)
-    folder, member, key = (("cifar-100-python", "test", "fine_labels") if dataset == "CIFAR100"
-                           else ("cifar-10-batches-py", "test_batch", "labels"))
+    train = split == "train"
+    folder, member, key = (("cifar-100-python", "train" if train else "test", "fine_labels") if dataset == "CIFAR100"
+                           else ("cifar-10-batches-py", "data_batch_1" if train else "test_batch", "labels"))
     data = np.ascontiguousarray(np.asarray(images, np.uint8).transpose(0, 3, 1, 2).reshape(len(images), -1))
-    obj = {b"batch_label": b"testing batch 1 of 1", key.encode(): [int(v) for v in labels], b"data": data,
+    label = b"training batch 1 of 1" if train else b"testing batch 1 of 1"
+    obj = {b"batch_label": label, key.encode(): [int(v) for v in labels], b"data": data,
            b"filenames": [f"img_{i:05d}.png".encode() for i in range(len(images))]}
     path = root / folder / member
     path.parent.mkdir(parents=True, exist_ok=True)

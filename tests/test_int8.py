@@ -1,0 +1,188 @@
+"""int8 ONNX: exact 1-bit weights, QLinearConv after ORT's optimiser, calibration on training images only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+from helpers import CIFAR100_SAMPLES, tiny_model
+
+from binexport import check, export_onnx, verify
+from binexport.cli import main
+from binexport.data.synth import write_cifar_testset
+from binexport.errors import InputError
+from binexport.formats.onnx import int8
+from binexport.verbs.export import _count_ops
+
+N_TRAIN = 160
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CIFAR-10 training split and test file of random images (labels random: agreement is what counts)."""
+    d = tmp_path_factory.mktemp("cifar")
+    rng = np.random.default_rng(3)
+    write_cifar_testset(d, rng.integers(0, 256, (N_TRAIN, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, N_TRAIN),
+                        "CIFAR10", split="train")
+    write_cifar_testset(d, rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 60), "CIFAR10")
+    return d
+
+
+@pytest.fixture(scope="module")
+def exported(root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path, object]:
+    model = tiny_model(depth=8, width=1, num_classes=10)
+    out = tmp_path_factory.mktemp("int8") / "m-int8.onnx"
+    report = export_onnx(model, out, weights="int8", calibrate="CIFAR10", data_root=root, calibration_size=48)
+    return model, out, report
+
+
+def _dequantized_weights(path: Path, names: list[str]) -> dict[str, np.ndarray]:
+    """The float weights each block conv's DequantizeLinear really produces, run by ORT without optimisations."""
+    proto = onnx.load(str(path))
+    conv_w = {}
+    for node in proto.graph.node:
+        if node.op_type == "Conv" and len(node.input) > 1:
+            conv_w[node.input[1]] = node
+    dq = [n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.output[0] in conv_w
+          and any(i.endswith(".wscale") for i in n.input)]
+    for name in dq:
+        proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    s = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    outs = s.run(None, {"input": np.zeros((1, 3, 32, 32), np.float32)})[1:]
+    wscale_of = {n.output[0]: next(i for i in n.input if i.endswith(".wscale")) for n in proto.graph.node
+                 if n.output and n.output[0] in dq}
+    by_layer = {wscale_of[o][: -len(".wscale")]: v for o, v in zip(dq, outs)}
+    return {k: by_layer[k] for k in names}
+
+
+def test_one_bit_weights_are_exact_in_int8(exported) -> None:
+    model, path, _ = exported
+    conv1 = [k for k in model.binary if k.endswith("conv1")]
+    got = _dequantized_weights(path, conv1)
+    for name in conv1:
+        want = model.dense(name)  # +-sqrt(2 / fan_in) as float32: the 1-bit weight the network was trained with
+        assert got[name].dtype == np.float32 and got[name].tobytes() == want.tobytes(), name
+
+
+def test_folded_conv0_keeps_every_sign(exported) -> None:
+    model, path, _ = exported
+    conv0 = [k for k in model.binary if k.endswith("conv0")]
+    got = _dequantized_weights(path, conv0)
+    for name in conv0:  # bn1 folded in: per-channel magnitude scale * k1, same sign as the stored bit
+        assert np.array_equal(got[name] > 0, model.binary[name].signs), name
+        per_channel = np.abs(got[name]).reshape(got[name].shape[0], -1)
+        assert np.all(per_channel == per_channel[:, :1]), name
+
+
+def test_ort_really_runs_qlinearconv_and_the_file_stays_one_bit(exported) -> None:
+    model, path, report = exported
+    assert _count_ops(path, "QLinearConv") == 6 == report.validation.int8_convs  # every block conv of a WRN-8
+    float_bytes = sum(model.dense(k).nbytes for k in model.binary)
+    assert report.output_bytes < float_bytes / 4  # the block convs are stored as bits, not int8 or float32
+    names = {i.name for i in onnx.load(str(path)).graph.initializer}
+    assert all(k + ".bits" in names for k in model.binary)
+
+
+def test_metadata_and_graph_input(exported) -> None:
+    _, path, report = exported
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = s.get_modelmeta().custom_metadata_map
+    assert meta["binexport.weights"] == "int8" and meta["binexport.input"] == "float32-nchw-normalized"
+    info = json.loads(meta["binexport.int8"])
+    assert info["calibration"]["images"] == 48 and "exact" in info["weights"]
+    assert s.get_inputs()[0].type == "tensor(float)" and s.get_inputs()[0].shape == ["N", 3, 32, 32]
+    assert report.calibration.images == 48 and report.calibration.heldout_images == 96
+    assert report.validation.heldout_images == 96 and report.validation.agreement >= 0.95
+
+
+def test_normalize_inside_takes_uint8_nhwc(root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "u8.onnx"
+    r = export_onnx(tiny_model(), out, weights="int8", calibrate="CIFAR10", data_root=root, calibration_size=32,
+                    normalize_inside=True)
+    s = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert s.get_inputs()[0].type == "tensor(uint8)" and r.input_kind == "uint8-nhwc"
+
+
+def test_full_precision_model_gets_per_channel_int8(root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fp.onnx"
+    r = export_onnx(tiny_model(binarized=False), out, weights="int8", calibrate="CIFAR10", data_root=root,
+                    calibration_size=32)
+    meta = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    assert "lossy" in json.loads(meta["binexport.int8"])["weights"] and r.validation.passed
+
+
+def test_verify_holds_int8_to_its_own_tolerance(exported, root: Path, tmp_path: Path) -> None:
+    model, path, _ = exported
+    from binexport import formats
+
+    ref = tmp_path / "m.packed.pth.tar"
+    ref.write_bytes(formats.get("packed").write(model))
+    r = verify([ref, path], dataset="CIFAR10", data_root=root, device="cpu")
+    row = r.artifacts[1]
+    assert row.weights == "int8" and row.tolerance == {"max_abs_logit_diff": None, "min_agreement": 0.97,
+                                                       "max_top1_drop": 0.01}
+    assert row.passed == (row.agreement >= 0.97 and row.top1 >= r.reference.top1 - 0.01)
+
+
+def test_top1_drop_beyond_one_point_fails() -> None:
+    ref = np.eye(100, 10, dtype=np.float32)
+    labels = ref.argmax(1)
+    worse = ref.copy()
+    worse[:2] = np.roll(worse[:2], 1, axis=1)  # 2 of 100 wrong: agreement 98 % but top-1 down 2 points
+    c = check.compare(worse, ref, "int8", labels=labels)
+    assert not c.passed and any("2.00 points below" in p for p in c.problems)
+    assert check.compare(worse, ref, "int8").passed  # without labels only agreement is checked
+
+
+def test_calibration_refuses_test_split(root: Path, tmp_path: Path) -> None:
+    from binexport import formats
+
+    test_file = root / "cifar-10-batches-py" / "test_batch"
+    ckpt = tmp_path / "m.packed.pth.tar"
+    ckpt.write_bytes(formats.get("packed").write(tiny_model()))
+    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "x.onnx"), "--weights",
+                                    "int8", "--calibrate", str(test_file)])
+    assert res.exit_code == 2 and "test split" in res.stderr and not (tmp_path / "x.onnx").exists()
+    only_test = tmp_path / "only-test"
+    write_cifar_testset(only_test, np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, int), "CIFAR10")
+    with pytest.raises(InputError, match="no CIFAR10 training batch"):
+        export_onnx(tiny_model(), tmp_path / "y.onnx", weights="int8", calibrate="CIFAR10", data_root=only_test)
+
+
+def test_calibration_refuses_empty_source_and_missing_options(tmp_path: Path, root: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no .png images"):
+        export_onnx(tiny_model(), tmp_path / "a.onnx", weights="int8", calibrate=tmp_path / "empty")
+    with pytest.raises(InputError, match="needs --calibrate"):
+        export_onnx(tiny_model(), tmp_path / "b.onnx", weights="int8")
+    with pytest.raises(InputError, match="for --weights int8 only"):
+        export_onnx(tiny_model(), tmp_path / "c.onnx", weights="float32", calibrate="CIFAR10", data_root=root)
+    with pytest.raises(InputError, match="not a calibration source"):
+        export_onnx(tiny_model(), tmp_path / "d.onnx", weights="int8", calibrate="ImageNet")
+    assert not any(tmp_path.glob("*.onnx"))
+
+
+def test_missing_ranges_are_refused() -> None:
+    with pytest.raises(InputError, match="missing group0.block0.a"):
+        from binexport.formats.onnx import build_model
+
+        build_model(tiny_model(), weights="int8", int8_ranges={})
+    assert len(int8.required_ranges(tiny_model())) == 9
+
+
+def test_real_checkpoint_int8_on_the_real_samples(real_packed: Path, tmp_path: Path) -> None:
+    """The published WRN-20-10, calibrated on real training images, classifies the 20 real samples like 1-bit."""
+    cal = real_packed.parents[1] / "cifar100-partial"
+    out = tmp_path / "real-int8.onnx"
+    r = export_onnx(real_packed, out, weights="int8", calibrate="CIFAR100", data_root=cal, calibration_size=32,
+                    images=CIFAR100_SAMPLES)
+    assert r.output_bytes <= 4_000_000 and r.validation.int8_convs == 18
+    assert r.validation.accuracy == r.validation.reference_accuracy == 0.8
+    assert r.validation.agreement >= 0.95
