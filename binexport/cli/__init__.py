@@ -262,9 +262,16 @@ def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: 
               help="Verify on this folder of labelled 32x32 PNGs instead of synthetic CIFAR-100-layout images.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("binexport-demo"), show_default=True,
               help="Folder for the demo's files (replaced files inside it only).")
-@click.option("--width", type=float, default=10, show_default=True, help="Width of the synthetic WRN-20.")
+@click.option("--width", type=click.FloatRange(0.5, 16), default=10, show_default=True,
+              help="Width of the synthetic WRN-20 (0.5..16).")
+@click.option("--calibrate", metavar="CIFAR100|CIFAR10|PATH", default=None,
+              help="Training images for the int8 export of --checkpoint (as to-onnx); the synthetic run makes its own.")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Data root for --calibrate.")
+@click.option("--bench-seconds", type=click.FloatRange(0, 600), default=4.0, show_default=True,
+              help="Timing budget per artifact of the closing benchmark (0 skips it).")
 @click.option("--json", "as_json", is_flag=True, help="Print every step's report as one JSON document.")
-def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: float, as_json: bool) -> None:
+def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: float, calibrate: str | None,
+         data_root: Path | None, bench_seconds: float, as_json: bool) -> None:
     """Run the whole job on a built-in default: inspect, pack, .bwn, ONNX and verify a WRN-20-10 checkpoint.
 
     With no --checkpoint it writes a 204.5 MiB training checkpoint in the training code's exact layout
@@ -273,18 +280,19 @@ def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: flo
     from binexport.verbs.demo import run_demo
 
     renderers = {"inspect": render_inspect, "pack": render_pack, "pack-bwn": render_pack,
-                 "to-onnx": render_onnx, "verify": render_verify}
+                 "to-onnx": render_onnx, "to-onnx-int8": render_onnx, "verify": render_verify, "bench": render_bench}
     con = console()
 
     def show(name: str, report: Any) -> None:
         if not as_json:
-            con.rule(f"[bold]binexport {name}")
+            con.rule(f"[bold]binexport {name.replace('-int8', ' (int8)')}")
             renderers[name](report)
 
     if not as_json:
         con.print(f"binexport demo: files go to [bold]{out_dir}[/bold]"
                   + ("" if checkpoint else "; writing a synthetic WRN-20-10 training checkpoint first"))
-    report = run_demo(out_dir, checkpoint=checkpoint, width=width, images=images, on_step=show)
+    report = run_demo(out_dir, checkpoint=checkpoint, width=width, images=images, calibrate=calibrate,
+                      data_root=data_root, bench_seconds=bench_seconds, on_step=show)
     if as_json:
         _echo_json(report.to_dict())
     else:

@@ -31,9 +31,14 @@ class DemoReport:
 
 
 def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, width: float = 10,
-             images: str | Path | None = None, n_images: int = 200,
+             images: str | Path | None = None, n_images: int = 200, calibrate: str | Path | None = None,
+             data_root: str | Path | None = None, bench_seconds: float = 4.0,
              on_step: Callable[[str, Any], None] | None = None) -> DemoReport:
-    """Run every capability once; ``on_step(name, report)`` sees each report as it is made.
+    """Run every capability once, ending with ``bench``; ``on_step(name, report)`` sees each report as it is made.
+
+    int8 is exported when there are training images to calibrate on: ``calibrate`` (as ``to-onnx``), or, for
+    the synthetic checkpoint, a synthetic training split written beside the synthetic test set.
+    ``bench_seconds=0`` skips the benchmark.
 
     The verbs are called through the public API (a verb never imports another).
 
@@ -59,18 +64,38 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, width
         if on_step is not None:
             on_step(name, r)
 
+    rng = np.random.default_rng(0)
+    if images is None:  # a synthetic test set, and a synthetic training split (for int8 calibration) beside it
+        imgs = rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
+        write_cifar_testset(out / "data", imgs, rng.integers(0, 100, n_images))
+        report.data = f"{n_images} synthetic images in CIFAR-100 layout under {out / 'data'}"
+    if calibrate is None and synthetic:  # a user's model needs its own training images (--calibrate)
+        n_train = 64 + 96
+        write_cifar_testset(out / "data", rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+                            rng.integers(0, 100, n_train), split="train")
+        calibrate, data_root = "CIFAR100", out / "data"
+
     step("inspect", inspect(ckpt))
     step("pack", pack(ckpt, out / "model.packed.pth.tar", force=True))
     step("pack-bwn", pack(ckpt, out / "model.bwn", format="bwn", force=True))
     step("to-onnx", export_onnx(ckpt, out / "model.onnx", force=True, images=images))
-    artifacts = [report.steps[s].output for s in ("pack", "pack-bwn", "to-onnx")]
+    names = ["pack", "pack-bwn", "to-onnx"]
+    if calibrate is not None:
+        step("to-onnx-int8", export_onnx(ckpt, out / "model-int8.onnx", weights="int8", calibrate=calibrate,
+                                         data_root=data_root, calibration_size=64 if synthetic else 256,
+                                         force=True, images=images))
+        names.append("to-onnx-int8")
+    artifacts = [report.steps[s].output for s in names]
     if images is not None:
         report.data = str(images)
         step("verify", verify(artifacts, images=images, reference=ckpt))
     else:
-        rng = np.random.default_rng(0)
-        imgs = rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
-        write_cifar_testset(out / "data", imgs, rng.integers(0, 100, n_images))
-        report.data = f"{n_images} synthetic images in CIFAR-100 layout under {out / 'data'}"
         step("verify", verify(artifacts, dataset="CIFAR100", data_root=out / "data", reference=ckpt))
+    if bench_seconds > 0:
+        from binexport import bench
+
+        float32 = out / "model-float32.onnx"
+        export_onnx(ckpt, float32, weights="float32", force=True)
+        step("bench", bench([float32, *artifacts[2:], artifacts[0]], seconds=bench_seconds))
     return report
+
