@@ -166,16 +166,18 @@ def render_bench(r: Any) -> None:
     flags = ", ".join(r.cpu_flags) or "none of AVX2 / AVX-512 / VNNI / AMX"
     t = Table(title=f"{r.cpu} ({r.cores} cores; {flags}), {r.device}, batch {r.batch_size}",
               box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    t.add_column("file\nweights", overflow="fold", max_width=22)
-    for col in ("size\nMB", "load\ns", "peak\nRSS MB", "b=1 ms\nmed/p90", "img/s\n", "speed\nvs 1st"):
+    t.add_column("file", overflow="ellipsis", no_wrap=True, max_width=20)
+    t.add_column("weights\non", no_wrap=True)
+    for col in ("size\nMB", "load\ns", "RSS MB\npeak/own", "b=1 ms\nmed/p90", "batch\nimg/s", "speed\nvs 1st"):
         t.add_column(col, justify="right", no_wrap=True)
-    t.add_column("runs on", no_wrap=True)
     for row in r.rows:
-        t.add_row(f"{Path(row.path).name}\n{row.weights}", f"{row.file_bytes / 1e6:.2f}", f"{row.load_s:.2f}",
-                  f"{row.peak_rss_bytes / 1e6:,.0f}", f"{row.latency_ms_median:.1f}/{row.latency_ms_p90:.1f}",
-                  f"{row.images_per_s:,.1f}", f"{row.speed_ratio:.2f}x",
-                  row.provider.replace("ExecutionProvider", ""))
+        on = "torch" if row.runtime == "torch" else row.provider.replace("ExecutionProvider", "").replace("CPU", "ORT")
+        t.add_row(Path(row.path).name, f"{row.weights}\n{on}", f"{row.file_bytes / 1e6:.1f}", f"{row.load_s:.2f}",
+                  f"{row.peak_rss_bytes / 1e6:,.0f}/{row.model_rss_bytes / 1e6:,.0f}",
+                  f"{row.latency_ms_median:.1f}/{row.latency_ms_p90:.1f}", f"{row.images_per_s:,.1f}",
+                  f"{row.speed_ratio:.2f}x")
     con = console()
     con.print(t)
+    con.print("RSS: the peak of the artifact's own process / the part above its runtime's libraries.")
     for note in r.notes:
         con.print(f"note: {note}")

@@ -55,6 +55,7 @@ def serve(path: str, device: str, threads: int) -> int:
         else:
             import binexport.runtimes.ort  # noqa: F401
             import onnxruntime  # noqa: F401
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the interpreter and runtime libraries
         t0 = time.perf_counter()
         runtime, info = open_runtime(path, device, threads)
     except BinexportError as e:
@@ -62,7 +63,7 @@ def serve(path: str, device: str, threads: int) -> int:
         return 2
     load_s = time.perf_counter() - t0
     _answer({"ok": True, "load_s": load_s, "provider": runtime.provider, "runtime": runtime.name,
-             "input_kind": runtime.input_kind, **info,
+             "input_kind": runtime.input_kind, "rss_before_load": before, **info,
              "rss_after_load": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
     cache: dict[int, np.ndarray] = {}
     for line in sys.stdin:

@@ -47,6 +47,7 @@ class BenchRow:
     file_bytes: int
     load_s: float
     peak_rss_bytes: int
+    runtime_rss_bytes: int  # peak RSS once the runtime's libraries were imported, before the file was loaded
     latency_ms_median: float
     latency_ms_p90: float
     images_per_s: float
@@ -55,7 +56,13 @@ class BenchRow:
     latency_ratio: float = 1.0
     size_ratio: float = 1.0
     rss_ratio: float = 1.0
+    model_rss_ratio: float = 1.0  # of peak RSS above what the runtime's libraries take
     load_ratio: float = 1.0
+
+    @property
+    def model_rss_bytes(self) -> int:
+        """Peak RSS the model itself adds: the peak minus what the interpreter and runtime take before loading."""
+        return max(0, self.peak_rss_bytes - self.runtime_rss_bytes)
 
 
 @dataclass
@@ -75,7 +82,10 @@ class BenchReport:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for row, r in zip(d["rows"], self.rows):
+            row["model_rss_bytes"] = r.model_rss_bytes
+        return d
 
     def write_json(self, path: str | Path) -> Path:
         from binexport._fileio import check_output, write_atomic
@@ -196,6 +206,7 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
         r.latency_ratio = base.latency_ms_median / r.latency_ms_median if r.latency_ms_median else 0.0
         r.size_ratio = r.file_bytes / base.file_bytes if base.file_bytes else 0.0
         r.rss_ratio = r.peak_rss_bytes / base.peak_rss_bytes if base.peak_rss_bytes else 0.0
+        r.model_rss_ratio = r.model_rss_bytes / base.model_rss_bytes if base.model_rss_bytes else 0.0
         r.load_ratio = r.load_s / base.load_s if base.load_s else 0.0
     cpu, flags = cpu_info()
     notes = []
@@ -234,5 +245,5 @@ def _row(w: _Worker, peak: int, lat: list[float], thr: list[float], batch: int) 
     return BenchRow(
         path=str(w.path), format=info["format"], weights=info["weights"], runtime=info["runtime"],
         provider=info["provider"], file_bytes=int(info["file_bytes"]), load_s=float(info["load_s"]),
-        peak_rss_bytes=peak, latency_ms_median=float(np.median(ms)), latency_ms_p90=float(np.percentile(ms, 90)),
+        peak_rss_bytes=peak, runtime_rss_bytes=int(info.get("rss_before_load", 0)), latency_ms_median=float(np.median(ms)), latency_ms_p90=float(np.percentile(ms, 90)),
         images_per_s=batch * len(thr) / sum(thr) if thr else 0.0, batch_size=batch)
