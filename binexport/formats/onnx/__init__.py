@@ -123,7 +123,7 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
 
     arch = model.arch
     h = g.node("Conv", [h, g.const("conv0", model.dense("conv0").astype(dtype))], pads=[1, 1, 1, 1])
-    for gi, width in enumerate(arch.widths):
+    for gi in range(len(arch.widths)):
         for b in range(arch.blocks_per_group):
             p = f"group{gi}.block{b}."
             stride = 2 if (gi > 0 and b == 0) else 1
@@ -133,8 +133,7 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
             if stride == 2:  # avg_pool2d(3, 2, 1), count_include_pad, then zero channels: cat([d, 0]) + t
                 d = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
                            count_include_pad=1)
-                pads = g.const(p + "pad", np.array([0, 0, 0, 0, 0, width - width // 2, 0, 0], np.int64))
-                h = g.node("Pad", [d, pads])
+                h = g.node("Concat", [d, _zeros_like(g, d)], axis=1)  # widths double: as many zeros as d
             h = g.node("Add", [h, t])
     h = _bn(g, model, h, "bn", relu=True)
     h = g.node("Conv", [h, g.const("conv_last", model.dense("conv_last").astype(dtype))])
@@ -203,6 +202,13 @@ def _bn(g: _Graph, model: Model, x: str, name: str, relu: bool) -> str:
                                               model.floats[name + ".running_var"].astype(g.dtype))],
                epsilon=1e-5)
     return g.node("Relu", [y]) if relu else y
+
+
+def _zeros_like(g: _Graph, x: str) -> str:
+    """Zeros of x's shape as ``Mul(x, 0)``, not ``Pad``: Pad's pads became an input in opset 11 and gained
+    ``axes`` in opset 18, which onnx2torch and other converters don't handle, while Mul and Concat convert
+    everywhere. x averages finite activations, so x * 0 is exactly +-0 and t + (-0) == t: logits are unchanged."""
+    return g.node("Mul", [x, g.const("zero", np.zeros((), g.dtype), share=True)])
 
 
 def _normalize(g: _Graph, x: str) -> str:
