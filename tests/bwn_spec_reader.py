@@ -175,14 +175,13 @@ def header(text: bytes) -> dict:
 
 
 def count_of(shape: list[int]) -> int:
-    """Section 10.1: a zero dimension first, then the product, refused beyond 2^62."""
-    if 0 in shape:
-        return 0
+    """Section 10.1: the product of the non-zero dimensions, refused beyond 2^53; 0 if any dimension is 0."""
     n = 1
     for d in shape:
-        assert n <= (1 << 62) // d, "count overflow"
-        n *= d
-    return n
+        if d:
+            assert n <= (1 << 53) // d, "count overflow"
+            n *= d
+    return 0 if 0 in shape else n
 
 
 def check_entry(e: dict) -> None:

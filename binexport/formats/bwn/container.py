@@ -27,8 +27,9 @@ VERSION = 1
 ALIGNMENT = 64
 MAX_HEADER = 1 << 24
 MAX_DEPTH = hdr.MAX_DEPTH
-#: No count may exceed this (FORMAT.md 10.1): such a tensor can't fit in any file, even at 256 weights per byte.
-MAX_COUNT = 1 << 62
+#: The product of a shape's non-zero dimensions may not exceed this (FORMAT.md 10.1): exact in a double,
+#: and times an item size in an int64 (numpy's limit); no file could hold 2^53 elements anyway.
+MAX_COUNT = 1 << 53
 _PREAMBLE = struct.Struct("<8sIIQII")
 ITEMSIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8}
 NUMPY = {"f16": "<f2", "f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8"}
@@ -184,8 +185,9 @@ def _entry(e: object, k: int, p: Path) -> Entry:
         raise FormatError(f"{where}: encoding {enc!r} can't hold dtype {dtype!r} (field 'encoding')")
     if not isinstance(shape, list) or len(shape) > 8 or not all(_int(d, 0, 2**31 - 1) for d in shape):
         raise FormatError(f"{where}: 'shape' must be 0 to 8 integers in 0..2^31-1, found {shape!r} (field 'shape')")
-    if 0 not in shape and math.prod(shape) > MAX_COUNT:  # a zero dimension makes the count 0, however large the rest
-        raise FormatError(f"{where}: shape {shape} has more than 2^62 elements (field 'shape')")
+    if math.prod(d for d in shape if d) > MAX_COUNT:  # zeros skipped: the rule can't depend on where a 0 stands
+        raise FormatError(f"{where}: shape {shape}: the product of its non-zero dimensions exceeds 2^53 "
+                          "(field 'shape')")
     for key, hi in (("offset", 2**64 - 1), ("length", 2**64 - 1), ("crc32", 2**32 - 1), ("data_crc32", 2**32 - 1)):
         if key in e and not _int(e[key], 0, hi):
             raise FormatError(f"{where}: {key!r} must be an integer in 0..{hi}, found {e[key]!r} (field {key!r})")
