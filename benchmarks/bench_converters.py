@@ -10,15 +10,15 @@ from __future__ import annotations
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from binexport.formats import onnx as fmt  # noqa: E402
-from binexport.runtimes.ort import open_session  # noqa: E402
+from binexport.formats import onnx as fmt
+from binexport.runtimes.ort import open_session
 
 
 def _reference_evaluator(path: str, x: np.ndarray) -> np.ndarray:
