@@ -2,7 +2,9 @@
 
 It shares no code with binexport: if it decodes the golden files to the same
 arrays as ``binexport.formats.bwn``, the page is enough to write a reader.
-Also ``relay``: re-lay a file after editing its JSON header, with valid checksums.
+Every MUST of the page is an ``assert`` here (a refused file raises
+AssertionError). Also ``relay``: re-lay a file after editing its JSON header,
+with valid checksums, and ``wrn_tensors``: the tensor list of section 4.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ EXP16 = [2147483648, 2056437387, 1969251188, 1885761398, 1805811301, 1729250827,
          1518500250, 1454120821, 1392470869, 1333434672, 1276901417, 1222764986, 1170923762, 1121280436]
 T = 1 << 14
 ITEM = {"f16": "<f2", "f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8"}
+SIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8, "b1": 1}  # section 10.5: decoded bytes per element
+KEYS = {"name", "dtype", "shape", "encoding", "offset", "length", "crc32"}
+ENCODINGS = {"raw": {"f16", "f32", "f64", "i32", "i64"}, "packed": {"b1"}, "rans": {"b1"}, "rans-ref": {"b1"},
+             "f32-rans": {"f32"}}
 
 
 def align_up(x: int, a: int) -> int:
@@ -90,6 +96,7 @@ def kernels(p: bytes, shape: list[int], ref: bool) -> np.ndarray:
     o, i_, kh, kw = shape
     k = kh * kw
     axis, wq, lanes = p[0], p[1], struct.unpack_from("<I", p, 4)[0]
+    assert axis in ((0, 1) if ref else (0,)) and (ref or wq == 0)
     q0 = p[8:8 + 2 ** k]
     g, pp = (o, i_) if axis == 0 else (i_, o)
     pos = 8 + 2 ** k
@@ -132,31 +139,131 @@ def kernels(p: bytes, shape: list[int], ref: bool) -> np.ndarray:
     return out
 
 
-def read(data: bytes) -> dict[str, np.ndarray]:
+def header(text: bytes) -> dict:
+    """Section 3: strict JSON, integers without sign, fraction or exponent, strings of Unicode text."""
+    def pairs(kv: list) -> dict:
+        assert len({k for k, _ in kv}) == len(kv), "duplicate key"
+        return dict(kv)
+
+    def constant(name: str) -> None:
+        raise AssertionError(name)
+
+    doc = json.loads(text.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant,
+                     parse_int=lambda t: -0.0 if t == "-0" else int(t))
+    assert not text.startswith(b"\xef\xbb\xbf")
+
+    def levels(v: object) -> int:  # the top-level object is level 1
+        kids = list(v.values()) if isinstance(v, dict) else v if isinstance(v, list) else None
+        return 0 if kids is None else 1 + max([levels(x) for x in kids] + [0])
+
+    def strings(v: object):
+        if isinstance(v, str):
+            yield v
+        elif isinstance(v, dict):
+            for key, x in v.items():
+                yield key
+                yield from strings(x)
+        elif isinstance(v, list):
+            for x in v:
+                yield from strings(x)
+
+    assert levels(doc) <= 64
+    for t in strings(doc):
+        assert "\0" not in t and not any(0xD800 <= ord(ch) <= 0xDFFF for ch in t)
+    assert isinstance(doc, dict) and set(doc) == {"metadata", "tensors"}
+    return doc
+
+
+def count_of(shape: list[int]) -> int:
+    """Section 10.1: the product of the non-zero dimensions, refused beyond 2^53; 0 if any dimension is 0."""
+    n = 1
+    for d in shape:
+        if d:
+            assert n <= (1 << 53) // d, "count overflow"
+            n *= d
+    return 0 if 0 in shape else n
+
+
+def check_entry(e: dict) -> None:
+    """Sections 5 and 10.2."""
+    assert isinstance(e, dict) and KEYS <= set(e) <= KEYS | {"data_crc32"}
+    name = e["name"]
+    assert isinstance(name, str) and 1 <= len(name.encode("utf-8")) <= 256
+    assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in name)
+    assert e["encoding"] in ENCODINGS and e["dtype"] in ENCODINGS[e["encoding"]]
+    shape = e["shape"]
+    assert isinstance(shape, list) and len(shape) <= 8
+    assert all(type(d) is int and 0 <= d <= 2**31 - 1 for d in shape)
+    for key, hi in (("offset", 2**64), ("length", 2**64), ("crc32", 2**32), ("data_crc32", 2**32)):
+        assert key not in e or (type(e[key]) is int and 0 <= e[key] < hi)
+
+
+def read(data: bytes, max_decoded_bytes: int | None = None) -> dict[str, np.ndarray]:
     """Every tensor of a .bwn file: float arrays, and bool arrays (True = +1) for b1."""
     magic, version, flags, h, a, crc = struct.unpack_from("<8sIIQII", data, 0)
     assert magic == b"\x89BWN\r\n\x1a\n" and version == 1 and flags == 0
+    assert 2 <= h <= 1 << 24 and 32 + h <= len(data) and a & (a - 1) == 0 and 64 <= a <= 65536
     assert zlib.crc32(data[32:32 + h], zlib.crc32(data[:28])) == crc
-    doc = json.loads(data[32:32 + h].decode("utf-8"))
+    doc = header(data[32:32 + h])
+    for e in doc["tensors"]:
+        check_entry(e)
+    assert len({e["name"] for e in doc["tensors"]}) == len(doc["tensors"])
+    limit = max_decoded_bytes if max_decoded_bytes is not None else \
+        min(4 << 30, max(1 << 28, 64 * len(data)))  # section 10.5, binexport's default
+    assert sum(count_of(e["shape"]) * SIZE[e["dtype"]] for e in doc["tensors"]) <= limit, "decoded size"
+    if not doc["tensors"]:
+        assert len(data) == 32 + h  # section 5: no padding without a payload after it
+        return {}
     out, pos = {}, align_up(32 + h, a)
+    assert not any(data[32 + h:pos])
     for e in doc["tensors"]:
         assert e["offset"] == pos
         p = data[pos:pos + e["length"]]
         assert zlib.crc32(p) == e["crc32"]
         n = math.prod(e["shape"])
         if e["encoding"] == "raw":
+            assert len(p) == n * SIZE[e["dtype"]]
             out[e["name"]] = np.frombuffer(p, ITEM[e["dtype"]]).reshape(e["shape"])
         elif e["encoding"] == "packed":
+            assert len(p) == (n + 7) // 8 and (n % 8 == 0 or p[-1] & ((1 << (8 - n % 8)) - 1) == 0)
             out[e["name"]] = np.array([(p[t // 8] >> (7 - t % 8)) & 1 for t in range(n)], bool).reshape(e["shape"])
         elif e["encoding"] == "f32-rans":
             lanes, first, span = struct.unpack_from("<I", p, 0)[0], p[4], p[5]
-            table = bytes([255] * first) + p[6:7 + span]
+            assert first + span <= 255 and p[6] != 255 and p[6 + span] != 255  # both ends present
+            top = f32_top_bytes(p, n, lanes, first, span)
             low = p[7 + span:7 + span + 3 * n]
-            top = rans(p[7 + span + 3 * n:], n, lanes, table)
             raw = b"".join(low[3 * t:3 * t + 3] + bytes([top[t]]) for t in range(n))
             out[e["name"]] = np.frombuffer(raw, "<f4").reshape(e["shape"])
         else:
             out[e["name"]] = kernels(p, e["shape"], e["encoding"] == "rans-ref")
+        if "data_crc32" in e:  # section 7: the decoded data as raw or packed would hold it
+            v = out[e["name"]]
+            canon = np.packbits(v.ravel()).tobytes() if v.dtype == bool else v.astype(ITEM[e["dtype"]]).tobytes()
+            assert zlib.crc32(canon) == e["data_crc32"], "data_crc32"
         pos = align_up(pos + e["length"], a)
     assert pos == align_up(len(data), a) and len(data) == doc["tensors"][-1]["offset"] + doc["tensors"][-1]["length"]
     return out
+
+
+def f32_top_bytes(p: bytes, n: int, lanes: int, first: int, span: int) -> list[int]:
+    """Section 8.5: the coded symbol is the index of a present entry; its top byte is that entry's alphabet value."""
+    table = bytes([255] * first) + p[6:7 + span]  # alphabet value = top byte
+    return rans(p[7 + span + 3 * n:], n, lanes, table)
+
+
+def wrn_tensors(depth: int, widths: list[int], num_classes: int) -> list[tuple[str, list[int]]]:
+    """Section 4's list: (name, shape) of every tensor of a WRN, in the order binexport writes them."""
+    n = (depth - 2) // 6
+    out = [("conv0", [widths[0], 3, 3, 3]), ("conv_last", [num_classes, widths[2], 1, 1])]
+
+    def bn(prefix: str, c: int) -> list[tuple[str, list[int]]]:
+        return [(prefix + ".running_mean", [c]), (prefix + ".running_var", [c]), (prefix + ".num_batches_tracked", [])]
+
+    for g in range(3):
+        for b in range(n):
+            cin = widths[g - 1] if g > 0 and b == 0 else widths[g]
+            p = f"group{g}.block{b}."
+            out += [(p + "conv0", [widths[g], cin, 3, 3]), (p + "conv1", [widths[g], widths[g], 3, 3])]
+            out += bn(p + "bn0", cin) + bn(p + "bn1", widths[g])
+    out += bn("bn", widths[2]) + [("bn_last.weight", [num_classes]), ("bn_last.bias", [num_classes])]
+    return out + bn("bn_last", num_classes)

@@ -242,3 +242,46 @@ def test_real_checkpoint_every_mode_on_cifar100_samples(real_packed: Path, tmp_p
             assert r.validation.labelled_images == 20 and r.validation.accuracy == 0.8
         pred = _logits(out, raw if inside else normalize(raw)).argmax(1)
         assert np.array_equal(pred, ref) and int(np.sum(pred == labels)) == 16
+
+
+# --- consumers other than ONNX Runtime --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weights", ["float32", "1-bit"])
+def test_onnx_reference_evaluator_matches_the_spec_forward(weights: str) -> None:
+    from onnx.reference import ReferenceEvaluator
+
+    model, params = _model(0.5625)  # 9 channels: odd widths through the zero-channel shortcut
+    x = normalized_batch(2, seed=4)
+    y = ReferenceEvaluator(fmt.build_model(model, weights=weights)).run(None, {"input": x})[0]
+    assert np.abs(y - spec_forward(params, x, binarize=True)).max() <= check.TOLERANCES["float32"].max_abs_logit_diff
+
+
+def test_graphs_use_no_pad_so_converters_without_opset_18_pad_load_them() -> None:
+    model, _ = _model(0.5)
+    from binexport.formats.onnx import int8
+
+    ranges = {name: (-1.0, 1.0) for name in int8.required_ranges(model)}
+    for weights in fmt.WEIGHTS:
+        proto = fmt.build_model(model, weights=weights, int8_ranges=ranges)
+        assert "Pad" not in {n.op_type for n in proto.graph.node}, weights
+
+
+def test_onnx2torch_loads_the_float32_graph() -> None:
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("onnx2torch") is None:
+        pytest.skip("onnx2torch is an optional converter, not installed: pip install --no-deps onnx2torch")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_converters import stub_torchvision
+
+    stub_torchvision()  # onnx2torch imports torchvision for NMS/RoIAlign only; a CPU torch may lack a matching one
+    import torch
+    from onnx2torch import convert
+
+    model, params = _model(0.5625)
+    x = normalized_batch(2, seed=5)
+    with torch.no_grad():
+        y = convert(fmt.build_model(model, weights="float32")).eval()(torch.from_numpy(x)).numpy()
+    assert np.abs(y - spec_forward(params, x, binarize=True)).max() <= check.TOLERANCES["float32"].max_abs_logit_diff

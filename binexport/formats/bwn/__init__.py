@@ -3,11 +3,13 @@
 Reading needs numpy only and never imports torch. Raw tensors are memory-mapped
 views; 1-bit tensors are stored as packed bits or entropy-coded kernel patterns,
 chosen per tensor (the smallest by default). Every coded stream of a file is
-decoded in one lockstep pass, so decoding stays well under a second.
+decoded in one lockstep pass, so decoding stays well under a second. What a file
+may decode to is capped (``max_decoded_bytes``) before anything is decoded.
 """
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +44,14 @@ def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | 
     if mode not in ENCODING_CHOICES:
         raise InputError(f"unknown .bwn encoding {mode!r}; valid: {', '.join(ENCODING_CHOICES)}")
     user = _user_metadata(model, metadata)
-    tensors = []
+    tensors, data_crc = [], {}
     for spec in model.arch.specs():
         if spec.name in model.binary:
-            enc, payload = _choose_bits(model.binary[spec.name].signs, mode)
+            signs = model.binary[spec.name].signs
+            enc, payload = _choose_bits(signs, mode)
             tensors.append((spec.name, "b1", spec.shape, enc, payload))
+            if enc not in ("raw", "packed"):
+                data_crc[spec.name] = data_crc32(signs, "b1")
         else:
             arr = np.asarray(model.floats[spec.name])
             dtype = _DTYPES.get(arr.dtype.newbyteorder("="))
@@ -55,7 +60,16 @@ def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | 
                                  f"{', '.join(str(d) for d in _DTYPES)}")
             enc, payload = _choose_float(arr, dtype, mode)
             tensors.append((spec.name, dtype, tuple(arr.shape), enc, payload))
-    return box.build(_metadata(model, user), tensors)
+            if enc not in ("raw", "packed"):
+                data_crc[spec.name] = data_crc32(arr, dtype)
+    return box.build(_metadata(model, user), tensors, data_crc)
+
+
+def data_crc32(arr: np.ndarray, dtype: str) -> int:
+    """CRC-32 of a tensor's decoded data as its ``raw`` (or, for b1, ``packed``) payload would hold it (section 7)."""
+    if dtype == "b1":
+        return zlib.crc32(np.packbits(np.ascontiguousarray(arr, dtype=bool).ravel()))
+    return zlib.crc32(np.ascontiguousarray(arr, dtype=box.NUMPY[dtype]))
 
 
 def _choose_bits(signs: np.ndarray, mode: str) -> tuple[str, bytes]:
@@ -105,34 +119,20 @@ def _metadata(model: Model, user: dict[str, str]) -> dict[str, object]:
     }
 
 
-def read(path: str | Path, verify_checksums: bool = True) -> Model:
-    """A Model from a ``.bwn`` file; raw tensors stay memory-mapped. Tensor CRCs are checked unless told not to."""
-    c = box.Container.open(path)
+def read(path: str | Path, verify_checksums: bool = True, max_decoded_bytes: int | None = None) -> Model:
+    """A Model from a ``.bwn`` file; raw tensors stay memory-mapped. Tensor CRCs are checked unless told not to.
+
+    ``max_decoded_bytes``: refuse a file whose tensors decode to more (FORMAT.md section 10, "Decoded size");
+    None means ``container.default_limit(file size)``: 64 x the file, at least 256 MiB, at most 4 GiB.
+    """
+    c = box.Container.open(path, max_decoded_bytes)
     p = c.path
     if verify_checksums:
-        bad = [e.name for e in c.entries if not c.check_crc(e)]
-        if bad:
-            raise FormatError(f"{p}: checksum mismatch in tensor(s) {', '.join(bad[:3])} (field 'crc32'); "
-                              "the file is corrupt")
+        _check_crcs(c)
     arch = _check_metadata(c)
-    floats: dict[str, np.ndarray] = {}
-    bits: dict[str, np.ndarray] = {}
-    pending: list[tuple[str, codec.Pending]] = []
-    for e in c.entries:
-        what = f"{p}: tensor {e.name!r}"
-        buf = c.payload(e)
-        if e.encoding == "raw":
-            floats[e.name] = box.to_array(c, e)
-        elif e.encoding == "packed":
-            bits[e.name] = codec.decode_packed(buf, e.shape, what)
-        elif e.encoding == "f32-rans":
-            pending.append((e.name, codec.parse_f32(buf, e.shape, what)))
-        else:
-            pending.append((e.name, codec.parse_kernels(buf, e.shape, e.encoding == "rans-ref", what)))
-    rans.decode_jobs([j for _, pend in pending for j in pend.jobs])
-    for e_name, pend in pending:
-        arr = pend.finish()
-        (bits if arr.dtype == bool else floats)[e_name] = arr
+    arrays = _decode(c, verify_checksums)
+    floats = {k: v for k, v in arrays.items() if v.dtype != bool}
+    bits = {k: v for k, v in arrays.items() if v.dtype == bool}
     meta = c.metadata
     binarized = meta["binarized"]
     if bool(bits) != binarized:
@@ -146,6 +146,49 @@ def read(path: str | Path, verify_checksums: bool = True) -> Model:
     except InputError as e:
         raise FormatError(f"{p}: the tensors don't form a valid model: {e}") from None
     return model
+
+
+def read_tensors(path: str | Path, verify_checksums: bool = True,
+                 max_decoded_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Every tensor of any ``.bwn`` file by name, model or not: floats as stored, b1 as bools (True = +1)."""
+    c = box.Container.open(path, max_decoded_bytes)
+    if verify_checksums:
+        _check_crcs(c)
+    return _decode(c, verify_checksums)
+
+
+def _check_crcs(c: box.Container) -> None:
+    bad = [e.name for e in c.entries if not c.check_crc(e)]
+    if bad:
+        raise FormatError(f"{c.path}: checksum mismatch in tensor(s) {', '.join(bad[:3])} (field 'crc32'); "
+                          "the file is corrupt")
+
+
+def _decode(c: box.Container, verify_checksums: bool) -> dict[str, np.ndarray]:
+    """Every tensor, the coded ones in one lockstep rANS pass; ``data_crc32`` checked where given and asked."""
+    out: dict[str, np.ndarray] = {}
+    pending: list[tuple[box.Entry, codec.Pending]] = []
+    for e in c.entries:
+        what = f"{c.path}: tensor {e.name!r}"
+        buf = c.payload(e)
+        if e.encoding == "raw":
+            out[e.name] = box.to_array(c, e)
+        elif e.encoding == "packed":
+            out[e.name] = codec.decode_packed(buf, e.shape, what)
+        elif e.encoding == "f32-rans":
+            pending.append((e, codec.parse_f32(buf, e.shape, what)))
+        else:
+            pending.append((e, codec.parse_kernels(buf, e.shape, e.encoding == "rans-ref", what)))
+    rans.decode_jobs([j for _, pend in pending for j in pend.jobs])
+    for e, pend in pending:
+        out[e.name] = pend.finish()
+    if verify_checksums:
+        bad = [e.name for e in c.entries
+               if e.data_crc32 is not None and data_crc32(out[e.name], e.dtype) != e.data_crc32]
+        if bad:
+            raise FormatError(f"{c.path}: the decoded data of tensor(s) {', '.join(bad[:3])} does not match its "
+                              "checksum (field 'data_crc32'); the file is corrupt or the decoder is wrong")
+    return {e.name: out[e.name] for e in c.entries}
 
 
 def _check_metadata(c: box.Container) -> Arch:
@@ -194,9 +237,14 @@ def _breakdown(c: box.Container, arch: Arch) -> dict[str, int]:
     return out
 
 
-def describe(path: str | Path, verify_checksums: bool = True) -> dict[str, object]:
-    """Header fields, the tensor table with encodings and sizes, and each checksum's status (for inspect)."""
-    c = box.Container.open(path)
+def describe(path: str | Path, verify_checksums: bool = True,
+             max_decoded_bytes: int | None = None) -> dict[str, object]:
+    """Header fields, the tensor table with encodings and sizes, and each checksum's status (for inspect).
+
+    Nothing is decoded, but a file over the decoded-size limit is refused here too: describing it would
+    only invite reading it.
+    """
+    c = box.Container.open(path, max_decoded_bytes)
     rows, by_enc = [], {}
     for e in c.entries:
         plain = (e.count + 7) // 8 if e.dtype == "b1" else e.count * box.ITEMSIZE[e.dtype]

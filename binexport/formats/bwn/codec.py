@@ -135,11 +135,13 @@ def _levels(parent: np.ndarray, what: str) -> np.ndarray:
 # --- kernel rANS ------------------------------------------------------------------------------------------
 
 
-def encode_kernels(signs: np.ndarray, refs: bool, beat: int | None = None) -> bytes | None:
+def encode_kernels(signs: np.ndarray, refs: bool, beat: int | None = None, lanes: int | None = None,
+                   axis: int | None = None) -> bytes | None:
     """The 'rans' (refs=False) or 'rans-ref' payload, or None where the format's limits rule it out.
 
     With ``beat`` (a size in bytes), also None as soon as the ideal code length shows the payload can't be
-    smaller: untrained or random signs skip the work.
+    smaller: untrained or random signs skip the work. ``lanes`` and ``axis`` override the writer's choices
+    (the golden files use them to exercise every branch a reader has).
     """
     shape = signs.shape
     if not kernel_codable(shape):
@@ -153,12 +155,12 @@ def encode_kernels(signs: np.ndarray, refs: bool, beat: int | None = None) -> by
     order0 = float(-(seen * np.log2(seen / seen.sum())).sum()) / 8 + _HEAD + a
     if beat is not None and order0 > (0.97 * beat if refs else beat):
         return None  # rans-ref also skips near-uniform layers (untrained signs): nothing worth referencing
-    axis, wq = 0, 0
+    force, axis, wq = axis, 0, 0
     g = shape[0]
     parent, flip = np.full(g, -1, dtype=np.int64), np.zeros(g, dtype=np.int64)
     if refs:
         best = None
-        for ax in (0, 1):
+        for ax in (0, 1) if force is None else (force,):
             s = sym0 if ax == 0 else sym0.T
             if s.shape[0] < 2:
                 continue
@@ -173,7 +175,7 @@ def encode_kernels(signs: np.ndarray, refs: bool, beat: int | None = None) -> by
     present = np.flatnonzero(q0 != rans.ABSENT)
     lookup = np.cumsum(q0 != rans.ABSENT) - 1  # symbol -> index among present symbols
     head = np.array([axis, wq, 0, 0], dtype=np.uint8).tobytes()
-    lanes = rans.lanes_for(sym.size)
+    lanes = lanes or rans.lanes_for(sym.size)
     head += np.uint32(lanes).astype("<u4").tobytes() + q0.tobytes()
     if refs:
         _, perm = rank_tables(q0, wq, k)
@@ -259,7 +261,7 @@ def parse_kernels(buf: np.ndarray, shape: tuple[int, ...], refs: bool, what: str
 # --- float32 rANS -----------------------------------------------------------------------------------------
 
 
-def encode_f32(arr: np.ndarray) -> bytes:
+def encode_f32(arr: np.ndarray, lanes: int | None = None) -> bytes:
     """'f32-rans': each value's top byte (sign, 7 exponent bits) rANS-coded, its low 3 bytes as they are."""
     u = np.ascontiguousarray(arr, dtype="<f4").reshape(-1).view("<u4")
     n = u.size
@@ -267,7 +269,7 @@ def encode_f32(arr: np.ndarray) -> bytes:
     first, last = int(top.min()), int(top.max())
     q = rans.table_from_counts(np.bincount(top - first, minlength=last - first + 1))
     remap = np.cumsum(q != rans.ABSENT) - 1
-    lanes = rans.lanes_for(n)
+    lanes = lanes or rans.lanes_for(n)
     low = u.view(np.uint8).reshape(n, 4)[:, :3]
     return (np.uint32(lanes).astype("<u4").tobytes() + bytes([first, last - first]) + q.tobytes() + low.tobytes()
             + rans.encode(remap[top - first], rans.frequencies(q), lanes))
@@ -287,8 +289,9 @@ def parse_f32(buf: np.ndarray, shape: tuple[int, ...], what: str) -> Pending:
         raise FormatError(f"{what}: the f32-rans payload is {buf.size} bytes, too short for {n} values "
                           f"(at least {head + 4}) (field 'length')")
     q = buf[6:7 + span]
-    if not np.any(q != rans.ABSENT):
-        raise FormatError(f"{what}: the table marks every top byte absent (field 'table')")
+    if q[0] == rans.ABSENT or q[span] == rans.ABSENT:
+        raise FormatError(f"{what}: the table's first and last entries (top bytes {first} and {first + span}) "
+                          "must be present, not 255 (field 'table')")
     job = rans.parse_stream(buf[head:], n, lanes, rans.frequencies(q), what)
     low = buf[7 + span:head]
 

@@ -20,17 +20,25 @@ import numpy as np
 
 from binexport._fileio import check_input
 from binexport.errors import FormatError
+from binexport.formats.bwn import header as hdr
 
 MAGIC = b"\x89BWN\r\n\x1a\n"
 VERSION = 1
 ALIGNMENT = 64
 MAX_HEADER = 1 << 24
-MAX_DEPTH = 64
+MAX_DEPTH = hdr.MAX_DEPTH
+#: The product of a shape's non-zero dimensions may not exceed this (FORMAT.md 10.1): exact in a double,
+#: and times an item size in an int64 (numpy's limit); no file could hold 2^53 elements anyway.
+MAX_COUNT = 1 << 53
 _PREAMBLE = struct.Struct("<8sIIQII")
 ITEMSIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8}
 NUMPY = {"f16": "<f2", "f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8"}
 ENCODINGS = {"raw": set(ITEMSIZE), "packed": {"b1"}, "rans": {"b1"}, "rans-ref": {"b1"}, "f32-rans": {"f32"}}
 _KEYS = ("name", "dtype", "shape", "encoding", "offset", "length", "crc32")
+_OPTIONAL = ("data_crc32",)
+#: Bytes per decoded element (FORMAT.md section 10, "Decoded size"): a sign is one byte, as numpy's bool holds it.
+DECODED_ITEM = {**ITEMSIZE, "b1": 1}
+GiB = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -44,22 +52,46 @@ class Entry:
     offset: int
     length: int
     crc32: int
+    data_crc32: int | None = None
 
     @property
     def count(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def decoded_bytes(self) -> int:
+        return self.count * DECODED_ITEM[self.dtype]
+
+
+def default_limit(file_size: int) -> int:
+    """The decoded-size limit when the caller sets none: 64 x the file, at least 256 MiB, at most 4 GiB.
+
+    Trained 1-bit weights never code below about 0.5 bit per weight (16 x under one byte per sign), floats
+    hardly compress, so 64 x leaves 4 x headroom; only constant kernels, untrained or hostile, get near the
+    format's 256 weights per byte. The floor reads any small file; the cap bounds what a default read costs
+    (binexport's decoder peaks at about 5 x the decoded size).
+    """
+    return min(4 * GiB, max(GiB // 4, 64 * file_size))
 
 
 def _align(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
-def build(metadata: dict[str, object], tensors: list[tuple[str, str, tuple[int, ...], str, bytes]]) -> bytes:
-    """The file bytes for (name, dtype, shape, encoding, payload) in order; offsets depend on the header length."""
+Tensor = tuple[str, str, tuple[int, ...], str, bytes]
+
+
+def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[str, int] | None = None) -> bytes:
+    """The file bytes for (name, dtype, shape, encoding, payload) in order; offsets depend on the header length.
+
+    ``data_crc32``: the CRC of each coded tensor's decoded data (section 7), by name.
+    """
     offsets = [0] * len(tensors)
+    extra = data_crc32 or {}
     for _ in range(8):  # offsets are written in the header, whose length moves them: iterate to a fixed point
         table = [{"name": n, "dtype": d, "shape": list(s), "encoding": e, "offset": o, "length": len(p),
-                  "crc32": zlib.crc32(p)} for (n, d, s, e, p), o in zip(tensors, offsets)]
+                  "crc32": zlib.crc32(p), **({"data_crc32": extra[n]} if n in extra else {})}
+                 for (n, d, s, e, p), o in zip(tensors, offsets)]
         header = json.dumps({"metadata": metadata, "tensors": table}, separators=(",", ":"),
                             ensure_ascii=False, allow_nan=False).encode("utf-8")
         pos, new = _align(32 + len(header), ALIGNMENT), []
@@ -85,7 +117,12 @@ class Container:
         self.header_length, self.alignment = header_length, alignment
 
     @classmethod
-    def open(cls, path: str | Path) -> Container:
+    def open(cls, path: str | Path, max_decoded_bytes: int | None = None) -> Container:
+        """Map and check ``path``; refuse it if its tensors decode to more than ``max_decoded_bytes``.
+
+        None means ``default_limit(file size)``. The limit is checked from the header alone, before any
+        payload is decoded or anything of a tensor's size is allocated.
+        """
         p = check_input(path)
         size = p.stat().st_size
         if size < 32:
@@ -110,10 +147,11 @@ class Container:
         header = mm[32:32 + hlen]
         if zlib.crc32(header, zlib.crc32(mm[:28])) != hcrc:
             raise FormatError(f"{p}: header checksum mismatch (field 'header_crc32'); the file is corrupt")
-        doc = _parse_json(header, p)
+        doc = hdr.parse(header, p)
         metadata, raw_entries = doc["metadata"], doc["tensors"]
         entries = [_entry(e, k, p) for k, e in enumerate(raw_entries)]
         _check_layout(p, data, entries, hlen, align, size)
+        _check_decoded_size(p, entries, size, max_decoded_bytes)
         return cls(p, data, metadata, entries, hlen, align)
 
     def payload(self, e: Entry) -> np.ndarray:
@@ -124,58 +162,17 @@ class Container:
         return zlib.crc32(self.payload(e)) == e.crc32
 
 
-def _parse_json(header: bytes, p: Path) -> dict[str, object]:
-    def no_dupes(pairs: list[tuple[str, object]]) -> dict[str, object]:
-        d = dict(pairs)
-        if len(d) != len(pairs):
-            raise FormatError(f"{p}: the JSON header repeats a key in one object (field 'header')")
-        return d
-
-    def no_constants(name: str) -> object:
-        raise FormatError(f"{p}: the JSON header holds {name}, which strict JSON does not allow (field 'header')")
-
-    try:
-        text = header.decode("utf-8")
-        doc = json.loads(text, object_pairs_hook=no_dupes, parse_constant=no_constants)
-    except UnicodeDecodeError as e:
-        raise FormatError(f"{p}: the header is not valid UTF-8 at byte {32 + e.start} (field 'header')") from None
-    except RecursionError:
-        raise FormatError(f"{p}: the JSON header nests deeper than {MAX_DEPTH} levels (field 'header')") from None
-    except ValueError as e:
-        raise FormatError(f"{p}: the header is not valid JSON: {e} (field 'header')") from None
-    if text.startswith("\ufeff"):
-        raise FormatError(f"{p}: the header starts with a byte-order mark (field 'header')")
-    if _depth(doc) > MAX_DEPTH:
-        raise FormatError(f"{p}: the JSON header nests deeper than {MAX_DEPTH} levels (field 'header')")
-    if not isinstance(doc, dict) or set(doc) != {"metadata", "tensors"}:
-        found = sorted(doc) if isinstance(doc, dict) else type(doc).__name__
-        raise FormatError(f"{p}: the header must be an object with keys 'metadata' and 'tensors', found {found}")
-    if not isinstance(doc["metadata"], dict) or not isinstance(doc["tensors"], list):
-        raise FormatError(f"{p}: 'metadata' must be an object and 'tensors' an array (field 'header')")
-    return doc
-
-
-def _depth(obj: object) -> int:
-    depth, level = 0, [obj]
-    while level and depth <= MAX_DEPTH:
-        depth += 1
-        level = [v for o in level if isinstance(o, (dict, list)) for v in (o.values() if isinstance(o, dict) else o)]
-        level = [v for v in level if isinstance(v, (dict, list))]
-    return depth
-
-
 def _int(v: object, lo: int, hi: int) -> bool:
     return type(v) is int and lo <= v <= hi
 
 
 def _entry(e: object, k: int, p: Path) -> Entry:
     where = f"{p}: tensor #{k}"
-    if not isinstance(e, dict) or set(e) != set(_KEYS):
+    if not isinstance(e, dict) or not set(_KEYS) <= set(e) <= {*_KEYS, *_OPTIONAL}:
         found = sorted(e) if isinstance(e, dict) else type(e).__name__
-        raise FormatError(f"{where}: expected an object with keys {', '.join(_KEYS)}, found {found}")
-    name = e["name"]
-    if not isinstance(name, str) or not 1 <= len(name.encode("utf-8", "surrogatepass")) <= 256:
-        raise FormatError(f"{where}: 'name' must be a string of 1 to 256 UTF-8 bytes (field 'name')")
+        raise FormatError(f"{where}: expected an object with keys {', '.join(_KEYS)} and optionally "
+                          f"{', '.join(_OPTIONAL)}, found {found}")
+    name = hdr.check_name(e["name"], where)
     where = f"{p}: tensor {name!r}"
     dtype, enc, shape = e["dtype"], e["encoding"], e["shape"]
     if not isinstance(dtype, str) or dtype not in (*ITEMSIZE, "b1"):
@@ -188,10 +185,13 @@ def _entry(e: object, k: int, p: Path) -> Entry:
         raise FormatError(f"{where}: encoding {enc!r} can't hold dtype {dtype!r} (field 'encoding')")
     if not isinstance(shape, list) or len(shape) > 8 or not all(_int(d, 0, 2**31 - 1) for d in shape):
         raise FormatError(f"{where}: 'shape' must be 0 to 8 integers in 0..2^31-1, found {shape!r} (field 'shape')")
-    for key, hi in (("offset", 2**64 - 1), ("length", 2**64 - 1), ("crc32", 2**32 - 1)):
-        if not _int(e[key], 0, hi):
+    if math.prod(d for d in shape if d) > MAX_COUNT:  # zeros skipped: the rule can't depend on where a 0 stands
+        raise FormatError(f"{where}: shape {shape}: the product of its non-zero dimensions exceeds 2^53 "
+                          "(field 'shape')")
+    for key, hi in (("offset", 2**64 - 1), ("length", 2**64 - 1), ("crc32", 2**32 - 1), ("data_crc32", 2**32 - 1)):
+        if key in e and not _int(e[key], 0, hi):
             raise FormatError(f"{where}: {key!r} must be an integer in 0..{hi}, found {e[key]!r} (field {key!r})")
-    return Entry(name, dtype, tuple(shape), enc, e["offset"], e["length"], e["crc32"])
+    return Entry(name, dtype, tuple(shape), enc, e["offset"], e["length"], e["crc32"], e.get("data_crc32"))
 
 
 def _check_layout(p: Path, data: np.ndarray, entries: list[Entry], hlen: int, align: int, size: int) -> None:
@@ -214,6 +214,16 @@ def _check_layout(p: Path, data: np.ndarray, entries: list[Entry], hlen: int, al
     if size != end:
         raise FormatError(f"{p}: the file is {size} bytes but its tensors end at byte {end}; "
                           f"{'trailing bytes' if size > end else 'the file is truncated'} (file length)")
+
+
+def _check_decoded_size(p: Path, entries: list[Entry], size: int, limit: int | None) -> None:
+    total = sum(e.decoded_bytes for e in entries)
+    cap = default_limit(size) if limit is None else limit
+    if total > cap:
+        how = "max_decoded_bytes" if limit is not None else \
+            f"the default for a {size:,}-byte file, min(4 GiB, max(256 MiB, 64 x file size))"
+        raise FormatError(f"{p}: the tensors decode to {total:,} bytes, over the limit of {cap:,} ({how}) "
+                          "(field 'shape'); if you trust the file, read it with a larger max_decoded_bytes")
 
 
 def _check_zero(p: Path, data: np.ndarray, start: int, end: int) -> None:

@@ -174,10 +174,13 @@ def _float_blocks(g: _Graph, model: Model, h: str, weight: Callable[[str], str])
 
 
 def _downsample(g: _Graph, h: str, prefix: str, width: int) -> str:
-    """avg_pool2d(3, 2, 1) with count_include_pad, then zero channels: the residual path of cat([d, 0]) + t."""
+    """avg_pool2d(3, 2, 1) with count_include_pad, then zero channels: the residual path of cat([d, 0]) + t.
+
+    The zeros are Concat(d, Mul(d, 0)) rather than a Pad: every converter measured has Concat and Mul, and
+    onnx2torch has no opset-18 Pad (docs/BENCHMARKS.md). Widths double, so there are as many zeros as d.
+    """
     d = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)
-    pads = g.const(prefix + "pad", np.array([0, 0, 0, 0, 0, width - width // 2, 0, 0], np.int64))
-    return g.node("Pad", [d, pads])
+    return g.node("Concat", [d, _zeros_like(g, d)], axis=1)
 
 
 class _Graph:
@@ -226,6 +229,13 @@ def _bn(g: _Graph, model: Model, x: str, name: str, relu: bool) -> str:
                                               model.floats[name + ".running_var"].astype(g.dtype))],
                epsilon=1e-5)
     return g.node("Relu", [y]) if relu else y
+
+
+def _zeros_like(g: _Graph, x: str) -> str:
+    """Zeros of x's shape as ``Mul(x, 0)``, not ``Pad``: Pad's pads became an input in opset 11 and gained
+    ``axes`` in opset 18, which onnx2torch and other converters don't handle, while Mul and Concat convert
+    everywhere. x averages finite activations, so x * 0 is exactly +-0 and t + (-0) == t: logits are unchanged."""
+    return g.node("Mul", [x, g.const("zero", np.zeros((), g.dtype), share=True)])
 
 
 def _normalize(g: _Graph, x: str) -> str:
