@@ -362,7 +362,7 @@ def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: flo
         _echo_json(report.to_dict())
     else:
         con.rule()
-        con.print(f"checkpoint: {report.checkpoint}; verified on {report.data}")
+        con.print(f"checkpoint: {one_line(str(report.checkpoint))}; verified on {one_line(report.data)}", markup=False)
         if report.synthetic_checkpoint:
             con.print("The checkpoint has random weights, so accuracy means nothing here; agreement and logit "
                       "differences do. Try: binexport demo --checkpoint CKPT --images DIR")
