@@ -254,21 +254,12 @@ def verify(artifacts: tuple[Path, ...], dataset: str | None, data_root: Path | N
 
     Exit 0 when every artifact meets its tolerance, 1 when any fails, 2 on bad input.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     from binexport import verify as run
     from binexport._fileio import check_output
 
     if json_out is not None:
         check_output(json_out, force=True)  # a bad --json path fails now, not after a 10,000-image run
-    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=stderr_console(), transient=True)
+    bars = _bars()
     tasks: dict[str, Any] = {}
 
     def progress(label: str, done: int, total: int) -> None:
