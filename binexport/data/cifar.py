@@ -142,7 +142,10 @@ MAX_FILE_BYTES = 256 * 2**20
 
 class _NdarrayClass:
     """Stands for ``numpy.ndarray`` in a pickle: only ``_reconstruct`` may use it; calling it would allocate
-    any declared shape (``ndarray((100000, 3072))`` from a 170-byte file), so it is not callable."""
+    any declared shape (``ndarray((100000, 3072))`` from a 170-byte file), so calling it is refused."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        raise _Refused("calling numpy.ndarray directly (it allocates any declared shape) is not allowed")
 
 
 _NDARRAY = _NdarrayClass()
