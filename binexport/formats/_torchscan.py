@@ -17,8 +17,9 @@ from typing import IO, Any
 
 from binexport.errors import InputError
 
-#: data.pkl (or a legacy file's object pickle) is a few KB for any WRN; larger is not a checkpoint of ours.
-MAX_PICKLE_BYTES = 16 * 2**20
+#: data.pkl (or a legacy file's object pickle) is a few KB for any WRN; larger is not a checkpoint of ours. A
+#: pickle can build a 56-byte list per byte (EMPTY_LIST), so this bounds the scan to ~64 x 4 MiB.
+MAX_PICKLE_BYTES = 4 * 2**20
 #: Storage types torch.save writes, by the element size of their dtype.
 STORAGE_ITEMSIZE = {
     "UntypedStorage": 1, "ByteStorage": 1, "CharStorage": 1, "BoolStorage": 1, "ShortStorage": 2,
