@@ -39,6 +39,18 @@ class Arch:
     widths: tuple[int, int, int]
     num_classes: int
 
+    def __post_init__(self) -> None:
+        """An empty layer has no scale (sqrt(2 / 0)) and no logits: refuse it here, whoever builds the Arch."""
+        problems = []
+        if self.depth < 8 or (self.depth - 2) % 6:
+            problems.append(f"depth {self.depth} (expected 6n+2 with n >= 1)")
+        if any(w < 1 for w in self.widths):
+            problems.append(f"group widths {tuple(self.widths)} (every group needs at least 1 channel)")
+        if self.num_classes < 1:
+            problems.append(f"{self.num_classes} classes (expected at least 1)")
+        if problems:
+            raise InputError("not a usable WRN_McDonnell architecture: " + "; ".join(problems))
+
     @property
     def blocks_per_group(self) -> int:
         return (self.depth - 2) // 6
@@ -129,7 +141,10 @@ def _bn_specs(prefix: str, channels: int) -> list[TensorSpec]:
 
 def binary_scale(shape: tuple[int, ...]) -> float:
     """The He-init scale the training code multiplies sign(w) by: sqrt(2 / fan_in)."""
-    return math.sqrt(2.0 / (shape[1] * shape[2] * shape[3]))
+    fan_in = shape[1] * shape[2] * shape[3]
+    if fan_in < 1:
+        raise InputError(f"a binarised conv of shape {tuple(shape)} has no inputs, so no scale")
+    return math.sqrt(2.0 / fan_in)
 
 
 @dataclass

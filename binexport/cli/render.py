@@ -10,6 +10,33 @@ from pathlib import Path
 from typing import Any
 
 
+def _line(text: object) -> str:
+    """Foreign text (ONNX metadata, notes) on one line, with rich markup escaped."""
+    from rich.markup import escape
+
+    from binexport.cli import one_line
+
+    return escape(one_line(str(text)))
+
+
+def _path(path: str) -> str:
+    """A whole path, printable whatever bytes it holds, markup escaped."""
+    from rich.markup import escape
+
+    from binexport._fileio import shown
+
+    return escape(shown(path))
+
+
+def _name(path: str) -> str:
+    """A file's name, printable whatever bytes it holds, markup escaped."""
+    from rich.markup import escape
+
+    from binexport._fileio import shown
+
+    return escape(shown(Path(path).name))
+
+
 def console() -> Any:
     from rich.console import Console
 
@@ -26,7 +53,7 @@ def render_inspect(report: Any) -> None:
     a = report.architecture
     con = console()
     kind = report.format if report.layout == report.format else f"{report.format} ({report.layout})"
-    con.print(f"[bold]{report.path}[/bold]: {kind}, {mib(report.file_bytes)}")
+    con.print(f"[bold]{_path(report.path)}[/bold]: {kind}, {mib(report.file_bytes)}")
     con.print(f"architecture: {a['name']}, {a['num_classes']} classes, {a['mode']}"
               + (f" (from {report.binarized_from})" if report.binarized_from not in ("", "unknown") else ""))
     con.print(f"parameters: {report.binarised_params:,} binarised, {report.float_params:,} float"
@@ -64,7 +91,7 @@ def render_inspect(report: Any) -> None:
             con.print(f"{key}: " + ", ".join(f"{k}={v:,}" if type(v) is int else f"{k}={v}"
                                                for k, v in value.items()))
         else:
-            con.print(f"{key}: {value}")
+            con.print(f"{key}: {_line(value)}")
 
 
 def render_pack(r: Any) -> None:
@@ -83,7 +110,7 @@ def render_pack(r: Any) -> None:
     if r.input_layout == "training-checkpoint":
         con.print("The file-to-file ratio includes the optimizer state of the training checkpoint; "
                   "the weights-to-weights ratio is the fair one.")
-    con.print(f"wrote [bold]{r.output}[/bold]; re-read it and checked {r.tensors_checked} tensors bit for bit "
+    con.print(f"wrote [bold]{_path(r.output)}[/bold]; re-read it and checked {r.tensors_checked} tensors bit for bit "
               f"({r.seconds:.2f} s)")
     if r.binarized_anyway:
         con.print("[yellow]warning: the model was full precision and was binarised (--binarize-anyway); "
@@ -104,24 +131,24 @@ def render_onnx(r: Any) -> None:
     t.add_row("ONNX file", mib(r.output_bytes))
     t.add_row("weights / opset / batch", f"{r.weights} / {r.opset} / {r.batch}")
     t.add_row("graph input", r.input_kind)
+    t.add_row("validated on", f"{v.provider.replace('ExecutionProvider', '')} vs PyTorch")
     if r.calibration is not None:
         c = r.calibration
         t.add_row("int8 calibration", f"{c.images} training images, p{c.percentile:g}")
-        t.add_row("QLinearConv in ORT's graph", str(v.int8_convs))
+        t.add_row("QLinearConv in ORT", str(v.int8_convs))
     limit = "reported" if v.tolerance == float("inf") else f"limit {v.tolerance:g}"
-    t.add_row(f"max |logit diff| vs PyTorch ({v.provider.replace('ExecutionProvider', '')})",
-              f"{v.max_abs_diff:.3g} ({limit})")
+    t.add_row("max |logit diff|", f"{v.max_abs_diff:.3g} ({limit})")
     t.add_row("top-1 agreement", f"{v.agreement:.1%} of {v.random_images + v.labelled_images + v.heldout_images} "
               f"images (needs {v.min_agreement:.0%})")
     if v.accuracy is not None:
-        t.add_row(f"accuracy on {v.labelled_images} labelled images",
+        t.add_row(f"accuracy, {v.labelled_images} labelled",
                   f"{v.accuracy:.1%} (reference {v.reference_accuracy:.1%})")
     t.add_row("export time", f"{r.seconds:.2f} s")
     con = console()
     con.print(t)
     for note in v.notes:
         con.print(f"[yellow]note: {note}[/yellow]")
-    con.print(f"wrote [bold]{r.output}[/bold]; validated: [green]passed[/green]")
+    con.print(f"wrote [bold]{_path(r.output)}[/bold]; validated: [green]passed[/green]")
 
 
 def stderr_console() -> Any:
@@ -140,21 +167,24 @@ def render_verify(r: Any) -> None:
     what = Path(r.data_source).name if r.data == "images" else r.data
     t = Table(title=f"{what}: {r.num_images:,} images, {r.num_classes} classes, on {r.device}", box=box.SIMPLE_HEAD,
               pad_edge=False, collapse_padding=True)
-    t.add_column("file", overflow="fold", min_width=12)
+    t.add_column("#", justify="right", no_wrap=True)  # names go below, whole: folding them is unreadable
     for col in ("weights\nruntime", "top-1\n%", "top-5\n%", "agree\n%", "max\n|Δ|", "mean\n|Δ|",
                 "img/s", "result"):
         t.add_column(col, justify="left" if col[0] in "wr" else "right", no_wrap=True)
-    for row in [r.reference, *r.artifacts]:
+    rows = [r.reference, *r.artifacts]
+    for i, row in enumerate(rows):
         result = "ref" if row.role == "reference" else ("[green]PASS[/green]" if row.passed else "[bold]FAIL[/bold]")
-        t.add_row(Path(row.path).name, f"{row.weights}\n{row.provider.replace('ExecutionProvider', '')}",
+        t.add_row(str(i), f"{row.weights}\n{row.provider.replace('ExecutionProvider', '')}",
                   f"{100 * row.top1:.2f}", f"{100 * row.top5:.2f}", f"{100 * row.agreement:.2f}",
                   diff(row.max_abs_logit_diff), diff(row.mean_abs_logit_diff), f"{row.images_per_s:,.0f}", result,
                   style=None if row.passed else "red")
     con = console()
     con.print(t)
+    for i, row in enumerate(rows):
+        con.print(f" {i}  {_name(row.path)}" + (" (reference)" if row.role == "reference" else ""), soft_wrap=True)
     for row in r.artifacts:
         for note in row.notes:
-            con.print(f"note: {Path(row.path).name}: {note}")
+            con.print(f"note: {_name(row.path)}: {_line(note)}", soft_wrap=True)
     con.print("[green]every artifact classifies like the reference[/green]" if r.passed else
               f"[bold red]{len(r.failures)} problem(s); rows marked FAIL[/bold red]")
 
@@ -172,7 +202,7 @@ def render_bench(r: Any) -> None:
         t.add_column(col, justify="right", no_wrap=True)
     for row in r.rows:
         on = "torch" if row.runtime == "torch" else row.provider.replace("ExecutionProvider", "").replace("CPU", "ORT")
-        t.add_row(Path(row.path).name, f"{row.weights}\n{on}", f"{row.file_bytes / 1e6:.1f}", f"{row.load_s:.2f}",
+        t.add_row(_name(row.path), f"{row.weights}\n{on}", f"{row.file_bytes / 1e6:.1f}", f"{row.load_s:.2f}",
                   f"{row.peak_rss_bytes / 1e6:,.0f}/{row.model_rss_bytes / 1e6:,.0f}",
                   f"{row.latency_ms_median:.1f}/{row.latency_ms_p90:.1f}", f"{row.images_per_s:,.1f}",
                   f"{row.speed_ratio:.2f}x")
@@ -180,4 +210,4 @@ def render_bench(r: Any) -> None:
     con.print(t)
     con.print("RSS: the peak of the artifact's own process / the part above its runtime's libraries.")
     for note in r.notes:
-        con.print(f"note: {note}")
+        con.print(f"note: {_line(note)}")

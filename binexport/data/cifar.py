@@ -93,8 +93,20 @@ def load_cifar(name: str, root: str | Path | None = None, *, download: bool = Fa
                              f"root {root}); pass --download to fetch the official archive, or --data-root DIR "
                              "where it already is")
         download_cifar(spec.name, root, base_url=base_url)
-    images, labels = parse_batch(path.read_bytes(), spec, str(path))
+    images, labels = parse_batch(_read_bounded(path), spec, str(path))
     return Dataset(spec.name, images, labels, spec.num_classes, str(path))
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The file's bytes, if it is a regular file of a plausible size (a FIFO or /dev/zero never ends)."""
+    from binexport._fileio import check_input
+
+    p = check_input(path)
+    with open(p, "rb") as f:
+        raw = f.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise InputError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB; the CIFAR test files are about 30 MB")
+    return raw
 
 
 def parse_batch(raw: bytes, spec: CifarSpec, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +121,9 @@ def parse_batch(raw: bytes, spec: CifarSpec, where: str) -> tuple[np.ndarray, np
         raise InputError(f"{where}: 'data' must be uint8 of shape (N, 3072) (32x32 RGB, planar), found {found}; "
                          f"is this the {spec.name} test file?")
     if isinstance(labels, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+        bad = next((v for v in labels if not 0 <= v < spec.num_classes), None)
+        if bad is not None:  # before np.asarray: a label beyond int64 would raise OverflowError there
+            raise InputError(f"{where}: labels must lie in 0..{spec.num_classes - 1}, found {str(bad)[:30]}")
         labels = np.asarray(labels, dtype=np.int64)
     if not isinstance(labels, np.ndarray) or labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise InputError(f"{where}: {spec.label_key!r} must be a list of integers, found {type(labels).__name__}; "
@@ -121,17 +136,68 @@ def parse_batch(raw: bytes, spec: CifarSpec, where: str) -> tuple[np.ndarray, np
     return images, labels.astype(np.int64)
 
 
-def _allowed_globals() -> dict[tuple[str, str], Any]:
-    """The only callables a CIFAR pickle needs: numpy's array and dtype reconstruction."""
-    try:
-        from numpy._core import multiarray, numeric
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+#: The real CIFAR test files are 31 MB (CIFAR-100) and 30 MB (CIFAR-10); anything far larger is not one.
+MAX_FILE_BYTES = 256 * 2**20
 
-    out: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+
+class _NdarrayClass:
+    """Stands for ``numpy.ndarray`` in a pickle: only ``_reconstruct`` may use it; calling it would allocate
+    any declared shape (``ndarray((100000, 3072))`` from a 170-byte file), so calling it is refused."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        raise _Refused("calling numpy.ndarray directly (it allocates any declared shape) is not allowed")
+
+
+_NDARRAY = _NdarrayClass()
+
+
+def _reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
+    """numpy's ``_reconstruct`` for ndarray only: it makes an empty array that BUILD then fills from bytes in
+    the file (numpy checks their length), so nothing is allocated beyond what the file holds."""
+    from binexport.data._npcompat import multiarray
+
+    if cls is not _NDARRAY:
+        raise _Refused("_reconstruct of anything but numpy.ndarray is not allowed")
+    if shape not in ((0,), [0], 0):
+        raise _Refused(f"_reconstruct with shape {str(shape)[:40]} is not allowed (numpy pickles use (0,))")
+    return multiarray._reconstruct(np.ndarray, (0,), typecode)
+
+
+def _dtype(*args: Any) -> np.dtype:
+    """``numpy.dtype`` for plain numeric types; object dtypes would let a pickle put objects in an array."""
+    dt = np.dtype(*args)
+    if dt.hasobject or dt.itemsize > 64:
+        raise _Refused(f"dtype {dt} is not allowed in CIFAR data")
+    return dt
+
+
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """numpy's protocol-5 ``_frombuffer``: a view of bytes in the file, so bounded by it."""
+    from binexport.data._npcompat import numeric
+
+    if not isinstance(buf, (bytes, bytearray, memoryview)) or not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise _Refused("_frombuffer is allowed for plain bytes and numeric dtypes only")
+    return numeric._frombuffer(buf, dtype, shape, order)
+
+
+def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
+    """``_codecs.encode(str, 'latin1')``, as Python 3 pickles bytes at protocols 0-2 (CIFAR files re-saved by
+    Python 3 hold their image bytes this way). Safe to allow in exactly this form: a pure function of a string
+    already in the file, giving bytes of the same length; no I/O, no other codec (codecs can be arbitrary
+    code, e.g. a registered one), no other argument types."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused(f"_codecs.encode is allowed only as (str, 'latin1'), got ({type(text).__name__}, "
+                       f"{str(encoding)[:20]!r})")
+    return text.encode("latin1")
+
+
+def _allowed_globals() -> dict[tuple[str, str], Any]:
+    """The only globals a CIFAR pickle needs: numpy's array and dtype reconstruction, guarded (see each)."""
+    out: dict[tuple[str, str], Any] = {("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _dtype,
+                                       ("_codecs", "encode"): _latin1}
     for pkg in ("numpy.core", "numpy._core"):  # Python 2 / numpy 1 files name numpy.core
-        out[(pkg + ".multiarray", "_reconstruct")] = multiarray._reconstruct
-        out[(pkg + ".numeric", "_frombuffer")] = numeric._frombuffer
+        out[(pkg + ".multiarray", "_reconstruct")] = _reconstruct
+        out[(pkg + ".numeric", "_frombuffer")] = _frombuffer
     return out
 
 
@@ -145,7 +211,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         obj = _allowed_globals().get((module, name))
         if obj is None:
-            raise _Refused(f"global {module}.{name} is not allowed")
+            raise _Refused(f"global {str(module)[:60]}.{str(name)[:60]} is not allowed")
         return obj
 
     def persistent_load(self, pid: Any) -> Any:
@@ -158,7 +224,9 @@ def _safe_unpickle(raw: bytes, where: str) -> Any:
     except _Refused as e:
         raise InputError(f"{where}: refused: the pickle asks for code, not data ({e}); a CIFAR test file holds only "
                          "numpy arrays and lists, so this file is not one (or was tampered with)") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, OverflowError, RecursionError, LookupError) as e:
+        # only the unpickler and the guarded constructors above run here, on a stranger's bytes
         raise InputError(f"{where}: not a readable CIFAR pickle, truncated or corrupt ({type(e).__name__}: "
                          f"{str(e)[:120]}); delete it and fetch it again (--download)") from None
     if isinstance(obj, np.ndarray) and obj.dtype.hasobject:

@@ -8,6 +8,7 @@ message instead of being guessed at.
 from __future__ import annotations
 
 import re
+import stat
 import struct
 import zlib
 from pathlib import Path
@@ -19,48 +20,77 @@ from binexport.errors import InputError
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel
 _MAX_SIDE = 4096
+_MAX_FILE = 16 * 2**20
+#: Labels are plain ASCII digits, at most 9 (str.isdigit() takes '²', which int() refuses, and 20 digits
+#: overflow int64); a model has far fewer classes anyway.
+_LABEL_DIGITS = re.compile(r"[0-9]{1,9}", re.ASCII)
 
 
-def read_png(path: str | Path) -> np.ndarray:
-    """An (H, W, 3) uint8 RGB array from an 8-bit non-interlaced PNG (grey and alpha dropped/expanded)."""
+def read_png(path: str | Path, expect: tuple[int, int] | None = None) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB array from an 8-bit non-interlaced PNG (grey and alpha dropped/expanded).
+
+    ``expect`` (width, height) refuses any other size from the IHDR chunk, before
+    anything is decompressed: a 75 KB file can declare 4096x4096 and take a
+    minute to decode. Decompression never produces more than the image needs.
+    """
     p = Path(path)
-    data = p.read_bytes()
+    data = _read_file(p)
     if not data.startswith(_PNG_MAGIC):
         raise InputError(f"{p}: not a PNG file")
-    pos, idat, header = 8, [], None
+    if len(data) < 16 or data[12:16] != b"IHDR":
+        raise InputError(f"{p}: PNG has no IHDR chunk first; truncated or not a PNG")
+    if struct.unpack(">I", data[8:12])[0] != 13 or len(data) < 33:
+        raise InputError(f"{p}: PNG IHDR chunk has {struct.unpack('>I', data[8:12])[0]} bytes, expected 13")
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if expect is not None and (width, height) != expect:
+        raise InputError(f"{p}: image is {width}x{height}, expected {expect[0]}x{expect[1]} RGB (CIFAR); "
+                         "resize it first")
+    if depth != 8 or colour not in _CHANNELS or interlace != 0 or not (0 < width <= _MAX_SIDE) \
+            or not (0 < height <= _MAX_SIDE):
+        raise InputError(f"{p}: unsupported PNG ({width}x{height}, bit depth {depth}, colour type {colour}, "
+                         f"interlace {interlace}); expected 8-bit non-interlaced RGB, RGBA or grey")
+    pos, idat = 33, []
     while pos + 8 <= len(data):
         length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
         chunk = data[pos + 8:pos + 8 + length]
         if len(chunk) != length:
             raise InputError(f"{p}: truncated PNG chunk {ctype!r}")
-        if ctype == b"IHDR":
-            if length != 13:
-                raise InputError(f"{p}: PNG IHDR chunk has {length} bytes, expected 13")
-            header = struct.unpack(">IIBBBBB", chunk[:13])
-        elif ctype == b"IDAT":
+        if ctype == b"IDAT":
             idat.append(chunk)
         elif ctype == b"IEND":
             break
         pos += 12 + length
-    if header is None:
-        raise InputError(f"{p}: PNG has no IHDR chunk")
-    width, height, depth, colour, _, _, interlace = header
-    if depth != 8 or colour not in _CHANNELS or interlace != 0 or not (0 < width <= _MAX_SIDE) \
-            or not (0 < height <= _MAX_SIDE):
-        raise InputError(f"{p}: unsupported PNG ({width}x{height}, bit depth {depth}, colour type {colour}, "
-                         f"interlace {interlace}); expected 8-bit non-interlaced RGB, RGBA or grey")
     ch = _CHANNELS[colour]
     stride = width * ch
+    need = height * (stride + 1)
     try:
-        raw = zlib.decompressobj().decompress(b"".join(idat), height * (stride + 1) + 1)
+        raw = zlib.decompressobj().decompress(b"".join(idat), need)  # max_length: a bomb stops here
     except zlib.error as e:
         raise InputError(f"{p}: corrupt PNG image data ({e})") from None
-    if len(raw) < height * (stride + 1):
+    if len(raw) < need:
         raise InputError(f"{p}: PNG image data is truncated")
     img = _unfilter(raw, height, stride, ch, p).reshape(height, width, ch)
     if ch in (1, 2):
         img = np.repeat(img[:, :, :1], 3, axis=2)
     return np.ascontiguousarray(img[:, :, :3])
+
+
+def _read_file(p: Path) -> bytes:
+    """A regular file's bytes, up to :data:`_MAX_FILE` (a FIFO blocks and /dev/zero never ends)."""
+    try:
+        st = p.stat()
+    except OSError as e:
+        raise InputError(f"{p}: can't be read ({e.strerror or e})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{p}: not a regular file; expected a PNG image")
+    try:
+        with open(p, "rb") as f:
+            data = f.read(_MAX_FILE + 1)
+    except OSError as e:
+        raise InputError(f"{p}: can't be read ({e.strerror or e})") from None
+    if len(data) > _MAX_FILE:
+        raise InputError(f"{p}: larger than {_MAX_FILE >> 20} MiB; a 32x32 PNG is a few KB")
+    return data
 
 
 def _unfilter(raw: bytes, height: int, stride: int, bpp: int, p: Path) -> np.ndarray:
@@ -94,7 +124,7 @@ def _unfilter(raw: bytes, height: int, stride: int, bpp: int, p: Path) -> np.nda
     return out
 
 
-_LABEL = re.compile(r"_(\d+)\.png$", re.IGNORECASE)
+_LABEL = re.compile(r"_([0-9]+)\.png$", re.IGNORECASE | re.ASCII)
 
 
 def load_labelled_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -112,14 +142,12 @@ def load_labelled_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray, li
     images, labels, names = [], [], []
     for f in files:
         m = _LABEL.search(f.name) if f.parent == root else None
-        in_sub = f.parent != root
-        label = int(m.group(1)) if m else (int(f.parent.name) if in_sub and f.parent.name.isdigit() else None)
-        if label is None:
-            raise InputError(f"{f}: no label: name it NAME_LABEL.png or put it in a subfolder named by its label")
-        img = read_png(f)
-        if img.shape != (32, 32, 3):
-            raise InputError(f"{f}: image is {img.shape[1]}x{img.shape[0]}, expected 32x32 RGB (CIFAR); "
-                             "resize it first")
+        text = m.group(1) if m else (f.parent.name if f.parent != root else "")
+        if not _LABEL_DIGITS.fullmatch(text):
+            raise InputError(f"{f}: no label: name it NAME_LABEL.png or put it in a subfolder named by its label "
+                             "(a class number of at most 9 digits, 0-9)")
+        label = int(text)
+        img = read_png(f, expect=(32, 32))
         images.append(img)
         labels.append(label)
         names.append(str(f.relative_to(root)))

@@ -13,12 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
+from binexport.errors import InputError
 from binexport.model import Arch
 
 
+#: Widest synthetic WRN: WRN-20-16 is a 520 MB training checkpoint; wider ones only fill disks.
+MAX_WIDTH = 16
+
+
 def make_arch(depth: int = 20, width: float = 10, num_classes: int = 100) -> Arch:
+    """The WRN-depth-width of ``num_classes`` classes; InputError for a width that gives no whole channel count."""
     if (depth - 2) % 6 or depth < 8:
-        raise ValueError(f"depth must be 6n+2 with n >= 1, got {depth}")
+        raise InputError(f"depth must be 6n+2 with n >= 1, got {depth}")
+    if not (math.isfinite(width) and 0 < width <= MAX_WIDTH) or (16 * width) != int(16 * width):
+        raise InputError(f"width {width} is not usable: expected a number in (0, {MAX_WIDTH}] that is a multiple "
+                         "of 1/16 (16 x width channels in the first group), e.g. 10")
     w = (int(16 * width), int(32 * width), int(64 * width))
     return Arch(depth=depth, widths=w, num_classes=num_classes)
 

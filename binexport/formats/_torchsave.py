@@ -8,16 +8,18 @@ optimizer state, half of a training checkpoint, is never paged in.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from binexport._fileio import check_input, read_head
+from binexport._fileio import check_input, read_head, shown
 from binexport.errors import InputError
+from binexport.formats import _torchscan
 from binexport.model import Arch, BinaryWeight, Model, Source
 
 #: Layouts of torch files (``Source.layout``); a packed layout is the ``packed`` file format, the others ``checkpoint``.
@@ -28,6 +30,10 @@ PACKED = "packed-checkpoint"
 _ZIP_MAGIC = b"PK\x03\x04"
 _BLOCK_CONV = re.compile(r"group\d+\.block\d+\.conv[01]")
 _PICKLE_PROTO = b"\x80"
+#: log.txt is read up to this size; a training log of 160 epochs is a few hundred KB.
+_MAX_LOG_BYTES = 16 * 2**20
+_MAX_LOG_LINE = 64 * 2**10
+_MAX_JSON_DEPTH = 32
 
 
 def is_torch_file(head: bytes) -> bool:
@@ -82,24 +88,39 @@ def load_model(path: str | Path, binarized: bool | None = None, strict: bool = T
 def _torch_load(p: Path) -> Any:
     head = read_head(p, 4)
     if not is_torch_file(head):
-        raise InputError(f"{p}: not a PyTorch checkpoint (starts with {head!r}, expected a zip or pickle file "
+        raise InputError(f"{shown(p)}: not a PyTorch checkpoint (starts with {head!r}, expected a zip or pickle file "
                          "written by torch.save)")
-    import torch
-
     is_zip = head.startswith(_ZIP_MAGIC)
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True, mmap=is_zip)
-    except pickle.UnpicklingError as e:
-        msg = str(e).strip().splitlines()
-        why = next((m for m in msg if "Unsupported" in m or "global" in m.lower()), msg[0] if msg else "")
-        raise InputError(f"{p}: refused: it holds Python objects other than tensors and plain containers "
-                         f"({why.strip()[:160]}); binexport loads with weights_only=True and never runs code "
-                         "from a file") from None
-    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError, AttributeError,
-            zipfile.BadZipFile, ImportError, MemoryError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise InputError(f"{p}: not a readable PyTorch checkpoint, truncated or corrupt ({type(e).__name__}: {first})"
-                         ) from None
+    with open(p, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            _torchscan.scan(f, size, is_zip)  # declared sizes vs the file, before torch allocates anything
+        except InputError as e:
+            raise InputError(f"{shown(p)}: {e}") from None
+        f.seek(0)
+        import torch
+
+        # the file we checked, by its descriptor: the same bytes, and a name torch can open even where the
+        # path is not UTF-8 (paths are bytes on POSIX; torch's C++ side wants text)
+        by_fd = f"/proc/self/fd/{f.fileno()}"
+        target: Any = by_fd if os.path.exists(by_fd) else f
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's deprecation chatter is not the user's business
+                return torch.load(target, map_location="cpu", weights_only=True, mmap=is_zip and target is not f)
+        except pickle.UnpicklingError as e:
+            msg = str(e).strip().splitlines()
+            why = next((m for m in msg if "Unsupported" in m or "global" in m.lower()), msg[0] if msg else "")
+            raise InputError(f"{shown(p)}: refused: it holds Python objects other than tensors and plain containers "
+                             f"({why.strip()[:160]}); binexport loads with weights_only=True and never runs code "
+                             "from a file") from None
+        except Exception as e:  # noqa: BLE001
+            # Only torch's loader runs in this try, on bytes from a stranger; on corrupt input it raises
+            # anything (AssertionError for one flipped bit, struct.error, UnicodeDecodeError, OverflowError...).
+            # None of it is a bug of ours, all of it means "this file is not a readable checkpoint".
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise InputError(f"{shown(p)}: not a readable PyTorch checkpoint, truncated or corrupt "
+                             f"({type(e).__name__}: {first})") from None
 
 
 def _unwrap(obj: Any, p: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -138,19 +159,56 @@ def _to_numpy(state: dict[str, Any], layout: str, p: Path) -> tuple[dict[str, np
     packed: set[str] = set()
     for key, t in state.items():
         name = key[len("module."):] if prefixed else key
-        if not isinstance(t, torch.Tensor):
-            raise InputError(f"{p}: {key!r} is a {type(t).__name__}, expected a tensor")
+        refusal = _tensor_refusal(t, torch)
+        if refusal:
+            raise InputError(f"{p}: {key!r} is {refusal}; expected a tensor (plain, dense, contiguous, on the "
+                             "CPU), as torch.save writes for a state_dict")
         if t.dtype == torch.uint8:
             if t.dim() != 4:
                 raise InputError(f"{p}: packed tensor {key!r} has shape {tuple(t.shape)}, expected (out, in/8, kh, kw)")
-            arrays[name] = np.unpackbits(t.numpy(), axis=1).astype(bool)
+            arrays[name] = np.unpackbits(t.numpy(), axis=1).view(bool)
             packed.add(name)
-        elif t.dtype in (torch.float16, torch.float32, torch.float64, torch.int64):
+        elif str(t.dtype).replace("torch.", "") in _DTYPES_NAMES:
             arrays[name] = t.detach().numpy()
         else:
             raise InputError(f"{p}: {key!r} has dtype {str(t.dtype).replace('torch.', '')}, expected float32 "
                              "(or uint8 packed bits, int64 counters)")
     return arrays, packed
+
+
+_DTYPES_NAMES = ("float16", "float32", "float64", "int64")
+
+
+def _tensor_refusal(t: Any, torch: Any) -> str:
+    """Why ``t`` is not a plain, dense, contiguous CPU tensor with memory of its own, or "" if it is one.
+
+    weights_only=True admits meta, sparse, quantized and nested tensors, tensor
+    subclasses, tensors whose rebuild state set attributes, and views with any
+    strides; numpy can't take most of them, and a zero-stride view of one
+    element can claim 300 MB. The architecture needs none of them.
+    """
+    if not isinstance(t, torch.Tensor):
+        return f"a {type(t).__name__}"
+    if type(t) not in (torch.Tensor, torch.nn.Parameter):
+        return f"a tensor subclass ({type(t).__name__})"
+    checks = (
+        (lambda: t.is_meta, "a meta tensor (it has a shape but no data)"),
+        (lambda: t.device.type != "cpu", f"a tensor on device {t.device}"),
+        (lambda: t.layout != torch.strided, f"a {str(t.layout).replace('torch.', '')} tensor (sparse or other "
+                                             "non-dense layout)"),
+        (lambda: t.is_quantized, "a quantized tensor"),
+        (lambda: t.is_nested, "a nested tensor"),
+        (lambda: t.is_conj() or t.is_neg(), "a tensor with a pending conjugate/negation bit"),
+        (lambda: bool(getattr(t, "__dict__", None)), "a tensor with extra attributes set by its pickle"),
+        (lambda: not t.is_contiguous(), f"a non-contiguous view (strides {tuple(t.stride())})"),
+        (lambda: t.numel() == 0, f"empty (shape {tuple(t.shape)})"),
+        (lambda: t.untyped_storage().nbytes() < (t.storage_offset() + t.numel()) * t.element_size(),
+         "a view reaching past its storage"),
+    )
+    for test, why in checks:
+        if test():
+            return why
+    return ""
 
 
 def _breakdown(arrays: dict[str, np.ndarray], packed: set[str], kinds: dict[str, str], extra: dict[str, Any],
@@ -171,15 +229,22 @@ def _breakdown(arrays: dict[str, np.ndarray], packed: set[str], kinds: dict[str,
 
 
 def _tensor_bytes(obj: Any) -> int:
+    """Bytes of every tensor in nested containers; iterative and cycle-safe (a pickle can nest deep or loop)."""
     import torch
 
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(_tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(_tensor_bytes(v) for v in obj)
-    return 0
+    total, stack, seen = 0, [obj], set()
+    while stack:
+        o = stack.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, torch.Tensor):
+            total += o.numel() * o.element_size() if o.layout == torch.strided and not o.is_meta else 0
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+    return total
 
 
 def _binarized_mode(p: Path, override: bool | None) -> tuple[bool | None, str]:
@@ -190,19 +255,49 @@ def _binarized_mode(p: Path, override: bool | None) -> tuple[bool | None, str]:
     if not log.is_file():
         return None, "unknown"
     seen: set[bool] = set()
-    with open(log, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(entry, dict) and isinstance(entry.get("binarize"), bool):
-                seen.add(entry["binarize"])
+    try:
+        if not log.stat().st_size <= _MAX_LOG_BYTES:
+            raise InputError(f"{shown(log)}: larger than {_MAX_LOG_BYTES >> 20} MiB, not a training log; pass "
+                             "--binarized or --full-precision")
+        with open(log, "rb") as f:
+            raw = f.read(_MAX_LOG_BYTES + 1)
+    except OSError as e:
+        raise InputError(f"{shown(log)}: can't be read ({e.strerror or e}); pass --binarized or --full-precision") \
+            from None
+    for line in raw[:_MAX_LOG_BYTES].decode("utf-8", errors="replace").splitlines():
+        line = line.strip()
+        if not line.startswith("{") or len(line) > _MAX_LOG_LINE or _json_depth(line) > _MAX_JSON_DEPTH:
+            continue  # not a log entry of the training code (they are flat dicts of numbers)
+        try:
+            entry = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("binarize"), bool):
+            seen.add(entry["binarize"])
     if len(seen) > 1:
         raise InputError(f"{log}: lines disagree on \"binarize\"; pass --binarized or --full-precision")
     if not seen:
         return None, "unknown"
     return seen.pop(), "log.txt"
+
+
+def _json_depth(line: str) -> int:
+    """Deepest nesting of brackets in a line (strings ignored), so json.loads never recurses deep."""
+    depth = deepest = 0
+    in_str = escaped = False
+    for c in line:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from binexport.errors import InputError
+from binexport.formats.onnx import MAX_FIXED_BATCH
 from binexport.runtimes import INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, Runtime
 
 _INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
@@ -31,13 +32,27 @@ class OrtRuntime(Runtime):
         self.session = session
         self.provider = provider
         self.device = device
-        inp = session.get_inputs()[0]
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or not outputs:
+            raise InputError(f"the graph has {len(inputs)} inputs and {len(outputs)} outputs; a WRN classifier "
+                             "takes one image batch and gives logits")
+        inp = inputs[0]
         self.input_name: str = inp.name
         self.input_type: str = inp.type
-        dim = inp.shape[0] if inp.shape else None
+        if inp.type not in _INPUT_DTYPES:
+            raise InputError(f"the graph input {inp.name!r} is {inp.type}; expected float, float16 or uint8 images")
+        shape = list(inp.shape or [])
+        if len(shape) != 4:
+            raise InputError(f"the graph input {inp.name!r} has shape {shape}; expected 4 dimensions "
+                             "(N, 3, 32, 32) or (N, 32, 32, 3)")
+        dim = shape[0]
         self.fixed_batch: int | None = dim if isinstance(dim, int) and dim > 0 else None
+        if self.fixed_batch is not None and self.fixed_batch > MAX_FIXED_BATCH:
+            raise InputError(f"the graph has a fixed batch of {self.fixed_batch:,} images; binexport runs fixed "
+                             f"batches of at most {MAX_FIXED_BATCH} (every chunk is padded to the batch)")
         meta = self.metadata
-        self.input_kind = meta.get("binexport.input") or (
+        kind = meta.get("binexport.input")
+        self.input_kind = kind if kind in (INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC) else (
             INPUT_NHWC if inp.type == "tensor(uint8)" else INPUT_NCHW_F16 if inp.type == "tensor(float16)"
             else INPUT_NCHW)
 
@@ -71,15 +86,23 @@ class OrtRuntime(Runtime):
 
     def _run(self, batch: Any) -> np.ndarray:
         if isinstance(batch, np.ndarray):
-            return np.asarray(self.session.run(None, {self.input_name: batch})[0], dtype=np.float32)
+            return _logits(self.session.run(None, {self.input_name: batch})[0])
         io = self.session.io_binding()
         io.bind_ortvalue_input(self.input_name, batch)
         io.bind_output(self.session.get_outputs()[0].name, "cpu")
         self.session.run_with_iobinding(io)
-        return np.asarray(io.copy_outputs_to_cpu()[0], dtype=np.float32)
+        return _logits(io.copy_outputs_to_cpu()[0])
 
     def _finish(self, outs: list[Any], n: int) -> np.ndarray:
         return np.concatenate(outs)[:n]
+
+
+def _logits(out: Any) -> np.ndarray:
+    """The first output as float32 logits, or an InputError for a graph whose output is not numbers."""
+    arr = np.asarray(out)
+    if arr.dtype.kind not in "fiub":
+        raise InputError(f"the graph's first output is {arr.dtype} {arr.shape}; expected numeric logits")
+    return arr.astype(np.float32, copy=False)
 
 
 def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> OrtRuntime:
@@ -96,10 +119,13 @@ def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> O
     """
     import onnxruntime as ort
 
+    # ONNX Runtime logs its own "[E:onnxruntime:...]" lines to stderr before raising; the error itself reaches
+    # the user as binexport's one line, so only fatal messages may print
+    ort.set_default_logger_severity(4)
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4
     if device == "cuda":
         preload = getattr(ort, "preload_dlls", None)
         if preload is not None:
@@ -111,6 +137,12 @@ def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> O
         providers: list[Any] = [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
     else:
         providers = ["CPUExecutionProvider"]
+    if isinstance(model, str):
+        try:
+            model.encode("utf-8")
+        except UnicodeEncodeError:  # a POSIX path of non-UTF-8 bytes: ORT wants text, so give it the bytes
+            with open(model, "rb") as f:
+                model = f.read()
     session = ort.InferenceSession(model, sess_options=opts, providers=providers)
     used = session.get_providers()[0]
     if device == "cuda" and used != "CUDAExecutionProvider":

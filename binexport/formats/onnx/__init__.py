@@ -28,6 +28,9 @@ WEIGHTS = ("1-bit", "float32", "float16", "int8")
 #: Old names still accepted (binexport 0.1 called ``1-bit`` ``packed``).
 WEIGHT_ALIASES = {"packed": "1-bit"}
 MIN_OPSET = 13
+#: Largest fixed batch: validation pads its 4 images to the batch (WRN-20-10 at 4096 images needs ~3 GiB per
+#: activation already; 10,000,000 would be 114 GiB). Larger batches gain nothing on any GPU binexport targets.
+MAX_FIXED_BATCH = 4096
 DEFAULT_OPSET = 18
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -82,10 +85,11 @@ def check_options(model: Model, weights: str | None = None, opset: int = DEFAULT
     if batch != "dynamic":
         try:
             batch = int(batch)
-        except (TypeError, ValueError):
-            raise InputError(f"batch must be 'dynamic' or a positive integer, got {batch!r}") from None
-        if batch < 1:
-            raise InputError(f"batch must be 'dynamic' or a positive integer, got {batch}")
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"batch must be 'dynamic' or a positive integer, got {str(batch)[:40]!r}") from None
+        if not 1 <= batch <= MAX_FIXED_BATCH:
+            raise InputError(f"batch must be 'dynamic' or a fixed batch of 1..{MAX_FIXED_BATCH} images, got "
+                             f"{str(batch)[:40]}")
     return weights, opset, batch
 
 

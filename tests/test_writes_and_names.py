@@ -1,0 +1,70 @@
+"""Interrupted writes leave no temp files, and file names that are not UTF-8 load and print (issue 11, 5-6)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hostile import run_cli
+
+from binexport._fileio import remove_stale_temps, write_atomic
+
+WRITER = r"""
+import sys, time
+from binexport._fileio import write_atomic
+def slow(tmp):
+    print("writing", flush=True)
+    time.sleep(30)
+write_atomic(sys.argv[1], b"x" * 1000, check=slow)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_during_write_leaves_no_temp_file(tmp_path: Path, sig: int) -> None:
+    out = tmp_path / "out.bin"
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(out)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    proc.send_signal(sig)
+    assert proc.wait(20) == -sig  # it dies by the signal, as the sender expects
+    assert os.listdir(tmp_path) == []
+
+
+def test_stale_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    stale = tmp_path / f".out.bin.{pid}.abcd1234.tmp"
+    stale.write_bytes(b"half")
+    mine = tmp_path / f".out.bin.{os.getpid()}.live.tmp"  # a live writer's: kept
+    mine.write_bytes(b"busy")
+    other = tmp_path / f".other.bin.{pid}.abcd.tmp"  # another output's: not ours to touch
+    other.write_bytes(b"x")
+    write_atomic(tmp_path / "out.bin", b"new")
+    assert not stale.exists() and mine.exists() and other.exists()
+    assert remove_stale_temps(tmp_path / "other.bin") == [other]
+
+
+def test_non_utf8_file_name_loads_and_prints(make_run, tmp_path: Path) -> None:
+    ckpt = make_run()
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/bad\xffname.pth.tar"))
+    odd.write_bytes(ckpt.read_bytes())
+    (tmp_path / "log.txt").write_bytes((ckpt.parent / "log.txt").read_bytes())
+    r = run_cli("inspect", odd)
+    assert r.exit_code == 0, r.output
+    assert "bad\\udcffname.pth.tar" in r.stdout.replace("\n", "")
+    r = run_cli("pack", odd)
+    assert r.exit_code == 0, r.output
+    assert os.path.exists(bytes(tmp_path) + b"/bad\xffname.packed.pth.tar")
+
+
+def test_usage_errors_are_one_line_and_help_still_works() -> None:
+    r = run_cli("pack", "--no-such-option")
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("binexport: error: ") and "binexport pack --help" in r.stderr
+    assert run_cli("pack", "--help").exit_code == 0
+    assert run_cli("--version").exit_code == 0
