@@ -28,6 +28,7 @@ from binexport.data import DATASET_NAMES
 from binexport.errors import BinexportError
 from binexport.formats import PACK_FORMATS
 from binexport.formats.bwn import ENCODING_CHOICES
+from binexport.formats.bwn import WEIGHTS_CHOICES as BWN_WEIGHTS
 from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS
 from binexport.runtimes import DEVICES
 from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
@@ -86,17 +87,23 @@ def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
               help="bwn only: how 1-bit tensors are stored: best (default), packed "
               "(every tensor memory-mappable), rans or rans-ref (see docs/FORMAT.md).")
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="bwn only: a user metadata entry (repeatable).")
+@click.option("--weights", type=click.Choice(BWN_WEIGHTS), default=None,
+              help="bwn only, full-precision models: float32 (default, lossless), or float16/bfloat16 (conv weights "
+              "rounded and stored half, declared lossy; BN statistics stay float32).")
 @_mode_option
-@click.option("--binarize-anyway", is_flag=True, help="Binarise a full-precision model (changes its outputs).")
+@click.option("--binarize-anyway", is_flag=True,
+              help="Binarise a full-precision model (changes its outputs); needed for --format packed.")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: tuple[str, ...],
+def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: tuple[str, ...], weights: str | None,
          binarized: bool | None, binarize_anyway: bool, force: bool, as_json: bool) -> None:
-    """Pack CKPT to one bit per binarised weight, then re-read and check every bit."""
+    """Pack CKPT to one bit per binarised weight (.bwn: floats for a full-precision model), re-read, check every bit."""
     from binexport import pack as run
     from binexport.errors import InputError
 
     options: dict[str, Any] = {"encoding": encoding} if encoding is not None else {}
+    if weights is not None:
+        options["weights"] = weights
     if meta:
         bad = [m for m in meta if "=" not in m or not m.split("=", 1)[0]]
         if bad:

@@ -76,7 +76,7 @@ def render_pack(r: Any) -> None:
     t.add_column("size", justify="right")
     t.add_row(f"input ({r.input_layout})", mib(r.input_bytes))
     t.add_row("all weights as float32", mib(r.float32_bytes))
-    t.add_row(f"output ({r.output_format})", mib(r.output_bytes))
+    t.add_row(f"output ({r.output_format}, {r.weights} weights)", mib(r.output_bytes))
     t.add_row("file to file", f"{r.file_ratio:.1f}x smaller")
     t.add_row("float32 weights to output", f"{r.weights_ratio:.1f}x smaller")
     con.print(t)

@@ -81,7 +81,7 @@ def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | 
                 raise InputError(f"tensor {spec.name!r} has dtype {arr.dtype}, which .bwn can't hold; expected one "
                                  f"of {', '.join(str(d) for d in _DTYPES)}")
             bits = np.ascontiguousarray(arr).astype(box.NUMPY[dtype], copy=False)
-        enc, payload = _choose_float(bits, dtype, mode)
+        enc, payload = _choose_float(bits, dtype, mode, with_planes=not model.binarized)
         tensors.append((spec.name, dtype, tuple(arr.shape), enc, payload))
     meta = _metadata(model, user)
     if weights in _HALF_DTYPE:
@@ -101,14 +101,18 @@ def _choose_bits(signs: np.ndarray, mode: str) -> tuple[str, bytes]:
     return min(((k, v) for k, v in options.items() if v is not None), key=lambda kv: len(kv[1]))
 
 
-def _choose_float(arr: np.ndarray, dtype: str, mode: str) -> tuple[str, bytes]:
-    """The smallest of raw, planes and f32-rans (only raw for 'packed', the memory-mappable mode)."""
+def _choose_float(arr: np.ndarray, dtype: str, mode: str, with_planes: bool) -> tuple[str, bytes]:
+    """The smallest of raw, planes and f32-rans (only raw for 'packed', the memory-mappable mode).
+
+    ``planes`` only for full-precision models: a 1-bit model's files then stay readable by every version-1
+    reader, including those from before planes existed, for the 0.15 % it would save (FORMAT.md 13.2).
+    """
     raw = np.ascontiguousarray(arr).tobytes()
     best = ("raw", raw)
     if mode == "packed" or not arr.size or dtype not in planes.LAYOUTS:
         return best
     bits = np.ascontiguousarray(arr).reshape(-1).view(planes.LAYOUTS[dtype].item)
-    coded = planes.encode(bits, dtype)
+    coded = planes.encode(bits, dtype) if with_planes else None
     if coded is not None and len(coded) < len(raw):
         best = ("planes", coded)
     if dtype == "f32" and _f32_rans_bound(bits) < len(best[1]):  # skip f32-rans where it can't win
