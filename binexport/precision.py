@@ -62,8 +62,9 @@ def round_weights(model: Model, weights: str) -> Model:
     for name, arr in model.floats.items():
         if kinds[name] in HALF_KINDS:
             a32 = np.asarray(arr, dtype=np.float32)
-            floats[name] = (a32.astype(np.float16).astype(np.float32) if weights == "float16"
-                            else from_bfloat16_bits(to_bfloat16_bits(a32))).reshape(a32.shape)
+            with np.errstate(over="ignore"):  # beyond 65504 is infinity in float16: the rounding, not an error
+                floats[name] = (a32.astype(np.float16).astype(np.float32) if weights == "float16"
+                                else from_bfloat16_bits(to_bfloat16_bits(a32))).reshape(a32.shape)
         else:
             floats[name] = arr
     return Model(model.arch, False, floats, {}, model.zero_weights, model.source, dict(model.metadata), weights)
