@@ -281,7 +281,7 @@ def test_a_bf16_tensor_that_is_not_a_conv_is_refused(tmp_path: Path) -> None:
     k = next(i for i, e in enumerate(doc["tensors"]) if e["name"] == "bn_last.running_var")
     doc["tensors"][k]["dtype"] = "bf16"
     payloads[k] = to_bfloat16_bits(np.frombuffer(payloads[k], "<f4")).astype("<u2").tobytes()
-    with pytest.raises(FormatError, match="'bn_last.running_var' is bf16 .* field 'dtype'"):
+    with pytest.raises(FormatError, match="'bn_last.running_var' is bf16 but"):
         bwn.read(_write(tmp_path, lay_out(doc, payloads)))
 
 
