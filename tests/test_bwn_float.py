@@ -375,3 +375,12 @@ def test_cli_pack_weights_and_verify_labels(fp_checkpoint: Path, tmp_path: Path)
                            device="cpu")
     assert [a.weights for a in rep.artifacts] == ["float32", "float16", "bfloat16"]
     assert rep.failures == [], rep.failures
+
+
+def test_demo_full_precision_branch(tmp_path: Path) -> None:
+    from binexport.verbs.demo import run_demo
+
+    r = run_demo(tmp_path / "demo", width=0.25, n_images=8, full_precision=True)
+    assert list(r.steps) == ["inspect", "pack-bwn", "pack-bwn-float16", "to-onnx", "verify"]
+    assert [a.weights for a in r.steps["verify"].artifacts] == ["float32", "float16", "float32"]
+    assert r.steps["verify"].failures == []

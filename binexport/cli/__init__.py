@@ -21,6 +21,7 @@ from binexport.cli.render import (
     render_inspect,
     render_onnx,
     render_pack,
+    render_sizes,
     render_verify,
     stderr_console,
 )
@@ -255,8 +256,12 @@ def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: 
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("binexport-demo"), show_default=True,
               help="Folder for the demo's files (replaced files inside it only).")
 @click.option("--width", type=float, default=10, show_default=True, help="Width of the synthetic WRN-20.")
+@click.option("--full-precision", "full_precision", is_flag=True,
+              help="Demo a full-precision model: synthetic checkpoint without --binarize; .bwn float32 and float16, "
+              "ONNX float32, verify, and a size table.")
 @click.option("--json", "as_json", is_flag=True, help="Print every step's report as one JSON document.")
-def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: float, as_json: bool) -> None:
+def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: float, full_precision: bool,
+         as_json: bool) -> None:
     """Run the whole job on a built-in default: inspect, pack, .bwn, ONNX and verify a WRN-20-10 checkpoint.
 
     With no --checkpoint it writes a 204.5 MiB training checkpoint in the training code's exact layout
@@ -265,7 +270,7 @@ def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: flo
     from binexport.verbs.demo import run_demo
 
     renderers = {"inspect": render_inspect, "pack": render_pack, "pack-bwn": render_pack,
-                 "to-onnx": render_onnx, "verify": render_verify}
+                 "pack-bwn-float16": render_pack, "to-onnx": render_onnx, "verify": render_verify}
     con = console()
 
     def show(name: str, report: Any) -> None:
@@ -276,11 +281,14 @@ def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: flo
     if not as_json:
         con.print(f"binexport demo: files go to [bold]{out_dir}[/bold]"
                   + ("" if checkpoint else "; writing a synthetic WRN-20-10 training checkpoint first"))
-    report = run_demo(out_dir, checkpoint=checkpoint, width=width, images=images, on_step=show)
+    report = run_demo(out_dir, checkpoint=checkpoint, width=width, images=images, full_precision=full_precision,
+                      on_step=show)
     if as_json:
         _echo_json(report.to_dict())
     else:
         con.rule()
+        if full_precision:
+            render_sizes(report)
         con.print(f"checkpoint: {report.checkpoint}; verified on {report.data}")
         if report.synthetic_checkpoint:
             con.print("The checkpoint has random weights, so accuracy means nothing here; agreement and logit "

@@ -93,6 +93,26 @@ def render_pack(r: Any) -> None:
                   "and are stored as +1[/yellow]")
 
 
+def render_sizes(demo: Any) -> None:
+    """The demo's closing table: every file it wrote for a full-precision model, against float32 weights."""
+    from rich.table import Table
+
+    steps = demo.steps
+    f32 = steps["pack-bwn"].float32_bytes
+    t = Table(title="Sizes (full-precision model)")
+    t.add_column("file")
+    t.add_column("weights")
+    t.add_column("size", justify="right")
+    t.add_column("vs float32 weights", justify="right")
+    t.add_row("training checkpoint", "float32", mib(steps["pack-bwn"].input_bytes),
+              f"{steps['pack-bwn'].input_bytes / f32:.2f}x")
+    t.add_row("all weights as float32", "float32", mib(f32), "1.00x")
+    for name in ("pack-bwn", "pack-bwn-float16", "to-onnx"):
+        r = steps[name]
+        t.add_row(Path(r.output).name, r.weights, mib(r.output_bytes), f"{r.output_bytes / f32:.2f}x")
+    console().print(t)
+
+
 def render_onnx(r: Any) -> None:
     from rich.table import Table
 

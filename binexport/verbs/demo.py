@@ -31,11 +31,14 @@ class DemoReport:
 
 
 def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, width: float = 10,
-             images: str | Path | None = None, n_images: int = 200,
+             images: str | Path | None = None, n_images: int = 200, full_precision: bool = False,
              on_step: Callable[[str, Any], None] | None = None) -> DemoReport:
     """Run every capability once; ``on_step(name, report)`` sees each report as it is made.
 
     The verbs are called through the public API (a verb never imports another).
+
+    With ``full_precision`` (and no ``checkpoint``) the synthetic checkpoint is a full-precision one (log.txt
+    says "binarize": false), and the steps are inspect, .bwn float32, .bwn float16, ONNX float32 and verify.
 
     Returns:
         A :class:`DemoReport` holding each step's report.
@@ -50,7 +53,7 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, width
     out.mkdir(parents=True, exist_ok=True)
     synthetic = checkpoint is None
     if checkpoint is None:
-        checkpoint = write_training_run(out / "run", make_arch(20, width, 100), binarize=True)
+        checkpoint = write_training_run(out / "run", make_arch(20, width, 100), binarize=not full_precision)
     ckpt = Path(checkpoint)
     report = DemoReport(str(out), str(ckpt), synthetic, "")
 
@@ -60,10 +63,16 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, width
             on_step(name, r)
 
     step("inspect", inspect(ckpt))
-    step("pack", pack(ckpt, out / "model.packed.pth.tar", force=True))
-    step("pack-bwn", pack(ckpt, out / "model.bwn", format="bwn", force=True))
-    step("to-onnx", export_onnx(ckpt, out / "model.onnx", force=True, images=images))
-    artifacts = [report.steps[s].output for s in ("pack", "pack-bwn", "to-onnx")]
+    if full_precision:
+        step("pack-bwn", pack(ckpt, out / "model.bwn", format="bwn", force=True))
+        step("pack-bwn-float16", pack(ckpt, out / "model.float16.bwn", format="bwn", weights="float16", force=True))
+        step("to-onnx", export_onnx(ckpt, out / "model.onnx", weights="float32", force=True, images=images))
+        artifacts = [report.steps[s].output for s in ("pack-bwn", "pack-bwn-float16", "to-onnx")]
+    else:
+        step("pack", pack(ckpt, out / "model.packed.pth.tar", force=True))
+        step("pack-bwn", pack(ckpt, out / "model.bwn", format="bwn", force=True))
+        step("to-onnx", export_onnx(ckpt, out / "model.onnx", force=True, images=images))
+        artifacts = [report.steps[s].output for s in ("pack", "pack-bwn", "to-onnx")]
     if images is not None:
         report.data = str(images)
         step("verify", verify(artifacts, images=images, reference=ckpt))
