@@ -47,7 +47,7 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = write_training_run(out / "run", make_arch(20, 10, 100), binarize=False)
-    lines = [f"## Full-precision `.bwn` (WRN-20-10, He-init weights)", "",
+    lines = ["## Full-precision `.bwn` (WRN-20-10, He-init weights)", "",
              f"{date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared), "
              f"numpy {np.__version__}; `python benchmarks/bench_bwn_float.py`. The checkpoint is binexport's "
              "synthetic full-precision training checkpoint (He-init weights: no trained full-precision "
