@@ -20,6 +20,8 @@ CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 
 _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+#: How a full-precision model's conv weights can be stored (binexport/precision.py rounds to the half ones).
+WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,9 @@ class Model:
     zero_weights: int = 0
     source: Source = field(default_factory=lambda: Source("memory"))
     metadata: dict[str, str] = field(default_factory=dict)
+    #: How a full-precision model's conv weights were stored: ``float32`` (exact), or ``float16`` /
+    #: ``bfloat16`` when a file kept them in half precision (lossy; the arrays here are float32 either way).
+    weights_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         problems = self.arch.mismatches({**{k: v.shape for k, v in self.floats.items()},
@@ -214,6 +219,10 @@ class Model:
             problems += [f"{k} should be binarised" for k, kind in kinds.items() if kind == "binary" and k in self.floats]
         elif self.binary:
             problems.append("a full-precision model can't hold sign bits")
+        if self.weights_dtype not in WEIGHTS_DTYPES:
+            problems.append(f"weights_dtype {self.weights_dtype!r} is not float32, float16 or bfloat16")
+        elif self.binarized and self.weights_dtype != "float32":
+            problems.append("a binarised model's float tensors are float32")
         if problems:
             raise InputError(f"inconsistent {self.arch.name} model: " + "; ".join(problems[:8]))
 
@@ -236,14 +245,17 @@ class Model:
 
     @property
     def weights(self) -> str:
-        """The weight encoding of this model: ``1-bit`` when binarised, else ``float32``."""
-        return "1-bit" if self.binarized else "float32"
+        """The weight encoding of this model: ``1-bit`` when binarised, else how its weights were stored
+        (``float32``, or ``float16``/``bfloat16`` for a file that kept them in half precision)."""
+        return "1-bit" if self.binarized else self.weights_dtype
 
     def compare(self, other: Model) -> list[str]:
         """Every difference that matters: sign bits, float bytes, dtypes, architecture."""
         if self.arch != other.arch:
             return [f"architecture {other.arch.name} {other.arch.widths} != {self.arch.name} {self.arch.widths}"]
         problems = []
+        if self.weights_dtype != other.weights_dtype:
+            problems.append(f"weights stored as {other.weights_dtype}, expected {self.weights_dtype}")
         if self.binarized != other.binarized:
             problems.append(f"binarised {other.binarized} != {self.binarized}")
         for name, b in self.binary.items():

@@ -19,11 +19,13 @@ import numpy as np
 EXP16 = [2147483648, 2056437387, 1969251188, 1885761398, 1805811301, 1729250827, 1655936265, 1585730000,
          1518500250, 1454120821, 1392470869, 1333434672, 1276901417, 1222764986, 1170923762, 1121280436]
 T = 1 << 14
-ITEM = {"f16": "<f2", "f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8"}
-SIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8, "b1": 1}  # section 10.5: decoded bytes per element
+ITEM = {"f16": "<f2", "f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8", "bf16": "<u2"}
+SIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8, "bf16": 2, "b1": 1}  # section 10.5: decoded bytes per element
 KEYS = {"name", "dtype", "shape", "encoding", "offset", "length", "crc32"}
-ENCODINGS = {"raw": {"f16", "f32", "f64", "i32", "i64"}, "packed": {"b1"}, "rans": {"b1"}, "rans-ref": {"b1"},
-             "f32-rans": {"f32"}}
+ENCODINGS = {"raw": {"f16", "f32", "f64", "i32", "i64", "bf16"}, "packed": {"b1"}, "rans": {"b1"}, "rans-ref": {"b1"},
+             "f32-rans": {"f32"}, "planes": {"f32", "f16", "bf16"}}
+#: Section 13.2: (e, m, bytes per value) of the planes dtypes.
+PLANES = {"f32": (8, 23, 4), "f16": (5, 10, 2), "bf16": (8, 7, 2)}
 
 
 def align_up(x: int, a: int) -> int:
@@ -198,8 +200,58 @@ def check_entry(e: dict) -> None:
         assert key not in e or (type(e[key]) is int and 0 <= e[key] < hi)
 
 
+def planes(p: bytes, n: int, dtype: str) -> bytes:
+    """Section 13.2, one symbol at a time: the values' little-endian bytes."""
+    e, m, size = PLANES[dtype]
+    k, r = m % 8, m // 8
+    lanes, a_first, a_span = struct.unpack_from("<IHH", p, 0)
+    a_table = bytes([255] * a_first) + p[8:9 + a_span]
+    pos = 9 + a_span
+    n_ctx = struct.unpack_from("<H", p, pos)[0]
+    ctx = list(p[pos + 2:pos + 2 + n_ctx])
+    pos += 2 + n_ctx
+    b_tables = {ctx[j]: p[pos + j * 2 ** k:pos + (j + 1) * 2 ** k] for j in range(n_ctx)}
+    pos += n_ctx * 2 ** k
+    low = p[pos:pos + r * n]
+    stream = p[pos + r * n:]
+    x = list(struct.unpack_from(f"<{lanes}I", stream, 0))
+    words = struct.unpack_from(f"<{(len(stream) - 4 * lanes) // 2}H", stream, 4 * lanes)
+    q = 0
+
+    def decode(table: bytes, lane: int) -> int:
+        nonlocal q
+        values, f, c = frequencies(table)
+        slot = x[lane] % T
+        i = next(j for j in range(len(f)) if c[j] <= slot < c[j] + f[j])
+        x[lane] = f[i] * (x[lane] // T) + slot - c[i]
+        if x[lane] < 1 << 16:
+            x[lane] = (x[lane] << 16) + words[q]
+            q += 1
+        return values[i]
+
+    a_vals, b_vals = [0] * n, [0] * n
+    for row in range(math.ceil(n / lanes)):
+        w = min(lanes, n - row * lanes)
+        for lane in range(w):
+            a_vals[row * lanes + lane] = decode(a_table, lane)
+        for lane in range(w):
+            v = row * lanes + lane
+            b_vals[v] = decode(b_tables.get(a_vals[v] // 2, bytes(2 ** k)), lane)
+    assert q == len(words) and all(v == 1 << 16 for v in x)
+    out = b""
+    for v in range(n):
+        lo = int.from_bytes(low[r * v:r * v + r], "little")
+        bits = (a_vals[v] % 2) << (e + m) | (a_vals[v] // 2) << m | b_vals[v] << 8 * r | lo
+        out += bits.to_bytes(size, "little")
+    return out
+
+
 def read(data: bytes, max_decoded_bytes: int | None = None) -> dict[str, np.ndarray]:
-    """Every tensor of a .bwn file: float arrays, and bool arrays (True = +1) for b1."""
+    """Every tensor of a .bwn file: float arrays, and bool arrays (True = +1) for b1.
+
+    Section 13.1: conv weights stored half (metadata ``weights``) come back as float32, as a model reader
+    returns them; a bf16 tensor is always widened to float32.
+    """
     magic, version, flags, h, a, crc = struct.unpack_from("<8sIIQII", data, 0)
     assert magic == b"\x89BWN\r\n\x1a\n" and version == 1 and flags == 0
     assert 2 <= h <= 1 << 24 and 32 + h <= len(data) and a & (a - 1) == 0 and 64 <= a <= 65536
@@ -234,12 +286,18 @@ def read(data: bytes, max_decoded_bytes: int | None = None) -> dict[str, np.ndar
             low = p[7 + span:7 + span + 3 * n]
             raw = b"".join(low[3 * t:3 * t + 3] + bytes([top[t]]) for t in range(n))
             out[e["name"]] = np.frombuffer(raw, "<f4").reshape(e["shape"])
+        elif e["encoding"] == "planes":
+            out[e["name"]] = np.frombuffer(planes(p, n, e["dtype"]), ITEM[e["dtype"]]).reshape(e["shape"])
         else:
             out[e["name"]] = kernels(p, e["shape"], e["encoding"] == "rans-ref")
         if "data_crc32" in e:  # section 7: the decoded data as raw or packed would hold it
             v = out[e["name"]]
             canon = np.packbits(v.ravel()).tobytes() if v.dtype == bool else v.astype(ITEM[e["dtype"]]).tobytes()
             assert zlib.crc32(canon) == e["data_crc32"], "data_crc32"
+        if e["dtype"] == "bf16":
+            out[e["name"]] = (out[e["name"]].astype(np.uint32) << 16).view(np.float32)
+        elif e["dtype"] == "f16" and doc["metadata"].get("weights", "float32") != "float32":
+            out[e["name"]] = out[e["name"]].astype(np.float32)
         pos = align_up(pos + e["length"], a)
     assert pos == align_up(len(data), a) and len(data) == doc["tensors"][-1]["offset"] + doc["tensors"][-1]["length"]
     return out

@@ -23,6 +23,7 @@ from binexport.cli.render import (
     render_inspect,
     render_onnx,
     render_pack,
+    render_sizes,
     render_verify,
     stderr_console,
 )
@@ -31,6 +32,7 @@ from binexport.data.synth import MAX_WIDTH
 from binexport.errors import BinexportError
 from binexport.formats import PACK_FORMATS
 from binexport.formats.bwn import ENCODING_CHOICES
+from binexport.formats.bwn import WEIGHTS_CHOICES as BWN_WEIGHTS
 from binexport.formats.onnx import DEFAULT_OPSET, MAX_FIXED_BATCH, WEIGHT_ALIASES, WEIGHTS
 from binexport.runtimes import DEVICES
 from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
@@ -172,17 +174,23 @@ def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
               help="bwn only: how 1-bit tensors are stored: best (default), packed "
               "(every tensor memory-mappable), rans or rans-ref (see docs/FORMAT.md).")
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="bwn only: a user metadata entry (repeatable).")
+@click.option("--weights", type=click.Choice(BWN_WEIGHTS), default=None,
+              help="bwn only, full-precision models: float32 (default, lossless), or float16/bfloat16 (conv weights "
+              "rounded and stored half, declared lossy; BN statistics stay float32).")
 @_mode_option
-@click.option("--binarize-anyway", is_flag=True, help="Binarise a full-precision model (changes its outputs).")
+@click.option("--binarize-anyway", is_flag=True,
+              help="Binarise a full-precision model (changes its outputs); needed for --format packed.")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: tuple[str, ...],
+def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: tuple[str, ...], weights: str | None,
          binarized: bool | None, binarize_anyway: bool, force: bool, as_json: bool) -> None:
-    """Pack CKPT to one bit per binarised weight, then re-read and check every bit."""
+    """Pack CKPT to one bit per binarised weight (.bwn: floats for a full-precision model), re-read, check every bit."""
     from binexport import pack as run
     from binexport.errors import InputError
 
     options: dict[str, Any] = {"encoding": encoding} if encoding is not None else {}
+    if weights is not None:
+        options["weights"] = weights
     if meta:
         bad = [m for m in meta if "=" not in m or not m.split("=", 1)[0]]
         if bad:
@@ -343,14 +351,17 @@ def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: 
               help="Folder for the demo's files (replaced files inside it only).")
 @click.option("--width", type=_FiniteFloat(0, MAX_WIDTH, min_open=True), default=10, show_default=True,
               help=f"Width of the synthetic WRN-20: a multiple of 1/16 in (0, {MAX_WIDTH}].")
+@click.option("--full-precision", "full_precision", is_flag=True,
+              help="Demo a full-precision model: synthetic checkpoint without --binarize; .bwn float32 and float16, "
+              "ONNX float32, verify, and a size table.")
 @click.option("--calibrate", metavar="CIFAR100|CIFAR10|PATH", default=None,
               help="Training images for the int8 export of --checkpoint (as to-onnx); the synthetic run makes its own.")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Data root for --calibrate.")
 @click.option("--bench-seconds", type=_FiniteFloat(0, 600), default=4.0, show_default=True,
               help="Timing budget per artifact of the closing benchmark (0 skips it).")
 @click.option("--json", "as_json", is_flag=True, help="Print every step's report as one JSON document.")
-def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: float, calibrate: str | None,
-         data_root: Path | None, bench_seconds: float, as_json: bool) -> None:
+def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: float, full_precision: bool,
+         calibrate: str | None, data_root: Path | None, bench_seconds: float, as_json: bool) -> None:
     """Run the whole job on a built-in default: inspect, pack, .bwn, ONNX and verify a WRN-20-10 checkpoint.
 
     With no --checkpoint it writes a 204.5 MiB training checkpoint in the training code's exact layout
@@ -359,7 +370,8 @@ def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: flo
     from binexport.verbs.demo import run_demo
 
     renderers = {"inspect": render_inspect, "pack": render_pack, "pack-bwn": render_pack,
-                 "to-onnx": render_onnx, "to-onnx-int8": render_onnx, "verify": render_verify, "bench": render_bench}
+                 "pack-bwn-float16": render_pack, "to-onnx": render_onnx, "to-onnx-int8": render_onnx,
+                 "verify": render_verify, "bench": render_bench}
     con = console()
 
     def show(name: str, report: Any) -> None:
@@ -370,12 +382,14 @@ def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: flo
     if not as_json:
         con.print(f"binexport demo: files go to [bold]{out_dir}[/bold]"
                   + ("" if checkpoint else "; writing a synthetic WRN-20-10 training checkpoint first"))
-    report = run_demo(out_dir, checkpoint=checkpoint, width=width, images=images, calibrate=calibrate,
-                      data_root=data_root, bench_seconds=bench_seconds, on_step=show)
+    report = run_demo(out_dir, checkpoint=checkpoint, width=width, images=images, full_precision=full_precision,
+                      calibrate=calibrate, data_root=data_root, bench_seconds=bench_seconds, on_step=show)
     if as_json:
         _echo_json(report.to_dict())
     else:
         con.rule()
+        if full_precision:
+            render_sizes(report)
         con.print(f"checkpoint: {one_line(str(report.checkpoint))}; verified on {one_line(report.data)}", markup=False)
         if report.synthetic_checkpoint:
             con.print("The checkpoint has random weights, so accuracy means nothing here; agreement and logit "

@@ -103,7 +103,7 @@ def render_pack(r: Any) -> None:
     t.add_column("size", justify="right")
     t.add_row(f"input ({r.input_layout})", mib(r.input_bytes))
     t.add_row("all weights as float32", mib(r.float32_bytes))
-    t.add_row(f"output ({r.output_format})", mib(r.output_bytes))
+    t.add_row(f"output ({r.output_format}, {r.weights} weights)", mib(r.output_bytes))
     t.add_row("file to file", f"{r.file_ratio:.1f}x smaller")
     t.add_row("float32 weights to output", f"{r.weights_ratio:.1f}x smaller")
     con.print(t)
@@ -118,6 +118,26 @@ def render_pack(r: Any) -> None:
     if r.zero_weights:
         con.print(f"[yellow]warning: {r.zero_weights:,} weights were exactly zero (sign 0 at training time) "
                   "and are stored as +1[/yellow]")
+
+
+def render_sizes(demo: Any) -> None:
+    """The demo's closing table: every file it wrote for a full-precision model, against float32 weights."""
+    from rich.table import Table
+
+    steps = demo.steps
+    f32 = steps["pack-bwn"].float32_bytes
+    t = Table(title="Sizes (full-precision model)")
+    t.add_column("file")
+    t.add_column("weights")
+    t.add_column("size", justify="right")
+    t.add_column("vs float32 weights", justify="right")
+    t.add_row("training checkpoint", "float32", mib(steps["pack-bwn"].input_bytes),
+              f"{steps['pack-bwn'].input_bytes / f32:.2f}x")
+    t.add_row("all weights as float32", "float32", mib(f32), "1.00x")
+    for name in ("pack-bwn", "pack-bwn-float16", "to-onnx"):
+        r = steps[name]
+        t.add_row(Path(r.output).name, r.weights, mib(r.output_bytes), f"{r.output_bytes / f32:.2f}x")
+    console().print(t)
 
 
 def render_onnx(r: Any) -> None:

@@ -31,8 +31,8 @@ class DemoReport:
 
 
 def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, width: float = 10,
-             images: str | Path | None = None, n_images: int = 200, calibrate: str | Path | None = None,
-             data_root: str | Path | None = None, bench_seconds: float = 4.0,
+             images: str | Path | None = None, n_images: int = 200, full_precision: bool = False,
+             calibrate: str | Path | None = None, data_root: str | Path | None = None, bench_seconds: float = 4.0,
              on_step: Callable[[str, Any], None] | None = None) -> DemoReport:
     """Run every capability once, ending with ``bench``; ``on_step(name, report)`` sees each report as it is made.
 
@@ -41,6 +41,9 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, width
     ``bench_seconds=0`` skips the benchmark.
 
     The verbs are called through the public API (a verb never imports another).
+
+    With ``full_precision`` (and no ``checkpoint``) the synthetic checkpoint is a full-precision one (log.txt
+    says "binarize": false), and the steps are inspect, .bwn float32, .bwn float16, ONNX float32 and verify.
 
     Returns:
         A :class:`DemoReport` holding each step's report.
@@ -55,7 +58,7 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, width
     out.mkdir(parents=True, exist_ok=True)
     synthetic = checkpoint is None
     if checkpoint is None:
-        checkpoint = write_training_run(out / "run", make_arch(20, width, 100), binarize=True)
+        checkpoint = write_training_run(out / "run", make_arch(20, width, 100), binarize=not full_precision)
     ckpt = Path(checkpoint)
     report = DemoReport(str(out), str(ckpt), synthetic, "")
 
@@ -69,18 +72,24 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, width
         imgs = rng.integers(0, 256, (n_images, 32, 32, 3), dtype=np.uint8)
         write_cifar_testset(out / "data", imgs, rng.integers(0, 100, n_images))
         report.data = f"{n_images} synthetic images in CIFAR-100 layout under {out / 'data'}"
-    if calibrate is None and synthetic:  # a user's model needs its own training images (--calibrate)
+    if calibrate is None and synthetic and not full_precision:  # a user's model needs its own (--calibrate)
         n_train = 64 + 96
         write_cifar_testset(out / "data", rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
                             rng.integers(0, 100, n_train), split="train")
         calibrate, data_root = "CIFAR100", out / "data"
 
     step("inspect", inspect(ckpt))
-    step("pack", pack(ckpt, out / "model.packed.pth.tar", force=True))
-    step("pack-bwn", pack(ckpt, out / "model.bwn", format="bwn", force=True))
-    step("to-onnx", export_onnx(ckpt, out / "model.onnx", force=True, images=images))
-    names = ["pack", "pack-bwn", "to-onnx"]
-    if calibrate is not None:
+    if full_precision:
+        step("pack-bwn", pack(ckpt, out / "model.bwn", format="bwn", force=True))
+        step("pack-bwn-float16", pack(ckpt, out / "model.float16.bwn", format="bwn", weights="float16", force=True))
+        step("to-onnx", export_onnx(ckpt, out / "model.onnx", weights="float32", force=True, images=images))
+        names = ["pack-bwn", "pack-bwn-float16", "to-onnx"]
+    else:
+        step("pack", pack(ckpt, out / "model.packed.pth.tar", force=True))
+        step("pack-bwn", pack(ckpt, out / "model.bwn", format="bwn", force=True))
+        step("to-onnx", export_onnx(ckpt, out / "model.onnx", force=True, images=images))
+        names = ["pack", "pack-bwn", "to-onnx"]
+    if calibrate is not None and not full_precision:
         step("to-onnx-int8", export_onnx(ckpt, out / "model-int8.onnx", weights="int8", calibrate=calibrate,
                                          data_root=data_root, calibration_size=64 if synthetic else 256,
                                          force=True, images=images))
@@ -91,7 +100,7 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, width
         step("verify", verify(artifacts, images=images, reference=ckpt))
     else:
         step("verify", verify(artifacts, dataset="CIFAR100", data_root=out / "data", reference=ckpt))
-    if bench_seconds > 0:
+    if bench_seconds > 0 and not full_precision:
         from binexport import bench
 
         float32 = out / "model-float32.onnx"

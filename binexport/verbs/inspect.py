@@ -7,6 +7,7 @@ from pathlib import Path
 
 from binexport import formats
 from binexport.errors import InputError
+from binexport.model import Model
 
 SCHEMA_VERSION = 1
 
@@ -39,6 +40,11 @@ class InspectReport:
 def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport:
     """Describe a file and the size each output format would have, by writing each in memory.
 
+    A full-precision model gets every size it can become: ``bwn`` (float32, lossless), ``bwn float16``,
+    ``bwn bfloat16``, ``onnx`` (float32), ``onnx float16`` and ``onnx int8`` (written with placeholder
+    activation ranges: ranges change values, not sizes, so this is the size a calibrated export has);
+    ``packed`` says why the published layout can't hold it.
+
     Args:
         path: any model file binexport reads.
         binarized: override ``log.txt`` about ``--binarize``; without either, the mode is shown as unknown.
@@ -55,14 +61,7 @@ def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport
     """
     model = formats.load(path, binarized=binarized, strict=False)
     told = model.metadata.get("binarized_from", "")
-    sizes: dict[str, object] = {}
-    for fmt in formats.REGISTRY:
-        if fmt.write is None:  # read-only formats
-            continue
-        try:
-            sizes[fmt.name] = len(fmt.write(model))
-        except InputError as e:
-            sizes[fmt.name] = f"n/a: {e}"
+    sizes = _sizes(model)
     details: dict[str, object] = {}
     describe = formats.get(model.source.format).describe if model.source.format in formats.NAMES else None
     if describe is not None:  # a format with a describe() adds its own details (.bwn)
@@ -75,3 +74,32 @@ def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport
         binarized=None if told == "unknown" else model.binarized, binarized_from=told,
         binarised_params=nb, float_params=nf, zero_weights=model.zero_weights,
         breakdown=dict(model.source.breakdown), output_sizes=sizes, details=details, weights=model.weights)
+
+
+#: Extra outputs of a full-precision model: (size key, format, writer options).
+_FULL_PRECISION_VARIANTS = (("bwn", "bwn", {"weights": "float32"}), ("bwn float16", "bwn", {"weights": "float16"}),
+                            ("bwn bfloat16", "bwn", {"weights": "bfloat16"}), ("onnx", "onnx", {"weights": "float32"}),
+                            ("onnx float16", "onnx", {"weights": "float16"}), ("onnx int8", "onnx", {"weights": "int8"}))
+
+
+def _sizes(model: Model) -> dict[str, object]:
+    """Bytes of each writable format (every variant for a full-precision model), or why it can't be written."""
+    sizes: dict[str, object] = {}
+    if not model.binarized:
+        sizes["packed"] = ("n/a: the published packed layout holds 1-bit block convs only and this model is full "
+                           "precision (binarising changes its outputs: pack --binarize-anyway)")
+        for key, name, options in _FULL_PRECISION_VARIANTS:
+            if options["weights"] == "int8":  # placeholder ranges: calibration moves scales, not bytes
+                from binexport.formats.onnx.int8 import required_ranges
+
+                options = {**options, "int8_ranges": {k: (-1.0, 1.0) for k in required_ranges(model)}}
+            sizes[key] = len(formats.get(name).write(model, **options))
+        return sizes
+    for fmt in formats.REGISTRY:
+        if fmt.write is None:  # read-only formats
+            continue
+        try:
+            sizes[fmt.name] = len(fmt.write(model))
+        except InputError as e:
+            sizes[fmt.name] = f"n/a: {e}"
+    return sizes

@@ -16,12 +16,16 @@ import numpy as np
 
 from binexport import __version__
 from binexport.errors import FormatError, InputError
-from binexport.formats.bwn import codec, rans
+from binexport.formats.bwn import codec, planes, rans
 from binexport.formats.bwn import container as box
-from binexport.model import CIFAR_MEAN, CIFAR_STD, Arch, BinaryWeight, Model, Source
+from binexport.model import CIFAR_MEAN, CIFAR_STD, WEIGHTS_DTYPES, Arch, BinaryWeight, Model, Source
+from binexport.precision import HALF_KINDS, from_bfloat16_bits, round_weights, to_bfloat16_bits
 
 #: Values of ``encoding=`` (``binexport pack --encoding``): how 1-bit tensors are stored.
 ENCODING_CHOICES = ("best", "packed", "rans", "rans-ref")
+#: Values of ``weights=`` (``binexport pack --weights``): how a full-precision model's conv weights are stored.
+WEIGHTS_CHOICES = WEIGHTS_DTYPES
+_HALF_DTYPE = {"float16": "f16", "bfloat16": "bf16"}
 _DTYPES = {np.dtype("float16"): "f16", np.dtype("float32"): "f32", np.dtype("float64"): "f64",
            np.dtype("int32"): "i32", np.dtype("int64"): "i64"}
 
@@ -31,19 +35,38 @@ def sniff(head: bytes) -> bool:
     return head.startswith(box.MAGIC)
 
 
-def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | None = None) -> bytes:
+def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | None = None,
+          weights: str | None = None) -> bytes:
     """The ``.bwn`` bytes of ``model``.
 
-    ``encoding``: 'best' (default: per tensor the smallest of packed, rans and
-    rans-ref for 1-bit tensors, raw or f32-rans for floats), 'packed' (every
-    tensor memory-mappable: packed bits and raw floats), 'rans' or 'rans-ref'
-    (that coding for every 1-bit tensor that allows it, packed otherwise).
-    A full-precision model is stored with every tensor as float.
+    Args:
+        model: a 1-bit or full-precision model.
+        encoding: 'best' (default: per tensor the smallest of packed, rans and rans-ref for 1-bit tensors,
+            raw, f32-rans or planes for floats), 'packed' (every tensor memory-mappable: packed bits and raw
+            floats), 'rans' or 'rans-ref' (that coding for every 1-bit tensor that allows it, packed otherwise).
+        metadata: user metadata, strings to strings.
+        weights: full-precision models only: 'float32' (lossless), 'float16' or 'bfloat16' (conv weights
+            rounded to nearest even and stored half, declared in metadata 'weights'; BN statistics and
+            bn_last's affine stay float32). Default: how the model's weights were stored (float32 normally).
+
+    Returns:
+        The file's bytes.
+
+    Raises:
+        InputError: an unknown option value, half weights for a 1-bit model, a dtype .bwn can't hold.
+
+    Example:
+        >>> data = bwn.write(model, weights="float16")   # doctest: +SKIP
     """
     mode = encoding or "best"
     if mode not in ENCODING_CHOICES:
         raise InputError(f"unknown .bwn encoding {mode!r}; valid: {', '.join(ENCODING_CHOICES)}")
+    weights = weights or model.weights_dtype
+    if weights not in WEIGHTS_CHOICES:
+        raise InputError(f"unknown .bwn weights {weights!r}; valid: {', '.join(WEIGHTS_CHOICES)}")
+    model = round_weights(model, weights)
     user = _user_metadata(model, metadata)
+    kinds = model.arch.kinds
     tensors, data_crc = [], {}
     for spec in model.arch.specs():
         if spec.name in model.binary:
@@ -52,17 +75,25 @@ def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | 
             tensors.append((spec.name, "b1", spec.shape, enc, payload))
             if enc not in ("raw", "packed"):
                 data_crc[spec.name] = data_crc32(signs, "b1")
+            continue
+        arr = np.asarray(model.floats[spec.name])
+        if weights in _HALF_DTYPE and kinds[spec.name] in HALF_KINDS:
+            dtype = _HALF_DTYPE[weights]
+            bits = arr.astype(np.float16).view(np.uint16) if dtype == "f16" else to_bfloat16_bits(arr)
         else:
-            arr = np.asarray(model.floats[spec.name])
             dtype = _DTYPES.get(arr.dtype.newbyteorder("="))
             if dtype is None:
-                raise InputError(f"tensor {spec.name!r} has dtype {arr.dtype}, which .bwn can't hold; expected one of "
-                                 f"{', '.join(str(d) for d in _DTYPES)}")
-            enc, payload = _choose_float(arr, dtype, mode)
-            tensors.append((spec.name, dtype, tuple(arr.shape), enc, payload))
-            if enc not in ("raw", "packed"):
-                data_crc[spec.name] = data_crc32(arr, dtype)
-    return box.build(_metadata(model, user), tensors, data_crc)
+                raise InputError(f"tensor {spec.name!r} has dtype {arr.dtype}, which .bwn can't hold; expected one "
+                                 f"of {', '.join(str(d) for d in _DTYPES)}")
+            bits = np.ascontiguousarray(arr).astype(box.NUMPY[dtype], copy=False)
+        enc, payload = _choose_float(bits, dtype, mode, with_planes=not model.binarized)
+        tensors.append((spec.name, dtype, tuple(arr.shape), enc, payload))
+        if enc not in ("raw", "packed"):  # the raw payload's values: f16 / bf16 bits viewed as their raw type
+            data_crc[spec.name] = data_crc32(np.ascontiguousarray(bits).view(box.NUMPY[dtype]), dtype)
+    meta = _metadata(model, user)
+    if weights in _HALF_DTYPE:
+        meta["weights"] = weights  # lossy: only then is the key written, so float32 files keep their bytes
+    return box.build(meta, tensors, data_crc)
 
 
 def data_crc32(arr: np.ndarray, dtype: str) -> int:
@@ -84,13 +115,32 @@ def _choose_bits(signs: np.ndarray, mode: str) -> tuple[str, bytes]:
     return min(((k, v) for k, v in options.items() if v is not None), key=lambda kv: len(kv[1]))
 
 
-def _choose_float(arr: np.ndarray, dtype: str, mode: str) -> tuple[str, bytes]:
-    raw = np.ascontiguousarray(arr).astype(box.NUMPY[dtype], copy=False).tobytes()
-    if dtype == "f32" and mode != "packed" and arr.size:
-        coded = codec.encode_f32(arr)
-        if len(coded) < len(raw):
-            return "f32-rans", coded
-    return "raw", raw
+def _choose_float(arr: np.ndarray, dtype: str, mode: str, with_planes: bool) -> tuple[str, bytes]:
+    """The smallest of raw, planes and f32-rans (only raw for 'packed', the memory-mappable mode).
+
+    ``planes`` only for full-precision models: a 1-bit model's files then stay readable by every version-1
+    reader, including those from before planes existed, for the 0.15 % it would save (FORMAT.md 13.2).
+    """
+    raw = np.ascontiguousarray(arr).tobytes()
+    best = ("raw", raw)
+    if mode == "packed" or not arr.size or dtype not in planes.LAYOUTS:
+        return best
+    bits = np.ascontiguousarray(arr).reshape(-1).view(planes.LAYOUTS[dtype].item)
+    coded = planes.encode(bits, dtype) if with_planes else None
+    if coded is not None and len(coded) < len(raw):
+        best = ("planes", coded)
+    if dtype == "f32" and _f32_rans_bound(bits) < len(best[1]):  # skip f32-rans where it can't win
+        coded = codec.encode_f32(bits.view("<f4"))
+        if len(coded) < len(best[1]):
+            best = ("f32-rans", coded)
+    return best
+
+
+def _f32_rans_bound(bits: np.ndarray) -> float:
+    """A lower bound on an f32-rans payload: the order-0 entropy of the top bytes plus 3 stored bytes each."""
+    c = np.bincount(bits >> 24, minlength=256)
+    c = c[c > 0]
+    return float(-(c * np.log2(c / c.sum())).sum()) / 8 + 3 * bits.size
 
 
 def _user_metadata(model: Model, metadata: dict[str, str] | None) -> dict[str, str]:
@@ -130,9 +180,15 @@ def read(path: str | Path, verify_checksums: bool = True, max_decoded_bytes: int
     if verify_checksums:
         _check_crcs(c)
     arch = _check_metadata(c)
+    weights = _check_weights(c, arch)
     arrays = _decode(c, verify_checksums)
     floats = {k: v for k, v in arrays.items() if v.dtype != bool}
     bits = {k: v for k, v in arrays.items() if v.dtype == bool}
+    for e in c.entries:  # bf16 has no numpy type; half-precision weights come back as the float32 they stand for
+        if e.dtype == "bf16":
+            floats[e.name] = from_bfloat16_bits(floats[e.name]).reshape(e.shape)
+        elif e.dtype == "f16" and weights != "float32":
+            floats[e.name] = floats[e.name].astype(np.float32)
     meta = c.metadata
     binarized = meta["binarized"]
     if bool(bits) != binarized:
@@ -142,7 +198,7 @@ def read(path: str | Path, verify_checksums: bool = True, max_decoded_bytes: int
     try:
         model = Model(arch, binarized, floats, {k: BinaryWeight(v) for k, v in bits.items()}, meta["zero_weights"],
                       Source("bwn", str(p), int(c.data.size), "", _breakdown(c, arch)),
-                      {"binarized_from": "bwn header", **{f"user.{k}": v for k, v in user.items()}})
+                      {"binarized_from": "bwn header", **{f"user.{k}": v for k, v in user.items()}}, weights)
     except InputError as e:
         raise FormatError(f"{p}: the tensors don't form a valid model: {e}") from None
     return model
@@ -165,9 +221,10 @@ def _check_crcs(c: box.Container) -> None:
 
 
 def _decode(c: box.Container, verify_checksums: bool) -> dict[str, np.ndarray]:
-    """Every tensor, the coded ones in one lockstep rANS pass; ``data_crc32`` checked where given and asked."""
+    """Every tensor as stored (bf16 as its uint16 bits); ``data_crc32`` checked where given and asked."""
     out: dict[str, np.ndarray] = {}
     pending: list[tuple[box.Entry, codec.Pending]] = []
+    plane_jobs: list[planes.PlaneJob] = []
     for e in c.entries:
         what = f"{c.path}: tensor {e.name!r}"
         buf = c.payload(e)
@@ -177,9 +234,15 @@ def _decode(c: box.Container, verify_checksums: bool) -> dict[str, np.ndarray]:
             out[e.name] = codec.decode_packed(buf, e.shape, what)
         elif e.encoding == "f32-rans":
             pending.append((e, codec.parse_f32(buf, e.shape, what)))
+        elif e.encoding == "planes":
+            job, finish = planes.parse(buf, e.shape, e.dtype, what)
+            plane_jobs.append(job)
+            view = box.NUMPY[e.dtype]
+            pending.append((e, codec.Pending([], lambda f=finish, v=view, s=e.shape: f().view(v).reshape(s))))
         else:
             pending.append((e, codec.parse_kernels(buf, e.shape, e.encoding == "rans-ref", what)))
-    rans.decode_jobs([j for _, pend in pending for j in pend.jobs])
+    rans.decode_jobs([j for _, pend in pending for j in pend.jobs])  # every rANS stream in one lockstep pass,
+    planes.decode_jobs(plane_jobs)  # every planes stream in another
     for e, pend in pending:
         out[e.name] = pend.finish()
     if verify_checksums:
@@ -223,6 +286,26 @@ def _check_metadata(c: box.Container) -> Arch:
     return arch
 
 
+def _check_weights(c: box.Container, arch: Arch) -> str:
+    """Metadata 'weights' (absent = float32), which MUST match the dtypes of the conv tensors."""
+    p, w = c.path, c.metadata.get("weights", "float32")
+    if w not in WEIGHTS_CHOICES:
+        raise FormatError(f"{p}: metadata 'weights' is {w!r}, expected one of {', '.join(WEIGHTS_CHOICES)} "
+                          "(field 'metadata.weights')")
+    kinds = arch.kinds
+    if w != "float32" and c.metadata.get("binarized") is not False:
+        raise FormatError(f"{p}: metadata 'weights' is {w!r} but the model is binarised; half-precision weights "
+                          "are for full-precision models (field 'metadata.weights')")
+    want = _HALF_DTYPE.get(w)
+    for e in c.entries:
+        conv = kinds[e.name] in HALF_KINDS and e.dtype != "b1"
+        if (want is not None and conv and e.dtype != want) or (e.dtype == "bf16" and not (conv and want == "bf16")):
+            raise FormatError(f"{p}: tensor {e.name!r} is {e.dtype} but metadata 'weights' is {w!r}: with "
+                              f"'{w}' the convs are {want or 'f32 (or f16)'}, and bf16 holds bfloat16 conv weights "
+                              "only (field 'dtype')")
+    return w
+
+
 def _int(v: object) -> bool:
     return type(v) is int and v >= 0
 
@@ -256,8 +339,11 @@ def describe(path: str | Path, verify_checksums: bool = True,
     bad = sum(r["checksum"] == "MISMATCH" for r in rows)
     meta = c.metadata
     src, norm = meta.get("source") or {}, meta.get("normalization") or {}
+    weights = meta.get("weights", "float32")
     return {
         "format": f".bwn version {box.VERSION}, alignment {c.alignment}, header {32 + c.header_length:,} B",
+        "weights": f"{weights}: conv weights rounded to {weights} (lossy), BN statistics float32"
+        if weights in _HALF_DTYPE else ("1-bit" if meta.get("binarized") else "float32 (lossless)"),
         "checksums": f"header ok; {len(rows) - bad}/{len(rows)} tensors ok" if verify_checksums
         else "header ok; tensors not checked",
         "source": f"{src.get('format')}, {src.get('bytes'):,} B, sha256 {src.get('sha256')}"

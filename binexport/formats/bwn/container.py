@@ -31,9 +31,11 @@ MAX_DEPTH = hdr.MAX_DEPTH
 #: and times an item size in an int64 (numpy's limit); no file could hold 2^53 elements anyway.
 MAX_COUNT = 1 << 53
 _PREAMBLE = struct.Struct("<8sIIQII")
-ITEMSIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8}
-NUMPY = {"f16": "<f2", "f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8"}
-ENCODINGS = {"raw": set(ITEMSIZE), "packed": {"b1"}, "rans": {"b1"}, "rans-ref": {"b1"}, "f32-rans": {"f32"}}
+ITEMSIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8, "bf16": 2}
+#: numpy types of raw payloads; bf16 (the top half of an f32, FORMAT.md section 13) has none, so its bits are u2.
+NUMPY = {"f16": "<f2", "f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8", "bf16": "<u2"}
+ENCODINGS = {"raw": set(ITEMSIZE), "packed": {"b1"}, "rans": {"b1"}, "rans-ref": {"b1"}, "f32-rans": {"f32"},
+             "planes": {"f32", "f16", "bf16"}}
 _KEYS = ("name", "dtype", "shape", "encoding", "offset", "length", "crc32")
 _OPTIONAL = ("data_crc32",)
 #: Bytes per decoded element (FORMAT.md section 10, "Decoded size"): a sign is one byte, as numpy's bool holds it.
