@@ -24,6 +24,19 @@ from typing import Any
 import numpy as np
 
 
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes: ``VmHWM`` (reset by exec, unlike ``ru_maxrss``, which a child
+    inherits from the parent that forked it), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def _answer(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -55,7 +68,7 @@ def serve(path: str, device: str, threads: int) -> int:
         else:
             import binexport.runtimes.ort  # noqa: F401
             import onnxruntime  # noqa: F401
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # the interpreter and runtime libraries
+        before = peak_rss()  # the interpreter and the runtime's libraries
         t0 = time.perf_counter()
         runtime, info = open_runtime(path, device, threads)
     except BinexportError as e:
@@ -64,12 +77,12 @@ def serve(path: str, device: str, threads: int) -> int:
     load_s = time.perf_counter() - t0
     _answer({"ok": True, "load_s": load_s, "provider": runtime.provider, "runtime": runtime.name,
              "input_kind": runtime.input_kind, "rss_before_load": before, **info,
-             "rss_after_load": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+             "rss_after_load": peak_rss()})
     cache: dict[int, np.ndarray] = {}
     for line in sys.stdin:
         req = json.loads(line)
         if req.get("cmd") == "quit":
-            _answer({"ok": True, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+            _answer({"ok": True, "peak_rss": peak_rss()})
             return 0
         batch, iters = int(req["batch"]), int(req["iters"])
         x = cache.setdefault(batch, _inputs(runtime.input_kind, batch))

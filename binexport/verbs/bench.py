@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -116,9 +117,10 @@ class _Worker:
     def __init__(self, path: Path, device: str, threads: int) -> None:
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         self.path = path
+        self.err = tempfile.TemporaryFile()  # the worker's stderr: its last line explains a crash
         self.proc = subprocess.Popen([sys.executable, "-m", "binexport.runtimes.worker", str(path), device,
                                       str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, env=env)
+                                     stderr=self.err, text=True, env=env)
         self.info = self._read()
         if not self.info.get("ok"):
             self.close()
@@ -128,7 +130,10 @@ class _Worker:
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line:
             code = self.proc.wait()
-            return {"ok": False, "error": f"{self.path}: the benchmark worker died (exit {code})"}
+            self.err.seek(0)
+            last = (self.err.read().decode(errors="replace").strip().splitlines() or [""])[-1][:200]
+            why = f": {last}" if last else ""
+            return {"ok": False, "error": f"{self.path}: the benchmark worker died (exit {code}){why}"}
         return dict(json.loads(line))
 
     def ask(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +159,7 @@ class _Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self.err.close()
         return peak
 
 
