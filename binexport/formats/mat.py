@@ -207,7 +207,7 @@ def _assemble(p: Path, size: int, family: str, layout: str, signs: list[np.ndarr
     arch = Arch.infer(shapes, family)
     return Model(arch, True, floats, {n: BinaryWeight(s) for n, s in zip(conv_names, signs)}, 0,
                  Source("mat", str(p), size, "", {"compressed MAT variables": size}, layout),
-                 {"binarized_from": f"{layout} layout (sign bits)"})
+                 {"binarized_from": f"{layout} layout"})
 
 
 def _check_matlab_geometry(p: Path, model: Model, m: dict[str, Any], signs: list[np.ndarray]) -> None:
