@@ -24,7 +24,8 @@ def test_demo_on_the_shipped_model_and_images(tmp_path: Path, monkeypatch: pytes
     assert any("int8 left out" in n and "--data-root" in n for n in report["notes"])
     verify = report["steps"]["verify"]
     assert verify["passed"] is True and verify["data"] == "CIFAR10" and verify["num_images"] == 8
-    assert [a["agreement"] for a in verify["artifacts"]] == [1.0, 1.0, 1.0]
+    assert [Path(a["path"]).name for a in verify["artifacts"]] == ["model.bwn", "model.onnx"]
+    assert [a["agreement"] for a in verify["artifacts"]] == [1.0, 1.0]
     assert verify["reference"]["top1_correct"] >= 7  # real weights on real images: 96 % over 500
     assert [r["weights"] for r in report["steps"]["bench"]["rows"]] == ["float32", "1-bit"]
 
