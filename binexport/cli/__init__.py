@@ -367,6 +367,9 @@ def demo(checkpoint: Path | None, synthetic: bool, images: Path | None, out_dir:
 
     if synthetic and checkpoint is not None:
         raise InputError("give --synthetic or --checkpoint, not both")
+    from binexport.data.synth import make_arch
+
+    make_arch(20, width, 100)  # a --width off the 1/16 grid is refused before anything runs
     renderers = {"inspect": render_inspect, "pack": render_pack, "pack-bwn": render_pack,
                  "to-onnx": render_onnx, "to-onnx-int8": render_onnx, "verify": render_verify, "bench": render_bench}
     con = console()
