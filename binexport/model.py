@@ -9,136 +9,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 
+from binexport.arch import FAMILY_LABELS, VARIANTS, Arch, TensorSpec  # noqa: F401 (re-exported)
 from binexport.errors import CheckError, InputError
 
 #: CIFAR normalisation of the SPEC, per RGB channel, on the 0..1 scale.
 CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
 
-_BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 #: How a full-precision model's conv weights can be stored (binexport/precision.py rounds to the half ones).
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One state_dict entry the architecture requires."""
-
-    name: str
-    shape: tuple[int, ...]
-    kind: str  # "binary" (block conv), "conv" (float conv), "bn" (BN statistic), "affine" (bn_last weight/bias)
-
-
-@dataclass(frozen=True)
-class Arch:
-    """A ``WRN_McDonnell`` architecture, identified from tensor shapes."""
-
-    depth: int
-    widths: tuple[int, int, int]
-    num_classes: int
-
-    def __post_init__(self) -> None:
-        """An empty layer has no scale (sqrt(2 / 0)) and no logits: refuse it here, whoever builds the Arch."""
-        problems = []
-        if self.depth < 8 or (self.depth - 2) % 6:
-            problems.append(f"depth {self.depth} (expected 6n+2 with n >= 1)")
-        if any(w < 1 for w in self.widths):
-            problems.append(f"group widths {tuple(self.widths)} (every group needs at least 1 channel)")
-        if self.num_classes < 1:
-            problems.append(f"{self.num_classes} classes (expected at least 1)")
-        if problems:
-            raise InputError("not a usable WRN_McDonnell architecture: " + "; ".join(problems))
-
-    @property
-    def blocks_per_group(self) -> int:
-        return (self.depth - 2) // 6
-
-    @property
-    def width(self) -> float:
-        return self.widths[0] / 16
-
-    @property
-    def name(self) -> str:
-        return f"WRN-{self.depth}-{self.width:g}"
-
-    def specs(self) -> list[TensorSpec]:
-        """Every tensor of the model, in the training code's state_dict order."""
-        w0, _, w2 = self.widths
-        out = [TensorSpec("conv0", (w0, 3, 3, 3), "conv"), TensorSpec("conv_last", (self.num_classes, w2, 1, 1), "conv")]
-        for g, w in enumerate(self.widths):
-            for b in range(self.blocks_per_group):
-                cin = self.widths[g - 1] if (g > 0 and b == 0) else w
-                p = f"group{g}.block{b}."
-                out.append(TensorSpec(p + "conv0", (w, cin, 3, 3), "binary"))
-                out.append(TensorSpec(p + "conv1", (w, w, 3, 3), "binary"))
-                out.extend(_bn_specs(p + "bn0", cin))
-                out.extend(_bn_specs(p + "bn1", w))
-        out.extend(_bn_specs("bn", w2))
-        out.append(TensorSpec("bn_last.weight", (self.num_classes,), "affine"))
-        out.append(TensorSpec("bn_last.bias", (self.num_classes,), "affine"))
-        out.extend(_bn_specs("bn_last", self.num_classes))
-        return out
-
-    @cached_property
-    def kinds(self) -> dict[str, str]:
-        """Tensor name -> kind, for every tensor of the architecture."""
-        return {s.name: s.kind for s in self.specs()}
-
-    def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "depth": self.depth, "width": self.width, "widths": list(self.widths),
-                "num_classes": self.num_classes}
-
-    @classmethod
-    def infer(cls, shapes: dict[str, tuple[int, ...]]) -> Arch:
-        """Identify the architecture from shapes, then check every key against it."""
-        missing = [k for k in ("conv0", "conv_last") if k not in shapes]
-        if missing:
-            found = ", ".join(sorted(shapes)[:4]) or "no tensors"
-            raise InputError(
-                f"not a WRN_McDonnell checkpoint: expected tensors 'conv0' and 'conv_last', found {found}...; "
-                "binexport reads the 1-bit Wide ResNets of the binary-wide-resnet training code only")
-        c0, cl = shapes["conv0"], shapes["conv_last"]
-        if len(c0) != 4 or c0[1:] != (3, 3, 3) or len(cl) != 4 or cl[2:] != (1, 1):
-            raise InputError(f"not a WRN_McDonnell checkpoint: conv0 has shape {c0} (expected (W, 3, 3, 3)) and "
-                             f"conv_last {cl} (expected (classes, W, 1, 1))")
-        blocks = {k.split(".")[1] for k in shapes if k.startswith("group0.block")}
-        n = len(blocks)
-        if n == 0:
-            raise InputError("not a WRN_McDonnell checkpoint: no group0.block* tensors")
-        widths = []
-        for g in range(3):
-            s = shapes.get(f"group{g}.block0.conv1")
-            if s is None or len(s) != 4:
-                raise InputError(f"not a WRN_McDonnell checkpoint: missing group{g}.block0.conv1")
-            widths.append(int(s[0]))
-        arch = cls(depth=6 * n + 2, widths=(widths[0], widths[1], widths[2]), num_classes=int(cl[0]))
-        problems = []
-        if widths[1] != 2 * widths[0] or widths[2] != 2 * widths[1]:
-            problems.append(f"group widths {tuple(widths)} must double from group to group")
-        if c0[0] != widths[0]:
-            problems.append(f"conv0 has {c0[0]} output channels, group0 has {widths[0]}")
-        problems += arch.mismatches(shapes)
-        if problems:
-            raise InputError(f"not a valid {arch.name} checkpoint: " + "; ".join(problems[:8])
-                             + (f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""))
-        return arch
-
-    def mismatches(self, shapes: dict[str, tuple[int, ...]]) -> list[str]:
-        """Every missing, unexpected or mis-shaped tensor, by name."""
-        specs = {s.name: s.shape for s in self.specs()}
-        problems = [f"missing tensor {k!r}" for k in specs if k not in shapes]
-        problems += [f"unexpected tensor {k!r}" for k in shapes if k not in specs]
-        problems += [f"tensor {k!r} has shape {tuple(shapes[k])}, expected {specs[k]}"
-                     for k in specs if k in shapes and tuple(shapes[k]) != specs[k]]
-        return problems
-
-
-def _bn_specs(prefix: str, channels: int) -> list[TensorSpec]:
-    return [TensorSpec(f"{prefix}.{s}", () if s == "num_batches_tracked" else (channels,), "bn") for s in _BN_STATS]
 
 
 def binary_scale(shape: tuple[int, ...]) -> float:

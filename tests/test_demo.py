@@ -1,18 +1,39 @@
-"""The demo runs every capability end to end on its built-in default, here at a small width."""
+"""The demo runs every capability end to end: on the shipped McDonnell model and CIFAR-10 images by default, and
+on a synthetic training checkpoint (here at a small width) with --synthetic."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from binexport.cli import main
 
 
-def test_demo_makes_checks_and_verifies_every_artifact(tmp_path: Path) -> None:
+def test_demo_on_the_shipped_model_and_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BINEXPORT_DATA", str(tmp_path / "no-data"))  # no training batches: int8 is left out
     out = tmp_path / "demo"
-    r = CliRunner().invoke(main, ["demo", "--out", str(out), "--width", "0.5", "--json", "--bench-seconds", "0.5"])
+    r = CliRunner().invoke(main, ["demo", "--out", str(out), "--json", "--limit", "8", "--bench-seconds", "0.2"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["synthetic_checkpoint"] is False and report["checkpoint"].endswith(".mat")
+    assert list(report["steps"]) == ["inspect", "pack-bwn", "to-onnx", "verify", "bench"]
+    assert "McDonnell MATLAB variant" == report["steps"]["inspect"]["architecture"]["variant"]
+    assert any("int8 left out" in n and "--data-root" in n for n in report["notes"])
+    verify = report["steps"]["verify"]
+    assert verify["passed"] is True and verify["data"] == "CIFAR10" and verify["num_images"] == 8
+    assert [Path(a["path"]).name for a in verify["artifacts"]] == ["model.bwn", "model.onnx"]
+    assert [a["agreement"] for a in verify["artifacts"]] == [1.0, 1.0]
+    assert verify["reference"]["top1_correct"] >= 7  # real weights on real images: 96 % over 500
+    assert [r["weights"] for r in report["steps"]["bench"]["rows"]] == ["float32", "1-bit"]
+
+
+def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    r = CliRunner().invoke(main, ["demo", "--synthetic", "--out", str(out), "--width", "0.5", "--json",
+                                  "--bench-seconds", "0.5"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["synthetic_checkpoint"] is True and report["schema_version"] == 1
@@ -38,3 +59,8 @@ def test_demo_on_the_real_checkpoint_and_samples(realdata: Path, tmp_path: Path)
     assert r.exit_code == 0, r.output
     verify = json.loads(r.stdout)["steps"]["verify"]
     assert [a["top1_correct"] for a in [verify["reference"], *verify["artifacts"]]] == [16, 16, 16, 16]
+
+
+def test_demo_synthetic_and_checkpoint_together_is_refused(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["demo", "--synthetic", "--checkpoint", str(tmp_path), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "not both" in r.stderr

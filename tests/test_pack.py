@@ -129,7 +129,7 @@ def test_default_output_is_beside_the_input(make_run) -> None:
 
 
 def test_unknown_format_lists_valid_ones(make_run, tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="valid formats: checkpoint, packed, bwn, onnx"):
+    with pytest.raises(InputError, match="valid formats: checkpoint, packed, bwn, mat, onnx"):
         formats.get("zip")
     for bad in ("zip", "onnx", "checkpoint"):
         with pytest.raises(InputError, match="pack writes 'packed' or 'bwn'"):

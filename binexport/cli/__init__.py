@@ -344,31 +344,43 @@ def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: 
 
 @main.command()
 @click.option("--checkpoint", type=_path(), default=None,
-              help="Use this checkpoint (any layout binexport reads) instead of making a synthetic one.")
+              help="Use this model file (any format binexport reads) instead of the shipped McDonnell model.")
+@click.option("--synthetic", is_flag=True,
+              help="Write a synthetic 204.5 MiB WRN-20 training checkpoint (random weights) instead: shows "
+                   "205 MB -> 3.5 MB packing, on synthetic images.")
 @click.option("--images", type=_path(), default=None,
-              help="Verify on this folder of labelled 32x32 PNGs instead of synthetic CIFAR-100-layout images.")
+              help="Verify on this folder of labelled 32x32 PNGs instead of the shipped CIFAR-10 test images.")
 @click.option("--out", "out_dir", type=_path(), default=Path("binexport-demo"), show_default=True,
               help="Folder for the demo's files (replaced files inside it only).")
 @click.option("--width", type=_FiniteFloat(0, MAX_WIDTH, min_open=True), default=10, show_default=True,
-              help=f"Width of the synthetic WRN-20: a multiple of 1/16 in (0, {MAX_WIDTH}].")
+              help=f"Width of the --synthetic WRN-20: a multiple of 1/16 in (0, {MAX_WIDTH}].")
 @click.option("--full-precision", "full_precision", is_flag=True,
-              help="Demo a full-precision model: synthetic checkpoint without --binarize; .bwn float32 and float16, "
-              "ONNX float32, verify, and a size table.")
+              help="Demo a full-precision model: a synthetic checkpoint trained without --binarize; .bwn float32 "
+              "and float16, ONNX float32, verify, and a size table.")
 @click.option("--calibrate", metavar="CIFAR100|CIFAR10|PATH", default=None,
-              help="Training images for the int8 export of --checkpoint (as to-onnx); the synthetic run makes its own.")
-@click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Data root for --calibrate.")
+              help="Training images for the int8 export (as to-onnx); --synthetic makes its own.")
+@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+              help="Data root whose CIFAR-10 training batches calibrate int8 (default: $BINEXPORT_DATA, if it has them).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Verify on the first N images only.")
 @click.option("--bench-seconds", type=_FiniteFloat(0, 600), default=4.0, show_default=True,
               help="Timing budget per artifact of the closing benchmark (0 skips it).")
 @click.option("--json", "as_json", is_flag=True, help="Print every step's report as one JSON document.")
-def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: float, full_precision: bool,
-         calibrate: str | None, data_root: Path | None, bench_seconds: float, as_json: bool) -> None:
-    """Run the whole job on a built-in default: inspect, pack, .bwn, ONNX and verify a WRN-20-10 checkpoint.
+def demo(checkpoint: Path | None, synthetic: bool, images: Path | None, out_dir: Path, width: float,
+         full_precision: bool, calibrate: str | None, data_root: Path | None, limit: int | None,
+         bench_seconds: float, as_json: bool) -> None:
+    """Run the whole job on real weights: inspect, .bwn, ONNX, verify and bench McDonnell's 1-bit WRN-20-10.
 
-    With no --checkpoint it writes a 204.5 MiB training checkpoint in the training code's exact layout
-    (random weights, log.txt saying it was binarised); nothing is downloaded.
+    The model (his MATLAB CIFAR-10 file, MIT licence) and 200 real CIFAR-10 test images ship with binexport;
+    nothing is downloaded. --synthetic runs the older demo on a synthetic training checkpoint.
     """
+    from binexport.errors import InputError
     from binexport.verbs.demo import run_demo
 
+    if (synthetic or full_precision) and checkpoint is not None:
+        raise InputError("give --synthetic / --full-precision or --checkpoint, not both")
+    from binexport.data.synth import make_arch
+
+    make_arch(20, width, 100)  # a --width off the 1/16 grid is refused before anything runs
     renderers = {"inspect": render_inspect, "pack": render_pack, "pack-bwn": render_pack,
                  "pack-bwn-float16": render_pack, "to-onnx": render_onnx, "to-onnx-int8": render_onnx,
                  "verify": render_verify, "bench": render_bench}
@@ -380,20 +392,24 @@ def demo(checkpoint: Path | None, images: Path | None, out_dir: Path, width: flo
             renderers[name](report)
 
     if not as_json:
-        con.print(f"binexport demo: files go to [bold]{out_dir}[/bold]"
-                  + ("" if checkpoint else "; writing a synthetic WRN-20-10 training checkpoint first"))
-    report = run_demo(out_dir, checkpoint=checkpoint, width=width, images=images, full_precision=full_precision,
-                      calibrate=calibrate, data_root=data_root, bench_seconds=bench_seconds, on_step=show)
+        what = ("; writing a synthetic WRN-20 training checkpoint first" if synthetic or full_precision else
+                "" if checkpoint else "; model: M. D. McDonnell's 1-bit WRN-20-10 for CIFAR-10 (MATLAB, MIT licence)")
+        con.print(f"binexport demo: files go to [bold]{out_dir}[/bold]{what}")
+    report = run_demo(out_dir, checkpoint=checkpoint, synthetic=synthetic, width=width, images=images,
+                      calibrate=calibrate, data_root=data_root, bench_seconds=bench_seconds, limit=limit,
+                      full_precision=full_precision, on_step=show)
     if as_json:
         _echo_json(report.to_dict())
     else:
         con.rule()
         if full_precision:
             render_sizes(report)
-        con.print(f"checkpoint: {one_line(str(report.checkpoint))}; verified on {one_line(report.data)}", markup=False)
+        con.print(f"model: {one_line(str(report.checkpoint))}; verified on {one_line(report.data)}", markup=False)
+        for note in report.notes:
+            con.print(note, markup=False)
         if report.synthetic_checkpoint:
             con.print("The checkpoint has random weights, so accuracy means nothing here; agreement and logit "
-                      "differences do. Try: binexport demo --checkpoint CKPT --images DIR")
+                      "differences do. Try: binexport demo (real weights) or --checkpoint CKPT --images DIR")
     report.steps["verify"].raise_for_failures()
 
 

@@ -54,7 +54,8 @@ def render_inspect(report: Any) -> None:
     con = console()
     kind = report.format if report.layout == report.format else f"{report.format} ({report.layout})"
     con.print(f"[bold]{_path(report.path)}[/bold]: {kind}, {mib(report.file_bytes)}")
-    con.print(f"architecture: {a['name']}, {a['num_classes']} classes, {a['mode']}"
+    variant = f", {a['variant']}" if a.get("family", "pytorch") != "pytorch" else ""
+    con.print(f"architecture: {a['name']}, {a['num_classes']} classes, {a['mode']}{variant}"
               + (f" (from {report.binarized_from})" if report.binarized_from not in ("", "unknown") else ""))
     con.print(f"parameters: {report.binarised_params:,} binarised, {report.float_params:,} float"
               + (f"; [yellow]{report.zero_weights:,} exact-zero weights mapped to +1[/yellow]"

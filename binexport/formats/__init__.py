@@ -8,7 +8,7 @@ Formats never import each other; they meet only in the in-memory
 never their name.
 
 Vocabulary, used in the registry, in ``Source.format``, in every JSON report and
-on the CLI: a *file format* (``checkpoint``, ``packed``, ``bwn``, ``onnx``) is
+on the CLI: a *file format* (``checkpoint``, ``packed``, ``bwn``, ``mat``, ``onnx``) is
 not a *weight encoding* (``float32``, ``1-bit``, ``float16``, ``int8``:
 :data:`binexport.check.WEIGHT_ENCODINGS`) and neither is a ``.bwn`` *tensor
 encoding* (``raw``, ``packed``, ``rans``, ``rans-ref``, ``f32-rans``).
@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from binexport._fileio import check_input, read_head
 from binexport.errors import InputError
-from binexport.formats import _torchsave, bwn, checkpoint, onnx, packed
+from binexport.formats import _torchsave, bwn, checkpoint, mat, onnx, packed
 from binexport.model import Model
 
 
@@ -54,6 +54,9 @@ REGISTRY: tuple[Format, ...] = (
            read=packed.read, write=packed.write),
     Format("bwn", (".bwn",), ".bwn", "binexport's own specified, checksummed, torch-free format (docs/FORMAT.md)",
            sniff=bwn.sniff, read=bwn.read, write=bwn.write, describe=bwn.describe),
+    Format("mat", (".mat",), ".mat",
+           "M. D. McDonnell's own 1-bit WRNs: the MATLAB/MatConvNet and tf.keras level-5 MAT files (read only)",
+           sniff=mat.sniff, read=mat.read),
     Format("onnx", (".onnx",), ".onnx", "an ONNX graph for stock ONNX Runtime (export only)",
            sniff=onnx.sniff, write=onnx.write),
 )
@@ -97,7 +100,7 @@ def detect_file(path: str | Path) -> tuple[Path, Format]:
     fmt = detect(head)
     if fmt is None:
         raise InputError(f"{p}: unrecognised file (starts with {head[:8]!r}); expected a PyTorch checkpoint, "
-                         f"a packed checkpoint or a .bwn file")
+                         f"a packed checkpoint, a .bwn file or one of McDonnell's .mat models")
     return p, fmt
 
 

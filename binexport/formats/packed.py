@@ -21,10 +21,15 @@ def write(model: Model, **options: object) -> bytes:
     """The bytes of a ``torch.save`` of the published packed layout.
 
     Raises:
-        InputError: a full-precision model, an option (there are none), or a block conv with in_channels % 8 != 0.
+        InputError: a McDonnell variant, a full-precision model, an option (there are none), or a block conv with
+            in_channels % 8 != 0.
     """
     if options:
         raise InputError(f"the 'packed' format takes no options, got {', '.join(sorted(options))}")
+    if not model.arch.is_port:
+        raise InputError(f"the published packed layout holds the binary-wide-resnet PyTorch port only, and this "
+                         f"{model.arch.name} is the {model.arch.label} (input BN, 1-bit conv0 and head); use "
+                         "--format bwn, which holds every variant")
     if not model.binarized:
         raise InputError("the 'packed' format holds binarised weights only; binarise the model first")
     odd = [f"{k} (in={b.shape[1]})" for k, b in model.binary.items() if b.shape[1] % 8]

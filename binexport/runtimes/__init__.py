@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from binexport.errors import InputError
-from binexport.model import Model
+from binexport.model import Arch, Model
 
 #: Values of ``--device``.
 DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")
@@ -25,6 +25,11 @@ DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")
 INPUT_NCHW = "float32-nchw-normalized"
 INPUT_NCHW_F16 = "float16-nchw-normalized"
 INPUT_NHWC = "uint8-nhwc"
+#: Raw 0..255 pixels as float NCHW: the input of a model that normalises with its own input BN (McDonnell's).
+INPUT_NCHW_PIXELS = "float32-nchw-pixels"
+INPUT_NCHW_PIXELS_F16 = "float16-nchw-pixels"
+#: Every input kind a runtime may take.
+INPUT_KINDS = (INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, INPUT_NCHW_PIXELS, INPUT_NCHW_PIXELS_F16)
 #: Images run once, untimed, before a timed run: one-off setup (CUDA context, allocator) is not throughput.
 WARMUP = 2
 
@@ -54,9 +59,22 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
+def model_input_kind(arch: Arch) -> str:
+    """What a model's float32 forward takes: raw pixels where it has an input BN, else normalised images."""
+    return INPUT_NCHW_PIXELS if arch.input_bn else INPUT_NCHW
+
+
 def select_input(kind: str, pixels: np.ndarray, normalized: np.ndarray) -> np.ndarray:
-    """The array a runtime taking ``kind`` input is fed: raw uint8 NHWC pixels or the normalised NCHW batch."""
-    return pixels if kind == INPUT_NHWC else normalized
+    """The array a runtime taking ``kind`` input is fed: the input convention travels with the artifact.
+
+    Raw uint8 NHWC pixels, the same pixels as float32 NCHW (0..255, for a model with an input BN), or the
+    normalised NCHW batch. A float16 runtime casts its input itself.
+    """
+    if kind == INPUT_NHWC:
+        return pixels
+    if kind in (INPUT_NCHW_PIXELS, INPUT_NCHW_PIXELS_F16):
+        return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32)
+    return normalized
 
 
 class Runtime:
@@ -66,7 +84,7 @@ class Runtime:
         name: ``torch`` or ``onnxruntime``.
         device: ``cpu`` or ``cuda``.
         provider: what really runs it (``torch:cpu``, ``CPUExecutionProvider``, ...).
-        input_kind: one of :data:`INPUT_NCHW`, :data:`INPUT_NCHW_F16`, :data:`INPUT_NHWC`.
+        input_kind: one of :data:`INPUT_KINDS`.
     """
 
     name = "runtime"

@@ -13,7 +13,7 @@ import numpy as np
 
 from binexport.errors import InputError
 from binexport.formats.onnx import MAX_FIXED_BATCH
-from binexport.runtimes import INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, Runtime
+from binexport.runtimes import INPUT_KINDS, INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, Runtime
 
 _INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
 
@@ -52,7 +52,7 @@ class OrtRuntime(Runtime):
                              f"batches of at most {MAX_FIXED_BATCH} (every chunk is padded to the batch)")
         meta = self.metadata
         kind = meta.get("binexport.input")
-        self.input_kind = kind if kind in (INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC) else (
+        self.input_kind = kind if kind in INPUT_KINDS else (
             INPUT_NHWC if inp.type == "tensor(uint8)" else INPUT_NCHW_F16 if inp.type == "tensor(float16)"
             else INPUT_NCHW)
 

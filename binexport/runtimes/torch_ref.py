@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from binexport.model import Model
-from binexport.runtimes import INPUT_NCHW, Runtime
+from binexport.runtimes import Runtime, model_input_kind
 
 
-#: ``tap(name, activation)``: names are ``x``, ``h0`` (conv0 output), ``<block>a`` (relu(bn0) = conv0's input),
+#: ``tap(name, activation)``: names are ``x`` (the input, pixels or normalised), ``h0`` (conv0 output), ``<block>a`` (relu(bn0) = conv0's input),
 #: ``<block>b`` (relu(bn1) = conv1's input), ``<block>t`` (conv1's output), ``<block>h`` (after the residual add),
 #: ``last.a`` (relu(bn) = conv_last's input) and ``last.y`` (bn_last's output), where ``<block>`` is
 #: ``group{g}.block{b}.``.
@@ -28,7 +28,12 @@ Tap = Callable[[str, torch.Tensor], None]
 
 
 class WRNReference(torch.nn.Module):
-    """``WRN_McDonnell`` in inference mode, with every tensor as a buffer."""
+    """``WRN_McDonnell`` in inference mode, with every tensor as a buffer, in each variant of :class:`Arch`.
+
+    The port normalises outside and has a float conv0 and head; McDonnell's models take raw 0..255 pixels
+    through an affine input BN, have 1-bit conv0 and head, and average their shortcut pools over real pixels
+    only; the Keras one pads its stride-2 windows TF-style (0 before, 1 after).
+    """
 
     def __init__(self, model: Model, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
@@ -43,9 +48,33 @@ class WRNReference(torch.nn.Module):
     def _p(self, name: str) -> torch.Tensor:
         return getattr(self, name.replace(".", "__"))
 
+    def _bn(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        affine = hasattr(self, name.replace(".", "__") + "__weight")
+        return F.batch_norm(x, self._p(name + ".running_mean"), self._p(name + ".running_var"),
+                            self._p(name + ".weight") if affine else None, self._p(name + ".bias") if affine else None,
+                            training=False, eps=self.arch.bn_eps)
+
     def _bn_relu(self, x: torch.Tensor, name: str) -> torch.Tensor:
-        return F.relu(F.batch_norm(x, self._p(name + ".running_mean"), self._p(name + ".running_var"),
-                                   training=False, eps=1e-5))
+        return F.relu(self._bn(x, name))
+
+    def _conv(self, x: torch.Tensor, name: str, stride: int = 1) -> torch.Tensor:
+        w = self._p(name)
+        top, left, bottom, right = self.arch.pads(w.shape[-1], stride)
+        if (top, left) == (bottom, right):
+            return F.conv2d(x, w, stride=stride, padding=top)
+        return F.conv2d(F.pad(x, (left, right, top, bottom)), w, stride=stride)
+
+    def _downsample(self, h: torch.Tensor) -> torch.Tensor:
+        """avgpool 3x3 s2 (padding and divisor as the variant says), then as many zero channels after it."""
+        top, left, bottom, right = self.arch.pads(3, 2)
+        include = self.arch.pool_count_include_pad
+        if (top, left) == (bottom, right):
+            d = F.avg_pool2d(h, kernel_size=3, stride=2, padding=top, count_include_pad=include)
+        else:
+            s = F.avg_pool2d(F.pad(h, (left, right, top, bottom)), 3, 2, divisor_override=1)
+            ones = F.pad(torch.ones_like(h[:1, :1]), (left, right, top, bottom))
+            d = s / (9.0 if include else F.avg_pool2d(ones, 3, 2, divisor_override=1))
+        return torch.cat([d, torch.zeros_like(d)], dim=1)
 
     def forward(self, x: torch.Tensor, tap: Tap | None = None) -> torch.Tensor:
         """Logits; ``tap(name, tensor)`` sees every activation an int8 graph quantizes (see :data:`TAPS`)."""
@@ -54,36 +83,40 @@ class WRNReference(torch.nn.Module):
                 tap(name, t)
             return t
 
-        h = see("h0", F.conv2d(see("x", x), self._p("conv0"), padding=1))
+        x = see("x", x)
+        if self.arch.input_bn:
+            x = self._bn_relu(x, "input_bn") if self.arch.input_relu else self._bn(x, "input_bn")
+        h = see("h0", self._conv(x, "conv0"))
         for g in range(3):
             for b in range(self.arch.blocks_per_group):
                 p = f"group{g}.block{b}."
                 stride = 2 if (g > 0 and b == 0) else 1
                 a = see(p + "a", self._bn_relu(h, p + "bn0"))
-                t = F.conv2d(a, self._p(p + "conv0"), padding=1, stride=stride)
-                t = F.conv2d(see(p + "b", self._bn_relu(t, p + "bn1")), self._p(p + "conv1"), padding=1)
+                t = self._conv(a, p + "conv0", stride)
+                t = self._conv(see(p + "b", self._bn_relu(t, p + "bn1")), p + "conv1")
                 see(p + "t", t)
                 if stride == 2:
-                    d = F.avg_pool2d(h, kernel_size=3, stride=2, padding=1)
-                    h = torch.cat([d, torch.zeros_like(d)], dim=1)
+                    h = self._downsample(h)
                 h = see(p + "h", h + t)
         h = see("last.a", self._bn_relu(h, "bn"))
-        h = F.conv2d(h, self._p("conv_last"))
-        h = F.batch_norm(h, self._p("bn_last.running_mean"), self._p("bn_last.running_var"),
-                         self._p("bn_last.weight"), self._p("bn_last.bias"), training=False, eps=1e-5)
+        h = self._bn(self._conv(h, "conv_last"), "bn_last")
         return see("last.y", h).mean(dim=(2, 3))
 
 
 class TorchRuntime(Runtime):
-    """The reference forward of a :class:`Model` on ``device`` ('cpu' or 'cuda'); input normalised NCHW float32."""
+    """The reference forward of a :class:`Model` on ``device`` ('cpu' or 'cuda').
+
+    Its input is float32 NCHW in the model's own convention (:func:`binexport.runtimes.model_input_kind`):
+    normalised for the port, raw 0..255 pixels for a model with an input BN.
+    """
 
     name = "torch"
-    input_kind = INPUT_NCHW
 
     def __init__(self, model: Model, device: str = "cpu", threads: int = 0) -> None:
         if threads:
             torch.set_num_threads(threads)
         self.model = model
+        self.input_kind = model_input_kind(model.arch)
         self.device = device
         self.provider = f"torch:{device}"
         self.net = WRNReference(model).to(device).eval()
@@ -163,5 +196,5 @@ def exact_cuda(device: str) -> Iterator[None]:
 
 
 def reference_logits(model: Model, x: np.ndarray, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
-    """Float32 logits of the reference on normalised NCHW input (a shortcut for ``TorchRuntime(...).logits``)."""
+    """Float32 logits of the reference on NCHW input in the model's convention (``TorchRuntime(...).logits``)."""
     return TorchRuntime(model, device).logits(x, batch_size)

@@ -43,15 +43,12 @@ def _answer(obj: dict[str, Any]) -> None:
 
 
 def _inputs(kind: str, batch: int) -> np.ndarray:
-    from binexport.runtimes import INPUT_NHWC
+    from binexport.data import normalize
+    from binexport.runtimes import select_input
 
     rng = np.random.default_rng(batch)
     pixels = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
-    if kind == INPUT_NHWC:
-        return pixels
-    from binexport.data import normalize
-
-    return normalize(pixels)
+    return select_input(kind, pixels, normalize(pixels))
 
 
 def serve(path: str, device: str, threads: int) -> int:

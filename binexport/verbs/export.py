@@ -175,7 +175,7 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
         input=str(model.source.path if isinstance(src, Model) else src), input_format=model.source.format,
         input_layout=model.source.layout, input_bytes=in_bytes, output=str(dest), output_bytes=len(data), architecture=model.arch.name,
         num_classes=model.arch.num_classes, binarized=model.binarized, weights=weights, opset=opset, batch=batch,
-        input_kind=fmt.input_kind(weights, normalize_inside), validation=result[0],
+        input_kind=fmt.input_kind(weights, normalize_inside, model.arch.input_bn), validation=result[0],
         seconds=time.perf_counter() - t0, timings=timings, calibration=cal)
 
 
@@ -184,6 +184,7 @@ def _calibrate(model: Model, source: str | Path, data_root: str | Path | None, s
     """Activation ranges from ``size`` training images; the next few are held out to validate the export on."""
     from binexport.data import normalize
     from binexport.data.calibration import load_calibration
+    from binexport.runtimes import select_input
     from binexport.runtimes.torch_ref import TorchRuntime
 
     if not 1 <= size <= MAX_CALIBRATION_SIZE:
@@ -194,7 +195,8 @@ def _calibrate(model: Model, source: str | Path, data_root: str | Path | None, s
     ds = load_calibration(source, data_root, limit=size + HELDOUT_IMAGES, not_from=images)
     use = ds.images[:size]
     heldout = ds.images[size:] if len(ds.images) > size else None
-    ranges = TorchRuntime(model).activation_ranges(normalize(use), percentile)
+    ref = TorchRuntime(model)
+    ranges = ref.activation_ranges(select_input(ref.input_kind, use, normalize(use)), percentile)
     cal = Calibration(source=ds.origin, images=len(use), percentile=percentile,
                       heldout_images=0 if heldout is None else len(heldout), seconds=time.perf_counter() - t)
     info = {"calibration": {"source": Path(ds.origin).name, "images": cal.images, "percentile": percentile}}
@@ -254,7 +256,8 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
             raise InputError(f"ONNX Runtime {onnxruntime.__version__} here can't load this opset ({why}); "
                              "choose a lower --opset (default 18)") from None
         raise CheckError("ONNX Runtime could not run the exported graph", [f"{type(e).__name__}: {text}"]) from None
-    ref = TorchRuntime(model).logits(x)
+    torch_rt = TorchRuntime(model)
+    ref = torch_rt.logits(select_input(torch_rt.input_kind, raw, x))
     timings["runtime"] = time.perf_counter() - t
     labels = labelled[1] if labelled is not None else None
     try:

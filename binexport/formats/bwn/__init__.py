@@ -18,7 +18,7 @@ from binexport import __version__
 from binexport.errors import FormatError, InputError
 from binexport.formats.bwn import codec, planes, rans
 from binexport.formats.bwn import container as box
-from binexport.model import CIFAR_MEAN, CIFAR_STD, WEIGHTS_DTYPES, Arch, BinaryWeight, Model, Source
+from binexport.model import CIFAR_MEAN, CIFAR_STD, VARIANTS, WEIGHTS_DTYPES, Arch, BinaryWeight, Model, Source
 from binexport.precision import HALF_KINDS, from_bfloat16_bits, round_weights, to_bfloat16_bits
 
 #: Values of ``encoding=`` (``binexport pack --encoding``): how 1-bit tensors are stored.
@@ -93,7 +93,7 @@ def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | 
     meta = _metadata(model, user)
     if weights in _HALF_DTYPE:
         meta["weights"] = weights  # lossy: only then is the key written, so float32 files keep their bytes
-    return box.build(meta, tensors, data_crc)
+    return box.build(meta, tensors, data_crc, 0 if model.arch.is_port else box.FLAG_VARIANT)
 
 
 def data_crc32(arr: np.ndarray, dtype: str) -> int:
@@ -154,6 +154,11 @@ def _user_metadata(model: Model, metadata: dict[str, str] | None) -> dict[str, s
 
 def _metadata(model: Model, user: dict[str, str]) -> dict[str, object]:
     a = model.arch
+    norm = {"input": "pixel / 255", "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
+    variant: dict[str, object] = {}
+    if not a.is_port:  # the input BN normalises: the network takes raw pixels (FORMAT.md section 4.1)
+        norm = {"input": "pixel", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+        variant = {"variant": {"family": a.family, **a.variant()}}
     return {
         "model": "WRN_McDonnell",
         "architecture": {"name": a.name, "depth": a.depth, "width": int(a.width) if a.width.is_integer() else a.width,
@@ -161,7 +166,8 @@ def _metadata(model: Model, user: dict[str, str]) -> dict[str, object]:
                          "num_classes": a.num_classes},
         "binarized": model.binarized,
         "binary_scale": "sqrt(2 / (in_channels * kh * kw))",
-        "normalization": {"input": "pixel / 255", "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)},
+        "normalization": norm,
+        **variant,
         "source": {"format": model.source.format, "sha256": model.source.sha256, "bytes": model.source.size},
         "zero_weights": model.zero_weights,
         "binexport_version": __version__,
@@ -270,8 +276,9 @@ def _check_metadata(c: box.Container) -> Arch:
     user = meta.get("user", {})
     if not isinstance(user, dict) or not all(isinstance(v, str) for v in user.values()):
         raise FormatError(f"{p}: metadata 'user' must map strings to strings (field 'metadata.user')")
+    family = _family(c)
     try:
-        arch = Arch.infer({e.name: e.shape for e in c.entries})
+        arch = Arch.infer({e.name: e.shape for e in c.entries}, family)
     except InputError as e:
         raise FormatError(f"{p}: {e}") from None
     said = (a["depth"], tuple(a["widths"]), a["num_classes"])
@@ -304,6 +311,28 @@ def _check_weights(c: box.Container, arch: Arch) -> str:
                               f"'{w}' the convs are {want or 'f32 (or f16)'}, and bf16 holds bfloat16 conv weights "
                               "only (field 'dtype')")
     return w
+
+
+def _family(c: box.Container) -> str:
+    """The architecture family: ``pytorch`` for flags 0 (no ``variant``), else the ``variant`` object's, checked.
+
+    The variant's fields MUST be exactly its family's (binexport.arch.VARIANTS): a reader runs known networks
+    only, and a field it would not honour is refused rather than ignored.
+    """
+    p, v = c.path, c.metadata.get("variant")
+    if not c.flags & box.FLAG_VARIANT:
+        if v is not None:
+            raise FormatError(f"{p}: metadata has 'variant' but flags bit 0 is not set (field 'metadata.variant')")
+        return "pytorch"
+    if not isinstance(v, dict) or v.get("family") not in VARIANTS:
+        raise FormatError(f"{p}: flags bit 0 says the network is a variant, but metadata 'variant' names no known "
+                          f"family (expected one of {', '.join(VARIANTS)}) (field 'metadata.variant')")
+    fam = str(v["family"])
+    want = {"family": fam, **VARIANTS[fam]}
+    if set(v) != set(want) or any(type(v[k]) is not type(want[k]) or v[k] != want[k] for k in want):
+        raise FormatError(f"{p}: metadata 'variant' is {v}, expected exactly {want} for family {fam!r} "
+                          "(field 'metadata.variant')")
+    return fam
 
 
 def _int(v: object) -> bool:
@@ -351,6 +380,8 @@ def describe(path: str | Path, verify_checksums: bool = True,
         "written by": f"binexport {meta.get('binexport_version', '?')}",
         "normalization": f"({norm.get('input')} - mean) / std, mean {_floats(norm.get('mean'))}, "
                          f"std {_floats(norm.get('std'))}" if norm else "not given",
+        "variant": meta.get("variant", {}).get("family", "?") if isinstance(meta.get("variant"), dict)
+        else "pytorch (the binary-wide-resnet port)",
         "user metadata": meta.get("user") or "none",
         "bytes by encoding": by_enc,
         "tensors": rows,

@@ -24,6 +24,11 @@ from binexport.formats.bwn import header as hdr
 
 MAGIC = b"\x89BWN\r\n\x1a\n"
 VERSION = 1
+#: ``flags`` bit 0: the network is not the PyTorch port; metadata ``variant`` says which (FORMAT.md section 4.1).
+#: A flag, not a version: files of the port stay version 1 with flags 0, byte for byte, and every older
+#: reader already refuses a non-zero ``flags`` instead of misreading a McDonnell model as the port.
+FLAG_VARIANT = 1
+KNOWN_FLAGS = FLAG_VARIANT
 ALIGNMENT = 64
 MAX_HEADER = 1 << 24
 MAX_DEPTH = hdr.MAX_DEPTH
@@ -83,10 +88,12 @@ def _align(x: int, a: int) -> int:
 Tensor = tuple[str, str, tuple[int, ...], str, bytes]
 
 
-def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[str, int] | None = None) -> bytes:
+def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[str, int] | None = None,
+          flags: int = 0) -> bytes:
     """The file bytes for (name, dtype, shape, encoding, payload) in order; offsets depend on the header length.
 
-    ``data_crc32``: the CRC of each coded tensor's decoded data (section 7), by name.
+    ``data_crc32``: the CRC of each coded tensor's decoded data (section 7), by name. ``flags``: the
+    preamble's flags (:data:`FLAG_VARIANT` for a network that is not the PyTorch port).
     """
     offsets = [0] * len(tensors)
     extra = data_crc32 or {}
@@ -103,7 +110,7 @@ def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[s
         if new == offsets:
             break
         offsets = new
-    pre = _PREAMBLE.pack(MAGIC, VERSION, 0, len(header), ALIGNMENT, 0)[:28]
+    pre = _PREAMBLE.pack(MAGIC, VERSION, flags, len(header), ALIGNMENT, 0)[:28]
     out = bytearray(pre + struct.pack("<I", zlib.crc32(header, zlib.crc32(pre))) + header)
     for (_, _, _, _, p), o in zip(tensors, offsets):
         out += bytes(o - len(out)) + p
@@ -114,9 +121,9 @@ class Container:
     """A memory-mapped, structurally checked ``.bwn`` file: its metadata and tensor entries."""
 
     def __init__(self, path: Path, data: np.ndarray, metadata: dict[str, object], entries: list[Entry],
-                 header_length: int, alignment: int) -> None:
+                 header_length: int, alignment: int, flags: int = 0) -> None:
         self.path, self.data, self.metadata, self.entries = path, data, metadata, entries
-        self.header_length, self.alignment = header_length, alignment
+        self.header_length, self.alignment, self.flags = header_length, alignment, flags
 
     @classmethod
     def open(cls, path: str | Path, max_decoded_bytes: int | None = None) -> Container:
@@ -139,8 +146,9 @@ class Container:
             newer = " by a newer binexport; upgrade binexport to read it" if version > VERSION else ""
             raise FormatError(f"{p}: .bwn format version {version} (field 'version'); this binexport reads "
                               f"version {VERSION} only{newer}")
-        if flags != 0:
-            raise FormatError(f"{p}: flags is {flags:#x}, expected 0 (field 'flags'); the file is corrupt or newer")
+        if flags & ~KNOWN_FLAGS:
+            raise FormatError(f"{p}: flags is {flags:#x}, expected 0 or {KNOWN_FLAGS:#x} (bit 0: an architecture "
+                              "variant) (field 'flags'); the file is corrupt or newer")
         if not 2 <= hlen <= MAX_HEADER or 32 + hlen > size:
             raise FormatError(f"{p}: header_length is {hlen}, expected 2..{MAX_HEADER} and within the "
                               f"{size}-byte file (field 'header_length')")
@@ -154,7 +162,7 @@ class Container:
         entries = [_entry(e, k, p) for k, e in enumerate(raw_entries)]
         _check_layout(p, data, entries, hlen, align, size)
         _check_decoded_size(p, entries, size, max_decoded_bytes)
-        return cls(p, data, metadata, entries, hlen, align)
+        return cls(p, data, metadata, entries, hlen, align, flags)
 
     def payload(self, e: Entry) -> np.ndarray:
         """The payload's bytes, a view into the mapping (no copy)."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from binexport import __version__
 from binexport.errors import InputError
-from binexport.model import CIFAR_MEAN, CIFAR_STD, BinaryWeight, Model
+from binexport.model import CIFAR_MEAN, CIFAR_STD, Arch, BinaryWeight, Model
 
 #: Weight encodings of ``--weights`` (``1-bit``: sign bits turned into +-scale when the session starts;
 #: ``int8``: QDQ graph, calibrated activations, 1-bit weights still stored as bits).
@@ -61,11 +61,16 @@ def default_weights(model: Model) -> str:
     return "1-bit" if model.binarized else "float32"
 
 
-def input_kind(weights: str, normalize_inside: bool) -> str:
-    """The ``binexport.input`` metadata value: what the graph input holds."""
+def input_kind(weights: str, normalize_inside: bool, pixels: bool = False) -> str:
+    """The ``binexport.input`` metadata value: what the graph input holds.
+
+    ``pixels``: the model normalises with its own input BN (McDonnell's), so its float input is raw 0..255
+    pixels (``float32-nchw-pixels``), not ``(pixel / 255 - mean) / std``.
+    """
     if normalize_inside:
         return "uint8-nhwc"
-    return "float16-nchw-normalized" if weights == "float16" else "float32-nchw-normalized"
+    what = "pixels" if pixels else "normalized"
+    return f"float16-nchw-{what}" if weights == "float16" else f"float32-nchw-{what}"
 
 
 def check_options(model: Model, weights: str | None = None, opset: int = DEFAULT_OPSET,
@@ -101,7 +106,11 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
                 normalize_inside: bool = False, source_sha256: str | None = None,
                 int8_ranges: dict[str, tuple[float, float]] | None = None, int8_info: dict[str, Any] | None = None,
                 _packer: Packer | None = None) -> Any:
-    """The ModelProto of ``WRN_McDonnell`` per the SPEC, input and logits as the metadata says.
+    """The ModelProto of ``WRN_McDonnell`` per the SPEC (in the model's variant), input and logits as the metadata says.
+
+    A model with an input BN (McDonnell's) takes raw 0..255 pixels: float NCHW, or uint8 NHWC with
+    ``normalize_inside`` (then the graph only casts and transposes before its input BN). Its 1-bit conv0 and
+    head stay 1-bit in the file for ``1-bit`` and ``int8`` and are computed in float.
 
     float16 stores weights and computes in half precision: float16 NCHW in, float16 logits out
     (uint8 NHWC in with ``normalize_inside``). float32, 1-bit and int8 take float32 and give float32.
@@ -118,20 +127,28 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
     packer = _packer or pack_lut8
     n = "N" if batch == "dynamic" else batch
     elem = onnx.TensorProto.FLOAT16 if weights == "float16" else onnx.TensorProto.FLOAT
+    arch = model.arch
     if normalize_inside:
         inp = helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.UINT8, [n, 32, 32, 3])
-        h = _normalize(g, INPUT_NAME)
+        h = _to_nchw(g, INPUT_NAME) if arch.input_bn else _normalize(g, INPUT_NAME)
     else:
         inp = helper.make_tensor_value_info(INPUT_NAME, elem, [n, 3, 32, 32])
         h = INPUT_NAME
+    if arch.input_bn:
+        h = _bn(g, model, h, "input_bn", relu=arch.input_relu)
 
     def weight(name: str) -> str:
         if weights == "1-bit":
             return packer(g, name, model.binary[name], dtype)
         return g.const(name, model.dense(name).astype(dtype))
 
-    arch = model.arch
-    h = g.node("Conv", [h, g.const("conv0", model.dense("conv0").astype(dtype))], pads=[1, 1, 1, 1])
+    def outer(name: str) -> str:
+        """conv0 / conv_last: float, or sign bits expanded at session start where the file keeps 1 bit."""
+        if name in model.binary and weights in ("1-bit", "int8"):
+            return (_packer or pack_lut8)(g, name, model.binary[name], dtype)
+        return g.const(name, model.dense(name).astype(dtype))
+
+    h = g.node("Conv", [h, outer("conv0")], pads=[1, 1, 1, 1])
     if weights == "int8":
         from binexport.formats.onnx import int8
 
@@ -139,7 +156,7 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
     else:
         h = _float_blocks(g, model, h, weight)
     h = _bn(g, model, h, "bn", relu=True)
-    h = g.node("Conv", [h, g.const("conv_last", model.dense("conv_last").astype(dtype))])
+    h = g.node("Conv", [h, outer("conv_last")])
     h = _bn(g, model, h, "bn_last", relu=False)
     h = g.node("GlobalAveragePool", [h])
     g.node("Flatten", [h], axis=1, out=OUTPUT_NAME)
@@ -149,11 +166,13 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
     opsets = [helper.make_opsetid("", opset)]
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="binexport", producer_version=__version__,
                               ir_version=helper.find_min_ir_version_for(opsets))
-    proto.doc_string = f"{arch.name}, {arch.num_classes} classes ({'1-bit' if model.binarized else 'full precision'})"
+    proto.doc_string = (f"{arch.name}, {arch.num_classes} classes ({'1-bit' if model.binarized else 'full precision'}"
+                        f", {arch.label})")
     sha = source_sha256 if source_sha256 is not None else model.source.sha256
     meta = {"binexport.architecture": arch.name, "binexport.num_classes": str(arch.num_classes),
             "binexport.normalization": json.dumps({"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}),
-            "binexport.weights": weights, "binexport.input": input_kind(weights, normalize_inside),
+            "binexport.weights": weights, "binexport.input": input_kind(weights, normalize_inside, arch.input_bn),
+            "binexport.family": arch.family,
             "binexport.source_sha256": sha, "binexport.version": __version__}
     if weights == "int8":
         meta["binexport.int8"] = json.dumps({"weights": "1-bit signs as int8 +-1, exact" if model.binarized
@@ -168,22 +187,28 @@ def _float_blocks(g: _Graph, model: Model, h: str, weight: Callable[[str], str])
         for b in range(model.arch.blocks_per_group):
             p = f"group{gi}.block{b}."
             stride = 2 if (gi > 0 and b == 0) else 1
-            t = g.node("Conv", [_bn(g, model, h, p + "bn0", relu=True), weight(p + "conv0")], pads=[1, 1, 1, 1],
-                       strides=[stride, stride])
+            t = g.node("Conv", [_bn(g, model, h, p + "bn0", relu=True), weight(p + "conv0")],
+                       pads=onnx_pads(model.arch, 3, stride), strides=[stride, stride])
             t = g.node("Conv", [_bn(g, model, t, p + "bn1", relu=True), weight(p + "conv1")], pads=[1, 1, 1, 1])
             if stride == 2:
-                h = _downsample(g, h, p, width)
+                h = _downsample(g, h, p, width, model.arch)
             h = g.node("Add", [h, t])
     return h
 
 
-def _downsample(g: _Graph, h: str, prefix: str, width: int) -> str:
-    """avg_pool2d(3, 2, 1) with count_include_pad, then zero channels: the residual path of cat([d, 0]) + t.
+def onnx_pads(arch: Arch, kernel: int, stride: int) -> list[int]:
+    """ONNX ``pads`` ([top, left, bottom, right]) of a window in ``arch``'s variant (TF 'same' is asymmetric)."""
+    return list(arch.pads(kernel, stride))
+
+
+def _downsample(g: _Graph, h: str, prefix: str, width: int, arch: Arch) -> str:
+    """avg_pool2d(3, 2) padded and averaged as the variant says, then zero channels: the residual path of cat([d, 0]) + t.
 
     The zeros are Concat(d, Mul(d, 0)) rather than a Pad: every converter measured has Concat and Mul, and
     onnx2torch has no opset-18 Pad (docs/BENCHMARKS.md). Widths double, so there are as many zeros as d.
     """
-    d = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)
+    d = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=onnx_pads(arch, 3, 2),
+               count_include_pad=int(arch.pool_count_include_pad))
     return g.node("Concat", [d, _zeros_like(g, d)], axis=1)
 
 
@@ -219,7 +244,7 @@ class _Graph:
 
 
 def _bn(g: _Graph, model: Model, x: str, name: str, relu: bool) -> str:
-    """Inference BatchNorm (eps 1e-5): scale 1, bias 0 where the SPEC's BN has affine=False."""
+    """Inference BatchNorm (the variant's eps): scale 1, bias 0 where the BN has no affine part."""
     mean = model.floats[name + ".running_mean"].astype(g.dtype)
     c = mean.shape[0]
     if name + ".weight" in model.floats:
@@ -231,7 +256,7 @@ def _bn(g: _Graph, model: Model, x: str, name: str, relu: bool) -> str:
     y = g.node("BatchNormalization", [x, scale, bias, g.const(name + ".running_mean", mean),
                                       g.const(name + ".running_var",
                                               model.floats[name + ".running_var"].astype(g.dtype))],
-               epsilon=1e-5)
+               epsilon=float(model.arch.bn_eps))
     return g.node("Relu", [y]) if relu else y
 
 
@@ -252,6 +277,12 @@ def _normalize(g: _Graph, x: str) -> str:
     if g.dtype == np.float16:
         h = g.node("Cast", [h], to=10)  # FLOAT16
     return h
+
+
+def _to_nchw(g: _Graph, x: str) -> str:
+    """uint8 NHWC pixels -> float NCHW pixels (0..255) for a model whose input BN normalises."""
+    h = g.node("Transpose", [g.node("Cast", [x], to=1)], perm=[0, 3, 1, 2])  # FLOAT
+    return g.node("Cast", [h], to=10) if g.dtype == np.float16 else h  # FLOAT16
 
 
 def sign_table(bits: int, scale: float, dtype: Any) -> np.ndarray:

@@ -20,7 +20,8 @@ Per block (names as :data:`binexport.runtimes.torch_ref.Tap`):
   residual Add and the downsampling path stay float (cheap, and exact).
 
 conv0 and conv_last stay float (quantizing them gained no speed and doubled
-the logit error). Full-precision models get per-channel int8 weights for their
+the logit error); where they are 1-bit (McDonnell's models) the file keeps
+their sign bits and ONNX Runtime expands them to float at session start. Full-precision models get per-channel int8 weights for their
 block convs (max |w| / 127: lossy, and reported as such).
 """
 
@@ -33,7 +34,6 @@ import numpy as np
 from binexport.errors import InputError
 from binexport.model import Model
 
-EPS = 1e-5
 #: The int8 value of a +1 sign; the DQ scale is ``scale / WEIGHT_Q`` (±1 can't saturate int16 pair sums on
 #: CPUs without VNNI, where ±127 against uint8 activations can).
 WEIGHT_Q = 1
@@ -57,7 +57,7 @@ def sign_table(q: int = WEIGHT_Q) -> np.ndarray:
 
 def _bn_consts(model: Model, name: str) -> tuple[np.ndarray, np.ndarray]:
     """k, c with BN(x) = k * x + c per channel (float64)."""
-    k = 1.0 / np.sqrt(model.floats[name + ".running_var"].astype(np.float64) + EPS)
+    k = 1.0 / np.sqrt(model.floats[name + ".running_var"].astype(np.float64) + model.arch.bn_eps)
     c = -model.floats[name + ".running_mean"].astype(np.float64) * k
     return k, c
 
@@ -66,8 +66,8 @@ def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
          bn: Any, downsample: Any) -> str:
     """Add the int8 blocks after conv0's output ``h``; returns the tensor after the last residual Add.
 
-    ``bn(g, model, x, name, relu)`` and ``downsample(g, h, prefix, width)`` are the float graph's own helpers,
-    so both graphs compute the float parts identically.
+    ``bn(g, model, x, name, relu)`` and ``downsample(g, h, prefix, width, arch)`` are the float graph's own
+    helpers, so both graphs compute the float parts identically (the variant's eps, padding and pool divisor).
 
     Raises:
         InputError: a range is missing or not finite (calibration did not cover the graph).
@@ -134,13 +134,14 @@ def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
             bq = np.clip(np.round(c1 / bscale), -2**31, 2**31 - 1).astype(np.int32)
             bias = g.node("DequantizeLinear", [const(p + "conv0.bq", bq), const(p + "conv0.bscale", bscale),
                                                const(f"zp_b_{width}", np.zeros(width, np.int32), share=True)], axis=0)
-            t = g.node("Conv", [dequantize(aq, asn, azn), w0, bias], pads=[1, 1, 1, 1], strides=[stride, stride])
+            t = g.node("Conv", [dequantize(aq, asn, azn), w0, bias], pads=list(arch.pads(3, stride)),
+                       strides=[stride, stride])
             tq, tsn, tzn, _ = quantize(t, p + "b", relu=True)
             t = g.node("Conv", [dequantize(tq, tsn, tzn), weight(p + "conv1", base_scale(p + "conv1", width))],
                        pads=[1, 1, 1, 1])
             t = dequantize(*quantize(t, p + "t", relu=False)[:3])
             if stride == 2:
-                h = downsample(g, h, p, width)
+                h = downsample(g, h, p, width, arch)
             h = g.node("Add", [h, t])
     return h
 

@@ -1,0 +1,235 @@
+"""The paper author's own 1-bit WRNs: M. D. McDonnell's MATLAB/MatConvNet and tf.keras ``.mat`` files (read only).
+
+Both are level-5 MAT files (``MATLAB 5.0 MAT-file`` at byte 0), told apart by the variables inside
+(``scipy.io.whosmat``, which reads names, shapes and classes without the data), never by the file name:
+
+* **matlab** (``TrainedWideResNet20-10_CIFAR*_1-bit-per-weight-4MB.mat``): ``BinaryWeights`` (cell of logical
+  ``(kh, kw, in, out)``), ``LayerWeights`` (each conv's scale), ``Stride``, ``Padding``, ``NumChannels``, and
+  per BN ``BNG`` / ``BNB`` (gamma, beta) and ``Moments`` (``[mean, sigma]``, sigma = sqrt(var + 1e-5)).
+* **keras** (``CIFAR*_allparams.mat``, written by ``scipy.io.savemat``): ``conv2d[_N]`` (logical
+  ``(1, kh, kw, in, out)``) and ``batch_normalization[_v1]_N`` (``4 x 3`` = gamma, beta, mean, var for the
+  input BN; ``2 x C`` = mean, var for the rest), in network order by numeric suffix.
+
+Every convention (pixel range, padding, pool divisor, eps, bit polarity) is proven in
+docs/research/mcdonnell-conventions.md; this module maps the tensors onto binexport's canonical names and
+leaves the arithmetic to the architecture variant (:data:`binexport.arch.VARIANTS`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from binexport._fileio import check_input
+from binexport.errors import InputError
+from binexport.model import Arch, BinaryWeight, Model, Source
+
+MAGIC = b"MATLAB 5.0 MAT-file"
+_HDF5 = b"\x89HDF\r\n\x1a\n"
+#: The published files are 3.7-4.1 MB; anything past this is not one of them, and scipy reads a whole file.
+MAX_FILE_BYTES = 64 << 20
+_MATLAB_VARS = ("BinaryWeights", "LayerWeights", "Stride", "Padding", "NumChannels", "BNG", "BNB", "Moments")
+_KERAS_CONV = re.compile(r"conv2d(?:_(\d+))?$")
+_KERAS_BN = re.compile(r"batch_normalization(?:_v1)?(?:_(\d+))?$")
+
+
+def sniff(head: bytes) -> bool:
+    """A MAT file's text header (level 5, or a v7.3 file, which :func:`read` refuses by name)."""
+    return head.startswith(MAGIC) or head.startswith(b"MATLAB 7.3 MAT-file")
+
+
+def read(path: str | Path) -> Model:
+    """A Model from one of McDonnell's ``.mat`` files (either layout, detected from the variables inside).
+
+    Args:
+        path: a MATLAB or Keras layout ``.mat`` file.
+
+    Returns:
+        A binarised :class:`Model` of family ``mcdonnell-matlab`` or ``mcdonnell-keras``.
+
+    Raises:
+        InputError: a v7.3 (HDF5) file, a truncated or damaged file, a file over 64 MiB, a MAT file of
+            neither layout, or tensors that do not form a WRN (each with what was expected and found).
+
+    Example:
+        >>> m = read("TrainedWideResNet20-10_CIFAR10_1-bit-per-weight-4MB.mat")   # doctest: +SKIP
+        >>> m.arch.name, m.arch.family                                             # doctest: +SKIP
+        ('WRN-20-10', 'mcdonnell-matlab')
+    """
+    p = check_input(path)
+    size = p.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise InputError(f"{p}: {size:,} bytes; McDonnell's .mat models are about 4 MB and binexport reads "
+                         f".mat files of at most {MAX_FILE_BYTES >> 20} MiB")
+    with open(p, "rb") as f:
+        head = f.read(520)
+    if head[512:520] == _HDF5 or head.startswith(b"MATLAB 7.3"):
+        raise InputError(f"{p}: a MATLAB v7.3 (HDF5) MAT file; binexport reads level-5 MAT files, as McDonnell's "
+                         "models are: re-save it in MATLAB with save(..., '-v7')")
+    if len(head) < 128:
+        raise InputError(f"{p}: {size} bytes, shorter than the 128-byte MAT-file header; the file is truncated")
+    whos = _scipy(p, "whosmat")
+    names = {n: (tuple(int(d) for d in shape), cls) for n, shape, cls in whos}
+    if set(_MATLAB_VARS) <= set(names):
+        return _read_matlab(p, size, names)
+    convs = [n for n in names if _KERAS_CONV.match(n)]
+    bns = [n for n in names if _KERAS_BN.match(n)]
+    if convs and bns:
+        return _read_keras(p, size, names, convs, bns)
+    found = ", ".join(sorted(names)[:6]) or "no variables"
+    raise InputError(f"{p}: a MAT file of neither McDonnell layout: expected the MATLAB variables "
+                     f"({', '.join(_MATLAB_VARS[:3])}, ...) or Keras conv2d_N and batch_normalization_N, "
+                     f"found {found}")
+
+
+def _scipy(p: Path, what: str, **kw: Any) -> Any:
+    """scipy.io's whosmat or loadmat, with its many failure types turned into one InputError line."""
+    import scipy.io
+
+    try:
+        return getattr(scipy.io, what)(str(p), **kw)
+    except NotImplementedError:
+        raise InputError(f"{p}: a MATLAB v7.3 (HDF5) MAT file; binexport reads level-5 MAT files: re-save it "
+                         "in MATLAB with save(..., '-v7')") from None
+    except (ValueError, TypeError, OSError, EOFError, OverflowError, IndexError, KeyError, zlib.error,
+            UnicodeDecodeError, MemoryError) as e:
+        raise InputError(f"{p}: not a readable MAT file ({type(e).__name__}: {str(e).strip()[:160]}); "
+                         "the file is truncated or damaged") from None
+
+
+def _check_budget(p: Path, size: int, shapes: list[tuple[int, ...]]) -> None:
+    """Refuse declared shapes that would decode to far more than the file could honestly hold."""
+    total = sum(math.prod(s) for s in shapes) * 4
+    if total > max(256 << 20, 64 * size):
+        raise InputError(f"{p}: its variables declare {total:,} bytes of data, far more than a {size:,}-byte "
+                         "McDonnell model holds; the file is damaged or hostile")
+
+
+def _read_matlab(p: Path, size: int, names: dict[str, tuple[tuple[int, ...], str]]) -> Model:
+    _check_budget(p, size, [names[n][0] for n in _MATLAB_VARS if names[n][1] != "cell"])
+    m = _scipy(p, "loadmat", variable_names=list(_MATLAB_VARS), verify_compressed_data_integrity=True)
+    bits = [_bits(c, 4, p, f"BinaryWeights{{{i + 1}}}") for i, c in enumerate(_cells(m["BinaryWeights"], p))]
+    moments = [_floats(c, p, f"Moments{{{i + 1}}}") for i, c in enumerate(_cells(m["Moments"], p))]
+    gammas = [_floats(c, p, f"BNG{{{i + 1}}}").ravel() for i, c in enumerate(_cells(m["BNG"], p))]
+    betas = [_floats(c, p, f"BNB{{{i + 1}}}").ravel() for i, c in enumerate(_cells(m["BNB"], p))]
+    if not (len(moments) == len(gammas) == len(betas) == len(bits) + 1):
+        raise InputError(f"{p}: {len(bits)} convs need {len(bits) + 1} BNs, found Moments {len(moments)}, "
+                         f"BNG {len(gammas)}, BNB {len(betas)}")
+    bns = []
+    for i, mo in enumerate(moments):
+        if mo.ndim != 2 or mo.shape[1] != 2 or gammas[i].shape != (mo.shape[0],) or betas[i].shape != gammas[i].shape:
+            raise InputError(f"{p}: BN {i + 1} has Moments {mo.shape}, BNG {gammas[i].shape}, BNB {betas[i].shape}; "
+                             "expected (C, 2) [mean, sigma], (C, 1) and (C, 1)")
+        var = (mo[:, 1].astype(np.float64) ** 2).astype(np.float32)  # sigma already holds eps: var = sigma^2, eps 0
+        bns.append((gammas[i], betas[i], np.ascontiguousarray(mo[:, 0]), var))
+    signs = [np.ascontiguousarray(b.transpose(3, 2, 0, 1)) for b in bits]  # (kh, kw, in, out) -> (out, in, kh, kw)
+    model = _assemble(p, size, "mcdonnell-matlab", "matlab-mat", signs, bns)
+    _check_matlab_geometry(p, model, m, signs)
+    return model
+
+
+def _read_keras(p: Path, size: int, names: dict[str, tuple[tuple[int, ...], str]], convs: list[str],
+                bns: list[str]) -> Model:
+    bad = [f"{n} {names[n][0]}" for n in convs if len(names[n][0]) != 5 or names[n][0][0] != 1]
+    bad += [f"{n} {names[n][0]}" for n in bns if len(names[n][0]) != 2 or names[n][0][0] not in (2, 4)]
+    if bad:
+        raise InputError(f"{p}: Keras layout with wrong shapes: {', '.join(bad[:3])}; expected conv2d_N "
+                         "(1, kh, kw, in, out) and batch_normalization_N (4, 3) or (2, C)")
+    _check_budget(p, size, [names[n][0] for n in convs + bns])
+    convs.sort(key=lambda n: int(_KERAS_CONV.match(n).group(1) or 0))  # type: ignore[union-attr]
+    bns.sort(key=lambda n: int(_KERAS_BN.match(n).group(1) or 0))  # type: ignore[union-attr]
+    m = _scipy(p, "loadmat", variable_names=convs + bns, verify_compressed_data_integrity=True)
+    signs = [np.ascontiguousarray(_bits(m[n], 5, p, n)[0].transpose(3, 2, 0, 1)) for n in convs]
+    rows = [_floats(m[n], p, n) for n in bns]
+    if len(rows) != len(signs) + 1 or rows[0].shape != (4, 3) or any(r.shape[0] != 2 for r in rows[1:]):
+        raise InputError(f"{p}: {len(signs)} conv2d variables need {len(signs) + 1} batch_normalization "
+                         f"variables, the first (4, 3) and the rest (2, C); found {[r.shape for r in rows][:4]}...")
+    first = [np.ascontiguousarray(r) for r in rows[0]]
+    ones = [(np.ones(r.shape[1], np.float32), np.zeros(r.shape[1], np.float32)) for r in rows[1:]]
+    stats = [(g, b, np.ascontiguousarray(r[0]), np.ascontiguousarray(r[1])) for (g, b), r in zip(ones, rows[1:])]
+    return _assemble(p, size, "mcdonnell-keras", "keras-mat", signs, [tuple(first), *stats])
+
+
+def _cells(arr: Any, p: Path) -> list[Any]:
+    if not isinstance(arr, np.ndarray) or arr.dtype != object:
+        raise InputError(f"{p}: expected a MATLAB cell array, found {getattr(arr, 'dtype', type(arr).__name__)}")
+    return list(arr.ravel(order="F"))
+
+
+def _bits(arr: Any, ndim: int, p: Path, what: str) -> np.ndarray:
+    """Sign bits (True = +1) from a logical array of ``ndim`` dimensions (MATLAB drops trailing 1s: pad them)."""
+    a = np.asarray(arr)
+    if a.dtype not in (np.uint8, np.bool_) or not 2 <= a.ndim <= ndim:
+        raise InputError(f"{p}: {what} is {a.dtype} of {a.ndim} dimensions; expected logical sign bits of "
+                         f"{ndim} dimensions")
+    a = a.reshape(a.shape + (1,) * (ndim - a.ndim))
+    if a.dtype == np.uint8 and a.size and int(a.max()) > 1:
+        raise InputError(f"{p}: {what} holds the value {int(a.max())}; sign bits are 0 or 1")
+    return a != 0
+
+
+def _floats(arr: Any, p: Path, what: str) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.dtype not in (np.float32, np.float64) or a.ndim != 2:
+        raise InputError(f"{p}: {what} is {a.dtype} of shape {a.shape}; expected a 2-D single array")
+    if not np.isfinite(a).all():
+        raise InputError(f"{p}: {what} holds NaN or infinite values")
+    return a.astype(np.float32, copy=False)
+
+
+def _assemble(p: Path, size: int, family: str, layout: str, signs: list[np.ndarray],
+              bns: list[tuple[np.ndarray, ...]]) -> Model:
+    """Canonical names: conv k -> conv0, group{g}.block{b}.conv0/conv1, conv_last; BN k precedes conv k."""
+    n_convs = len(signs)
+    if n_convs < 8 or (n_convs - 2) % 6:
+        raise InputError(f"{p}: {n_convs} binary convs; a WRN of depth 6n+2 has 6n+2 (20 for WRN-20)")
+    per = (n_convs - 2) // 6
+    conv_names = ["conv0"] + [f"group{j // (2 * per)}.block{j // 2 % per}.conv{j % 2}" for j in range(6 * per)]
+    bn_names = ["input_bn"] + [f"group{j // (2 * per)}.block{j // 2 % per}.bn{j % 2}" for j in range(6 * per)]
+    conv_names.append("conv_last")
+    bn_names += ["bn", "bn_last"]
+    floats: dict[str, np.ndarray] = {}
+    for name, (gamma, beta, mean, var) in zip(bn_names, bns):
+        if name == "input_bn":
+            floats["input_bn.weight"], floats["input_bn.bias"] = gamma, beta
+        elif not (np.all(gamma == 1) and np.all(beta == 0)):
+            raise InputError(f"{p}: BN {name!r} has learned gamma/beta; McDonnell's inner BNs have none "
+                             "(gamma 1, beta 0), so this is not one of his models")
+        if np.any(var <= 0):
+            raise InputError(f"{p}: BN {name!r} has a variance <= 0; expected positive statistics")
+        floats[name + ".running_mean"], floats[name + ".running_var"] = mean, var
+    shapes = {**{k: v.shape for k, v in floats.items()}, **{n: s.shape for n, s in zip(conv_names, signs)}}
+    arch = Arch.infer(shapes, family)
+    return Model(arch, True, floats, {n: BinaryWeight(s) for n, s in zip(conv_names, signs)}, 0,
+                 Source("mat", str(p), size, "", {"compressed MAT variables": size}, layout),
+                 {"binarized_from": f"{layout} layout"})
+
+
+def _check_matlab_geometry(p: Path, model: Model, m: dict[str, Any], signs: list[np.ndarray]) -> None:
+    """What the MATLAB file states (scales, strides, padding, channels) MUST be what binexport computes."""
+    a = model.arch
+    per = a.blocks_per_group
+    scales = _floats(m["LayerWeights"], p, "LayerWeights").ravel()
+    stride = np.asarray(m["Stride"]).ravel().astype(np.int64)
+    pad = np.asarray(m["Padding"]).ravel().astype(np.int64)
+    want_stride = [2 if k in (1 + 2 * per, 1 + 4 * per) else 1 for k in range(len(signs))]
+    want_pad = [s.shape[2] // 2 for s in signs]
+    want_scale = np.array([math.sqrt(2.0 / math.prod(s.shape[1:])) for s in signs], np.float32)
+    problems = []
+    if scales.shape != want_scale.shape or not np.allclose(scales, want_scale, rtol=1e-6, atol=0):
+        problems.append(f"LayerWeights {scales[:3].tolist()}... (expected sqrt(2 / fan_in): "
+                        f"{want_scale[:3].tolist()}...)")
+    if stride.tolist() != want_stride:
+        problems.append(f"Stride {stride.tolist()} (expected {want_stride})")
+    if pad.tolist() != want_pad:
+        problems.append(f"Padding {pad.tolist()} (expected {want_pad})")
+    channels = np.asarray(m["NumChannels"]).ravel().astype(np.int64).tolist()
+    if channels and channels[-1] != a.num_classes:
+        problems.append(f"NumChannels ends with {channels[-1]} but the head conv has {a.num_classes} outputs")
+    if problems:
+        raise InputError(f"{p}: the MATLAB layout states what binexport can't run: " + "; ".join(problems))
