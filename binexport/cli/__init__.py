@@ -8,8 +8,6 @@ inside commands so ``--help`` and ``--version`` start fast.
 from __future__ import annotations
 
 import json
-import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import click
 
 from binexport import __version__
+from binexport.cli.params import Batch, FiniteFloat, Group, one_line, path
 from binexport.cli.render import (
     console,
     render_bench,
@@ -29,114 +28,17 @@ from binexport.cli.render import (
 )
 from binexport.data import DATASET_NAMES
 from binexport.data.synth import MAX_WIDTH
-from binexport.errors import BinexportError
 from binexport.formats import PACK_FORMATS
 from binexport.formats.bwn import ENCODING_CHOICES
 from binexport.formats.bwn import WEIGHTS_CHOICES as BWN_WEIGHTS
-from binexport.formats.onnx import DEFAULT_OPSET, MAX_FIXED_BATCH, WEIGHT_ALIASES, WEIGHTS
+from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS
 from binexport.runtimes import DEVICES
 from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
 from binexport.verbs.export import CALIBRATION_SIZE, MAX_CALIBRATION_SIZE, PERCENTILE
 from binexport.verbs.bench import DEFAULT_SECONDS as BENCH_SECONDS
 
 
-def one_line(text: str, limit: int = 2000) -> str:
-    """``text`` as one printable line: newlines and control characters (from ORT messages, odd paths) escaped,
-    undecodable bytes of POSIX paths (surrogates) as ``\\udcff``, so stderr gets exactly one line."""
-    text = " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
-    out = "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF
-                  else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text)
-    return out if len(out) <= limit else out[:limit] + "..."
-
-
-def _error(message: str) -> None:
-    click.echo(f"binexport: error: {one_line(message)}", err=True)
-
-
-class _Group(click.Group):
-    """Turns binexport's own errors and Click's usage errors into one line on stderr and their exit code."""
-
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.UsageError as e:
-            names, c = [], e.ctx
-            while c is not None and c.parent is not None:  # the root's name depends on how it was started
-                names.insert(0, c.info_name or "")
-                c = c.parent
-            see = " ".join(["binexport", *names, "--help"])
-            _error(f"{e.format_message()} (see '{see}')")
-            sys.exit(e.exit_code)
-        except click.ClickException as e:
-            _error(e.format_message())
-            sys.exit(e.exit_code)
-        except click.Abort:
-            _error("interrupted")
-            sys.exit(130)
-        sys.exit(rv if isinstance(rv, int) else 0)
-
-    def invoke(self, ctx: click.Context) -> Any:
-        import warnings
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # library warnings (torch, numpy) are not lines for the user
-                return super().invoke(ctx)
-        except BinexportError as e:
-            _error(str(e))
-            ctx.exit(e.exit_code)
-        except MemoryError:
-            _error("out of memory: the input asks for more memory than this machine gives; it is either far "
-                   "larger than a WRN of the training code or malformed")
-            ctx.exit(2)
-        except OSError as e:
-            name = e.filename if e.filename is not None else ""
-            _error(f"{os.fsdecode(name) if isinstance(name, bytes) else name}: {e.strerror or e}"
-                   .removeprefix(": "))
-            ctx.exit(2)
-
-
-class _PathType(click.Path):
-    """A path that is not empty (``pack ""`` would otherwise mean the current folder)."""
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        if isinstance(value, (str, bytes)) and not value:
-            self.fail("the path is empty", param, ctx)
-        return super().convert(value, param, ctx)
-
-
-def _path() -> _PathType:
-    return _PathType(path_type=Path)
-
-
-class _Batch(click.ParamType):
-    """``dynamic`` or a fixed batch of 1..MAX_FIXED_BATCH images."""
-
-    name = "dynamic|N"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        if isinstance(value, int) or value == "dynamic":
-            return value
-        text = str(value).strip()
-        if not (text.isascii() and text.isdigit()) or len(text) > 9 or not 1 <= int(text) <= MAX_FIXED_BATCH:
-            self.fail(f"{value!r}: expected 'dynamic' or a fixed batch of 1..{MAX_FIXED_BATCH} images", param, ctx)
-        return int(text)
-
-
-class _FiniteFloat(click.FloatRange):
-    """A float range that also refuses nan (Click's ranges let it through: every comparison with nan is False)."""
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        rv = super().convert(value, param, ctx)
-        if not math.isfinite(rv):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return rv
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="binexport")
 def main() -> None:
     """Export and compress 1-bit Wide ResNets (McDonnell, ICLR 2018) for deployment."""
@@ -151,7 +53,7 @@ _mode_option = click.option("--binarized/--full-precision", "binarized", default
 
 
 @main.command()
-@click.argument("file", type=_path())
+@click.argument("file", type=path())
 @_mode_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
@@ -166,8 +68,8 @@ def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("ckpt", type=_path())
-@click.option("-o", "--output", type=_path(), help="Output file (default: beside the input).")
+@click.argument("ckpt", type=path())
+@click.option("-o", "--output", type=path(), help="Output file (default: beside the input).")
 @click.option("--format", "fmt", metavar="|".join(PACK_FORMATS), default=PACK_FORMATS[0], show_default=True,
               help="Output format: 'packed' (the published layout) or 'bwn'.")
 @click.option("--encoding", metavar="|".join(ENCODING_CHOICES), default=None,
@@ -205,8 +107,8 @@ def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: 
 
 
 @main.command("to-onnx")
-@click.argument("input_file", metavar="INPUT", type=_path())
-@click.option("-o", "--output", type=_path(), help="Output .onnx file (default: beside INPUT).")
+@click.argument("input_file", metavar="INPUT", type=path())
+@click.option("-o", "--output", type=path(), help="Output .onnx file (default: beside INPUT).")
 @click.option("--weights", type=click.Choice([*WEIGHTS, *WEIGHT_ALIASES]), default=None,
               help="1-bit (default for 1-bit models; 'packed' is its old name): 1 bit per binarised weight, turned "
                    "into +-scale by standard ops when the session starts; float32 (default for full precision): "
@@ -215,12 +117,12 @@ def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: 
                    "CPU instructions (and TensorRT), 1-bit weights still stored as bits; needs --calibrate.")
 @click.option("--opset", type=click.IntRange(1, 10_000), default=DEFAULT_OPSET, show_default=True,
               help="ONNX opset (13 or newer).")
-@click.option("--batch", type=_Batch(), default="dynamic", show_default=True,
+@click.option("--batch", type=Batch(), default="dynamic", show_default=True,
               help="'dynamic' or a fixed batch size (at most 4096).")
 @click.option("--normalize-inside", is_flag=True,
               help="Graph takes raw uint8 NHWC (N, 32, 32, 3) images and applies the CIFAR normalisation itself "
                    "(default input: normalised NCHW, as in training).")
-@click.option("--images", type=_path(), default=None,
+@click.option("--images", type=path(), default=None,
               help="Also validate on this folder of labelled 32x32 PNGs (NAME_LABEL.png) and report accuracy.")
 @click.option("--calibrate", "calibrate", metavar="CIFAR100|CIFAR10|PATH", default=None,
               help="int8 only: training images that set the activation ranges: the training split under "
@@ -252,23 +154,23 @@ def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: i
 
 
 @main.command()
-@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=_path())
+@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=path())
 @click.option("--dataset", type=click.Choice(DATASET_NAMES, case_sensitive=False), default=None,
               help="Standard test set, in torchvision's layout under --data-root.")
-@click.option("--data-root", type=_path(), default=None,
+@click.option("--data-root", type=path(), default=None,
               help="Folder holding cifar-100-python/ or cifar-10-batches-py/ (default: $BINEXPORT_DATA, else "
                    "~/.cache/binexport/data).")
 @click.option("--download", is_flag=True, help="Fetch the official archive (md5-checked) if the test set is absent.")
-@click.option("--images", type=_path(), default=None,
+@click.option("--images", type=path(), default=None,
               help="Folder of labelled 32x32 PNGs (NAME_LABEL.png, or LABEL/ subfolders) instead of --dataset.")
-@click.option("--reference", type=_path(), default=None,
+@click.option("--reference", type=path(), default=None,
               help="Checkpoint the artifacts came from (default: the first ARTIFACT that is not ONNX).")
 @click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True,
               help="auto takes CUDA where PyTorch sees a GPU; cuda fails if any runtime would not really use it.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=256, show_default=True,
               help="Images per forward call (at most 4096).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
-@click.option("--json", "json_out", type=_path(), default=None,
+@click.option("--json", "json_out", type=path(), default=None,
               help="Also write the report here as JSON (written even when rows fail).")
 @_mode_option
 def verify(artifacts: tuple[Path, ...], dataset: str | None, data_root: Path | None, download: bool,
@@ -310,16 +212,16 @@ def _bars() -> Any:
 
 
 @main.command()
-@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=_path())
+@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=path())
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=BENCH_BATCH, show_default=True,
               help="Batch of the throughput measurement (latency is measured at batch 1).")
-@click.option("--seconds", type=_FiniteFloat(0, 3600, min_open=True), default=BENCH_SECONDS, show_default=True,
+@click.option("--seconds", type=FiniteFloat(0, 3600, min_open=True), default=BENCH_SECONDS, show_default=True,
               help="Timing budget per artifact, over interleaved rounds.")
 @click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True,
               help="auto takes CUDA where PyTorch sees a GPU.")
 @click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True,
               help="Intra-op threads per runtime (0: one per core).")
-@click.option("--json", "json_out", type=_path(), default=None,
+@click.option("--json", "json_out", type=path(), default=None,
               help="Also write the report here as JSON.")
 def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: str, threads: int,
           json_out: Path | None) -> None:
@@ -343,16 +245,16 @@ def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: 
 
 
 @main.command()
-@click.option("--checkpoint", type=_path(), default=None,
+@click.option("--checkpoint", type=path(), default=None,
               help="Use this model file (any format binexport reads) instead of the shipped McDonnell model.")
 @click.option("--synthetic", is_flag=True,
               help="Write a synthetic 204.5 MiB WRN-20 training checkpoint (random weights) instead: shows "
                    "205 MB -> 3.5 MB packing, on synthetic images.")
-@click.option("--images", type=_path(), default=None,
+@click.option("--images", type=path(), default=None,
               help="Verify on this folder of labelled 32x32 PNGs instead of the shipped CIFAR-10 test images.")
-@click.option("--out", "out_dir", type=_path(), default=Path("binexport-demo"), show_default=True,
+@click.option("--out", "out_dir", type=path(), default=Path("binexport-demo"), show_default=True,
               help="Folder for the demo's files (replaced files inside it only).")
-@click.option("--width", type=_FiniteFloat(0, MAX_WIDTH, min_open=True), default=10, show_default=True,
+@click.option("--width", type=FiniteFloat(0, MAX_WIDTH, min_open=True), default=10, show_default=True,
               help=f"Width of the --synthetic WRN-20: a multiple of 1/16 in (0, {MAX_WIDTH}].")
 @click.option("--full-precision", "full_precision", is_flag=True,
               help="Demo a full-precision model: a synthetic checkpoint trained without --binarize; .bwn float32 "
@@ -362,7 +264,7 @@ def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: 
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="Data root whose CIFAR-10 training batches calibrate int8 (default: $BINEXPORT_DATA, if it has them).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Verify on the first N images only.")
-@click.option("--bench-seconds", type=_FiniteFloat(0, 600), default=4.0, show_default=True,
+@click.option("--bench-seconds", type=FiniteFloat(0, 600), default=4.0, show_default=True,
               help="Timing budget per artifact of the closing benchmark (0 skips it).")
 @click.option("--json", "as_json", is_flag=True, help="Print every step's report as one JSON document.")
 def demo(checkpoint: Path | None, synthetic: bool, images: Path | None, out_dir: Path, width: float,

@@ -18,14 +18,15 @@ from binexport import __version__
 from binexport.errors import FormatError, InputError
 from binexport.formats.bwn import codec, planes, rans
 from binexport.formats.bwn import container as box
-from binexport.model import CIFAR_MEAN, CIFAR_STD, VARIANTS, WEIGHTS_DTYPES, Arch, BinaryWeight, Model, Source
+from binexport.formats.bwn.describe import describe  # noqa: F401 (part of this format's surface)
+from binexport.formats.bwn.metadata import HALF_DTYPE as _HALF_DTYPE
+from binexport.formats.bwn.metadata import WEIGHTS_CHOICES, check_metadata, check_weights
+from binexport.model import CIFAR_MEAN, CIFAR_STD, Arch, BinaryWeight, Model, Source
 from binexport.precision import HALF_KINDS, from_bfloat16_bits, round_weights, to_bfloat16_bits
 
 #: Values of ``encoding=`` (``binexport pack --encoding``): how 1-bit tensors are stored.
 ENCODING_CHOICES = ("best", "packed", "rans", "rans-ref")
-#: Values of ``weights=`` (``binexport pack --weights``): how a full-precision model's conv weights are stored.
-WEIGHTS_CHOICES = WEIGHTS_DTYPES
-_HALF_DTYPE = {"float16": "f16", "bfloat16": "bf16"}
+#: ``WEIGHTS_CHOICES``, the values of ``weights=`` (``binexport pack --weights``), come from metadata.py.
 _DTYPES = {np.dtype("float16"): "f16", np.dtype("float32"): "f32", np.dtype("float64"): "f64",
            np.dtype("int32"): "i32", np.dtype("int64"): "i64"}
 
@@ -185,8 +186,8 @@ def read(path: str | Path, verify_checksums: bool = True, max_decoded_bytes: int
     p = c.path
     if verify_checksums:
         _check_crcs(c)
-    arch = _check_metadata(c)
-    weights = _check_weights(c, arch)
+    arch = check_metadata(c)
+    weights = check_weights(c, arch)
     arrays = _decode(c, verify_checksums)
     floats = {k: v for k, v in arrays.items() if v.dtype != bool}
     bits = {k: v for k, v in arrays.items() if v.dtype == bool}
@@ -260,85 +261,6 @@ def _decode(c: box.Container, verify_checksums: bool) -> dict[str, np.ndarray]:
     return {e.name: out[e.name] for e in c.entries}
 
 
-def _check_metadata(c: box.Container) -> Arch:
-    """The architecture the metadata names, which MUST be the one the tensors form."""
-    p, meta = c.path, c.metadata
-    a = meta.get("architecture")
-    if not isinstance(a, dict) or not all(type(a.get(k)) is int for k in ("depth", "num_classes")) \
-            or not isinstance(a.get("widths"), list) or len(a["widths"]) != 3 \
-            or not all(type(w) is int for w in a["widths"]):
-        raise FormatError(f"{p}: metadata 'architecture' must give integer depth, num_classes and three widths "
-                          "(field 'metadata.architecture')")
-    if not _int(meta.get("zero_weights")):
-        raise FormatError(f"{p}: metadata 'zero_weights' must be an integer >= 0 (field 'metadata.zero_weights')")
-    if type(meta.get("binarized")) is not bool:
-        raise FormatError(f"{p}: metadata 'binarized' must be true or false (field 'metadata.binarized')")
-    user = meta.get("user", {})
-    if not isinstance(user, dict) or not all(isinstance(v, str) for v in user.values()):
-        raise FormatError(f"{p}: metadata 'user' must map strings to strings (field 'metadata.user')")
-    family = _family(c)
-    try:
-        arch = Arch.infer({e.name: e.shape for e in c.entries}, family)
-    except InputError as e:
-        raise FormatError(f"{p}: {e}") from None
-    said = (a["depth"], tuple(a["widths"]), a["num_classes"])
-    if said != (arch.depth, arch.widths, arch.num_classes):
-        raise FormatError(f"{p}: metadata says depth {said[0]}, widths {list(said[1])}, {said[2]} classes, but the "
-                          f"tensors form a {arch.name} with widths {list(arch.widths)} and {arch.num_classes} classes "
-                          "(field 'metadata.architecture')")
-    kinds = arch.kinds
-    wrong = [e.name for e in c.entries if e.dtype == "b1" and kinds[e.name] != "binary"]
-    if wrong:
-        raise FormatError(f"{p}: only block convs may be 1-bit, found b1 {', '.join(wrong[:3])} (field 'dtype')")
-    return arch
-
-
-def _check_weights(c: box.Container, arch: Arch) -> str:
-    """Metadata 'weights' (absent = float32), which MUST match the dtypes of the conv tensors."""
-    p, w = c.path, c.metadata.get("weights", "float32")
-    if w not in WEIGHTS_CHOICES:
-        raise FormatError(f"{p}: metadata 'weights' is {w!r}, expected one of {', '.join(WEIGHTS_CHOICES)} "
-                          "(field 'metadata.weights')")
-    kinds = arch.kinds
-    if w != "float32" and c.metadata.get("binarized") is not False:
-        raise FormatError(f"{p}: metadata 'weights' is {w!r} but the model is binarised; half-precision weights "
-                          "are for full-precision models (field 'metadata.weights')")
-    want = _HALF_DTYPE.get(w)
-    for e in c.entries:
-        conv = kinds[e.name] in HALF_KINDS and e.dtype != "b1"
-        if (want is not None and conv and e.dtype != want) or (e.dtype == "bf16" and not (conv and want == "bf16")):
-            raise FormatError(f"{p}: tensor {e.name!r} is {e.dtype} but metadata 'weights' is {w!r}: with "
-                              f"'{w}' the convs are {want or 'f32 (or f16)'}, and bf16 holds bfloat16 conv weights "
-                              "only (field 'dtype')")
-    return w
-
-
-def _family(c: box.Container) -> str:
-    """The architecture family: ``pytorch`` for flags 0 (no ``variant``), else the ``variant`` object's, checked.
-
-    The variant's fields MUST be exactly its family's (binexport.arch.VARIANTS): a reader runs known networks
-    only, and a field it would not honour is refused rather than ignored.
-    """
-    p, v = c.path, c.metadata.get("variant")
-    if not c.flags & box.FLAG_VARIANT:
-        if v is not None:
-            raise FormatError(f"{p}: metadata has 'variant' but flags bit 0 is not set (field 'metadata.variant')")
-        return "pytorch"
-    if not isinstance(v, dict) or v.get("family") not in VARIANTS:
-        raise FormatError(f"{p}: flags bit 0 says the network is a variant, but metadata 'variant' names no known "
-                          f"family (expected one of {', '.join(VARIANTS)}) (field 'metadata.variant')")
-    fam = str(v["family"])
-    want = {"family": fam, **VARIANTS[fam]}
-    if set(v) != set(want) or any(type(v[k]) is not type(want[k]) or v[k] != want[k] for k in want):
-        raise FormatError(f"{p}: metadata 'variant' is {v}, expected exactly {want} for family {fam!r} "
-                          "(field 'metadata.variant')")
-    return fam
-
-
-def _int(v: object) -> bool:
-    return type(v) is int and v >= 0
-
-
 def _breakdown(c: box.Container, arch: Arch) -> dict[str, int]:
     kinds = arch.kinds
     out = {"header": 32 + c.header_length, "binarised weights": 0, "float weights": 0, "BN statistics": 0}
@@ -347,46 +269,3 @@ def _breakdown(c: box.Container, arch: Arch) -> dict[str, int]:
         out[key] += e.length
     out["padding"] = int(c.data.size) - sum(out.values())
     return out
-
-
-def describe(path: str | Path, verify_checksums: bool = True,
-             max_decoded_bytes: int | None = None) -> dict[str, object]:
-    """Header fields, the tensor table with encodings and sizes, and each checksum's status (for inspect).
-
-    Nothing is decoded, but a file over the decoded-size limit is refused here too: describing it would
-    only invite reading it.
-    """
-    c = box.Container.open(path, max_decoded_bytes)
-    rows, by_enc = [], {}
-    for e in c.entries:
-        plain = (e.count + 7) // 8 if e.dtype == "b1" else e.count * box.ITEMSIZE[e.dtype]
-        status = ("ok" if c.check_crc(e) else "MISMATCH") if verify_checksums else "not checked"
-        rows.append({"name": e.name, "dtype": e.dtype, "shape": "x".join(map(str, e.shape)) or "scalar",
-                     "encoding": e.encoding, "bytes": e.length, "vs plain": f"{e.length / plain:.3f}" if plain else "-",
-                     "checksum": status})
-        by_enc[e.encoding] = by_enc.get(e.encoding, 0) + e.length
-    bad = sum(r["checksum"] == "MISMATCH" for r in rows)
-    meta = c.metadata
-    src, norm = meta.get("source") or {}, meta.get("normalization") or {}
-    weights = meta.get("weights", "float32")
-    return {
-        "format": f".bwn version {box.VERSION}, alignment {c.alignment}, header {32 + c.header_length:,} B",
-        "weights": f"{weights}: conv weights rounded to {weights} (lossy), BN statistics float32"
-        if weights in _HALF_DTYPE else ("1-bit" if meta.get("binarized") else "float32 (lossless)"),
-        "checksums": f"header ok; {len(rows) - bad}/{len(rows)} tensors ok" if verify_checksums
-        else "header ok; tensors not checked",
-        "source": f"{src.get('format')}, {src.get('bytes'):,} B, sha256 {src.get('sha256')}"
-        if isinstance(src.get("bytes"), int) else "unknown",
-        "written by": f"binexport {meta.get('binexport_version', '?')}",
-        "normalization": f"({norm.get('input')} - mean) / std, mean {_floats(norm.get('mean'))}, "
-                         f"std {_floats(norm.get('std'))}" if norm else "not given",
-        "variant": meta.get("variant", {}).get("family", "?") if isinstance(meta.get("variant"), dict)
-        else "pytorch (the binary-wide-resnet port)",
-        "user metadata": meta.get("user") or "none",
-        "bytes by encoding": by_enc,
-        "tensors": rows,
-    }
-
-
-def _floats(v: object) -> str:
-    return " ".join(f"{x:.4f}" for x in v) if isinstance(v, list) and all(type(x) is float for x in v) else str(v)
