@@ -62,15 +62,13 @@ def load_calibration(source: str | Path, data_root: str | Path | None = None, *,
         imgs, labels, _ = load_labelled_folder(path)
         return Dataset("images", imgs[:limit], labels[:limit], None, str(path))
     if path.is_file():
-        raw = path.read_bytes()
-        spec = _guess_spec(raw, path)
-        return _from_files([path], spec, limit, str(path))
+        obj = cifar.read_batch(path)
+        return _from_files([path], _guess_spec(obj, path), limit, str(path), {path: obj})
     raise InputError(f"{source}: not a calibration source; expected {' or '.join(SOURCES)} (training batches under "
                      "--data-root), a CIFAR training batch file, or a folder of labelled 32x32 PNGs")
 
 
-def _guess_spec(raw: bytes, path: Path) -> cifar.CifarSpec:
-    obj = cifar._safe_unpickle(raw, str(path))
+def _guess_spec(obj: object, path: Path) -> cifar.CifarSpec:
     keys = {(k.decode("latin1") if isinstance(k, bytes) else k) for k in obj} if isinstance(obj, dict) else set()
     if "fine_labels" in keys:
         return cifar.cifar_spec("CIFAR100")
@@ -79,14 +77,17 @@ def _guess_spec(raw: bytes, path: Path) -> cifar.CifarSpec:
     raise InputError(f"{path}: not a CIFAR batch (no 'fine_labels' or 'labels'); expected a training batch file")
 
 
-def _from_files(files: list[Path], spec: cifar.CifarSpec, limit: int | None, origin: str) -> Dataset:
+def _from_files(files: list[Path], spec: cifar.CifarSpec, limit: int | None, origin: str,
+                read: dict[Path, object] | None = None) -> Dataset:
+    """Images of the files in order, each read (within cifar's size bound) and unpickled once."""
     images, labels, have = [], [], 0
     for f in files:
         if limit is not None and have >= limit:
             break
-        raw = f.read_bytes()
-        _refuse_test_split(raw, f)
-        imgs, labs = cifar.parse_batch(raw, spec, str(f))
+        obj = (read or {}).get(f)
+        obj = cifar.read_batch(f) if obj is None else obj
+        _refuse_test_split(obj, f)
+        imgs, labs = cifar.parse_object(obj, spec, str(f))
         images.append(imgs)
         labels.append(labs)
         have += len(labs)
@@ -97,9 +98,8 @@ def _from_files(files: list[Path], spec: cifar.CifarSpec, limit: int | None, ori
     return out
 
 
-def _refuse_test_split(raw: bytes, path: Path) -> None:
+def _refuse_test_split(obj: object, path: Path) -> None:
     """A CIFAR file names its split in ``batch_label``; a testing batch must never calibrate."""
-    obj = cifar._safe_unpickle(raw, str(path))
     label = obj.get(b"batch_label", obj.get("batch_label")) if isinstance(obj, dict) else None
     if isinstance(label, bytes):
         label = label.decode("latin1")

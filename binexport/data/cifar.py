@@ -109,9 +109,18 @@ def _read_bounded(path: Path) -> bytes:
     return raw
 
 
+def read_batch(path: Path) -> Any:
+    """One CIFAR pickle file, read within the size bound and unpickled safely (not yet checked: see parse_object)."""
+    return _safe_unpickle(_read_bounded(path), str(path))
+
+
 def parse_batch(raw: bytes, spec: CifarSpec, where: str) -> tuple[np.ndarray, np.ndarray]:
     """(N, 32, 32, 3) uint8 images and int64 labels from one CIFAR pickle, every field checked."""
-    obj = _safe_unpickle(raw, where)
+    return parse_object(_safe_unpickle(raw, where), spec, where)
+
+
+def parse_object(obj: Any, spec: CifarSpec, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 32, 32, 3) uint8 images and int64 labels from an unpickled CIFAR batch, every field checked."""
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected a pickled dict (CIFAR batch), found {type(obj).__name__}")
     d = {(k.decode("latin1") if isinstance(k, bytes) else k): v for k, v in obj.items()}
