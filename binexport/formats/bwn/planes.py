@@ -118,15 +118,9 @@ def _encode_pairs(fa: np.ndarray, ca: np.ndarray, fb: np.ndarray, cb: np.ndarray
     emitted: list[np.ndarray] = []
     for a0 in range(((n - 1) // lanes) * lanes, -1, -lanes):
         a1 = min(n, a0 + lanes)
-        x = state[: a1 - a0]
         for f, c in ((fb[a0:a1], cb[a0:a1]), (fa[a0:a1], ca[a0:a1])):
-            big = x >= (f << (32 - rans.PROB_BITS))
-            if big.any():
-                emitted.append((x[big] & 0xFFFF)[::-1])
-                x[big] >>= 16
-            x[:] = ((x // f) << rans.PROB_BITS) + (x % f) + c
-    words = np.concatenate(emitted)[::-1] if emitted else np.zeros(0, np.int64)
-    return state.astype("<u4").tobytes() + words.astype("<u2").tobytes()
+            state[: a1 - a0] = rans.push(state[: a1 - a0], f, c, emitted)
+    return rans.stream_bytes(state, emitted)
 
 
 # --- parsing ----------------------------------------------------------------------------------------------

@@ -62,13 +62,25 @@ def encode(sidx: np.ndarray, freq: np.ndarray, lanes: int) -> bytes:
     emitted: list[np.ndarray] = []
     for a in range(((n - 1) // lanes) * lanes, -1, -lanes):
         b = min(n, a + lanes)
-        x = state[: b - a]
-        fa = f[a:b]
-        big = x >= (fa << (32 - PROB_BITS))
-        if big.any():
-            emitted.append((x[big] & 0xFFFF)[::-1])
-            x[big] >>= 16
-        state[: b - a] = ((x // fa) << PROB_BITS) + (x % fa) + c[a:b]
+        state[: b - a] = push(state[: b - a], f[a:b], c[a:b], emitted)
+    return stream_bytes(state, emitted)
+
+
+def push(x: np.ndarray, f: np.ndarray, c: np.ndarray, emitted: list[np.ndarray]) -> np.ndarray:
+    """One encoder step for a row of lanes: renormalise (16-bit words to ``emitted``), then code the symbols.
+
+    ``f`` and ``c`` are each lane's symbol frequency and cumulative frequency; returns the new states. Rows are
+    pushed last to first, so :func:`stream_bytes` reverses what was emitted.
+    """
+    big = x >= (f << (32 - PROB_BITS))
+    if big.any():
+        emitted.append((x[big] & 0xFFFF)[::-1])
+        x[big] >>= 16
+    return ((x // f) << PROB_BITS) + (x % f) + c
+
+
+def stream_bytes(state: np.ndarray, emitted: list[np.ndarray]) -> bytes:
+    """The stream of section 9: the lanes' final states (u32), then the words in decoding order (u16)."""
     words = np.concatenate(emitted)[::-1] if emitted else np.zeros(0, np.int64)
     return state.astype("<u4").tobytes() + words.astype("<u2").tobytes()
 
