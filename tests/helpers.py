@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
 from pathlib import Path
 
@@ -37,3 +39,21 @@ def cifar_pickle(images: np.ndarray, labels: list[int], label_key: bytes = b"fin
     """A batch as Python 3 users re-save it: bytes keys, numpy data, list labels."""
     return pickle.dumps({b"batch_label": b"testing batch 1 of 1", label_key: labels, b"data": planar(images),
                          b"filenames": [b"x.png"] * len(labels)})
+
+
+def check_golden(path: Path, data: bytes, sha256: str) -> None:
+    """``data`` (what the writer makes now) must be the committed golden file, whose hash is pinned.
+
+    With ``BWN_REGENERATE_GOLDEN=1`` the file is rewritten instead, its new hash printed and the test skipped.
+    """
+    import pytest
+
+    if os.environ.get("BWN_REGENERATE_GOLDEN") == "1":
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+        print(f'\n    "{path.name}": "{hashlib.sha256(data).hexdigest()}",')
+        pytest.skip("golden file regenerated: paste the hash above into GOLDEN_SHA256")
+    assert path.is_file(), f"{path} missing: regenerate it deliberately (see GOLDEN_SHA256)"
+    committed = path.read_bytes()
+    assert hashlib.sha256(committed).hexdigest() == sha256, "golden file changed on disk"
+    assert data == committed, "the writer no longer produces the committed bytes: a format change needs a new version"

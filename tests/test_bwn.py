@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -16,7 +14,7 @@ import pytest
 from bwn_spec_reader import read as spec_read
 from bwn_spec_reader import relay
 from click.testing import CliRunner
-from helpers import REAL_PACKED, tiny_model
+from helpers import REAL_PACKED, check_golden, tiny_model
 
 import binexport as api
 from binexport.cli import main
@@ -55,15 +53,7 @@ def test_golden_bytes(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     encoding = name[len("tiny-"):-len(".bwn")]
     data = bwn.write(golden_model(), encoding=encoding, metadata={"purpose": "golden test"})
     path = GOLDEN / name
-    if os.environ.get("BWN_REGENERATE_GOLDEN") == "1":
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_bytes(data)
-        print(f'\n    "{name}": "{hashlib.sha256(data).hexdigest()}",')
-        pytest.skip("golden file regenerated: paste the hash above into GOLDEN_SHA256")
-    assert path.is_file(), f"{path} missing: regenerate it deliberately (see GOLDEN_SHA256)"
-    committed = path.read_bytes()
-    assert hashlib.sha256(committed).hexdigest() == GOLDEN_SHA256[name], "golden file changed on disk"
-    assert data == committed, "the writer no longer produces the committed bytes: a format change needs a new version"
+    check_golden(path, data, GOLDEN_SHA256[name])
     back = bwn.read(path)
     assert golden_model().compare(back) == []
     assert back.metadata["user.purpose"] == "golden test"

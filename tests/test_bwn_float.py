@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from bwn_spec_reader import read as spec_read
 from bwn_spec_reader import lay_out, relay
-from helpers import tiny_model
+from helpers import check_golden, tiny_model
 
 from binexport.errors import FormatError, InputError
 from binexport.formats import bwn
@@ -68,13 +66,7 @@ def test_golden_bytes(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     model, weights = _golden(name)
     data = bwn.write(model, weights=weights, metadata={"purpose": "golden test"})
     path = GOLDEN / name
-    if os.environ.get("BWN_REGENERATE_GOLDEN") == "1":
-        path.write_bytes(data)
-        print(f'\n    "{name}": "{hashlib.sha256(data).hexdigest()}",')
-        pytest.skip("golden file regenerated: paste the hash above into GOLDEN_SHA256")
-    committed = path.read_bytes()
-    assert hashlib.sha256(committed).hexdigest() == GOLDEN_SHA256[name], "golden file changed on disk"
-    assert data == committed, "the writer no longer produces the committed bytes"
+    check_golden(path, data, GOLDEN_SHA256[name])
     back = bwn.read(path)
     assert round_weights(model, weights).compare(back) == []
     assert back.weights == weights
