@@ -186,3 +186,18 @@ def test_real_checkpoint_int8_on_the_real_samples(real_packed: Path, tmp_path: P
     assert r.output_bytes <= 4_000_000 and r.validation.int8_convs == 18
     assert r.validation.accuracy == r.validation.reference_accuracy == 0.8
     assert r.validation.agreement >= 0.95
+
+
+def test_calibration_file_is_read_within_the_cifar_size_bound(tmp_path: Path) -> None:
+    """A huge (sparse) file given to --calibrate is refused from its size, in one line, not read whole."""
+    from binexport import formats
+
+    ckpt = tmp_path / "m.packed.pth.tar"
+    ckpt.write_bytes(formats.get("packed").write(tiny_model()))
+    huge = tmp_path / "data_batch_1"
+    with open(huge, "wb") as f:
+        f.truncate(300 * 2**20)
+    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "x.onnx"), "--weights", "int8",
+                                    "--calibrate", str(huge)])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "larger than" in res.stderr, res.output
+    assert not (tmp_path / "x.onnx").exists()
