@@ -88,7 +88,7 @@ def matlab_vars(net: dict[str, list]) -> dict[str, bytes]:
     bits, bns = net["bits"], net["bns"]
     k = len(bits)
     per = (k - 2) // 6
-    col = lambda arrs: [numeric("", a) for a in arrs]  # noqa: E731
+    col = lambda arrs: [numeric("", a) for a in arrs]
     return {
         "BinaryWeights": cell("BinaryWeights", [numeric("", b) for b in bits]),
         "LayerWeights": numeric("LayerWeights", np.array([[np.sqrt(2.0 / np.prod(b.shape[:3]))] for b in bits],

@@ -12,13 +12,24 @@ import resource
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
-from matwriter import (MI, MX, build, cell, compressed, element, keras_vars, mat_file, matlab_vars, matrix,
-                       matrix_prefix, numeric, zeros_stream)
+from matwriter import (
+    MI,
+    MX,
+    build,
+    cell,
+    element,
+    keras_vars,
+    matlab_vars,
+    matrix,
+    matrix_prefix,
+    numeric,
+    zeros_stream,
+)
 from mcdonnell_oracle import tiny_net
 
 import binexport
@@ -35,8 +46,8 @@ def _cap() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "binexport.cli", *args], capture_output=True, text=True,
-                          preexec_fn=_cap, env=env, timeout=300, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "binexport.cli", *args], check=False, capture_output=True,
+                          text=True, preexec_fn=_cap, env=env, timeout=300, cwd=ROOT)
 
 
 def _refused_by_cli(path: Path, fragment: str, tmp_path: Path) -> None:
@@ -221,8 +232,8 @@ def test_random_byte_flips_never_crash(tmp_path: Path) -> None:
               "for p in sys.argv[1:]:\n"
               "    try:\n        binexport.load(p); print('ok')\n"
               "    except InputError as e:\n        assert '\\n' not in str(e), str(e); print('refused')\n")
-    r = subprocess.run([sys.executable, "-c", script, *map(str, paths)], capture_output=True, text=True,
-                       preexec_fn=_cap, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-c", script, *map(str, paths)], check=False, capture_output=True,
+                       text=True, preexec_fn=_cap, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     outcomes = r.stdout.split()
     assert len(outcomes) == 300 and outcomes.count("refused") > 100  # most flips hit data that is checked

@@ -111,7 +111,8 @@ def _open(p: Path, size: int) -> mat5.MatFile:
 
 def _read_matlab(p: Path, size: int, mat: mat5.MatFile) -> Model:
     m = {n: mat.load(mat.vars[n]) for n in _MATLAB_VARS}
-    bits = [_bits(c, 4, p, f"BinaryWeights{{{i + 1}}}") for i, c in enumerate(_cells(m["BinaryWeights"], p, "BinaryWeights"))]
+    cells = _cells(m["BinaryWeights"], p, "BinaryWeights")
+    bits = [_bits(c, 4, p, f"BinaryWeights{{{i + 1}}}") for i, c in enumerate(cells)]
     moments = [_floats(c, p, f"Moments{{{i + 1}}}") for i, c in enumerate(_cells(m["Moments"], p, "Moments"))]
     gammas = [_floats(c, p, f"BNG{{{i + 1}}}").ravel() for i, c in enumerate(_cells(m["BNG"], p, "BNG"))]
     betas = [_floats(c, p, f"BNB{{{i + 1}}}").ravel() for i, c in enumerate(_cells(m["BNB"], p, "BNB"))]

@@ -20,10 +20,11 @@ Why not ``scipy.io.loadmat``: its compiled reader trusts type codes and has no d
 from __future__ import annotations
 
 import math
+import re
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -40,7 +41,12 @@ MX_CELL = 1
 HEAD_BYTES = 8 + 16 + 8 + 4 * 32 + 8 + 264
 MAX_DIMS = 32
 MAX_NAME = 255
+#: McDonnell's files hold 12 and 41 variables and cells of at most 21 arrays; these bound the objects a file
+#: of tiny elements could make a reader create (a WRN-1000 would still fit)
+MAX_VARS = 4096
+MAX_CELLS = 4096
 _CHUNK = 1 << 16
+_NAME = re.compile(r"[A-Za-z0-9_]*")
 
 
 def class_name(cls: int) -> str:
@@ -187,6 +193,9 @@ class MatFile:
             if var.name in out:
                 raise InputError(f"{self.label}: variable {var.name!r} appears twice; the file is damaged")
             out[var.name] = var
+            if len(out) > MAX_VARS:
+                raise InputError(f"{self.label}: more than {MAX_VARS:,} variables; McDonnell's files hold 12 "
+                                 "or 41: the file is damaged or hostile")
             pos += 8 + n + ((-n) % 8 if mdtype == MI_MATRIX else 0)
         return out
 
@@ -227,6 +236,9 @@ class MatFile:
             raise InputError(f"{self.label}: {what}: a name of type {mdtype} and {n} bytes; expected miINT8 (1) "
                              f"of at most {MAX_NAME} bytes")
         name = bytes(self._payload(src, n, small, what)).decode("latin-1")
+        if not _NAME.fullmatch(name):
+            raise InputError(f"{self.label}: {what} is named {ascii(name)[:80]}; MATLAB names are ASCII letters, "
+                             "digits and underscores: the file is damaged or hostile")
         return Var(name, cls, tuple(dims), bool(flags & 0x200), bool(flags & 0x800), offset)
 
     def load(self, var: Var) -> np.ndarray | list[np.ndarray]:
@@ -242,8 +254,9 @@ class MatFile:
         head = self._header(src, what, var.offset)
         if var.cls == MX_CELL:
             count = math.prod(head.dims)
-            if count > n // 56:  # an element is at least 56 bytes (tag, flags, 2 dims, empty name, empty data)
-                raise InputError(f"{self.label}: {what} declares {count:,} cells in {n:,} bytes; the file is damaged")
+            if count > min(MAX_CELLS, n // 56):  # an element is at least 56 bytes (tag, flags, 2 dims, name, data)
+                raise InputError(f"{self.label}: {what} declares {count:,} cells in {n:,} bytes; expected at most "
+                                 f"{MAX_CELLS:,} (one per layer): the file is damaged or hostile")
             cells = []
             for i in range(count):
                 where = f"{what}{{{i + 1}}}"
