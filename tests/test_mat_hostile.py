@@ -22,6 +22,7 @@ from matwriter import (
     MX,
     build,
     cell,
+    compressed,
     element,
     keras_vars,
     matlab_vars,
@@ -91,6 +92,12 @@ def _bomb_trailing() -> bytes:
     return struct.pack("<II", MI["compressed"], len(z)) + z
 
 
+def _trailing_after_stream() -> bytes:
+    """An honest LayerWeights whose compressed element goes on for 16 bytes after its zlib stream ends."""
+    z = compressed(numeric("LayerWeights", np.ones((20, 1), np.float32)))
+    return struct.pack("<II", MI["compressed"], len(z) - 8 + 16) + z[8:] + bytes(16)
+
+
 def _big_cell() -> bytes:
     """BinaryWeights{1} an honest (3, 3, 3, 2e6) logical array of zeros: 54 MB declared in a few KB."""
     n = 3 * 3 * 3 * 2_000_000
@@ -147,6 +154,7 @@ CASES: dict[str, tuple[Callable[[], bytes], str]] = {
     "bomb-declared-1.5GiB": (lambda: _matlab(LayerWeights=b"") + _bomb_declared(), "honestly hold"),
     "bomb-trailing-stream": (lambda: build({k: v for k, v in matlab_vars(NET).items() if k != "LayerWeights"})
                              + _bomb_trailing(), "holds more or less"),
+    "bytes-after-zlib-stream": (lambda: _matlab(LayerWeights=b"") + _trailing_after_stream(), "holds more or less"),
     "data-declares-1.5GiB": (lambda: _matlab(LayerWeights=numeric("LayerWeights", np.ones((20, 1), np.float32),
                                                                   data_declared=3 << 29)), "data element declares"),
     # 6. a big array inside a cell
@@ -173,6 +181,10 @@ CASES: dict[str, tuple[Callable[[], bytes], str]] = {
                                                             element(9, np.ones(8).tobytes()), declared=4096)),
                              "Padding"),
     "bad-endian": (lambda: _matlab()[:126] + b"XX" + _matlab()[128:], "endian"),
+    "big-endian": (lambda: _matlab()[:126] + b"MI" + _matlab()[128:], "little-endian"),
+    "logical-double": (lambda: _matlab(BinaryWeights=cell("BinaryWeights", [
+        numeric("", NET["bits"][0].astype(np.float64))[:16] + struct.pack("<II", MX["double"] | 0x200, 0)
+        + numeric("", NET["bits"][0].astype(np.float64))[24:]])), "logical double"),
     "bad-version": (lambda: _matlab()[:124] + b"\x00\x07" + _matlab()[126:], "version"),
 }
 

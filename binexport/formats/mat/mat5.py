@@ -110,12 +110,16 @@ class _Source:
         """A compressed element must end exactly where its matrix does (no hidden bytes behind it)."""
         if self._z is None:
             return
-        rest = self._z.unconsumed_tail or self.body[self._in:]
-        try:
-            extra = self._z.decompress(rest, 1) if len(rest) and not self._z.eof else b""
-        except zlib.error as e:
-            raise InputError(f"{self.label}: {what}: its zlib stream is damaged ({e})") from None
-        if extra or not self._z.eof:
+        rest = bytes(self._z.unconsumed_tail) + bytes(self.body[self._in:])  # the file bounds it
+        self._in = len(self.body)
+        extra = b""
+        if rest and not self._z.eof:
+            try:
+                extra = self._z.decompress(rest, 1)  # a correct stream has only its adler32 trailer left
+            except zlib.error as e:
+                raise InputError(f"{self.label}: {what}: its zlib stream is damaged ({e})") from None
+            rest = self._z.unused_data + self._z.unconsumed_tail
+        if extra or rest or not self._z.eof:
             raise InputError(f"{self.label}: {what}: its compressed element holds more or less than the "
                              "matrix it declares; the file is damaged or hostile")
 
@@ -150,10 +154,10 @@ class MatFile:
             raise InputError(f"{label}: {len(data)} bytes, shorter than the 128-byte MAT-file header; "
                              "the file is truncated")
         endian = bytes(data[126:128])
-        if endian not in (b"IM", b"MI"):
-            raise InputError(f"{label}: MAT-file endian mark {endian!r}; expected 'IM' or 'MI' at byte 126: "
-                             "not a level-5 MAT file, or a damaged one")
-        self.bo = "<" if endian == b"IM" else ">"
+        if endian != b"IM":
+            raise InputError(f"{label}: MAT-file endian mark {endian!r}; expected 'IM' (little-endian, as every "
+                             "McDonnell file and every file MATLAB writes on x86/ARM) at byte 126")
+        self.bo = "<"
         version = struct.unpack(self.bo + "H", data[124:126])[0]
         if version != 0x0100:
             raise InputError(f"{label}: MAT-file version {version:#06x}; expected 0x0100 (level 5)")
@@ -292,6 +296,10 @@ class MatFile:
             raise InputError(f"{self.label}: {what} ({class_name(head.cls)}) holds data of type {mdtype}; "
                              "expected a numeric MAT data type")
         dt = np.dtype(self.bo + _MI_NUMERIC[mdtype])
+        if (head.logical and (head.cls != 9 or mdtype != 2)) or (_MX_NUMERIC[head.cls][0] in "iu" and dt.kind == "f"):
+            raise InputError(f"{self.label}: {what} is a {'logical ' if head.logical else ''}{class_name(head.cls)} "
+                             f"array stored as {dt.name}; MATLAB stores logical arrays as uint8 and integers as "
+                             "integers: the file is damaged or hostile")
         count = math.prod(head.dims)
         if n != count * dt.itemsize:
             raise InputError(f"{self.label}: {what} declares the shape {list(head.dims)} ({count:,} values of "
