@@ -106,7 +106,8 @@ def _open(p: Path, size: int) -> mat5.MatFile:
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) != size:
         raise InputError(f"{p}: changed while it was read ({size:,} bytes, then {len(data):,}); read it again")
-    return mat5.MatFile(data, str(p), mat5.Budget(str(p), decode_limit(size)))
+    rule = f" ({DECODE_RATIO} x its size, at least {DECODE_FLOOR >> 20} MiB; McDonnell's decode to about 7 x)"
+    return mat5.MatFile(data, str(p), mat5.Budget(str(p), decode_limit(size), rule))
 
 
 def _read_matlab(p: Path, size: int, mat: mat5.MatFile) -> Model:

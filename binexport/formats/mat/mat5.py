@@ -59,13 +59,13 @@ def class_name(cls: int) -> str:
 class Budget:
     """Bytes a read may still decode; every inflate and copy is charged here before it happens."""
 
-    def __init__(self, label: str, limit: int) -> None:
-        self.label, self.limit, self.used = label, limit, 0
+    def __init__(self, label: str, limit: int, rule: str = "") -> None:
+        self.label, self.limit, self.used, self.rule = label, limit, 0, rule
 
     def charge(self, n: int, what: str) -> None:
         if n < 0 or self.used + n > self.limit:
             raise InputError(f"{self.label}: {what} declares {n:,} bytes of data; with {self.used:,} already "
-                             f"decoded that passes the {self.limit:,} bytes this file can honestly hold; "
+                             f"decoded that passes the {self.limit:,} bytes this file can honestly hold{self.rule}; "
                              "the file is damaged or hostile")
         self.used += n
 
