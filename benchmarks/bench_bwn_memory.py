@@ -104,11 +104,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--hostile", action="store_true",
                     help="instead: the worst legal files for a decoder's memory (tests/bwn_crafted.py), this tree")
+    ap.add_argument("--speed", action="store_true",
+                    help="instead: read time of ordinary WRN-20-10 files (real 1-bit, float32, bfloat16) per tree")
     ap.add_argument("--trees", nargs="+", default=[os.getcwd()],
                     help="binexport source trees to compare (e.g. a checkout of the previous commit and this one)")
     args = ap.parse_args()
     if args.hostile:
         hostile(args.repeats)
+        return
+    if args.speed:
+        speed(args.trees, args.repeats)
         return
     with tempfile.TemporaryDirectory() as tmp:
         files = {}
@@ -133,6 +138,38 @@ def main() -> None:
                   f"{r[0]['returned'] / 1e6:.0f} MB, default limit {limit / 1e6:.0f} MB ({'refused' if r[0]['counted'] > limit else 'read'} by default), peak RSS {peak / 1e6:.0f} MB "
                   f"({(peak - base) / 1e6:.0f} MB over import; {(peak - base) / max(r[0]['counted'], 1):.2f} x D), "
                   f"read {sec:.2f} s (median of {len(r)})")
+
+
+def speed(trees: list[str], repeats: int) -> None:
+    """Read time and peak of ordinary files under each tree, interleaved: the real 1-bit WRN-20-10 (the
+    seed checkpoint in ``../shared/realdata``, packed 'best') and a synthetic WRN-20-10 in float32 and
+    bfloat16 (He-init weights: what trained weights look like to the coder)."""
+    from binexport.data.synth import make_arch, random_state
+    from binexport.formats import bwn, load
+    from binexport.model import Model
+
+    real = Path(__file__).resolve().parents[1] / "../shared/realdata/seed-checkpoint/wrn20-10-1bit-packed.pth.tar"
+    fp = Model(make_arch(20, 10, 100), False, random_state(make_arch(20, 10, 100), 0))
+    makers = {"WRN-20-10 float32 (synthetic)": lambda: bwn.write(fp),
+              "WRN-20-10 bfloat16 (synthetic)": lambda: bwn.write(fp, weights="bfloat16")}
+    if real.exists():
+        makers = {"WRN-20-10 1-bit (real seed checkpoint)": lambda: bwn.write(load(real)), **makers}
+    else:
+        print(f"(skipping the real 1-bit file: {real} is absent)")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for k, (label, make) in enumerate(makers.items()):
+            files[label] = Path(tmp) / f"{k}.bwn"
+            files[label].write_bytes(make())
+        rows: dict[tuple[str, str], list[dict]] = {(t, f): [] for t in trees for f in files}
+        for _ in range(repeats):
+            for f in files:
+                for t in trees:
+                    rows[t, f].append(measure(files[f], t))
+        for (t, f), r in rows.items():
+            sec = sorted(x["seconds"] for x in r)[len(r) // 2]
+            print(f"[{t}] {f}: file {files[f].stat().st_size / 1e6:.2f} MB, read {sec:.3f} s (median of {len(r)}), "
+                  f"peak RSS {max(x['peak_rss'] for x in r) / 1e6:.0f} MB")
 
 
 def hostile(repeats: int) -> None:

@@ -283,6 +283,9 @@ def read(data: bytes, max_decoded_bytes: int | None = None) -> dict[str, np.ndar
         p = data[pos:pos + e["length"]]
         assert zlib.crc32(p) == e["crc32"]
         n = math.prod(e["shape"])
+        limit = {"rans": 256 * len(p) >= n, "rans-ref": 256 * len(p) >= n, "f32-rans": 3 * n < len(p),
+                 "planes": {"f32": 2 * n, "f16": n, "bf16": -(-n // 32)}.get(e["dtype"], 0) <= len(p)}
+        assert limit.get(e["encoding"], True), "count limit (section 10.3)"
         if e["encoding"] == "raw":
             assert len(p) == n * SIZE[e["dtype"]]
             out[e["name"]] = np.frombuffer(p, ITEM[e["dtype"]]).reshape(e["shape"])

@@ -325,3 +325,23 @@ def test_the_writer_refuses_dtypes_no_model_reader_takes() -> None:
     floats = {**m.floats, "bn.num_batches_tracked": np.array(3.0)}
     with pytest.raises(InputError, match="num_batches_tracked"):
         bwn.write(Model(m.arch, True, floats, m.binary))
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f16", "bf16"])
+def test_planes_count_limits(tmp_path: Path, dtype: str) -> None:
+    """Section 10.3: 2 * count <= length (f32), count <= length (f16), count <= 32 * length (bf16)."""
+    base = (GOLDEN / {"f32": "fp-f32.bwn", "f16": "fp-f16.bwn", "bf16": "fp-bf16.bwn"}[dtype]).read_bytes()
+    h = struct.unpack_from("<Q", base, 16)[0]
+    doc = json.loads(base[32:32 + h])
+    entry = next(e for e in doc["tensors"] if e["encoding"] == "planes" and e["dtype"] == dtype)
+    most = {"f32": entry["length"] // 2, "f16": entry["length"], "bf16": 32 * entry["length"]}[dtype]
+
+    def edit(d: dict) -> None:
+        next(e for e in d["tensors"] if e["name"] == entry["name"])["shape"] = [most + 1]
+    data = relay(base, edit)
+    path = tmp_path / "m.bwn"
+    path.write_bytes(data)
+    with pytest.raises(FormatError, match="field 'length'"):
+        bwn.read_tensors(path)
+    with pytest.raises(AssertionError, match="count limit"):
+        spec.read(data)

@@ -2,9 +2,11 @@
 
 Reading needs numpy only and never imports torch. Raw tensors are memory-mapped
 views; 1-bit tensors are stored as packed bits or entropy-coded kernel patterns,
-chosen per tensor (the smallest by default). Every coded stream of a file is
-decoded in one lockstep pass, so decoding stays well under a second. What a file
-may decode to is capped (``max_decoded_bytes``) before anything is decoded.
+chosen per tensor (the smallest by default). The coded streams of a file are
+decoded in lockstep batches (up to 64 streams and 2^24 values each), so decoding
+stays well under a second and its scratch stays bounded. What a file may decode
+to is capped (``max_decoded_bytes``) before anything is decoded, and the peak is
+bounded by that and the file size (FORMAT.md 10.5).
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def default_limit(file_size: int) -> int:
     Trained 1-bit weights never code below about 0.5 bit per weight (16 x under one byte per sign), floats
     hardly compress, so 64 x leaves 4 x headroom; only constant kernels, untrained or hostile, get near the
     format's 256 weights per byte. The floor reads any small file; the cap bounds what a default read costs
-    (binexport's decoder peaks at about 5 x the decoded size).
+    (binexport's decoder peaks at most at 1.5 x the decoded size plus 24 x the file: FORMAT.md 10.5).
     """
     return min(4 * GiB, max(GiB // 4, 64 * file_size))
 

@@ -3,9 +3,10 @@
 A stream codes n symbols of one tensor with one static frequency table over
 L interleaved lanes (symbol n uses lane n mod L). Decoding is pure integer
 arithmetic, so a C reader gets bit-identical results. ``decode_jobs`` runs the
-streams of every coded tensor of a file in lockstep, one numpy round per row
-of L symbols: that keeps a pure-numpy decode of a 27-million-weight model to
-a fraction of a second.
+streams of the coded tensors of a file in lockstep, one numpy round per row
+of L symbols, a batch of streams at a time: that keeps a pure-numpy decode of
+a 27-million-weight model to a fraction of a second, and its scratch bounded
+(symbols land in 2-byte arrays, gathered 2^20 at a time; FORMAT.md 10.5).
 """
 
 from __future__ import annotations
