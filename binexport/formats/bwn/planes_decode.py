@@ -95,15 +95,15 @@ def _decode(jobs: list[PlaneJob]) -> None:
         toff = ja * T
         x = state[act]
         hwp = wp[here].copy()
-        step = rans.chunk_rounds(ja.size)
-        for c0 in range(k0, k1, step):
-            rounds = min(k1, c0 + step) - c0
+        per_chunk = rans.chunk_rounds(ja.size)
+        for c0 in range(k0, k1, per_chunk):
+            rounds = min(k1, c0 + per_chunk) - c0
             ga = np.empty((rounds, ja.size), dtype=np.uint16)
             gb = np.empty((rounds, ja.size), dtype=np.uint16)
             for k in range(rounds):
-                for step in (0, 1):
+                for half in (0, 1):  # A, then B
                     slot = x & mask
-                    if step == 0:
+                    if half == 0:
                         ida = slot_a.take(slot + toff)
                         r = rec_a = ra_tab.take(ida)
                     else:
