@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import bwn_spec_reader as spec
 import numpy as np
@@ -265,7 +265,7 @@ def test_planes_a_table_ends_may_be_absent(tmp_path: Path) -> None:
     payloads = [base[e["offset"]:e["offset"] + e["length"]] for e in doc["tensors"]]
     i = next(k for k, e in enumerate(doc["tensors"]) if e["encoding"] == "planes" and e["dtype"] == "bf16")
     p = payloads[i]
-    lanes, a_first, a_span = struct.unpack_from("<IHH", p, 0)
+    _, a_first, a_span = struct.unpack_from("<IHH", p, 0)
     assert a_first >= 1
     # one absent entry before the first and after the last: same symbols, same stream
     payloads[i] = (p[:4] + struct.pack("<HH", a_first - 1, a_span + 2) + b"\xff" + p[8:9 + a_span] + b"\xff"
