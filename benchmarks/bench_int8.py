@@ -6,12 +6,17 @@ graph runs on ONNX Runtime over the 500 real *test* images and is compared with
 the 1-bit reference (PyTorch, SPEC forward): top-1, agreement, logit error.
 
 Part 2 (deployment): ``binexport.bench`` over the float32, 1-bit and int8 ONNX
-files of the same model (and, with ``--with-torch``, the packed checkpoint on
-PyTorch), each in its own process, interleaved: size, session creation, peak
-RSS, batch-1 latency and batch-64 throughput, ratios to float32.
+files of the same model, int8 in both weight encodings (``--weight-zero-point``
+0: codes {-1, +1}, MLAS's symmetric direct convolution; 1: codes {0, 2}, its
+QGEMM, AMX where the CPU has it), side by side (and, with ``--with-torch``, the
+packed checkpoint on PyTorch), each in its own process, interleaved: size,
+session creation, peak RSS, batch-1 latency and throughput at batch 64 and at
+batch 1, ratios to float32, and which kernels ONNX Runtime ran
+(``OrtRuntime.kernels``). ``--repeats N`` runs the whole timing N times. The two
+int8 encodings' logits on the real test images are compared byte for byte.
 
 Usage: python benchmarks/bench_int8.py [--sizes 32,64,128,256,512] [--percentiles 100,99.99,99.999]
-       [--seconds 30] [--skip-accuracy] [--with-torch]
+       [--seconds 30] [--repeats 2] [--batches 64,1] [--skip-accuracy] [--with-torch]
 Prints markdown tables for docs/BENCHMARKS.md.
 """
 
@@ -30,6 +35,7 @@ import binexport
 from binexport.data import load_test_set, normalize
 from binexport.data.calibration import load_calibration
 from binexport.formats.onnx import build_model
+from binexport.formats.onnx.int8 import WEIGHT_ZERO_POINTS
 from binexport.runtimes.ort import open_session
 from binexport.runtimes.torch_ref import TorchRuntime
 from binexport.verbs.bench import cpu_info
@@ -65,29 +71,50 @@ def accuracy(sizes: list[int], percentiles: list[float]) -> None:
                   f"{d.max():.3f} | {d.mean():.4f} | {cal_s:.1f} |", flush=True)
 
 
-def deployment(seconds: float, with_torch: bool) -> None:
+def deployment(seconds: float, with_torch: bool, repeats: int = 2, batches: tuple[int, ...] = (64, 1)) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        files = [d / "wrn20-10-float32.onnx", d / "wrn20-10-1bit.onnx", d / "wrn20-10-int8.onnx"]
+        files = [d / "wrn20-10-float32.onnx", d / "wrn20-10-1bit.onnx"]
         binexport.export_onnx(CKPT, files[0], weights="float32")
         binexport.export_onnx(CKPT, files[1], weights="1-bit")
-        binexport.export_onnx(CKPT, files[2], weights="int8", calibrate="CIFAR100", data_root=DATA)
+        for zp in WEIGHT_ZERO_POINTS:
+            files.append(d / f"wrn20-10-int8-zp{zp}.onnx")
+            binexport.export_onnx(CKPT, files[-1], weights="int8", calibrate="CIFAR100", data_root=DATA,
+                                  weight_zero_point=zp)
+        same_logits(files[2:])
+        kernels = {f.name: open_session(str(f)).kernels() for f in files}
+        print("\n| file | what ONNX Runtime runs (OrtRuntime.kernels) |\n| --- | --- |")
+        for name, k in kernels.items():
+            print(f"| {name} | {k} |")
         if with_torch:
             files.append(CKPT)
-        for batch in (64, 1):
-            r = binexport.bench(files, batch_size=batch, seconds=seconds)
-            print(f"\nbatch {batch}; {r.cpu}, {r.cores} cores, flags {', '.join(r.cpu_flags)}; provider "
-                  f"{r.rows[0].provider}; {seconds:g} s per artifact, interleaved\n")
-            print("| file | weights | size | session / load s | peak RSS | RSS above runtime libs | batch-1 latency "
-                  "ms (median / p90) | img/s at this batch | speed vs float32 | latency vs float32 | load vs "
-                  "float32 | RSS vs float32 (peak / above libs) |")
-            print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-            for row in r.rows:
-                print(f"| {Path(row.path).name} | {row.weights} | {row.file_bytes:,} B | {row.load_s:.2f} "
-                      f"| {row.peak_rss_bytes / 2**20:,.0f} MiB | {row.model_rss_bytes / 2**20:,.0f} MiB "
-                      f"| {row.latency_ms_median:.1f} / {row.latency_ms_p90:.1f} | {row.images_per_s:.1f} "
-                      f"| {row.speed_ratio:.2f}x | {row.latency_ratio:.2f}x | {row.load_ratio:.2f}x "
-                      f"| {row.rss_ratio:.2f}x / {row.model_rss_ratio:.2f}x |", flush=True)
+        for rep in range(1, repeats + 1):
+            for batch in batches:
+                r = binexport.bench(files, batch_size=batch, seconds=seconds)
+                print(f"\nrun {rep} of {repeats}, batch {batch}; {r.cpu}, {r.cores} cores, flags "
+                      f"{', '.join(r.cpu_flags)}; provider {r.rows[0].provider}; {seconds:g} s per artifact, "
+                      "interleaved\n")
+                print("| file | weights | size | session / load s | peak RSS | RSS above runtime libs | batch-1 "
+                      "latency ms (median / p90) | img/s at this batch | speed vs float32 | latency vs float32 "
+                      "| load vs float32 | RSS vs float32 (peak / above libs) |")
+                print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+                for row in r.rows:
+                    print(f"| {Path(row.path).name} | {row.weights} | {row.file_bytes:,} B | {row.load_s:.2f} "
+                          f"| {row.peak_rss_bytes / 2**20:,.0f} MiB | {row.model_rss_bytes / 2**20:,.0f} MiB "
+                          f"| {row.latency_ms_median:.1f} / {row.latency_ms_p90:.1f} | {row.images_per_s:.1f} "
+                          f"| {row.speed_ratio:.2f}x | {row.latency_ratio:.2f}x | {row.load_ratio:.2f}x "
+                          f"| {row.rss_ratio:.2f}x / {row.model_rss_ratio:.2f}x |", flush=True)
+
+
+def same_logits(int8_files: list[Path]) -> None:
+    """Both weight encodings on ONNX Runtime over the real test images: the logits must be the same bytes."""
+    test = load_test_set(dataset="CIFAR100", data_root=DATA)
+    x = normalize(test.images)
+    out = {f.name: open_session(str(f)).logits(x, 64) for f in int8_files}
+    first, *rest = out.values()
+    same = all(o.tobytes() == first.tobytes() for o in rest)
+    print(f"\nint8 encodings {', '.join(out)} on {len(x)} real test images: logits "
+          f"{'bit-identical' if same else 'DIFFER'} (max |diff| {max(float(abs(o - first).max()) for o in rest):g})")
 
 
 def main() -> None:
@@ -98,6 +125,8 @@ def main() -> None:
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-deployment", action="store_true")
     ap.add_argument("--with-torch", action="store_true")
+    ap.add_argument("--repeats", type=int, default=2, help="timing runs (each interleaved over every file)")
+    ap.add_argument("--batches", default="64,1", help="throughput batch sizes, one bench run each")
     a = ap.parse_args()
     if not CKPT.is_file():
         raise SystemExit(f"real material absent: {CKPT}")
@@ -106,7 +135,7 @@ def main() -> None:
     if not a.skip_accuracy:
         accuracy([int(s) for s in a.sizes.split(",")], [float(p) for p in a.percentiles.split(",")])
     if not a.skip_deployment:
-        deployment(a.seconds, a.with_torch)
+        deployment(a.seconds, a.with_torch, a.repeats, tuple(int(b) for b in a.batches.split(",")))
 
 
 if __name__ == "__main__":

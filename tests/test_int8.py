@@ -17,7 +17,7 @@ from binexport.cli import main
 from binexport.data.synth import write_cifar_testset
 from binexport.errors import InputError
 from binexport.formats.onnx import int8
-from binexport.verbs.export import _count_ops
+from binexport.runtimes.ort import optimized_ops
 
 N_TRAIN = 160
 
@@ -83,7 +83,7 @@ def test_folded_conv0_keeps_every_sign(exported) -> None:
 
 def test_ort_really_runs_qlinearconv_and_the_file_stays_one_bit(exported) -> None:
     model, path, report = exported
-    assert _count_ops(path, "QLinearConv") == 6 == report.validation.int8_convs  # every block conv of a WRN-8
+    assert optimized_ops(str(path)).count("QLinearConv") == 6 == report.validation.int8_convs  # every block conv of a WRN-8
     float_bytes = sum(model.dense(k).nbytes for k in model.binary)
     assert report.output_bytes < float_bytes / 4  # the block convs are stored as bits, not int8 or float32
     names = {i.name for i in onnx.load(str(path)).graph.initializer}
@@ -97,6 +97,7 @@ def test_metadata_and_graph_input(exported) -> None:
     assert meta["binexport.weights"] == "int8" and meta["binexport.input"] == "float32-nchw-normalized"
     info = json.loads(meta["binexport.int8"])
     assert info["calibration"]["images"] == 48 and "exact" in info["weights"]
+    assert info["weight_zero_point"] == int8.DEFAULT_WEIGHT_ZERO_POINT == report.weight_zero_point
     assert s.get_inputs()[0].type == "tensor(float)" and s.get_inputs()[0].shape == ["N", 3, 32, 32]
     assert report.calibration.images == 48 and report.calibration.heldout_images == 96
     assert report.validation.heldout_images == 96 and report.validation.agreement >= 0.95
@@ -201,3 +202,78 @@ def test_calibration_file_is_read_within_the_cifar_size_bound(tmp_path: Path) ->
                                     "--calibrate", str(huge)])
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "larger than" in res.stderr, res.output
     assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.fixture(scope="module")
+def both_encodings(exported, root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """The same tiny model exported with each weight zero point (each export validated against PyTorch)."""
+    model, default_path, _ = exported
+    paths = {int8.DEFAULT_WEIGHT_ZERO_POINT: default_path}
+    for zp in int8.WEIGHT_ZERO_POINTS:
+        if zp not in paths:
+            paths[zp] = tmp_path_factory.mktemp("zp") / f"m-int8-zp{zp}.onnx"
+            r = export_onnx(model, paths[zp], weights="int8", calibrate="CIFAR10", data_root=root,
+                            calibration_size=48, weight_zero_point=zp)
+            assert r.weight_zero_point == zp and r.validation.passed
+    return paths
+
+
+def test_weight_zero_points_give_bit_identical_logits_within_int8_tolerance(exported, both_encodings) -> None:
+    """Codes {0, 2} with zero point 1 are exactly +-scale, like {-1, +1} with 0: ORT's logits match bit for bit."""
+    from binexport.runtimes.torch_ref import TorchRuntime
+
+    model = exported[0]
+    x = np.random.default_rng(11).normal(0, 1, (24, 3, 32, 32)).astype(np.float32)
+    got = {zp: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+           for zp, p in both_encodings.items()}
+    assert got[0].tobytes() == got[1].tobytes()
+    ref = TorchRuntime(model).logits(x)
+    assert check.compare(got[1], ref, "int8", min_agreement=check.EXPORT_MIN_AGREEMENT.get("int8")).passed
+    assert not np.array_equal(got[1], ref)  # really int8, not the float graph
+
+
+@pytest.mark.parametrize("zp", int8.WEIGHT_ZERO_POINTS)
+def test_weight_zero_points_in_the_file_are_what_the_option_says(both_encodings, zp: int) -> None:
+    path = both_encodings[zp]
+    proto = onnx.load(str(path))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    weight_dq = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[1].endswith(".wscale")]
+    assert len(weight_dq) == 6
+    for n in weight_dq:
+        assert inits[n.input[2]].dtype == np.int8 and set(inits[n.input[2]].tolist()) == {zp}, n.name
+    tables = [v for k, v in inits.items() if k.startswith("int8_sign_table")]
+    assert len(tables) == 1 and set(np.unique(tables[0]).tolist()) == {zp - 1, zp + 1}
+    assert json.loads(onnx_meta(proto)["binexport.int8"])["weight_zero_point"] == zp
+    ops = optimized_ops(str(path))  # what ONNX Runtime's fused QLinearConvs really got
+    assert (ops.qlinearconv_weight_zp_nonzero, ops.qlinearconv_weight_zp_zero) == ((6, 0) if zp else (0, 6))
+
+
+def onnx_meta(proto: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def test_weight_zero_point_one_keeps_full_precision_codes_in_int8(root: Path, tmp_path: Path) -> None:
+    """A full-precision model's per-channel codes round(w / s) + 1 must stay within int8 (126 steps each side)."""
+    from binexport.formats.onnx import build_model
+
+    m = tiny_model(binarized=False)
+    ranges = {n: (-4.0, 4.0) for n in int8.required_ranges(m)}
+    proto = build_model(m, weights="int8", int8_ranges=ranges, int8_weight_zero_point=1)
+    codes = [onnx.numpy_helper.to_array(i) for i in proto.graph.initializer if i.name.endswith(".wq")]
+    assert codes and all(c.dtype == np.int8 and c.min() >= -125 and c.max() == 127 for c in codes)
+
+
+def test_bad_weight_zero_point_is_refused(root: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="valid: 1, 0"):
+        export_onnx(tiny_model(), tmp_path / "a.onnx", weights="int8", calibrate="CIFAR10", data_root=root,
+                    weight_zero_point=2)
+    with pytest.raises(InputError, match="for --weights int8 only"):
+        export_onnx(tiny_model(), tmp_path / "b.onnx", weights="float32", weight_zero_point=0)
+    from binexport import formats
+
+    ckpt = tmp_path / "m.packed.pth.tar"
+    ckpt.write_bytes(formats.get("packed").write(tiny_model()))
+    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "c.onnx"), "--weights", "int8",
+                                    "--calibrate", "CIFAR10", "--data-root", str(root), "--weight-zero-point", "-1"])
+    assert res.exit_code == 2 and "weight-zero-point" in res.output
+    assert not any(tmp_path.glob("*.onnx"))

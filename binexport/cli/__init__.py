@@ -35,6 +35,7 @@ from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS
 from binexport.runtimes import DEVICES
 from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
 from binexport.verbs.export import CALIBRATION_SIZE, MAX_CALIBRATION_SIZE, PERCENTILE
+from binexport.verbs.export import DEFAULT_WEIGHT_ZERO_POINT, WEIGHT_ZERO_POINTS
 from binexport.verbs.bench import DEFAULT_SECONDS as BENCH_SECONDS
 
 
@@ -134,19 +135,25 @@ def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: 
               show_default=True, help="int8: training images to calibrate on (the next 96 validate the export).")
 @click.option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=PERCENTILE, show_default=True,
               help="int8: each activation's range is this percentile of its values (100 = min/max).")
+@click.option("--weight-zero-point", type=click.Choice([str(z) for z in WEIGHT_ZERO_POINTS]), default=None,
+              help=f"int8: the block convs' weight zero point, which picks ONNX Runtime's CPU kernel (same logits, "
+                   f"same size). 1: codes {{0, 2}}, its QGEMM, which uses AMX on Intel Xeons that have it. 0: codes "
+                   f"{{-1, +1}}, its symmetric direct convolution (no AMX). Default: {DEFAULT_WEIGHT_ZERO_POINT}.")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @_mode_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: int, batch: str | int,
             normalize_inside: bool, images: Path | None, calibrate: str | None, data_root: Path | None,
-            calibration_size: int, percentile: float, force: bool, binarized: bool | None, as_json: bool) -> None:
+            calibration_size: int, percentile: float, weight_zero_point: str | None, force: bool,
+            binarized: bool | None, as_json: bool) -> None:
     """Export INPUT to ONNX, validated on ONNX Runtime against the PyTorch reference before it is written."""
     from binexport import export_onnx
 
     r = export_onnx(input_file, output, weights=weights, opset=opset, batch=batch,
                     normalize_inside=normalize_inside, force=force, images=images, binarized=binarized,
                     calibrate=calibrate, data_root=data_root, calibration_size=calibration_size,
-                    percentile=percentile)
+                    percentile=percentile,
+                    weight_zero_point=None if weight_zero_point is None else int(weight_zero_point))
     if as_json:
         _echo_json(r.to_dict())
         return

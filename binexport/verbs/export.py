@@ -19,12 +19,16 @@ from binexport import check, formats
 from binexport._fileio import check_output, write_atomic
 from binexport.errors import CheckError, InputError
 from binexport.formats import onnx as fmt
+from binexport.formats.onnx import int8 as int8_fmt
 from binexport.model import Model
 
 #: ``--weights`` choices and the opset default, for the CLI.
 WEIGHTS = fmt.WEIGHTS
 DEFAULT_OPSET = fmt.DEFAULT_OPSET
 MIN_OPSET = fmt.MIN_OPSET
+#: ``--weight-zero-point`` choices and default (int8): which ONNX Runtime CPU kernel the block convs reach.
+WEIGHT_ZERO_POINTS = int8_fmt.WEIGHT_ZERO_POINTS
+DEFAULT_WEIGHT_ZERO_POINT = int8_fmt.DEFAULT_WEIGHT_ZERO_POINT
 SCHEMA_VERSION = 1
 #: int8 calibration defaults: accuracy was flat from 32 to 512 images on the real WRN-20-10 (docs/BENCHMARKS.md);
 #: 256 keeps the worst logit error low, and the 99.999th percentile beat min/max, 99.9, 99.99 and ORT's entropy.
@@ -93,6 +97,7 @@ class OnnxReport:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     calibration: Calibration | None = None
+    weight_zero_point: int | None = None  # int8 only: the block convs' weight zero point (ORT's kernel)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, object]:
@@ -103,7 +108,8 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
                 opset: int = DEFAULT_OPSET, batch: str | int = "dynamic", normalize_inside: bool = False, force: bool = False,
                 images: str | Path | None = None, device: str = "cpu", binarized: bool | None = None,
                 calibrate: str | Path | None = None, data_root: str | Path | None = None,
-                calibration_size: int = CALIBRATION_SIZE, percentile: float = PERCENTILE) -> OnnxReport:
+                calibration_size: int = CALIBRATION_SIZE, percentile: float = PERCENTILE,
+                weight_zero_point: int | None = None) -> OnnxReport:
     """Export ``src`` (any file binexport reads, or a Model) to a validated ONNX file.
 
     Args:
@@ -124,6 +130,9 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
         calibration_size: training images whose activations set the int8 ranges; up to
             :data:`HELDOUT_IMAGES` more are held out to validate on.
         percentile: each activation's range is its ``percentile``-th percentile (100 = min/max).
+        weight_zero_point: int8 only: one of :data:`WEIGHT_ZERO_POINTS` (None: :data:`DEFAULT_WEIGHT_ZERO_POINT`).
+            1 stores the 1-bit weights as codes {0, 2} (ONNX Runtime's QGEMM, AMX on Intel Xeons that have it),
+            0 as {-1, +1} (its symmetric direct convolution, no AMX); both give the same logits.
 
     Returns:
         An :class:`OnnxReport` with the validation numbers.
@@ -151,6 +160,9 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
         raise InputError("--weights int8 needs --calibrate SOURCE (training images: CIFAR100, CIFAR10 or a folder "
                          "of PNGs)" if weights == "int8" else
                          f"--calibrate is for --weights int8 only (this export is {weights})")
+    if weight_zero_point is not None and weights != "int8":
+        raise InputError(f"--weight-zero-point is for --weights int8 only (this export is {weights})")
+    zp_w = int8_fmt.check_zero_point(DEFAULT_WEIGHT_ZERO_POINT if weight_zero_point is None else weight_zero_point)
     labelled = _labelled(images) if images is not None else None
     timings["load"] = time.perf_counter() - t0
 
@@ -159,6 +171,7 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
     cal, heldout = None, None
     if weights == "int8":
         cal, heldout, options = _calibrate(model, calibrate, data_root, calibration_size, percentile, images)  # type: ignore[arg-type]
+        options["int8_weight_zero_point"] = zp_w
         timings["calibrate"] = cal.seconds
     data = fmt.write(model, weights=weights, opset=opset, batch=batch, normalize_inside=normalize_inside, **options)
     timings["build"] = time.perf_counter() - t - timings.get("calibrate", 0.0)
@@ -176,7 +189,8 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
         input_layout=model.source.layout, input_bytes=in_bytes, output=str(dest), output_bytes=len(data), architecture=model.arch.name,
         num_classes=model.arch.num_classes, binarized=model.binarized, weights=weights, opset=opset, batch=batch,
         input_kind=fmt.input_kind(weights, normalize_inside, model.arch.input_bn), validation=result[0],
-        seconds=time.perf_counter() - t0, timings=timings, calibration=cal)
+        seconds=time.perf_counter() - t0, timings=timings, calibration=cal,
+        weight_zero_point=zp_w if weights == "int8" else None)
 
 
 def _calibrate(model: Model, source: str | Path, data_root: str | Path | None, size: int, percentile: float,
@@ -221,7 +235,7 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
 
     from binexport.data import normalize
     from binexport.runtimes import resolve_device, select_input
-    from binexport.runtimes.ort import open_session, ort_errors
+    from binexport.runtimes.ort import open_session, optimized_ops, ort_errors
     from binexport.runtimes.torch_ref import TorchRuntime
 
     timings = timings if timings is not None else {}
@@ -280,24 +294,10 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
         raise CheckError(f"ONNX Runtime ({runtime.provider}) disagrees with the PyTorch reference; no file written",
                          c.problems)
     if weights == "int8":
-        v.int8_convs = _count_ops(path, "QLinearConv")
+        v.int8_convs = optimized_ops(str(path)).count("QLinearConv")
         blocks = 2 * 3 * model.arch.blocks_per_group
         if v.int8_convs < blocks:
             v.notes.append(f"ONNX Runtime ({runtime.provider}) fused only {v.int8_convs} of the {blocks} block convs "
                            "into QLinearConv: this graph will not run faster than float here")
     return v
 
-
-def _count_ops(path: Path, op: str) -> int:
-    """How many ``op`` nodes ONNX Runtime's CPU optimiser leaves in the graph it really runs."""
-    import tempfile
-
-    import onnx
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as d:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.optimized_model_filepath = str(Path(d) / "optimized.onnx")
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        return sum(n.op_type == op for n in onnx.load(opts.optimized_model_filepath).graph.node)

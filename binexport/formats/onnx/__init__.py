@@ -53,7 +53,8 @@ def write(model: Model, **options: Any) -> bytes:
     return build_model(model, **options).SerializeToString()
 
 
-_OPTIONS = {"weights", "opset", "batch", "normalize_inside", "source_sha256", "int8_ranges", "int8_info"}
+_OPTIONS = {"weights", "opset", "batch", "normalize_inside", "source_sha256", "int8_ranges", "int8_info",
+            "int8_weight_zero_point"}
 
 
 def default_weights(model: Model) -> str:
@@ -105,7 +106,7 @@ Packer = Callable[["_Graph", str, BinaryWeight, Any], str]
 def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic",
                 normalize_inside: bool = False, source_sha256: str | None = None,
                 int8_ranges: dict[str, tuple[float, float]] | None = None, int8_info: dict[str, Any] | None = None,
-                _packer: Packer | None = None) -> Any:
+                int8_weight_zero_point: int | None = None, _packer: Packer | None = None) -> Any:
     """The ModelProto of ``WRN_McDonnell`` per the SPEC (in the model's variant), input and logits as the metadata says.
 
     A model with an input BN (McDonnell's) takes raw 0..255 pixels: float NCHW, or uint8 NHWC with
@@ -116,7 +117,8 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
     (uint8 NHWC in with ``normalize_inside``). float32, 1-bit and int8 take float32 and give float32.
     int8 needs ``int8_ranges``: the calibrated (low, high) of every activation
     :func:`binexport.formats.onnx.int8.required_ranges` names; ``int8_info`` (how they were calibrated) is
-    recorded in the ``binexport.int8`` metadata.
+    recorded in the ``binexport.int8`` metadata, with ``int8_weight_zero_point`` (one of
+    :data:`binexport.formats.onnx.int8.WEIGHT_ZERO_POINTS`; None: the default), which picks ONNX Runtime's kernel.
     """
     import onnx
     from onnx import helper
@@ -149,10 +151,12 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
         return g.const(name, model.dense(name).astype(dtype))
 
     h = g.node("Conv", [h, outer("conv0")], pads=[1, 1, 1, 1])
+    zp_w = None
     if weights == "int8":
         from binexport.formats.onnx import int8
 
-        h = int8.body(g, model, h, int8_ranges or {}, _bn, _downsample)
+        zp_w = int8.DEFAULT_WEIGHT_ZERO_POINT if int8_weight_zero_point is None else int8_weight_zero_point
+        h = int8.body(g, model, h, int8_ranges or {}, _bn, _downsample, zp_w)
     else:
         h = _float_blocks(g, model, h, weight)
     h = _bn(g, model, h, "bn", relu=True)
@@ -175,8 +179,10 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
             "binexport.family": arch.family,
             "binexport.source_sha256": sha, "binexport.version": __version__}
     if weights == "int8":
-        meta["binexport.int8"] = json.dumps({"weights": "1-bit signs as int8 +-1, exact" if model.binarized
-                                             else "per-channel int8, lossy", **(int8_info or {})})
+        codes = "{-1, +1}" if zp_w == 0 else f"{{{zp_w - 1}, {zp_w + 1}}}"
+        meta["binexport.int8"] = json.dumps({"weights": f"1-bit signs as int8 {codes}, exact" if model.binarized
+                                             else "per-channel int8, lossy", "weight_zero_point": zp_w,
+                                             **(int8_info or {})})
     helper.set_model_props(proto, meta)
     return proto
 

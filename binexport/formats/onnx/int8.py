@@ -2,7 +2,9 @@
 
 Why this works exactly for a 1-bit network: a binarised weight is ``±scale``
 with one scale per layer, so it is *exactly* ``scale * (±1)``: int8 ±1 with a
-per-output-channel DequantizeLinear scale. The file stores the sign bits
+per-output-channel DequantizeLinear scale; or, by default, int8 {0, 2} with
+weight zero point 1, which is the same ±scale and sends ONNX Runtime to a
+different kernel (:data:`WEIGHT_ZERO_POINTS`). The file stores the sign bits
 (``np.packbits``), expanded at session start by Cast → Gather from a 256 x 8
 int8 table → Reshape; ONNX Runtime constant-folds that chain and stops at the
 DequantizeLinear, so its QDQ fusion still sees ``DQ(int8 initializer)`` and
@@ -22,7 +24,7 @@ Per block (names as :data:`binexport.runtimes.torch_ref.Tap`):
 conv0 and conv_last stay float (quantizing them gained no speed and doubled
 the logit error); where they are 1-bit (McDonnell's models) the file keeps
 their sign bits and ONNX Runtime expands them to float at session start. Full-precision models get per-channel int8 weights for their
-block convs (max |w| / 127: lossy, and reported as such).
+block convs (max |w| / 127, or / 126 with zero point 1: lossy, and reported as such).
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ from binexport.model import Model
 #: The int8 value of a +1 sign; the DQ scale is ``scale / WEIGHT_Q`` (±1 can't saturate int16 pair sums on
 #: CPUs without VNNI, where ±127 against uint8 activations can).
 WEIGHT_Q = 1
+#: Weight zero points of the block convs (``--weight-zero-point``). Both are exact for 1-bit weights and give
+#: bit-identical logits; they pick ONNX Runtime's CPU kernel. 1: codes {0, 2} with zero point 1 (``(q - 1) *
+#: scale`` is exactly -scale / +scale): MLAS's U8S8 QGEMM (im2col), which runs on AMX where the CPU has it.
+#: 0: codes {-1, +1} with zero point 0: MLAS's symmetric direct convolution (AVX2 / AVX-512 / VNNI, no AMX).
+WEIGHT_ZERO_POINTS = (1, 0)
+#: The default: see the trade-off measured on both CPU families in docs/BENCHMARKS.md.
+DEFAULT_WEIGHT_ZERO_POINT = 1
 
 
 def required_ranges(model: Model) -> list[str]:
@@ -49,10 +58,18 @@ def required_ranges(model: Model) -> list[str]:
     return out
 
 
-def sign_table(q: int = WEIGHT_Q) -> np.ndarray:
-    """(256, 8) int8: row i holds i's bits, most significant first (np.packbits order), as ±q."""
+def check_zero_point(zero_point: int) -> int:
+    """``zero_point`` if it is one of :data:`WEIGHT_ZERO_POINTS`, else an InputError naming the valid ones."""
+    if isinstance(zero_point, bool) or zero_point not in WEIGHT_ZERO_POINTS:
+        raise InputError(f"unknown int8 weight zero point {zero_point!r}; valid: "
+                         f"{', '.join(map(str, WEIGHT_ZERO_POINTS))} (default {DEFAULT_WEIGHT_ZERO_POINT})")
+    return int(zero_point)
+
+
+def sign_table(q: int = WEIGHT_Q, zero_point: int = 0) -> np.ndarray:
+    """(256, 8) int8: row i holds i's bits, most significant first (np.packbits order), as zero_point ± q."""
     codes = (np.arange(256)[:, None] >> np.arange(7, -1, -1)[None, :]) & 1
-    return np.where(codes.astype(bool), q, -q).astype(np.int8)
+    return np.where(codes.astype(bool), zero_point + q, zero_point - q).astype(np.int8)
 
 
 def _bn_consts(model: Model, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -63,11 +80,12 @@ def _bn_consts(model: Model, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
-         bn: Any, downsample: Any) -> str:
+         bn: Any, downsample: Any, weight_zero_point: int = DEFAULT_WEIGHT_ZERO_POINT) -> str:
     """Add the int8 blocks after conv0's output ``h``; returns the tensor after the last residual Add.
 
     ``bn(g, model, x, name, relu)`` and ``downsample(g, h, prefix, width, arch)`` are the float graph's own
     helpers, so both graphs compute the float parts identically (the variant's eps, padding and pool divisor).
+    ``weight_zero_point`` is one of :data:`WEIGHT_ZERO_POINTS` (which ONNX Runtime kernel the convs reach).
 
     Raises:
         InputError: a range is missing or not finite (calibration did not cover the graph).
@@ -77,7 +95,8 @@ def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
     if missing or bad:
         raise InputError(f"int8 export needs a finite calibration range for every quantized activation; missing "
                          f"{', '.join(missing[:3]) or 'none'}, not finite {', '.join(bad[:3]) or 'none'}")
-    table = g.const(f"int8_sign_table_q{WEIGHT_Q}", sign_table(), share=True)
+    zp_w = check_zero_point(weight_zero_point)
+    table = g.const(f"int8_sign_table_q{WEIGHT_Q}_zp{zp_w}", sign_table(WEIGHT_Q, zp_w), share=True)
 
     def const(name: str, arr: Any, share: bool = False) -> str:
         return g.const(name, np.asarray(arr), share=share)
@@ -98,7 +117,7 @@ def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
     def weight(name: str, channel_scale: np.ndarray) -> str:
         """DQ(int8 weight), per output channel; 1-bit weights from their packed bits."""
         o = channel_scale.shape[0]
-        zn = const(f"zp_w_{o}", np.zeros(o, np.int8), share=True)
+        zn = const(f"zp_w{zp_w}_{o}", np.full(o, zp_w, np.int8), share=True)
         if name in model.binary:
             bits = model.binary[name].signs
             idx = g.node("Cast", [const(name + ".bits", np.packbits(bits.reshape(-1)))], to=6)  # INT32
@@ -111,10 +130,8 @@ def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
                                             np.array(bits.shape, np.int64), share=True)])
             sn = const(name + ".wscale", (channel_scale / WEIGHT_Q).astype(np.float32))
             return g.node("DequantizeLinear", [w, sn, zn], axis=0)
-        dense = np.asarray(model.floats[name], np.float64) * (channel_scale.reshape(-1, 1, 1, 1))
-        ws = np.maximum(np.abs(dense.reshape(o, -1)).max(1), 1e-30) / 127.0
-        wq = np.clip(np.round(dense / ws.reshape(-1, 1, 1, 1)), -127, 127).astype(np.int8)
-        sn = const(name + ".wscale", ws.astype(np.float32))
+        wq, ws = _dense_int8(model, name, channel_scale, zp_w)
+        sn = const(name + ".wscale", ws)
         return g.node("DequantizeLinear", [const(name + ".wq", wq), sn, zn], axis=0)
 
     def base_scale(name: str, out: int) -> np.ndarray:
@@ -129,7 +146,7 @@ def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
             aq, asn, azn, s_a = quantize(bn(g, model, h, p + "bn0", relu=False), p + "a", relu=True)
             k1, c1 = _bn_consts(model, p + "bn1")
             w0 = weight(p + "conv0", base_scale(p + "conv0", width) * k1)
-            w0_scale = _dq_scale(model, p + "conv0", base_scale(p + "conv0", width) * k1)
+            w0_scale = _dq_scale(model, p + "conv0", base_scale(p + "conv0", width) * k1, zp_w)
             bscale = (np.float32(s_a) * w0_scale).astype(np.float32)
             bq = np.clip(np.round(c1 / bscale), -2**31, 2**31 - 1).astype(np.int32)
             bias = g.node("DequantizeLinear", [const(p + "conv0.bq", bq), const(p + "conv0.bscale", bscale),
@@ -146,10 +163,22 @@ def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
     return h
 
 
-def _dq_scale(model: Model, name: str, channel_scale: np.ndarray) -> np.ndarray:
+def _dq_scale(model: Model, name: str, channel_scale: np.ndarray, zero_point: int) -> np.ndarray:
     """The float32 per-channel scale the weight's DequantizeLinear uses (what the int32 bias grid must match)."""
     if name in model.binary:
         return (channel_scale / WEIGHT_Q).astype(np.float32)
+    return _dense_int8(model, name, channel_scale, zero_point)[1]
+
+
+def _dense_int8(model: Model, name: str, channel_scale: np.ndarray, zero_point: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel int8 codes and float32 scales of a full-precision weight (lossy).
+
+    Codes are ``round(w / s) + zero_point`` and must stay in int8, so a zero point of 1 leaves 126 steps each
+    side of zero instead of 127.
+    """
     o = channel_scale.shape[0]
+    steps = 127 - zero_point
     dense = np.asarray(model.floats[name], np.float64) * channel_scale.reshape(-1, 1, 1, 1)
-    return (np.maximum(np.abs(dense.reshape(o, -1)).max(1), 1e-30) / 127.0).astype(np.float32)
+    ws = np.maximum(np.abs(dense.reshape(o, -1)).max(1), 1e-30) / steps
+    wq = np.clip(np.round(dense / ws.reshape(-1, 1, 1, 1)), -steps, steps) + zero_point
+    return wq.astype(np.int8), ws.astype(np.float32)
