@@ -23,15 +23,37 @@ write_atomic(sys.argv[1], b"x" * 1000, check=slow)
 """
 
 
+def _writer(out: Path, sig: int, disposition: object) -> subprocess.Popen[str]:
+    """A child that writes ``out`` slowly, with ``sig`` set to ``disposition`` in the child itself: the test must
+    not depend on how pytest was started (``nohup`` makes SIGHUP ignored, and children inherit that)."""
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(out)], stdout=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(sig, disposition),  # type: ignore[arg-type]
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_signal_during_write_leaves_no_temp_file(tmp_path: Path, sig: int) -> None:
     out = tmp_path / "out.bin"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(out)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    proc = _writer(out, sig, signal.SIG_DFL)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
     proc.send_signal(sig)
     assert proc.wait(20) == -sig  # it dies by the signal, as the sender expects
     assert os.listdir(tmp_path) == []
+
+
+def test_an_ignored_sighup_keeps_the_writer_running(tmp_path: Path) -> None:
+    """Under ``nohup`` SIGHUP is ignored: the writer keeps that disposition and its temp file stays its own."""
+    out = tmp_path / "out.bin"
+    proc = _writer(out, signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+        proc.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(1)
+        assert [p.name.endswith(".tmp") for p in tmp_path.iterdir()] == [True]
+    finally:
+        proc.kill()
+        proc.wait(20)
 
 
 def test_stale_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:

@@ -90,6 +90,26 @@ def path() -> PathType:
     return PathType(path_type=Path)
 
 
+def say_run_folder(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Callback of a model argument: where a training run folder is given, say on stderr which file is taken.
+
+    The library resolves the folder itself (``formats.resolve``); a folder it can't resolve is left for the
+    command to refuse in its one error line.
+    """
+    from binexport import formats
+
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, Path) and v.is_dir():
+            try:
+                taken = formats.resolve(v)
+            except BinexportError:
+                continue
+            log = " and the log.txt beside it" if (taken.parent / "log.txt").is_file() else ""
+            click.echo(f"binexport: {one_line(str(v))}: a training run folder; using {one_line(taken.name)}{log}",
+                       err=True)
+    return value
+
+
 class Batch(click.ParamType):
     """``dynamic`` or a fixed batch of 1..MAX_FIXED_BATCH images."""
 

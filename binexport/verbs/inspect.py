@@ -59,6 +59,7 @@ def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport
         >>> binexport.inspect("wrn20-10-1bit-packed.pth.tar").output_sizes["bwn"]   # doctest: +SKIP
         2491912
     """
+    path = formats.resolve(path)  # a training run folder: its one checkpoint
     model = formats.load(path, binarized=binarized, strict=False)
     told = model.metadata.get("binarized_from", "")
     sizes = _sizes(model)
