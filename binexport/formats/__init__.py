@@ -17,9 +17,10 @@ encoding* (``raw``, ``packed``, ``rans``, ``rans-ref``, ``f32-rans``).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from binexport._fileio import check_input, read_head
 from binexport.errors import InputError

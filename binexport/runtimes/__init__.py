@@ -10,9 +10,10 @@ Device choice (:func:`resolve_device`) and the TF32 policy live here too.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

@@ -100,7 +100,7 @@ def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[s
     for _ in range(8):  # offsets are written in the header, whose length moves them: iterate to a fixed point
         table = [{"name": n, "dtype": d, "shape": list(s), "encoding": e, "offset": o, "length": len(p),
                   "crc32": zlib.crc32(p), **({"data_crc32": extra[n]} if n in extra else {})}
-                 for (n, d, s, e, p), o in zip(tensors, offsets)]
+                 for (n, d, s, e, p), o in zip(tensors, offsets, strict=True)]
         header = json.dumps({"metadata": metadata, "tensors": table}, separators=(",", ":"),
                             ensure_ascii=False, allow_nan=False).encode("utf-8")
         pos, new = _align(32 + len(header), ALIGNMENT), []
@@ -112,7 +112,7 @@ def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[s
         offsets = new
     pre = _PREAMBLE.pack(MAGIC, VERSION, flags, len(header), ALIGNMENT, 0)[:28]
     out = bytearray(pre + struct.pack("<I", zlib.crc32(header, zlib.crc32(pre))) + header)
-    for (_, _, _, _, p), o in zip(tensors, offsets):
+    for (_, _, _, _, p), o in zip(tensors, offsets, strict=True):
         out += bytes(o - len(out)) + p
     return bytes(out)
 

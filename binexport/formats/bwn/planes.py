@@ -16,8 +16,8 @@ new is two symbols per value, the second's table depending on the first.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -84,7 +84,7 @@ def encode(bits: np.ndarray, dtype: str) -> bytes | None:
     fa, ca_ = fa_tab[ia], _starts(fa_tab)[ia]
     fb_all = np.full((1 << lay.ebits, nb), T // nb, dtype=np.int64)
     cb_all = np.tile(np.arange(nb, dtype=np.int64) * (T // nb), (1 << lay.ebits, 1))
-    for ex, qb in zip(ctx, qbs):
+    for ex, qb in zip(ctx, qbs, strict=True):
         f = rans.frequencies(qb)
         present = np.flatnonzero(qb != ABSENT)
         fb_all[ex], cb_all[ex] = 0, 0

@@ -12,7 +12,7 @@ import numpy as np
 
 from binexport.errors import FormatError
 from binexport.formats.bwn import rans
-from binexport.formats.bwn.planes import ABSENT, T, PlaneJob, _starts
+from binexport.formats.bwn.planes import ABSENT, PlaneJob, T, _starts
 
 
 def decode_jobs(jobs: list[PlaneJob]) -> None:
@@ -53,7 +53,7 @@ def _tables(jobs: list[PlaneJob]) -> tuple[np.ndarray, ...]:
             uniform[lay.k] = len(slot_b)
             tables.append((np.full(nb, T // nb), np.arange(nb)))
         table_of_e = np.full(1 << lay.ebits, uniform[lay.k], dtype=np.int64)
-        for ex, qb in zip(j.ctx, j.b_tables):
+        for ex, qb in zip(j.ctx, j.b_tables, strict=False):
             table_of_e[ex] = len(slot_b) + len(tables)
             tables.append((rans.frequencies(qb), np.flatnonzero(qb != ABSENT)))
         for f, vals in tables:
