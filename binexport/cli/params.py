@@ -40,7 +40,8 @@ class Group(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
-            names, c = [], e.ctx
+            names: list[str] = []
+            c = e.ctx
             while c is not None and c.parent is not None:  # the root's name depends on how it was started
                 names.insert(0, c.info_name or "")
                 c = c.parent

@@ -120,7 +120,7 @@ def _read_matlab(p: Path, size: int, names: dict[str, tuple[tuple[int, ...], str
     if not (len(moments) == len(gammas) == len(betas) == len(bits) + 1):
         raise InputError(f"{p}: {len(bits)} convs need {len(bits) + 1} BNs, found Moments {len(moments)}, "
                          f"BNG {len(gammas)}, BNB {len(betas)}")
-    bns = []
+    bns: list[tuple[np.ndarray, ...]] = []
     for i, mo in enumerate(moments):
         if mo.ndim != 2 or mo.shape[1] != 2 or gammas[i].shape != (mo.shape[0],) or betas[i].shape != gammas[i].shape:
             raise InputError(f"{p}: BN {i + 1} has Moments {mo.shape}, BNG {gammas[i].shape}, BNB {betas[i].shape}; "

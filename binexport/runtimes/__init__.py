@@ -192,7 +192,7 @@ def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binar
 
     try:
         runtime = open_session(str(p), device, threads)
-    except (*ort_errors(), ValueError, TypeError) as e:  # ValueError: e.g. metadata that is not UTF-8
+    except (*ort_errors(), ValueError, TypeError) as e:  # type: ignore[misc]  # ValueError: e.g. metadata not UTF-8
         raise InputError(f"{p}: ONNX Runtime cannot open it ({str(e).strip()[:200]})") from None
     except InputError as e:
         if str(e).startswith("--device"):

@@ -82,10 +82,11 @@ def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | 
             dtype = _HALF_DTYPE[weights]
             bits = arr.astype(np.float16).view(np.uint16) if dtype == "f16" else to_bfloat16_bits(arr)
         else:
-            dtype = _DTYPES.get(arr.dtype.newbyteorder("="))
-            if dtype is None:
+            found = _DTYPES.get(arr.dtype.newbyteorder("="))
+            if found is None:
                 raise InputError(f"tensor {spec.name!r} has dtype {arr.dtype}, which .bwn can't hold; expected one "
                                  f"of {', '.join(str(d) for d in _DTYPES)}")
+            dtype = found
             bits = np.ascontiguousarray(arr).astype(box.NUMPY[dtype], copy=False)
         enc, payload = _choose_float(bits, dtype, mode, with_planes=not model.binarized)
         tensors.append((spec.name, dtype, tuple(arr.shape), enc, payload))
@@ -100,19 +101,20 @@ def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | 
 def data_crc32(arr: np.ndarray, dtype: str) -> int:
     """CRC-32 of a tensor's decoded data as its ``raw`` (or, for b1, ``packed``) payload would hold it (section 7)."""
     if dtype == "b1":
-        return zlib.crc32(np.packbits(np.ascontiguousarray(arr, dtype=bool).ravel()))
-    return zlib.crc32(np.ascontiguousarray(arr, dtype=box.NUMPY[dtype]))
+        return zlib.crc32(np.packbits(np.ascontiguousarray(arr, dtype=bool).ravel()))  # type: ignore[arg-type]
+    return zlib.crc32(np.ascontiguousarray(arr, dtype=box.NUMPY[dtype]))  # type: ignore[arg-type]  # a buffer
 
 
 def _choose_bits(signs: np.ndarray, mode: str) -> tuple[str, bytes]:
-    options = {"packed": codec.encode_packed(signs)}
-    beat = len(options["packed"]) if mode == "best" else None  # 'best' skips codings that can't win
+    packed = codec.encode_packed(signs)
+    options: dict[str, bytes | None] = {"packed": packed}
+    beat = len(packed) if mode == "best" else None  # 'best' skips codings that can't win
     if mode in ("best", "rans"):
         options["rans"] = codec.encode_kernels(signs, refs=False, beat=beat)
     if mode in ("best", "rans-ref"):
         options["rans-ref"] = codec.encode_kernels(signs, refs=True, beat=beat)
-    if mode != "best" and options.get(mode) is not None:
-        return mode, options[mode]
+    if mode != "best" and (chosen := options.get(mode)) is not None:
+        return mode, chosen
     return min(((k, v) for k, v in options.items() if v is not None), key=lambda kv: len(kv[1]))
 
 
@@ -245,7 +247,7 @@ def _decode(c: box.Container, verify_checksums: bool) -> dict[str, np.ndarray]:
             job, finish = planes.parse(buf, e.shape, e.dtype, what)
             plane_jobs.append(job)
             view = box.NUMPY[e.dtype]
-            pending.append((e, codec.Pending([], lambda f=finish, v=view, s=e.shape: f().view(v).reshape(s))))
+            pending.append((e, codec.Pending([], lambda f=finish, v=view, s=e.shape: f().view(v).reshape(s))))  # type: ignore[misc]
         else:
             pending.append((e, codec.parse_kernels(buf, e.shape, e.encoding == "rans-ref", what)))
     rans.decode_jobs([j for _, pend in pending for j in pend.jobs])  # every rANS stream in one lockstep pass,

@@ -15,6 +15,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,7 +89,7 @@ def _align(x: int, a: int) -> int:
 Tensor = tuple[str, str, tuple[int, ...], str, bytes]
 
 
-def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[str, int] | None = None,
+def build(metadata: dict[str, Any], tensors: list[Tensor], data_crc32: dict[str, int] | None = None,
           flags: int = 0) -> bytes:
     """The file bytes for (name, dtype, shape, encoding, payload) in order; offsets depend on the header length.
 
@@ -120,7 +121,7 @@ def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[s
 class Container:
     """A memory-mapped, structurally checked ``.bwn`` file: its metadata and tensor entries."""
 
-    def __init__(self, path: Path, data: np.ndarray, metadata: dict[str, object], entries: list[Entry],
+    def __init__(self, path: Path, data: np.ndarray, metadata: dict[str, Any], entries: list[Entry],
                  header_length: int, alignment: int, flags: int = 0) -> None:
         self.path, self.data, self.metadata, self.entries = path, data, metadata, entries
         self.header_length, self.alignment, self.flags = header_length, alignment, flags
@@ -169,7 +170,7 @@ class Container:
         return self.data[e.offset:e.offset + e.length]
 
     def check_crc(self, e: Entry) -> bool:
-        return zlib.crc32(self.payload(e)) == e.crc32
+        return zlib.crc32(self.payload(e)) == e.crc32  # type: ignore[arg-type]  # an ndarray is a buffer
 
 
 def _int(v: object, lo: int, hi: int) -> bool:

@@ -74,7 +74,7 @@ def encode(bits: np.ndarray, dtype: str) -> bytes | None:
     qa = rans.table_from_counts(ca)
     hist = np.bincount(e * nb + bb, minlength=(1 << lay.ebits) * nb).reshape(1 << lay.ebits, nb)
     ctx, qbs = [], []
-    for ex in np.flatnonzero(hist.sum(1)):
+    for ex in np.flatnonzero(hist.sum(1)).tolist():
         qb = rans.table_from_counts(hist[ex])
         if _code_bits(hist[ex], qb) + 8 * (nb + 1) < lay.k * hist[ex].sum():  # its own table pays for itself
             ctx.append(int(ex))
@@ -200,7 +200,7 @@ def parse(buf: np.ndarray, shape: tuple[int, ...], dtype: str, what: str) -> tup
     low = buf[q:low_end]
 
     def finish() -> np.ndarray:
-        hi = job.out.astype(np.dtype(lay.item).newbyteorder("="))
+        hi = job.out.astype(np.dtype(lay.item).newbyteorder("="))  # type: ignore[union-attr]  # decode() set it
         if not lay.r:
             return hi
         lo = low.view(f"<u{lay.r}").astype(hi.dtype)

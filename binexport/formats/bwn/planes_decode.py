@@ -43,7 +43,7 @@ def _slots(f: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _tables(jobs: list[PlaneJob]) -> tuple[np.ndarray, ...]:
     """Global decoder tables: slotA[job*T + slot] -> A id; RA[A id] = (B table * T) << 29 | c << 15 | f;
     slotB[table*T + slot] -> B id; RB[B id] = c << 15 | f; HA, HB: the bits above LOW each id stands for."""
-    slot_a, ra, ha, slot_b, rb, hb = [], [], [], [], [], []
+    slot_a, ra, ha, slot_b, rb, hb = list[np.ndarray](), [], [], list[np.ndarray](), [], []
     uniform: dict[int, int] = {}
     n_a = n_b = 0
     for j in jobs:
@@ -89,7 +89,7 @@ def _decode(jobs: list[PlaneJob]) -> None:
     ids_b = np.empty(int(out_base[-1]), dtype=np.uint16)
     ar = np.arange(int(base[-1]) + 1, dtype=np.int64)
     mask = T - 1
-    for k0, k1, act in rans._segments(jobs, base):
+    for k0, k1, act in rans._segments(jobs, base):  # type: ignore[arg-type]  # a PlaneJob has a Job's fields
         ja = jid[act]
         here, first = np.unique(ja, return_index=True)
         bext = np.concatenate([first, [ja.size]])
