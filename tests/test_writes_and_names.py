@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hostile import run_cli
+from hostile import assert_refused, run_cli
 
 from binexport._fileio import remove_stale_temps, write_atomic
 
@@ -54,6 +54,32 @@ def test_an_ignored_sighup_keeps_the_writer_running(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(20)
+
+
+def _reads_anything(tmp_path: Path) -> bool:
+    """Whether this process reads a file whatever its permissions (root, or CAP_DAC_OVERRIDE)."""
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x")
+    probe.chmod(0)
+    try:
+        probe.read_bytes()
+        return True
+    except PermissionError:
+        return False
+    finally:
+        probe.chmod(0o600)
+        probe.unlink()
+
+
+def test_an_unreadable_input_is_refused_in_one_line(make_run, tmp_path: Path) -> None:
+    if _reads_anything(tmp_path):
+        pytest.skip("this user reads files whatever their permissions (root): run as an unprivileged user")
+    ckpt = make_run()
+    ckpt.chmod(0)
+    try:
+        assert "not readable (permission denied)" in assert_refused(run_cli("inspect", ckpt))
+    finally:
+        ckpt.chmod(0o644)
 
 
 def test_stale_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:
