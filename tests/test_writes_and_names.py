@@ -77,7 +77,7 @@ def test_an_unreadable_input_is_refused_in_one_line(make_run, tmp_path: Path) ->
     ckpt = make_run()
     ckpt.chmod(0)
     try:
-        assert "not readable (permission denied)" in assert_refused(run_cli("inspect", ckpt))
+        assert "not readable" in assert_refused(run_cli("inspect", ckpt))  # Click or binexport says so, one line
     finally:
         ckpt.chmod(0o644)
 
