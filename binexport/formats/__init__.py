@@ -147,9 +147,9 @@ def resolve(path: str | Path) -> Path:
         return found[0]
     names = ", ".join(f.name for f in found[:8]) + (", ..." if len(found) > 8 else "")
     if not found:
-        raise InputError(f"{p}: is a folder with no model file in it (expected a training run folder holding "
+        raise InputError(f"{p}: is a directory with no model file in it (expected a training run folder holding "
                          f"{RUN_CHECKPOINT}, or one checkpoint, packed, .bwn or .mat file); give the file")
-    raise InputError(f"{p}: is a folder with {len(found)} model files ({names}) and no {RUN_CHECKPOINT}; "
+    raise InputError(f"{p}: is a directory with {len(found)} model files ({names}) and no {RUN_CHECKPOINT}; "
                      "give the one you mean")
 
 
