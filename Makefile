@@ -1,22 +1,30 @@
 # The two set-up commands of the README: `make demo` and `make test` each install what they need first.
 PYTHON ?= python3
 
-.PHONY: install demo test bench
+.PHONY: install demo test lint bench wheel-check
 
 install:
 	PYTHON=$(PYTHON) bash scripts/install.sh
 
-# int8 needs CIFAR-10 training images, which binexport may not ship: where the project's real partial data set
-# lies beside the checkout (../shared/realdata), the demo calibrates on its training batch; DEMO_ARGS adds more
-# (e.g. DEMO_ARGS="--data-root ~/data").
-DEMO_DATA := $(wildcard ../shared/realdata/cifar10-partial/cifar-10-batches-py/data_batch_4)
+# The demo calibrates int8 on the 256 CIFAR-10 training images binexport ships; DEMO_ARGS adds options
+# (e.g. DEMO_ARGS="--data-root ~/data" to calibrate on your own training batches).
 DEMO_ARGS ?=
 
 demo: install
-	$(PYTHON) -m binexport.cli demo $(if $(DEMO_DATA),--data-root ../shared/realdata/cifar10-partial,) $(DEMO_ARGS)
+	$(PYTHON) -m binexport.cli demo $(DEMO_ARGS)
 
-test: install
+# ruff (lint rules and formatting) and mypy, configured in pyproject.toml; `make test` runs it first.
+lint: install
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
+
+test: lint
 	$(PYTHON) -m pytest -q
 
 bench: install
 	$(PYTHON) benchmarks/bench_pack.py --write-docs
+
+# the built wheel, installed into a fresh virtual env, runs `binexport demo` from its package data alone
+wheel-check:
+	PYTHON=$(PYTHON) bash scripts/check-wheel.sh

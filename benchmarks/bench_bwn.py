@@ -17,8 +17,8 @@ import platform
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def bit_codecs(layers: dict[str, np.ndarray], repeat: int) -> list[tuple[str, in
                             ("xz -9e of packed bits", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME),
                              lzma.decompress)):
         blobs = [comp(p) for p in packed.values()]
-        rows.append((name, sum(map(len, blobs)), best_time(lambda: [dec(b) for b in blobs], repeat), "stdlib"))
+        rows.append((name, sum(map(len, blobs)), best_time(lambda dec=dec, blobs=blobs: [dec(b) for b in blobs], repeat), "stdlib"))
     planes = [rank_planes(v) for v in layers.values()]
     blobs = [(lzma.compress(lo, format=lzma.FORMAT_RAW, filters=_LZMA_RAW),
               lzma.compress(hi, format=lzma.FORMAT_RAW, filters=_LZMA_RAW)) for lo, hi in planes]
@@ -79,12 +79,12 @@ def bit_codecs(layers: dict[str, np.ndarray], repeat: int) -> list[tuple[str, in
         payloads = {k: codec.encode_kernels(v, refs) for k, v in layers.items()}
         enc = time.perf_counter() - t
 
-        def decode() -> None:
+        def decode(refs: bool = refs, payloads: dict[str, bytes] = payloads) -> None:
             pend = [codec.parse_kernels(np.frombuffer(p, np.uint8), layers[k].shape, refs, k)
                     for k, p in payloads.items()]
             rans.decode_jobs([j for q in pend for j in q.jobs])
             outs = [q.finish() for q in pend]
-            assert all(np.array_equal(o, layers[k]) for o, k in zip(outs, payloads))
+            assert all(np.array_equal(o, layers[k]) for o, k in zip(outs, payloads, strict=True))
 
         rows.append((name, sum(map(len, payloads.values())), best_time(decode, repeat), f"encode {enc:.1f} s"))
     sym = {k: codec.kernel_symbols(v) for k, v in layers.items()}
@@ -130,7 +130,7 @@ def main() -> None:
     print("\n| float tensors | bytes | decode |  |\n| --- | ---: | ---: | --- |")
     for name, n, t, note in float_codecs(model.floats, args.repeat):
         print(f"| {name} | {n:,} | {t * 1000:.0f} ms | {note} |")
-    print("\n| whole file | bytes | vs published | read (best of %d) |\n| --- | ---: | ---: | ---: |" % args.repeat)
+    print(f"\n| whole file | bytes | vs published | read (best of {args.repeat}) |\n| --- | ---: | ---: | ---: |")
     print(f"| published packed checkpoint (torch.load) | {src:,} | 1.000 | "
           f"{best_time(lambda: api.load(args.checkpoint), args.repeat) * 1000:.0f} ms |")
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,8 +140,8 @@ def main() -> None:
             out.write_bytes(bwn.write(model, encoding=enc))
             wt = time.perf_counter() - t
             n = out.stat().st_size
-            read = best_time(lambda: bwn.read(out), args.repeat)
-            nover = best_time(lambda: bwn.read(out, verify_checksums=False), args.repeat)
+            read = best_time(lambda out=out: bwn.read(out), args.repeat)
+            nover = best_time(lambda out=out: bwn.read(out, verify_checksums=False), args.repeat)
             assert model.compare(bwn.read(out)) == []
             print(f"| `.bwn --encoding {enc}` (write {wt:.1f} s) | {n:,} | {n / src:.3f} | {read * 1000:.0f} ms "
                   f"({nover * 1000:.0f} ms without CRCs) |")

@@ -16,8 +16,9 @@ import signal
 import stat
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from binexport.errors import InputError
 
@@ -168,7 +169,7 @@ def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
     """Remove ``.NAME.<pid>.*.tmp`` beside ``path`` whose writer process is gone; returns what was removed."""
     p = Path(path)
     pattern = _temp_pattern(p)
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(p.parent))
     except OSError:

@@ -46,7 +46,7 @@ class BinaryWeight:
         return binary_scale(self.shape)
 
     def to_float(self, dtype: type = np.float32) -> np.ndarray:
-        s = np.asarray(self.scale, dtype=dtype)
+        s: np.ndarray = np.asarray(self.scale, dtype=dtype)
         return np.where(self.signs, s, -s).astype(dtype, copy=False)
 
 
@@ -147,11 +147,11 @@ class Model:
             elif not np.array_equal(o.signs, b.signs):
                 problems.append(f"{name}: {int(np.count_nonzero(o.signs != b.signs))} sign bits differ")
         for name, a in self.floats.items():
-            o = other.floats.get(name)
-            if o is None:
+            f = other.floats.get(name)
+            if f is None:
                 problems.append(f"{name}: missing")
-            elif o.dtype != a.dtype or o.shape != a.shape or o.tobytes() != a.tobytes():
-                problems.append(f"{name}: bytes differ ({o.dtype}{o.shape} vs {a.dtype}{a.shape})")
+            elif f.dtype != a.dtype or f.shape != a.shape or f.tobytes() != a.tobytes():
+                problems.append(f"{name}: bytes differ ({f.dtype}{f.shape} vs {a.dtype}{a.shape})")
         return problems
 
     def check_equal(self, other: Model, what: str) -> None:

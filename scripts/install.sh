@@ -14,4 +14,5 @@ if ! "$PY" -c 'import torch, sys; v = tuple(int(x) for x in torch.__version__.sp
         "$PY" -m pip install -q 'torch==2.13.0' || "$PY" -m pip install -q 'torch>=2.10,<3'
     fi
 fi
+# the test extra pins the lint tools too (ruff, mypy: `make lint`)
 "$PY" -m pip install -q -e '.[test]'

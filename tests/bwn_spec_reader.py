@@ -51,7 +51,7 @@ def lay_out(doc: dict, payloads: list[bytes], edit=None, flags: int = 0) -> byte
     offsets = [0] * len(payloads)
     for _ in range(8):
         d = json.loads(json.dumps(doc))
-        for e, p, o in zip(d["tensors"], payloads, offsets):
+        for e, p, o in zip(d["tensors"], payloads, offsets, strict=True):
             e.update(offset=o, length=len(p), crc32=zlib.crc32(p))
         if edit:
             edit(d)
@@ -65,7 +65,7 @@ def lay_out(doc: dict, payloads: list[bytes], edit=None, flags: int = 0) -> byte
         offsets = new
     pre = struct.pack("<8sIIQI", b"\x89BWN\r\n\x1a\n", 1, flags, len(header), 64)
     out = bytearray(pre + struct.pack("<I", zlib.crc32(header, zlib.crc32(pre))) + header)
-    for p, o in zip(payloads, offsets):
+    for p, o in zip(payloads, offsets, strict=True):
         out += bytes(max(0, o - len(out))) + p
     return bytes(out)
 

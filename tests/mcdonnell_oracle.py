@@ -79,8 +79,8 @@ def _conv(x: np.ndarray, bits: np.ndarray, stride: int, pads: tuple[int, int, in
     """Cross-correlation of NCHW x with (kh, kw, in, out) bits as +-sqrt(2/fan_in); pads (top, bottom, left, right)."""
     kh, kw, cin, cout = bits.shape
     w = np.where(bits, 1.0, -1.0) * np.sqrt(2.0 / (kh * kw * cin))
-    t, b, l, r = pads
-    x = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
+    t, b, left, r = pads
+    x = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)))
     ho, wo = (x.shape[2] - kh) // stride + 1, (x.shape[3] - kw) // stride + 1
     out = np.zeros((x.shape[0], cout, ho, wo))
     for i in range(kh):
@@ -92,9 +92,9 @@ def _conv(x: np.ndarray, bits: np.ndarray, stride: int, pads: tuple[int, int, in
 
 def _pool(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
     """3x3 stride-2 average over the real pixels only (padding excluded from the divisor)."""
-    t, b, l, r = pads
-    xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
-    ones = np.pad(np.ones(x.shape[2:]), ((t, b), (l, r)))
+    t, b, left, r = pads
+    xp = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)))
+    ones = np.pad(np.ones(x.shape[2:]), ((t, b), (left, r)))
     ho, wo = (xp.shape[2] - 3) // 2 + 1, (xp.shape[3] - 3) // 2 + 1
     s, c = np.zeros(x.shape[:2] + (ho, wo)), np.zeros((ho, wo))
     for i in range(3):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bwn_spec_reader import read as spec_read
 from bwn_spec_reader import lay_out, relay
+from bwn_spec_reader import read as spec_read
 from helpers import check_golden, tiny_model
 
 from binexport.errors import FormatError, InputError
@@ -152,7 +152,7 @@ def test_many_tensors_decode_together_in_batches() -> None:
         jobs.append(job)
         fins.append(fin)
     planes.decode_jobs(jobs)  # 140 x ~500 A ids > 2^16: split into batches
-    assert all(np.array_equal(f(), a) for f, a in zip(fins, arrays))
+    assert all(np.array_equal(f(), a) for f, a in zip(fins, arrays, strict=True))
 
 
 def test_half_precision_rounding_is_within_half_an_ulp() -> None:

@@ -207,7 +207,7 @@ def test_whitespace_in_the_header_is_allowed(tmp_path: Path) -> None:
     pretty = b""
     for _ in range(4):  # offsets depend on the header's length: iterate to a fixed point
         pos, table = box._align(32 + len(pretty), 64), []
-        for e, p in zip(doc["tensors"], payloads):
+        for e, p in zip(doc["tensors"], payloads, strict=True):
             table.append({**e, "offset": pos})
             pos = box._align(pos + len(p), 64)
         pretty = b" \r\n" + json.dumps({**doc, "tensors": table}, indent="\t").encode() + b"\n\t "

@@ -119,6 +119,12 @@ def test_inspect_real_published(real_packed: Path) -> None:
     assert "WRN-20-10, 100 classes, 1-bit" in r.stdout and "packed-checkpoint" in r.stdout
 
 
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    assert __version__ == version("binexport")  # pyproject.toml is the one place it is written
+
+
 def test_version_and_help_do_not_import_torch() -> None:
     code = ("import sys; from binexport.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"

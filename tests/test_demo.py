@@ -13,21 +13,44 @@ from binexport.cli import main
 
 
 def test_demo_on_the_shipped_model_and_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BINEXPORT_DATA", str(tmp_path / "no-data"))  # no training batches: int8 is left out
+    monkeypatch.setenv("BINEXPORT_DATA", str(tmp_path / "no-data"))  # the shipped training images calibrate int8
     out = tmp_path / "demo"
     r = CliRunner().invoke(main, ["demo", "--out", str(out), "--json", "--limit", "8", "--bench-seconds", "0.2"])
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["synthetic_checkpoint"] is False and report["checkpoint"].endswith(".mat")
-    assert list(report["steps"]) == ["inspect", "pack-bwn", "to-onnx", "verify", "bench"]
+    assert list(report["steps"]) == ["inspect", "pack-bwn", "to-onnx", "to-onnx-int8", "verify", "bench"]
     assert "McDonnell MATLAB variant" == report["steps"]["inspect"]["architecture"]["variant"]
-    assert any("int8 left out" in n and "--data-root" in n for n in report["notes"])
+    assert any("256 CIFAR-10 training images shipped" in n for n in report["notes"])
+    int8 = report["steps"]["to-onnx-int8"]
+    assert int8["calibration"]["images"] == 256 and "demo" in int8["calibration"]["source"]
     verify = report["steps"]["verify"]
     assert verify["passed"] is True and verify["data"] == "CIFAR10" and verify["num_images"] == 8
-    assert [Path(a["path"]).name for a in verify["artifacts"]] == ["model.bwn", "model.onnx"]
-    assert [a["agreement"] for a in verify["artifacts"]] == [1.0, 1.0]
+    assert [Path(a["path"]).name for a in verify["artifacts"]] == ["model.bwn", "model.onnx", "model-int8.onnx"]
+    assert [a["agreement"] for a in verify["artifacts"]][:2] == [1.0, 1.0]
     assert verify["reference"]["top1_correct"] >= 7  # real weights on real images: 96 % over 500
-    assert [r["weights"] for r in report["steps"]["bench"]["rows"]] == ["float32", "1-bit"]
+    assert [r["weights"] for r in report["steps"]["bench"]["rows"]] == ["float32", "1-bit", "int8"]
+
+
+def test_demo_shipped_calibration_images_are_real_training_images_not_the_test_images() -> None:
+    from binexport.data.calibration import load_calibration
+    from binexport.data.cifar import load_cifar
+    from binexport.verbs.demo import DEMO_CALIBRATION_COUNT, DEMO_DIR
+
+    train = load_calibration("CIFAR10", DEMO_DIR)
+    test = load_cifar("CIFAR10", DEMO_DIR)
+    assert len(train.labels) == DEMO_CALIBRATION_COUNT == 256 and train.images.shape[1:] == (32, 32, 3)
+    assert len(set(map(bytes, train.images)) & set(map(bytes, test.images))) == 0
+    assert 8 <= len(set(train.labels.tolist())) <= 10  # ten classes, roughly balanced in 256 images
+
+
+def test_demo_data_root_without_training_batches_leaves_int8_out(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--json", "--limit", "4",
+                                  "--bench-seconds", "0", "--data-root", str(tmp_path / "empty")])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert "to-onnx-int8" not in report["steps"]
+    assert any("int8 left out" in n and "--data-root" in n for n in report["notes"])
 
 
 def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path) -> None:

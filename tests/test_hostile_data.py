@@ -13,14 +13,14 @@ import random
 import subprocess
 import sys
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
-from hostile import assert_refused, good_png, onnx_graph, p_global, p_int, p_str, png, run_cli, write
-
 from helpers import planar
+from hostile import assert_refused, good_png, onnx_graph, p_global, p_int, p_str, png, run_cli, write
 
 
 @pytest.fixture(scope="module")

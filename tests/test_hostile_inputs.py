@@ -11,11 +11,13 @@ import os
 import random
 import struct
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
+from helpers import REAL_PACKED
 from hostile import (
     assert_refused,
     legacy_file,
@@ -27,8 +29,6 @@ from hostile import (
     write,
     zip_bomb,
 )
-
-from helpers import REAL_PACKED
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,7 @@ def _dequantized_weights(path: Path, names: list[str]) -> dict[str, np.ndarray]:
     outs = s.run(None, {"input": np.zeros((1, 3, 32, 32), np.float32)})[1:]
     wscale_of = {n.output[0]: next(i for i in n.input if i.endswith(".wscale")) for n in proto.graph.node
                  if n.output and n.output[0] in dq}
-    by_layer = {wscale_of[o][: -len(".wscale")]: v for o, v in zip(dq, outs)}
+    by_layer = {wscale_of[o][: -len(".wscale")]: v for o, v in zip(dq, outs, strict=True)}
     return {k: by_layer[k] for k in names}
 
 

@@ -209,7 +209,9 @@ def test_refuses_images_that_are_not_32x32(setup: dict[str, Path]) -> None:
     folder = setup["tmp"] / "imgs"
     folder.mkdir()
     raw = zlib.compress(b"".join(b"\x00" + bytes(16 * 3) for _ in range(16)))
-    chunk = (lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d)))
+    def chunk(t: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0)) + \
         chunk(b"IDAT", raw) + chunk(b"IEND", b"")
     (folder / "small_3.png").write_bytes(png)

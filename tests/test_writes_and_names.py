@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hostile import run_cli
+from hostile import assert_refused, run_cli
 
 from binexport._fileio import remove_stale_temps, write_atomic
 
@@ -23,15 +23,63 @@ write_atomic(sys.argv[1], b"x" * 1000, check=slow)
 """
 
 
+def _writer(out: Path, sig: int, disposition: object) -> subprocess.Popen[str]:
+    """A child that writes ``out`` slowly, with ``sig`` set to ``disposition`` in the child itself: the test must
+    not depend on how pytest was started (``nohup`` makes SIGHUP ignored, and children inherit that)."""
+    return subprocess.Popen([sys.executable, "-c", WRITER, str(out)], stdout=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(sig, disposition),  # type: ignore[arg-type]
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_signal_during_write_leaves_no_temp_file(tmp_path: Path, sig: int) -> None:
     out = tmp_path / "out.bin"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(out)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    proc = _writer(out, sig, signal.SIG_DFL)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
     proc.send_signal(sig)
     assert proc.wait(20) == -sig  # it dies by the signal, as the sender expects
     assert os.listdir(tmp_path) == []
+
+
+def test_an_ignored_sighup_keeps_the_writer_running(tmp_path: Path) -> None:
+    """Under ``nohup`` SIGHUP is ignored: the writer keeps that disposition and its temp file stays its own."""
+    out = tmp_path / "out.bin"
+    proc = _writer(out, signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+        proc.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(1)
+        assert [p.name.endswith(".tmp") for p in tmp_path.iterdir()] == [True]
+    finally:
+        proc.kill()
+        proc.wait(20)
+
+
+def _reads_anything(tmp_path: Path) -> bool:
+    """Whether this process reads a file whatever its permissions (root, or CAP_DAC_OVERRIDE)."""
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x")
+    probe.chmod(0)
+    try:
+        probe.read_bytes()
+        return True
+    except PermissionError:
+        return False
+    finally:
+        probe.chmod(0o600)
+        probe.unlink()
+
+
+def test_an_unreadable_input_is_refused_in_one_line(make_run, tmp_path: Path) -> None:
+    if _reads_anything(tmp_path):
+        pytest.skip("this user reads files whatever their permissions (root): run as an unprivileged user")
+    ckpt = make_run()
+    ckpt.chmod(0)
+    try:
+        assert "not readable" in assert_refused(run_cli("inspect", ckpt))  # Click or binexport says so, one line
+    finally:
+        ckpt.chmod(0o644)
 
 
 def test_stale_temp_files_of_dead_writers_are_removed(tmp_path: Path) -> None:

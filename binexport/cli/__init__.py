@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from binexport import __version__
-from binexport.cli.params import Batch, FiniteFloat, Group, one_line, path
+from binexport.cli.params import Batch, FiniteFloat, Group, one_line, path, say_run_folder
 from binexport.cli.render import (
     console,
     render_bench,
@@ -34,9 +34,8 @@ from binexport.formats.bwn import WEIGHTS_CHOICES as BWN_WEIGHTS
 from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS
 from binexport.runtimes import DEVICES
 from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
-from binexport.verbs.export import CALIBRATION_SIZE, MAX_CALIBRATION_SIZE, PERCENTILE
-from binexport.verbs.export import DEFAULT_WEIGHT_ZERO_POINT, WEIGHT_ZERO_POINTS
 from binexport.verbs.bench import DEFAULT_SECONDS as BENCH_SECONDS
+from binexport.verbs.export import CALIBRATION_SIZE, DEFAULT_WEIGHT_ZERO_POINT, MAX_CALIBRATION_SIZE, PERCENTILE, WEIGHT_ZERO_POINTS
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -54,7 +53,7 @@ _mode_option = click.option("--binarized/--full-precision", "binarized", default
 
 
 @main.command()
-@click.argument("file", type=path())
+@click.argument("file", type=path(), callback=say_run_folder)
 @_mode_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
@@ -69,7 +68,7 @@ def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("ckpt", type=path())
+@click.argument("ckpt", type=path(), callback=say_run_folder)
 @click.option("-o", "--output", type=path(), help="Output file (default: beside the input).")
 @click.option("--format", "fmt", metavar="|".join(PACK_FORMATS), default=PACK_FORMATS[0], show_default=True,
               help="Output format: 'packed' (the published layout) or 'bwn'.")
@@ -108,7 +107,7 @@ def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: 
 
 
 @main.command("to-onnx")
-@click.argument("input_file", metavar="INPUT", type=path())
+@click.argument("input_file", metavar="INPUT", type=path(), callback=say_run_folder)
 @click.option("-o", "--output", type=path(), help="Output .onnx file (default: beside INPUT).")
 @click.option("--weights", type=click.Choice([*WEIGHTS, *WEIGHT_ALIASES]), default=None,
               help="1-bit (default for 1-bit models; 'packed' is its old name): 1 bit per binarised weight, turned "
@@ -161,7 +160,7 @@ def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: i
 
 
 @main.command()
-@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=path())
+@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=path(), callback=say_run_folder)
 @click.option("--dataset", type=click.Choice(DATASET_NAMES, case_sensitive=False), default=None,
               help="Standard test set, in torchvision's layout under --data-root.")
 @click.option("--data-root", type=path(), default=None,
@@ -269,7 +268,7 @@ def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: 
 @click.option("--calibrate", metavar="CIFAR100|CIFAR10|PATH", default=None,
               help="Training images for the int8 export (as to-onnx); --synthetic makes its own.")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
-              help="Data root whose CIFAR-10 training batches calibrate int8 (default: $BINEXPORT_DATA, if it has them).")
+              help="Data root whose CIFAR-10 training batches calibrate int8 (default: the 256 shipped training images).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Verify on the first N images only.")
 @click.option("--bench-seconds", type=FiniteFloat(0, 600), default=4.0, show_default=True,
               help="Timing budget per artifact of the closing benchmark (0 skips it).")
@@ -279,8 +278,8 @@ def demo(checkpoint: Path | None, synthetic: bool, images: Path | None, out_dir:
          bench_seconds: float, as_json: bool) -> None:
     """Run the whole job on real weights: inspect, .bwn, ONNX, verify and bench McDonnell's 1-bit WRN-20-10.
 
-    The model (his MATLAB CIFAR-10 file, MIT licence) and 200 real CIFAR-10 test images ship with binexport;
-    nothing is downloaded. --synthetic runs the older demo on a synthetic training checkpoint.
+    The model (his MATLAB CIFAR-10 file, MIT licence), 200 real CIFAR-10 test images and 256 real CIFAR-10
+    training images (int8 calibrates on these) ship with binexport; nothing is downloaded. --synthetic runs the older demo on a synthetic training checkpoint.
     """
     from binexport.errors import InputError
     from binexport.verbs.demo import run_demo

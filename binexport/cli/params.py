@@ -40,7 +40,8 @@ class Group(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
-            names, c = [], e.ctx
+            names: list[str] = []
+            c = e.ctx
             while c is not None and c.parent is not None:  # the root's name depends on how it was started
                 names.insert(0, c.info_name or "")
                 c = c.parent
@@ -88,6 +89,26 @@ class PathType(click.Path):
 def path() -> PathType:
     """A non-empty path option or argument, as ``pathlib.Path``."""
     return PathType(path_type=Path)
+
+
+def say_run_folder(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Callback of a model argument: where a training run folder is given, say on stderr which file is taken.
+
+    The library resolves the folder itself (``formats.resolve``); a folder it can't resolve is left for the
+    command to refuse in its one error line.
+    """
+    from binexport import formats
+
+    for v in value if isinstance(value, tuple) else (value,):
+        if isinstance(v, Path) and v.is_dir():
+            try:
+                taken = formats.resolve(v)
+            except BinexportError:
+                continue
+            log = " and the log.txt beside it" if (taken.parent / "log.txt").is_file() else ""
+            click.echo(f"binexport: {one_line(str(v))}: a training run folder; using {one_line(taken.name)}{log}",
+                       err=True)
+    return value
 
 
 class Batch(click.ParamType):

@@ -24,7 +24,7 @@ __all__ = ["DATASET_NAMES", "Dataset", "load_test_set", "normalize"]
 
 def normalize(images: np.ndarray) -> np.ndarray:
     """uint8 NHWC -> the float32 NCHW input the network was trained on: ``(pixel/255 - mean) / std``."""
-    x = images.astype(np.float32) / 255.0
+    x: np.ndarray = images.astype(np.float32) / 255.0
     x = (x - np.asarray(CIFAR_MEAN, np.float32)) / np.asarray(CIFAR_STD, np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 

@@ -169,7 +169,7 @@ def _reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
         raise _Refused("_reconstruct of anything but numpy.ndarray is not allowed")
     if shape not in ((0,), [0], 0):
         raise _Refused(f"_reconstruct with shape {str(shape)[:40]} is not allowed (numpy pickles use (0,))")
-    return multiarray._reconstruct(np.ndarray, (0,), typecode)
+    return multiarray._reconstruct(np.ndarray, (0,), typecode)  # type: ignore[return-value]  # numpy private, no stub
 
 
 def _dtype(*args: Any) -> np.dtype:
@@ -186,7 +186,7 @@ def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
 
     if not isinstance(buf, (bytes, bytearray, memoryview)) or not isinstance(dtype, np.dtype) or dtype.hasobject:
         raise _Refused("_frombuffer is allowed for plain bytes and numeric dtypes only")
-    return numeric._frombuffer(buf, dtype, shape, order)
+    return numeric._frombuffer(buf, dtype, shape, order)  # type: ignore[attr-defined]  # numpy private, no stub
 
 
 def _latin1(text: Any, encoding: Any = "latin1") -> bytes:

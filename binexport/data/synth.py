@@ -16,7 +16,6 @@ import numpy as np
 from binexport.errors import InputError
 from binexport.model import Arch
 
-
 #: Widest synthetic WRN: WRN-20-16 is a 520 MB training checkpoint; wider ones only fill disks.
 MAX_WIDTH = 16
 

@@ -16,9 +16,11 @@ encoding* (``raw``, ``packed``, ``rans``, ``rans-ref``, ``f32-rans``).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from binexport._fileio import check_input, read_head
 from binexport.errors import InputError
@@ -65,6 +67,10 @@ REGISTRY: tuple[Format, ...] = (
 NAMES: tuple[str, ...] = tuple(f.name for f in REGISTRY)
 #: Formats ``binexport pack`` writes.
 PACK_FORMATS: tuple[str, ...] = ("packed", "bwn")
+#: The file the training code's ``--save`` folder holds (beside its ``log.txt``): taken first from a run folder.
+RUN_CHECKPOINT = "checkpoint.pth.tar"
+#: A run folder is scanned up to this many entries (a training run holds a handful).
+MAX_RUN_FOLDER_ENTRIES = 1000
 
 
 def get(name: str) -> Format:
@@ -104,13 +110,69 @@ def detect_file(path: str | Path) -> tuple[Path, Format]:
     return p, fmt
 
 
+def resolve(path: str | Path) -> Path:
+    """A model file as given; a training run folder (the training code's ``--save`` folder) as its one checkpoint.
+
+    In a folder, the training code's own ``checkpoint.pth.tar`` is taken first; otherwise the one file whose
+    content a reader recognises (hidden files and ONNX files aside). The ``log.txt`` beside it then says whether
+    the run was binarised, as for the file itself.
+
+    Args:
+        path: a file, or a folder holding exactly one model file.
+
+    Returns:
+        The file to read (``path`` itself where it is not a folder; missing files are left to the reader).
+
+    Raises:
+        InputError: a folder with no model file, or several (they are named).
+
+    Example:
+        >>> binexport.formats.resolve("logs/WRN-20-10-1bit_1234")       # doctest: +SKIP
+        PosixPath('logs/WRN-20-10-1bit_1234/checkpoint.pth.tar')
+    """
+    p = Path(path)
+    if not os.fspath(p) or not p.is_dir():
+        return p
+    own = p / RUN_CHECKPOINT
+    if own.is_file():
+        return own
+    try:
+        entries = sorted(os.scandir(p), key=lambda e: e.name)
+    except OSError as e:
+        raise InputError(f"{p}: the folder can't be listed ({e.strerror or e})") from None
+    if len(entries) > MAX_RUN_FOLDER_ENTRIES:
+        raise InputError(f"{p}: a folder of {len(entries)} entries, not a training run folder; give the model file")
+    found = [Path(e.path) for e in entries if not e.name.startswith(".") and _is_model_file(e)]
+    if len(found) == 1:
+        return found[0]
+    names = ", ".join(f.name for f in found[:8]) + (", ..." if len(found) > 8 else "")
+    if not found:
+        raise InputError(f"{p}: is a directory with no model file in it (expected a training run folder holding "
+                         f"{RUN_CHECKPOINT}, or one checkpoint, packed, .bwn or .mat file); give the file")
+    raise InputError(f"{p}: is a directory with {len(found)} model files ({names}) and no {RUN_CHECKPOINT}; "
+                     "give the one you mean")
+
+
+def _is_model_file(entry: os.DirEntry[str]) -> bool:
+    """A regular file whose first bytes a reader recognises."""
+    try:
+        if not entry.is_file():
+            return False
+        head = read_head(Path(entry.path), 64)
+    except (OSError, InputError):
+        return False
+    fmt = detect(head) if head else None
+    return fmt is not None and fmt.read is not None
+
+
 def load(path: str | Path, *, binarized: bool | None = None, strict: bool = True, **options: Any) -> Model:
     """Read any model file binexport understands into the one in-memory :class:`Model`.
 
     The format is detected from the content, never the name.
 
     Args:
-        path: a training checkpoint, bare state_dict, packed checkpoint or ``.bwn`` file.
+        path: a training checkpoint, bare state_dict, packed checkpoint or ``.bwn`` file, or a training run
+            folder holding one (see :func:`resolve`).
         binarized: for torch checkpoints, override what ``log.txt`` beside the file says about ``--binarize``.
         strict: refuse (rather than read as full precision) a checkpoint whose binarisation nobody states.
         **options: passed to the format's reader (e.g. ``verify_checksums=False`` for ``.bwn``).
@@ -127,7 +189,7 @@ def load(path: str | Path, *, binarized: bool | None = None, strict: bool = True
         >>> model.arch.name, model.binarized                        # doctest: +SKIP
         ('WRN-20-10', True)
     """
-    p, fmt = detect_file(path)
+    p, fmt = detect_file(resolve(path))
     if fmt.read is None:
         raise InputError(f"{p}: is an ONNX file; binexport exports ONNX but does not read it back into a model. "
                          "Give the checkpoint it came from, or check the ONNX file with 'binexport verify'")

@@ -29,7 +29,7 @@ STORAGE_ITEMSIZE = {
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
-class _Stub(dict):  # type: ignore[type-arg]
+class _Stub(dict):
     """Whatever a global names, it becomes this: callable, buildable, fillable (OrderedDict, lists), and inert."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -10,9 +10,10 @@ Device choice (:func:`resolve_device`) and the TF32 policy live here too.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -191,7 +192,7 @@ def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binar
 
     try:
         runtime = open_session(str(p), device, threads)
-    except (*ort_errors(), ValueError, TypeError) as e:  # ValueError: e.g. metadata that is not UTF-8
+    except (*ort_errors(), ValueError, TypeError) as e:  # type: ignore[misc]  # ValueError: e.g. metadata not UTF-8
         raise InputError(f"{p}: ONNX Runtime cannot open it ({str(e).strip()[:200]})") from None
     except InputError as e:
         if str(e).startswith("--device"):

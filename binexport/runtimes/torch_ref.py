@@ -9,8 +9,9 @@ tolerance would (rightly) catch.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +19,6 @@ import torch.nn.functional as F
 
 from binexport.model import Model
 from binexport.runtimes import Runtime, model_input_kind
-
 
 #: ``tap(name, activation)``: names are ``x`` (the input, pixels or normalised), ``h0`` (conv0 output), ``<block>a`` (relu(bn0) = conv0's input),
 #: ``<block>b`` (relu(bn1) = conv1's input), ``<block>t`` (conv1's output), ``<block>h`` (after the residual add),

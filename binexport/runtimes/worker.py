@@ -63,8 +63,9 @@ def serve(path: str, device: str, threads: int) -> int:
         if fmt.read is not None:
             import binexport.runtimes.torch_ref  # noqa: F401
         else:
-            import binexport.runtimes.ort  # noqa: F401
             import onnxruntime  # noqa: F401
+
+            import binexport.runtimes.ort  # noqa: F401
         before = peak_rss()  # the interpreter and the runtime's libraries
         t0 = time.perf_counter()
         runtime, info = open_runtime(path, device, threads)

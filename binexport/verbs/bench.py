@@ -16,9 +16,10 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +85,7 @@ class BenchReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for row, r in zip(d["rows"], self.rows):
+        for row, r in zip(d["rows"], self.rows, strict=True):
             row["model_rss_bytes"] = r.model_rss_bytes
         return d
 
@@ -205,7 +206,7 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
         lat, thr = _measure(workers, batch_size, seconds, progress)
     finally:
         peaks = [w.close() for w in workers]
-    rows = [_row(w, peak, lat[i], thr[i], batch_size) for i, (w, peak) in enumerate(zip(workers, peaks))]
+    rows = [_row(w, peak, lat[i], thr[i], batch_size) for i, (w, peak) in enumerate(zip(workers, peaks, strict=True))]
     for r in rows[1:]:
         base = rows[0]
         r.speed_ratio = r.images_per_s / base.images_per_s if base.images_per_s else 0.0

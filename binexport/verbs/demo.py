@@ -2,8 +2,8 @@
 
 By default: M. D. McDonnell's own 1-bit WRN-20-10 for CIFAR-10 (his MATLAB ``.mat`` file, MIT licence,
 shipped in ``binexport/data/demo``) and the first 200 images of the real CIFAR-10 test set (Krizhevsky
-2009, shipped beside it). It inspects the model, packs it to ``.bwn``, exports 1-bit ONNX (and int8 where
-there are CIFAR-10 training images to calibrate on), verifies every artifact against the model and ends
+2009, shipped beside it). It inspects the model, packs it to ``.bwn``, exports 1-bit ONNX and int8 ONNX
+(calibrated on 256 real CIFAR-10 *training* images shipped beside the test images), verifies every artifact against the model and ends
 with ``bench``, so a newcomer sees a real accuracy from every artifact.
 
 ``synthetic=True`` keeps the older run: a 204.5 MiB WRN-20-10 training checkpoint in the training code's
@@ -15,15 +15,19 @@ same steps on the user's own file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 #: The shipped demo: McDonnell's MATLAB CIFAR-10 model and 200 CIFAR-10 test images in torchvision's layout.
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 DEMO_MODEL = DEMO_DIR / "TrainedWideResNet20-10_CIFAR10_1-bit-per-weight-4MB.mat"
+#: int8's calibration images: the first 256 images of the real CIFAR-10 training batch 4 (never test images).
+DEMO_CALIBRATION = DEMO_DIR / "cifar-10-batches-py" / "data_batch_4"
+DEMO_CALIBRATION_COUNT = 256
 
 
 @dataclass
@@ -58,7 +62,8 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, synth
         images: a folder of labelled PNGs to verify on instead of the shipped CIFAR-10 test images.
         n_images: synthetic test images (``synthetic`` only).
         calibrate: training images for int8 (as ``to-onnx --calibrate``).
-        data_root: a torchvision data root; for the shipped model, its CIFAR-10 training batches calibrate int8.
+        data_root: a torchvision data root; for the shipped model, its CIFAR-10 training batches calibrate int8
+            instead of the 256 shipped training images.
         bench_seconds: timing budget per artifact of the closing benchmark (0 skips it).
         limit: verify on the first N images only.
         full_precision: the synthetic run with a full-precision checkpoint (implies ``synthetic``).
@@ -138,17 +143,24 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, synth
 
 def _demo_calibration(calibrate: str | Path | None, data_root: str | Path | None,
                       report: DemoReport) -> tuple[str | Path | None, str | Path | None]:
-    """int8 needs CIFAR-10 training images, which binexport may not ship: use them where the user has them."""
-    from binexport.data.cifar import default_root
+    """int8 calibrates on training images, never on the test images it is verified on.
 
+    By default these are the 256 CIFAR-10 training images shipped in ``DEMO_DIR`` (``data_batch_4``: the first
+    256 images of the real training batch 4), so a fresh machine sees the int8 row; ``--calibrate`` or
+    ``--data-root`` (its ``cifar-10-batches-py/data_batch_*``) override them.
+    """
     if calibrate is not None:
         return calibrate, data_root
-    root = Path(data_root).expanduser() if data_root is not None else default_root()
+    if data_root is None:
+        report.notes.append(f"int8 calibrated on {DEMO_CALIBRATION_COUNT} CIFAR-10 training images shipped with "
+                            f"binexport ({DEMO_CALIBRATION.name}), not on the test images it is verified on")
+        return "CIFAR10", DEMO_DIR
+    root = Path(data_root).expanduser()
     if any((root / "cifar-10-batches-py" / f"data_batch_{i}").is_file() for i in range(1, 6)):
         return "CIFAR10", root
-    report.notes.append(f"int8 left out: no CIFAR-10 training batches under {root} to calibrate on (binexport "
-                        "ships test images only). Add the int8 row with --data-root DIR, where "
-                        "DIR/cifar-10-batches-py/data_batch_1..5 exist, or --calibrate FILE.")
+    report.notes.append(f"int8 left out: no CIFAR-10 training batches under {root} to calibrate on. Pass "
+                        "--data-root DIR, where DIR/cifar-10-batches-py/data_batch_1..5 exist, or --calibrate "
+                        "FILE, or leave both out to calibrate on the shipped training images.")
     return None, None
 
 

@@ -152,7 +152,9 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
         model = src
         if out is None:
             raise InputError("exporting an in-memory model needs an output path")
-    dest = check_output(out if out is not None else formats.default_output(src, "onnx"), force)
+    if not isinstance(src, Model):
+        src = formats.resolve(src)  # a training run folder: its one checkpoint (the output goes beside it)
+    dest = check_output(out if out is not None else formats.default_output(src, "onnx"), force)  # type: ignore[arg-type]  # a Model has an out
     if not isinstance(src, Model):
         model = formats.load(src, binarized=binarized)
     weights, opset, batch = fmt.check_options(model, weights, opset, batch)

@@ -59,6 +59,7 @@ def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport
         >>> binexport.inspect("wrn20-10-1bit-packed.pth.tar").output_sizes["bwn"]   # doctest: +SKIP
         2491912
     """
+    path = formats.resolve(path)  # a training run folder: its one checkpoint
     model = formats.load(path, binarized=binarized, strict=False)
     told = model.metadata.get("binarized_from", "")
     sizes = _sizes(model)
@@ -77,7 +78,7 @@ def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport
 
 
 #: Extra outputs of a full-precision model: (size key, format, writer options).
-_FULL_PRECISION_VARIANTS = (("bwn", "bwn", {"weights": "float32"}), ("bwn float16", "bwn", {"weights": "float16"}),
+_FULL_PRECISION_VARIANTS: tuple[tuple[str, str, dict[str, object]], ...] = (("bwn", "bwn", {"weights": "float32"}), ("bwn float16", "bwn", {"weights": "float16"}),
                             ("bwn bfloat16", "bwn", {"weights": "bfloat16"}), ("onnx", "onnx", {"weights": "float32"}),
                             ("onnx float16", "onnx", {"weights": "float16"}), ("onnx int8", "onnx", {"weights": "int8"}))
 
@@ -93,7 +94,7 @@ def _sizes(model: Model) -> dict[str, object]:
                 from binexport.formats.onnx.int8 import required_ranges
 
                 options = {**options, "int8_ranges": {k: (-1.0, 1.0) for k in required_ranges(model)}}
-            sizes[key] = len(formats.get(name).write(model, **options))
+            sizes[key] = len(formats.get(name).write(model, **options))  # type: ignore[misc]  # both write
         return sizes
     for fmt in formats.REGISTRY:
         if fmt.write is None:  # read-only formats

@@ -91,6 +91,7 @@ def pack(src: str | Path, out: str | Path | None = None, *, format: str = "packe
     write, read = fmt.write, fmt.read
     if write is None or read is None:  # every pack format has both; the registry says so
         raise InputError(f"the {format!r} format can't be written and re-read")
+    src = formats.resolve(src)  # a training run folder: its one checkpoint (the output goes beside it)
     dest = check_output(out if out is not None else formats.default_output(src, fmt.name), force)
     model = formats.load(src, binarized=binarized)
     anyway = False

@@ -9,13 +9,14 @@ same decoded images, and is held to the tolerance of its weight encoding.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 import numpy as np
 
-from binexport import check
+from binexport import check, formats
 from binexport._fileio import write_atomic
 from binexport.errors import CheckError, InputError
 from binexport.model import Model
@@ -138,7 +139,8 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
     if batch_size < 1 or (limit is not None and limit < 1):
         raise InputError(f"--batch-size and --limit must be at least 1, got {batch_size} and {limit}")
     dev = resolve_device(device)
-    arts = [_open(Path(a), dev, binarized) for a in artifacts]
+    arts = [_open(formats.resolve(a), dev, binarized) for a in artifacts]  # a run folder: its one checkpoint
+    reference = formats.resolve(reference) if reference is not None else None
     ref = _reference(arts, reference, dev, binarized)
     ref_model = cast(Model, ref.model)  # _reference returns loadable models only
     for a in arts:

@@ -10,8 +10,8 @@ jobs. docs/FORMAT.md is normative; section names here match it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -251,7 +251,7 @@ def parse_kernels(buf: np.ndarray, shape: tuple[int, ...], refs: bool, what: str
             ends = np.cumsum(np.bincount(level))
             roots = by_level[:ends[0]]
             sym[roots] = perm[a][ranks[roots]]
-            for lo, hi in zip(ends[:-1], ends[1:]):
+            for lo, hi in zip(ends[:-1], ends[1:], strict=True):
                 grp = by_level[lo:hi]
                 row = present[sym[parent[grp]]] ^ (flip[grp][:, None] * (a - 1))
                 sym[grp] = perm[row, ranks[grp]]

@@ -15,6 +15,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def _align(x: int, a: int) -> int:
 Tensor = tuple[str, str, tuple[int, ...], str, bytes]
 
 
-def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[str, int] | None = None,
+def build(metadata: dict[str, Any], tensors: list[Tensor], data_crc32: dict[str, int] | None = None,
           flags: int = 0) -> bytes:
     """The file bytes for (name, dtype, shape, encoding, payload) in order; offsets depend on the header length.
 
@@ -104,7 +105,7 @@ def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[s
     for _ in range(8):  # offsets are written in the header, whose length moves them: iterate to a fixed point
         table = [{"name": n, "dtype": d, "shape": list(s), "encoding": e, "offset": o, "length": len(p),
                   "crc32": zlib.crc32(p), **({"data_crc32": extra[n]} if n in extra else {})}
-                 for (n, d, s, e, p), o in zip(tensors, offsets)]
+                 for (n, d, s, e, p), o in zip(tensors, offsets, strict=True)]
         header = json.dumps({"metadata": metadata, "tensors": table}, separators=(",", ":"),
                             ensure_ascii=False, allow_nan=False).encode("utf-8")
         if len(header) > MAX_HEADER:
@@ -119,7 +120,7 @@ def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[s
         offsets = new
     pre = _PREAMBLE.pack(MAGIC, VERSION, flags, len(header), ALIGNMENT, 0)[:28]
     out = bytearray(pre + struct.pack("<I", zlib.crc32(header, zlib.crc32(pre))) + header)
-    for (_, _, _, _, p), o in zip(tensors, offsets):
+    for (_, _, _, _, p), o in zip(tensors, offsets, strict=True):
         out += bytes(o - len(out)) + p
     return bytes(out)
 
@@ -127,7 +128,7 @@ def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[s
 class Container:
     """A memory-mapped, structurally checked ``.bwn`` file: its metadata and tensor entries."""
 
-    def __init__(self, path: Path, data: np.ndarray, metadata: dict[str, object], entries: list[Entry],
+    def __init__(self, path: Path, data: np.ndarray, metadata: dict[str, Any], entries: list[Entry],
                  header_length: int, alignment: int, flags: int = 0) -> None:
         self.path, self.data, self.metadata, self.entries = path, data, metadata, entries
         self.header_length, self.alignment, self.flags = header_length, alignment, flags
@@ -179,7 +180,7 @@ class Container:
         return self.data[e.offset:e.offset + e.length]
 
     def check_crc(self, e: Entry) -> bool:
-        return zlib.crc32(self.payload(e)) == e.crc32
+        return zlib.crc32(self.payload(e)) == e.crc32  # type: ignore[arg-type]  # an ndarray is a buffer
 
 
 def _int(v: object, lo: int, hi: int) -> bool:

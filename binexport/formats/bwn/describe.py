@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from binexport.formats.bwn import container as box
 from binexport.formats.bwn.metadata import HALF_DTYPE
@@ -16,7 +17,8 @@ def describe(path: str | Path, verify_checksums: bool = True,
     only invite reading it.
     """
     c = box.Container.open(path, max_decoded_bytes)
-    rows, by_enc = [], {}
+    rows: list[dict[str, Any]] = []
+    by_enc: dict[str, int] = {}
     for e in c.entries:
         plain = (e.count + 7) // 8 if e.dtype == "b1" else e.count * box.ITEMSIZE[e.dtype]
         status = ("ok" if c.check_crc(e) else "MISMATCH") if verify_checksums else "not checked"

@@ -57,7 +57,7 @@ def weight(sym: np.ndarray, parent: np.ndarray, flip: np.ndarray, k: int, q0: np
         fixed = float(base[use].sum())
         hs = float(hsum[use].sum())
 
-        def total(w: int) -> float:
+        def total(w: int, fixed: float = fixed, hs: float = hs, nref: np.ndarray = nref) -> float:
             lz = np.log2(mass @ np.exp2(-np.arange(k + 1) * w / 16))
             return fixed + w / 16 * hs + float(nref @ lz)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from binexport.errors import FormatError
 
@@ -17,7 +18,7 @@ from binexport.errors import FormatError
 MAX_DEPTH = 64
 
 
-def parse(header: bytes, p: Path) -> dict[str, object]:
+def parse(header: bytes, p: Path) -> dict[str, Any]:
     """The header object, or a FormatError naming what breaks section 3."""
     def no_dupes(pairs: list[tuple[str, object]]) -> dict[str, object]:
         d = dict(pairs)
@@ -56,7 +57,7 @@ def parse(header: bytes, p: Path) -> dict[str, object]:
 
 def depth(obj: object) -> int:
     """Nesting levels of containers (a scalar is 0, ``{}`` and ``[]`` are 1), counted up to MAX_DEPTH + 1."""
-    levels, level = 0, [obj]
+    levels, level = 0, list[Any]([obj])
     while True:
         level = [o for o in level if isinstance(o, (dict, list))]
         if not level or levels > MAX_DEPTH:

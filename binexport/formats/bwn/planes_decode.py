@@ -12,7 +12,7 @@ import numpy as np
 
 from binexport.errors import FormatError
 from binexport.formats.bwn import rans
-from binexport.formats.bwn.planes import ABSENT, T, PlaneJob, _starts
+from binexport.formats.bwn.planes import ABSENT, PlaneJob, T, _starts
 
 
 def decode_jobs(jobs: list[PlaneJob]) -> None:
@@ -44,7 +44,7 @@ def _slots(f: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _tables(jobs: list[PlaneJob]) -> tuple[np.ndarray, ...]:
     """Global decoder tables: slotA[job*T + slot] -> A id; RA[A id] = (B table * T) << 29 | c << 15 | f;
     slotB[table*T + slot] -> B id; RB[B id] = c << 15 | f; HA, HB: the bits above LOW each id stands for."""
-    slot_a, ra, ha, slot_b, rb, hb = [], [], [], [], [], []
+    slot_a, ra, ha, slot_b, rb, hb = list[np.ndarray](), [], [], list[np.ndarray](), [], []
     uniform: dict[int, int] = {}
     n_a = n_b = 0
     for j in jobs:
@@ -54,7 +54,7 @@ def _tables(jobs: list[PlaneJob]) -> tuple[np.ndarray, ...]:
             uniform[lay.k] = len(slot_b)
             tables.append((np.full(nb, T // nb), np.arange(nb)))
         table_of_e = np.full(1 << lay.ebits, uniform[lay.k], dtype=np.int64)
-        for ex, qb in zip(j.ctx, j.b_tables):
+        for ex, qb in zip(j.ctx, j.b_tables, strict=False):
             table_of_e[ex] = len(slot_b) + len(tables)
             tables.append((rans.frequencies(qb), np.flatnonzero(qb != ABSENT)))
         for f, vals in tables:
@@ -88,7 +88,7 @@ def _decode(jobs: list[PlaneJob]) -> None:
         j.out = np.empty(j.n, dtype=np.uint16)
     ar = np.arange(int(base[-1]) + 1, dtype=np.int64)
     mask = T - 1
-    for k0, k1, act in rans._segments(jobs, base):
+    for k0, k1, act in rans._segments(jobs, base):  # type: ignore[arg-type]  # a PlaneJob has a Job's fields
         ja = jid[act]
         here, first, cols = rans.columns(ja)
         bext = np.concatenate([first, [ja.size]])

@@ -241,7 +241,7 @@ def _segments(jobs: list[Job], base: np.ndarray):
     full = np.array([j.n // j.lanes for j in jobs])
     rem = np.array([j.n % j.lanes for j in jobs])
     cuts = sorted({0, *full.tolist(), *(full[rem > 0] + 1).tolist()})
-    for k0, k1 in zip(cuts[:-1], cuts[1:]):
+    for k0, k1 in zip(cuts[:-1], cuts[1:], strict=True):
         nfull = int(np.count_nonzero(full > k0))
         part = np.flatnonzero((full == k0) & (rem > 0))
         if part.size:

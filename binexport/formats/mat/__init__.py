@@ -120,7 +120,7 @@ def _read_matlab(p: Path, size: int, mat: mat5.MatFile) -> Model:
     if not (len(moments) == len(gammas) == len(betas) == len(bits) + 1):
         raise InputError(f"{p}: {len(bits)} convs need {len(bits) + 1} BNs, found Moments {len(moments)}, "
                          f"BNG {len(gammas)}, BNB {len(betas)}")
-    bns = []
+    bns: list[tuple[np.ndarray, ...]] = []
     for i, mo in enumerate(moments):
         if mo.ndim != 2 or mo.shape[1] != 2 or gammas[i].shape != (mo.shape[0],) or betas[i].shape != gammas[i].shape:
             raise InputError(f"{p}: BN {i + 1} has Moments {mo.shape}, BNG {gammas[i].shape}, BNB {betas[i].shape}; "
@@ -154,7 +154,7 @@ def _read_keras(p: Path, size: int, mat: mat5.MatFile, names: dict[str, tuple[tu
                          f"variables, the first (4, 3) and the rest (2, C); found {[r.shape for r in rows][:4]}...")
     first = [np.ascontiguousarray(r) for r in rows[0]]
     ones = [(np.ones(r.shape[1], np.float32), np.zeros(r.shape[1], np.float32)) for r in rows[1:]]
-    stats = [(g, b, np.ascontiguousarray(r[0]), np.ascontiguousarray(r[1])) for (g, b), r in zip(ones, rows[1:])]
+    stats = [(g, b, np.ascontiguousarray(r[0]), np.ascontiguousarray(r[1])) for (g, b), r in zip(ones, rows[1:], strict=False)]
     return _assemble(p, size, "mcdonnell-keras", "keras-mat", signs, [tuple(first), *stats])
 
 
@@ -218,7 +218,7 @@ def _assemble(p: Path, size: int, family: str, layout: str, signs: list[np.ndarr
     conv_names.append("conv_last")
     bn_names += ["bn", "bn_last"]
     floats: dict[str, np.ndarray] = {}
-    for name, (gamma, beta, mean, var) in zip(bn_names, bns):
+    for name, (gamma, beta, mean, var) in zip(bn_names, bns, strict=False):
         if name == "input_bn":
             floats["input_bn.weight"], floats["input_bn.bias"] = gamma, beta
         elif not (np.all(gamma == 1) and np.all(beta == 0)):
@@ -227,9 +227,9 @@ def _assemble(p: Path, size: int, family: str, layout: str, signs: list[np.ndarr
         if np.any(var <= 0):
             raise InputError(f"{p}: BN {name!r} has a variance <= 0; expected positive statistics")
         floats[name + ".running_mean"], floats[name + ".running_var"] = mean, var
-    shapes = {**{k: v.shape for k, v in floats.items()}, **{n: s.shape for n, s in zip(conv_names, signs)}}
+    shapes = {**{k: v.shape for k, v in floats.items()}, **{n: s.shape for n, s in zip(conv_names, signs, strict=False)}}
     arch = Arch.infer(shapes, family)
-    return Model(arch, True, floats, {n: BinaryWeight(s) for n, s in zip(conv_names, signs)}, 0,
+    return Model(arch, True, floats, {n: BinaryWeight(s) for n, s in zip(conv_names, signs, strict=False)}, 0,
                  Source("mat", str(p), size, "", {"compressed MAT variables": size}, layout),
                  {"binarized_from": f"{layout} layout"})
 

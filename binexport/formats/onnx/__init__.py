@@ -14,7 +14,8 @@ why this design beat a BitShift chain and a 9-bit kernel lookup table.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
