@@ -176,7 +176,8 @@ def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binar
         binarized: override ``log.txt`` about ``--binarize`` for training checkpoints.
 
     Raises:
-        InputError: the file is unreadable, foreign, or ONNX Runtime can't open it.
+        InputError: the file is unreadable, foreign, an ONNX graph whose tensors pass the bounds of
+            :mod:`binexport.formats.onnx.bounds`, or ONNX Runtime can't open it.
     """
     from binexport import formats
 
@@ -187,8 +188,10 @@ def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binar
         model = formats.load(p, binarized=binarized)
         return Artifact(p, model.source.format, model.weights, TorchRuntime(model, device, threads), model)
     from binexport.formats.onnx import WEIGHT_ALIASES
+    from binexport.formats.onnx.bounds import check_onnx_bounds
     from binexport.runtimes.ort import open_session, ort_errors
 
+    check_onnx_bounds(p)  # an ONNX file is a program: size what it can allocate before any session loads it
     try:
         runtime = open_session(str(p), device, threads)
     except (*ort_errors(), ValueError, TypeError) as e:  # ValueError: e.g. metadata that is not UTF-8
