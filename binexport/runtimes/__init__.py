@@ -9,6 +9,7 @@ Device choice (:func:`resolve_device`) and the TF32 policy live here too.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,27 @@ WARMUP = 2
 
 #: ``progress(images_done, images_total)``, called after every batch.
 Progress = Callable[[int, int], None]
+#: ``--threads`` may ask for at most this many intra-op threads per CPU: beyond it, threads only compete
+#: (each holds a stack and scratch buffers), and 1,024 threads on 2 CPUs ran for minutes without an answer.
+THREADS_PER_CPU = 4
+
+
+def max_threads() -> int:
+    """The most intra-op threads a runtime may be given here: :data:`THREADS_PER_CPU` per CPU (``os.cpu_count``)."""
+    return THREADS_PER_CPU * (os.cpu_count() or 1)
+
+
+def check_threads(threads: int) -> int:
+    """``threads`` if it is 0 (the runtime's default: one per core) or 1..:func:`max_threads`.
+
+    Raises:
+        InputError: a negative count, or more than this machine's CPUs can run usefully.
+    """
+    limit = max_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= limit:
+        raise InputError(f"--threads must be 0..{limit} ({THREADS_PER_CPU} per CPU on this machine's "
+                         f"{os.cpu_count() or 1}; 0 = one per core), got {threads!r}")
+    return threads
 
 
 def resolve_device(device: str) -> str:
@@ -172,7 +194,7 @@ def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binar
     Args:
         path: the file.
         device: 'cpu' or 'cuda' (resolve 'auto' first with :func:`resolve_device`).
-        threads: intra-op threads for the runtime (0: its default).
+        threads: intra-op threads for the runtime (0: its default); at most :func:`max_threads`.
         binarized: override ``log.txt`` about ``--binarize`` for training checkpoints.
 
     Raises:
@@ -181,6 +203,7 @@ def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binar
     """
     from binexport import formats
 
+    check_threads(threads)
     p, fmt = formats.detect_file(path)
     if fmt.read is not None:
         from binexport.runtimes.torch_ref import TorchRuntime
