@@ -41,6 +41,7 @@ def read_png(path: str | Path, expect: tuple[int, int] | None = None) -> np.ndar
         raise InputError(f"{p}: PNG has no IHDR chunk first; truncated or not a PNG")
     if struct.unpack(">I", data[8:12])[0] != 13 or len(data) < 33:
         raise InputError(f"{p}: PNG IHDR chunk has {struct.unpack('>I', data[8:12])[0]} bytes, expected 13")
+    _check_crc(data, 8, 13, p)
     width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     if expect is not None and (width, height) != expect:
         raise InputError(f"{p}: image is {width}x{height}, expected {expect[0]}x{expect[1]} RGB (CIFAR); "
@@ -55,6 +56,7 @@ def read_png(path: str | Path, expect: tuple[int, int] | None = None) -> np.ndar
         chunk = data[pos + 8:pos + 8 + length]
         if len(chunk) != length:
             raise InputError(f"{p}: truncated PNG chunk {ctype!r}")
+        _check_crc(data, pos, length, p)
         if ctype == b"IDAT":
             idat.append(chunk)
         elif ctype == b"IEND":
@@ -73,6 +75,18 @@ def read_png(path: str | Path, expect: tuple[int, int] | None = None) -> np.ndar
     if ch in (1, 2):
         img = np.repeat(img[:, :, :1], 3, axis=2)
     return np.ascontiguousarray(img[:, :, :3])
+
+
+def _check_crc(data: bytes, pos: int, length: int, p: Path) -> None:
+    """The CRC-32 after the chunk at ``pos`` (of its type and data) matches: a flipped bit is a corrupt file."""
+    end = pos + 8 + length
+    ctype = data[pos + 4:pos + 8]
+    if len(data) < end + 4:
+        raise InputError(f"{p}: PNG chunk {ctype!r} at byte {pos} has no CRC; the file is truncated")
+    stored, actual = struct.unpack(">I", data[end:end + 4])[0], zlib.crc32(data[pos + 4:end])
+    if stored != actual:
+        raise InputError(f"{p}: PNG chunk {ctype!r} at byte {pos} fails its CRC (stored {stored:08x}, computed "
+                          f"{actual:08x}); the file is corrupt")
 
 
 def _read_file(p: Path) -> bytes:
