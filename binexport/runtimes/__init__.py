@@ -172,6 +172,60 @@ class Runtime:
         """Wait for queued device work (CUDA), so timings are real."""
 
 
+#: Images decoded and normalised at a time by :func:`stream_logits`: at least this many (a whole number of
+#: batches), so memory holds one chunk (1,024 images: 3 MiB of pixels, 12 MiB of floats per copy) whatever the count.
+STREAM_CHUNK = 1024
+
+
+def stream_logits(runtimes: list[Runtime], images: Any, n: int, batch_size: int = 256,
+                  progress: Callable[[int, int, int], None] | None = None,
+                  catch: tuple[type[Exception], ...] = (),
+                  on_error: Callable[[int, tuple[int, ...], Exception], Exception] | None = None,
+                  ) -> list[tuple[np.ndarray, float]]:
+    """Logits and timed seconds of every runtime over the first ``n`` of ``images``, one chunk at a time.
+
+    Each chunk of uint8 NHWC pixels (``images[a:b]``: an array, or a folder that decodes on demand) is
+    normalised once and run by every runtime in turn, so memory holds one chunk plus the logits (N x classes)
+    whatever ``n`` is, and load from elsewhere on the machine hits every runtime alike. Each runtime warms
+    up on its first chunk, untimed.
+
+    Args:
+        runtimes: what runs; each takes its own input kind (:func:`select_input`).
+        images: anything ``images[a:b]`` turns into (b - a, 32, 32, 3) uint8.
+        n: how many images (from the start).
+        batch_size: images per forward call; chunks are a whole number of batches.
+        progress: ``progress(runtime_index, images_done, n)`` after every batch of every runtime.
+        catch, on_error: an exception of a type in ``catch`` raised by runtime ``i`` on input of shape ``s``
+            (one image) is replaced by ``on_error(i, s, exc)``.
+
+    Returns:
+        ``[(logits, seconds)]`` in the order of ``runtimes``.
+    """
+    from binexport.data import normalize
+
+    chunk = batch_size * max(1, -(-STREAM_CHUNK // batch_size))
+    outs: list[list[np.ndarray]] = [[] for _ in runtimes]
+    secs = [0.0] * len(runtimes)
+    for start in range(0, n, chunk):
+        pixels = np.asarray(images[start:min(start + chunk, n)])
+        normalized = normalize(pixels)
+        for i, rt in enumerate(runtimes):
+            x = select_input(rt.input_kind, pixels, normalized)
+            tick = None if progress is None else (
+                lambda done, _, i=i, start=start: progress(i, start + done, n))  # type: ignore[misc]
+            try:
+                logits, s = rt.timed_logits(x, batch_size, tick, warmup=WARMUP if start == 0 else 0)
+            except catch as e:
+                if on_error is None:
+                    raise
+                raise on_error(i, tuple(x.shape[1:]), e) from None
+            outs[i].append(logits)
+            secs[i] += s
+        del pixels, normalized
+    return [(np.concatenate(o) if o else rt.logits(np.zeros((0, 3, 32, 32), np.float32)), t)
+            for o, t, rt in zip(outs, secs, runtimes)]
+
+
 @dataclass
 class Artifact:
     """A file ready to run: its runtime, what it is, and its model where binexport reads the file."""
