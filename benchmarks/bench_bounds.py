@@ -4,8 +4,7 @@
 
 Each count gets a folder of 82-byte valid 32x32 PNGs (all black) in a temporary folder and one
 ``binexport verify CKPT ONNX --images DIR`` in a fresh process (a synthetic WRN-8-1 checkpoint and its
-1-bit ONNX export); its peak RSS is read from ``/usr/bin/time -f %M`` style accounting (``ru_maxrss`` of the
-child). ``--before PATH`` runs the same with ``PYTHONPATH=PATH`` (an older checkout's root) side by side, the
+1-bit ONNX export); its peak RSS is the child's own ``ru_maxrss`` (``os.wait4``). ``--before PATH`` runs the same with ``PYTHONPATH=PATH`` (an older checkout's root) side by side, the
 two interleaved per count so load from elsewhere hits both alike. Then ``check_onnx_bounds`` is timed on the
 real WRN-20-10 in every weight encoding. Prints markdown for docs/BENCHMARKS.md.
 """
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,16 +24,13 @@ REAL = ROOT.parent / "shared" / "realdata" / "seed-checkpoint" / "wrn20-10-1bit-
 
 
 def _peak_of(cmd: list[str], pythonpath: str) -> tuple[int, float, int]:
-    """(peak RSS bytes, seconds, exit code) of one child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(peak RSS bytes, seconds, exit code) of one child process: its own rusage, from wait4."""
     t0 = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": pythonpath}
-    code = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
-    secs = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        print("  (ru_maxrss of children did not rise: the peak is the earlier child's or higher)", file=sys.stderr)
-    return peak * 1024, secs, code
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss * 1024, time.perf_counter() - t0, proc.returncode
 
 
 def main() -> None:
@@ -57,7 +52,6 @@ def main() -> None:
         onnx = t / "m.onnx"
         onnx.write_bytes(formats.get("onnx").write(formats.load(ckpt)))
         one = png()
-        # counts in increasing order: ru_maxrss of children is a running maximum, so each must rise
         for n in sorted(int(c) for c in args.counts.split(",")):
             d = t / f"imgs{n}"
             d.mkdir()
