@@ -128,11 +128,13 @@ def _check(proto: Any, file_bytes: int, where: str) -> OnnxBounds:
         _check_tensor(t, f"initializer {t.name!r}", where)
     for node in g.node:
         _check_node(node, where)
-    if not len(g.input) or len(g.input[0].type.tensor_type.shape.dim) < 1:
+    weights = {t.name for t in g.initializer}  # IR < 4 lists initializers among the inputs too
+    images = [i for i in g.input if i.name not in weights]
+    if not images or len(images[0].type.tensor_type.shape.dim) < 1:
         raise InputError(f"{where}: the graph input has no shape; expected an image batch (N, 3, 32, 32) or "
                          "(N, 32, 32, 3)")
     _strip_large_values(g)
-    dim0 = g.input[0].type.tensor_type.shape.dim[0]
+    dim0 = images[0].type.tensor_type.shape.dim[0]
     dim0.Clear()
     dim0.dim_param = _BATCH  # a fixed batch too: its tensors are sized per image like the others
     del g.value_info[:]  # declared shapes are claims: every shape below is inferred from the input's
