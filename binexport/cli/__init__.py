@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from binexport import __version__
-from binexport.cli.params import Batch, FiniteFloat, Group, one_line, path, say_run_folder
+from binexport.cli.params import Batch, FiniteFloat, Group, Threads, one_line, path, say_run_folder
 from binexport.cli.render import (
     console,
     render_bench,
@@ -225,8 +225,8 @@ def _bars() -> Any:
               help="Timing budget per artifact, over interleaved rounds.")
 @click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True,
               help="auto takes CUDA where PyTorch sees a GPU.")
-@click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True,
-              help="Intra-op threads per runtime (0: one per core).")
+@click.option("--threads", type=Threads(), default=0, show_default=True,
+              help="Intra-op threads per runtime (0: one per core; at most 4 per CPU).")
 @click.option("--json", "json_out", type=path(), default=None,
               help="Also write the report here as JSON.")
 def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: str, threads: int,

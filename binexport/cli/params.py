@@ -133,3 +133,21 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(rv):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return rv
+
+
+class Threads(click.ParamType):
+    """0 (one per core) or 1..``binexport.runtimes.max_threads()``: a few per CPU, refused beyond with one line."""
+
+    name = "N"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        from binexport.runtimes import THREADS_PER_CPU, max_threads
+
+        text = str(value).strip()
+        limit = max_threads()
+        if isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        if not (text.isascii() and text.isdigit() and len(text) <= 9 and int(text) <= limit):
+            self.fail(f"{value!r}: expected 0..{limit} threads ({THREADS_PER_CPU} per CPU of this machine's "
+                      f"{os.cpu_count() or 1}; 0 = one per core)", param, ctx)
+        return int(text)

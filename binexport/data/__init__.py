@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from binexport.data.cifar import DATASETS, Dataset, load_cifar
-from binexport.data.png import load_labelled_folder
+from binexport.data.png import list_labelled_folder
 from binexport.errors import InputError
 from binexport.model import CIFAR_MEAN, CIFAR_STD
 
@@ -33,6 +33,9 @@ def load_test_set(*, dataset: str | None = None, data_root: str | Path | None = 
                   images: str | Path | None = None) -> Dataset:
     """A labelled test set: a standard CIFAR test file (``dataset``) or a folder of PNGs (``images``).
 
+    ``images`` of the result is sliced, never used whole: an array for CIFAR, a
+    :class:`~binexport.data.png.PngImages` (decoded slice by slice) for a folder.
+
     Raises:
         InputError: neither or both given, the files are missing, or they are malformed.
     """
@@ -41,5 +44,5 @@ def load_test_set(*, dataset: str | None = None, data_root: str | Path | None = 
                          "--images DIR (a folder of labelled images)")
     if dataset is not None:
         return load_cifar(dataset, data_root, download=download)
-    imgs, labels, _ = load_labelled_folder(images)  # type: ignore[arg-type]
-    return Dataset("images", imgs, labels, None, str(images))
+    imgs, labels, _ = list_labelled_folder(images)  # type: ignore[arg-type]
+    return Dataset("images", imgs, labels, None, str(images))  # decoded a slice at a time, as verify runs

@@ -59,10 +59,14 @@ DATASETS: dict[str, CifarSpec] = {
 
 @dataclass
 class Dataset:
-    """Decoded test images (uint8 NHWC) and their labels."""
+    """Test images (uint8 NHWC) and their labels.
+
+    ``images`` is an array, or for a PNG folder a :class:`~binexport.data.png.PngImages` that decodes a slice
+    when sliced (``images[a:b]`` is an array either way).
+    """
 
     name: str
-    images: np.ndarray
+    images: Any
     labels: np.ndarray
     num_classes: int | None
     origin: str

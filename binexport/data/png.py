@@ -41,6 +41,7 @@ def read_png(path: str | Path, expect: tuple[int, int] | None = None) -> np.ndar
         raise InputError(f"{p}: PNG has no IHDR chunk first; truncated or not a PNG")
     if struct.unpack(">I", data[8:12])[0] != 13 or len(data) < 33:
         raise InputError(f"{p}: PNG IHDR chunk has {struct.unpack('>I', data[8:12])[0]} bytes, expected 13")
+    _check_crc(data, 8, 13, p)
     width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     if expect is not None and (width, height) != expect:
         raise InputError(f"{p}: image is {width}x{height}, expected {expect[0]}x{expect[1]} RGB (CIFAR); "
@@ -55,6 +56,7 @@ def read_png(path: str | Path, expect: tuple[int, int] | None = None) -> np.ndar
         chunk = data[pos + 8:pos + 8 + length]
         if len(chunk) != length:
             raise InputError(f"{p}: truncated PNG chunk {ctype!r}")
+        _check_crc(data, pos, length, p)
         if ctype == b"IDAT":
             idat.append(chunk)
         elif ctype == b"IEND":
@@ -73,6 +75,18 @@ def read_png(path: str | Path, expect: tuple[int, int] | None = None) -> np.ndar
     if ch in (1, 2):
         img = np.repeat(img[:, :, :1], 3, axis=2)
     return np.ascontiguousarray(img[:, :, :3])
+
+
+def _check_crc(data: bytes, pos: int, length: int, p: Path) -> None:
+    """The CRC-32 after the chunk at ``pos`` (of its type and data) matches: a flipped bit is a corrupt file."""
+    end = pos + 8 + length
+    ctype = data[pos + 4:pos + 8]
+    if len(data) < end + 4:
+        raise InputError(f"{p}: PNG chunk {ctype!r} at byte {pos} has no CRC; the file is truncated")
+    stored, actual = struct.unpack(">I", data[end:end + 4])[0], zlib.crc32(data[pos + 4:end])
+    if stored != actual:
+        raise InputError(f"{p}: PNG chunk {ctype!r} at byte {pos} fails its CRC (stored {stored:08x}, computed "
+                          f"{actual:08x}); the file is corrupt")
 
 
 def _read_file(p: Path) -> bytes:
@@ -127,8 +141,30 @@ def _unfilter(raw: bytes, height: int, stride: int, bpp: int, p: Path) -> np.nda
 _LABEL = re.compile(r"_([0-9]+)\.png$", re.IGNORECASE | re.ASCII)
 
 
-def load_labelled_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images (N, 32, 32, 3) uint8, labels, names from a folder.
+class PngImages:
+    """Labelled PNG files decoded on demand: ``images[a:b]`` is an (n, 32, 32, 3) uint8 array of those files.
+
+    ``verify`` slices it a chunk at a time, so a folder of 40,000 images takes the memory of one chunk, not of
+    40,000 decoded images (3 KB each as uint8, 12 KB as float32, then copied per runtime).
+    """
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        if not isinstance(index, slice):
+            raise TypeError("PngImages takes slices: images[a:b]")
+        files = self.files[index]
+        if not files:
+            return np.zeros((0, 32, 32, 3), np.uint8)
+        return np.stack([read_png(f, expect=(32, 32)) for f in files])
+
+
+def list_labelled_folder(folder: str | Path) -> tuple[PngImages, np.ndarray, list[str]]:
+    """The images of a folder, not yet decoded (see :class:`PngImages`), their labels and names.
 
     Labels come from the file name (``..._LABEL.png``, as the CIFAR samples) or
     from numbered subfolders (``3/xyz.png``). Sorted by name for repeatability.
@@ -139,17 +175,20 @@ def load_labelled_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray, li
     files = sorted(root.glob("*.png")) + sorted(root.glob("*/*.png"))
     if not files:
         raise InputError(f"{root}: no .png images found (expected NAME_LABEL.png files or LABEL/ subfolders)")
-    images, labels, names = [], [], []
+    labels, names = [], []
     for f in files:
         m = _LABEL.search(f.name) if f.parent == root else None
         text = m.group(1) if m else (f.parent.name if f.parent != root else "")
         if not _LABEL_DIGITS.fullmatch(text):
             raise InputError(f"{f}: no label: name it NAME_LABEL.png or put it in a subfolder named by its label "
                              "(a class number of at most 9 digits, 0-9)")
-        label = int(text)
-        img = read_png(f, expect=(32, 32))
-        images.append(img)
-        labels.append(label)
+        labels.append(int(text))
         names.append(str(f.relative_to(root)))
-    return np.stack(images), np.asarray(labels, dtype=np.int64), names
+    return PngImages(files), np.asarray(labels, dtype=np.int64), names
 
+
+def load_labelled_folder(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images (N, 32, 32, 3) uint8, labels, names from a folder, every image decoded now
+    (:func:`list_labelled_folder` decodes on demand)."""
+    images, labels, names = list_labelled_folder(folder)
+    return images[:], labels, names

@@ -9,6 +9,7 @@ Device choice (:func:`resolve_device`) and the TF32 policy live here too.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,27 @@ WARMUP = 2
 
 #: ``progress(images_done, images_total)``, called after every batch.
 Progress = Callable[[int, int], None]
+#: ``--threads`` may ask for at most this many intra-op threads per CPU: beyond it, threads only compete
+#: (each holds a stack and scratch buffers), and 1,024 threads on 2 CPUs ran for minutes without an answer.
+THREADS_PER_CPU = 4
+
+
+def max_threads() -> int:
+    """The most intra-op threads a runtime may be given here: :data:`THREADS_PER_CPU` per CPU (``os.cpu_count``)."""
+    return THREADS_PER_CPU * (os.cpu_count() or 1)
+
+
+def check_threads(threads: int) -> int:
+    """``threads`` if it is 0 (the runtime's default: one per core) or 1..:func:`max_threads`.
+
+    Raises:
+        InputError: a negative count, or more than this machine's CPUs can run usefully.
+    """
+    limit = max_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= limit:
+        raise InputError(f"--threads must be 0..{limit} ({THREADS_PER_CPU} per CPU on this machine's "
+                         f"{os.cpu_count() or 1}; 0 = one per core), got {threads!r}")
+    return threads
 
 
 def resolve_device(device: str) -> str:
@@ -151,6 +173,60 @@ class Runtime:
         """Wait for queued device work (CUDA), so timings are real."""
 
 
+#: Images decoded and normalised at a time by :func:`stream_logits`: at least this many (a whole number of
+#: batches), so memory holds one chunk (1,024 images: 3 MiB of pixels, 12 MiB of floats per copy) whatever the count.
+STREAM_CHUNK = 1024
+
+
+def stream_logits(runtimes: list[Runtime], images: Any, n: int, batch_size: int = 256,
+                  progress: Callable[[int, int, int], None] | None = None,
+                  catch: tuple[type[Exception], ...] = (),
+                  on_error: Callable[[int, tuple[int, ...], Exception], Exception] | None = None,
+                  ) -> list[tuple[np.ndarray, float]]:
+    """Logits and timed seconds of every runtime over the first ``n`` of ``images``, one chunk at a time.
+
+    Each chunk of uint8 NHWC pixels (``images[a:b]``: an array, or a folder that decodes on demand) is
+    normalised once and run by every runtime in turn, so memory holds one chunk plus the logits (N x classes)
+    whatever ``n`` is, and load from elsewhere on the machine hits every runtime alike. Each runtime warms
+    up on its first chunk, untimed.
+
+    Args:
+        runtimes: what runs; each takes its own input kind (:func:`select_input`).
+        images: anything ``images[a:b]`` turns into (b - a, 32, 32, 3) uint8.
+        n: how many images (from the start).
+        batch_size: images per forward call; chunks are a whole number of batches.
+        progress: ``progress(runtime_index, images_done, n)`` after every batch of every runtime.
+        catch, on_error: an exception of a type in ``catch`` raised by runtime ``i`` on input of shape ``s``
+            (one image) is replaced by ``on_error(i, s, exc)``.
+
+    Returns:
+        ``[(logits, seconds)]`` in the order of ``runtimes``.
+    """
+    from binexport.data import normalize
+
+    chunk = batch_size * max(1, -(-STREAM_CHUNK // batch_size))
+    outs: list[list[np.ndarray]] = [[] for _ in runtimes]
+    secs = [0.0] * len(runtimes)
+    for start in range(0, n, chunk):
+        pixels = np.asarray(images[start:min(start + chunk, n)])
+        normalized = normalize(pixels)
+        for i, rt in enumerate(runtimes):
+            x = select_input(rt.input_kind, pixels, normalized)
+            tick = None if progress is None else (
+                lambda done, _, i=i, start=start: progress(i, start + done, n))  # type: ignore[misc]
+            try:
+                logits, s = rt.timed_logits(x, batch_size, tick, warmup=WARMUP if start == 0 else 0)
+            except catch as e:
+                if on_error is None:
+                    raise
+                raise on_error(i, tuple(x.shape[1:]), e) from None
+            outs[i].append(logits)
+            secs[i] += s
+        del pixels, normalized, x  # before the next chunk is decoded: one chunk alive at a time
+    return [(np.concatenate(o) if o else rt.logits(np.zeros((0, 3, 32, 32), np.float32)), t)
+            for o, t, rt in zip(outs, secs, runtimes)]
+
+
 @dataclass
 class Artifact:
     """A file ready to run: its runtime, what it is, and its model where binexport reads the file."""
@@ -173,14 +249,16 @@ def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binar
     Args:
         path: the file.
         device: 'cpu' or 'cuda' (resolve 'auto' first with :func:`resolve_device`).
-        threads: intra-op threads for the runtime (0: its default).
+        threads: intra-op threads for the runtime (0: its default); at most :func:`max_threads`.
         binarized: override ``log.txt`` about ``--binarize`` for training checkpoints.
 
     Raises:
-        InputError: the file is unreadable, foreign, or ONNX Runtime can't open it.
+        InputError: the file is unreadable, foreign, an ONNX graph whose tensors pass the bounds of
+            :mod:`binexport.formats.onnx.bounds`, or ONNX Runtime can't open it.
     """
     from binexport import formats
 
+    check_threads(threads)
     p, fmt = formats.detect_file(path)
     if fmt.read is not None:
         from binexport.runtimes.torch_ref import TorchRuntime
@@ -188,8 +266,10 @@ def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binar
         model = formats.load(p, binarized=binarized)
         return Artifact(p, model.source.format, model.weights, TorchRuntime(model, device, threads), model)
     from binexport.formats.onnx import WEIGHT_ALIASES
+    from binexport.formats.onnx.bounds import check_onnx_bounds
     from binexport.runtimes.ort import open_session, ort_errors
 
+    check_onnx_bounds(p)  # an ONNX file is a program: size what it can allocate before any session loads it
     try:
         runtime = open_session(str(p), device, threads)
     except (*ort_errors(), ValueError, TypeError) as e:  # type: ignore[misc]  # ValueError: e.g. metadata not UTF-8

@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import queue
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +38,21 @@ INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf1
 
 #: ``progress(done, total)`` after every timing slice.
 Progress = Callable[[int, int], None]
+
+# How long the parent waits for each answer of a worker before it kills the worker's process group and says
+# so in one line (exit 2): a worker that hangs (1,024 threads on 2 CPUs, a runtime stuck in a lock) must not
+# hang bench. Each deadline is what the request should take, times a factor for a loaded machine, plus a margin:
+#: Loading: the interpreter, the runtime's libraries (torch ~2 s) and the file (a 100 MB float32 ONNX ~1 s).
+LOAD_TIMEOUT_S = 120.0
+#: A probe (the first call at a batch size, of unknown speed): a margin plus a pessimistic second per image
+#: for its two calls (WRN-20-10 float32 runs about 100 images/s on 2 cores of a shared AMD EPYC).
+PROBE_TIMEOUT_S = 60.0
+PROBE_S_PER_IMAGE = 1.0
+#: A timing slice: ``SLACK`` x what the probe said it takes (iters + 1 calls), plus ``MARGIN_S``.
+SLICE_SLACK = 4.0
+SLICE_MARGIN_S = 30.0
+#: Quitting (it reports its peak memory and exits).
+QUIT_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -113,55 +131,103 @@ def cpu_info() -> tuple[str, list[str]]:
 
 
 class _Worker:
-    """The parent's handle on one worker process."""
+    """The parent's handle on one worker process: every answer awaited with a deadline.
 
-    def __init__(self, path: Path, device: str, threads: int) -> None:
+    The worker runs in a process group of its own, so that a deadline kills it with whatever it started.
+    ``command`` replaces the worker's command line (tests).
+    """
+
+    def __init__(self, path: Path, device: str, threads: int, command: list[str] | None = None) -> None:
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         self.path = path
+        self.threads = threads
         self.err = tempfile.TemporaryFile()  # the worker's stderr: its last line explains a crash
-        self.proc = subprocess.Popen([sys.executable, "-m", "binexport.runtimes.worker", str(path), device,
-                                      str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.err, text=True, env=env)
-        self.info = self._read()
+        argv = command or [sys.executable, "-m", "binexport.runtimes.worker", str(path), device, str(threads)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
+                                     text=True, env=env, start_new_session=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        # a thread reads the answers: a pipe read can't time out, a queue get can
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.info = self._read(LOAD_TIMEOUT_S, "loading the file")
         if not self.info.get("ok"):
             self.close()
             raise InputError(self.info.get("error") or f"{path}: the benchmark worker could not load it")
 
-    def _read(self) -> dict[str, Any]:
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
+    def _pump(self) -> None:
+        stream = self.proc.stdout
+        if stream is not None:
+            for line in stream:
+                self.lines.put(line)
+        self.lines.put("")
+
+    def _read(self, timeout: float, doing: str) -> dict[str, Any]:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            self.kill()
+            threads = f"--threads {self.threads}" if self.threads else "the default threads"
+            raise InputError(f"{self.path}: the benchmark worker gave no answer within {timeout:.0f} s while "
+                             f"{doing}, so it was stopped; with {threads} on {os.cpu_count() or 1} CPUs, try "
+                             "fewer --threads, a smaller --batch-size or fewer --seconds, or a less loaded "
+                             "machine") from None
         if not line:
             code = self.proc.wait()
             self.err.seek(0)
             last = (self.err.read().decode(errors="replace").strip().splitlines() or [""])[-1][:200]
             why = f": {last}" if last else ""
             return {"ok": False, "error": f"{self.path}: the benchmark worker died (exit {code}){why}"}
-        return dict(json.loads(line))
+        try:
+            return dict(json.loads(line))
+        except (ValueError, TypeError):
+            return {"ok": False, "error": f"{self.path}: the benchmark worker answered {line.strip()[:80]!r}, "
+                                          "not a JSON object"}
 
-    def ask(self, req: dict[str, Any]) -> dict[str, Any]:
-        if self.proc.stdin is None:
+    def ask(self, req: dict[str, Any], timeout: float, doing: str) -> dict[str, Any]:
+        if self.proc.stdin is None or self.proc.poll() is not None:
             raise InputError(f"{self.path}: the benchmark worker is closed")
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-        out = self._read()
+        try:
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+        except OSError:  # it died: _read reports why
+            pass
+        out = self._read(timeout, doing)
         if not out.get("ok"):
             raise InputError(out.get("error") or f"{self.path}: the benchmark worker failed")
         return out
 
-    def time(self, batch: int, iters: int) -> list[float]:
-        return [float(s) for s in self.ask({"cmd": "time", "batch": batch, "iters": iters})["seconds"]]
+    def time(self, batch: int, iters: int, timeout: float) -> list[float]:
+        doing = f"timing {iters} call{'s' * (iters != 1)} of {batch} image{'s' * (batch != 1)}"
+        return [float(s) for s in self.ask({"cmd": "time", "batch": batch, "iters": iters}, timeout, doing)["seconds"]]
+
+    def kill(self) -> None:
+        """SIGKILL the worker's process group (it and anything it started), then reap it."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (OSError, AttributeError):  # gone already, or no process groups (Windows)
+                self.proc.kill()
+        self.proc.wait()
 
     def close(self) -> int:
         peak = 0
         if self.proc.poll() is None:
             try:
-                peak = int(self.ask({"cmd": "quit"}).get("peak_rss", 0))
+                peak = int(self.ask({"cmd": "quit"}, QUIT_TIMEOUT_S, "quitting").get("peak_rss", 0))
             except (InputError, OSError, ValueError):
                 pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        self.kill()
         self.err.close()
         return peak
+
+
+def probe_timeout(batch: int) -> float:
+    """Seconds a probe (an untimed and a timed call of ``batch`` images, speed unknown) may take."""
+    return PROBE_TIMEOUT_S + 2 * batch * PROBE_S_PER_IMAGE
+
+
+def slice_timeout(per_call_s: float, iters: int) -> float:
+    """Seconds a slice of ``iters`` timed calls (plus the untimed first) may take, ``per_call_s`` each."""
+    return SLICE_SLACK * per_call_s * (iters + 1) + SLICE_MARGIN_S
 
 
 def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, seconds: float = DEFAULT_SECONDS,
@@ -173,14 +239,16 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
         batch_size: the batch of the throughput measurement (latency is always batch 1).
         seconds: timing budget per artifact, split between latency and throughput over interleaved rounds.
         device: ``auto``, ``cpu`` or ``cuda``.
-        threads: intra-op threads of each runtime (0: the runtime's default, one per core).
+        threads: intra-op threads of each runtime (0: the runtime's default, one per core), at most
+            :func:`binexport.runtimes.max_threads`.
         progress: ``progress(done, total)`` after every timing slice.
 
     Returns:
         A :class:`BenchReport`; rows are in the order given, ratios relative to the first.
 
     Raises:
-        InputError: bad options, or a file the runtime can't load.
+        InputError: bad options, a file the runtime can't load, or a worker that gave no answer in time
+            (each answer has a deadline: :data:`LOAD_TIMEOUT_S`, :func:`probe_timeout`, :func:`slice_timeout`).
 
     Example:
         >>> r = binexport.bench(["model.onnx", "model-int8.onnx"], batch_size=64)   # doctest: +SKIP
@@ -188,7 +256,7 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
         3.4
     """
     from binexport import __version__
-    from binexport.runtimes import resolve_device
+    from binexport.runtimes import check_threads, resolve_device
 
     if not artifacts:
         raise InputError("bench needs at least one ARTIFACT file")
@@ -196,8 +264,7 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
         raise InputError(f"--batch-size must be 1..4096, got {batch_size}")
     if not (np.isfinite(seconds) and 0 < seconds <= 3600):
         raise InputError(f"--seconds must be a number of seconds in (0, 3600], got {seconds}")
-    if not 0 <= threads <= 1024:
-        raise InputError(f"--threads must be 0..1024, got {threads}")
+    check_threads(threads)
     dev = resolve_device(device)
     workers: list[_Worker] = []
     try:
@@ -231,15 +298,15 @@ def _measure(workers: list[_Worker], batch: int, seconds: float,
     per_slice = seconds / (2 * ROUNDS)
     plan = []
     for w in workers:
-        one = max(min(w.time(1, 1)), 1e-5)
-        many = max(min(w.time(batch, 1)), 1e-5)
-        plan.append((max(1, int(per_slice / one)), max(1, int(per_slice / many))))
+        one = max(min(w.time(1, 1, probe_timeout(1))), 1e-5)
+        many = max(min(w.time(batch, 1, probe_timeout(batch))), 1e-5)
+        plan.append((one, max(1, int(per_slice / one)), many, max(1, int(per_slice / many))))
     total, done = ROUNDS * len(workers), 0
     for _ in range(ROUNDS):
         for i, w in enumerate(workers):
-            n1, nb = plan[i]
-            lat[i] += w.time(1, n1)
-            thr[i] += w.time(batch, nb)
+            one, n1, many, nb = plan[i]
+            lat[i] += w.time(1, n1, slice_timeout(one, n1))
+            thr[i] += w.time(batch, nb, slice_timeout(many, nb))
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -128,8 +128,8 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
         (True, [0.8, 0.8])
     """
     from binexport import __version__
-    from binexport.data import load_test_set, normalize
-    from binexport.runtimes import resolve_device, select_input
+    from binexport.data import load_test_set
+    from binexport.runtimes import resolve_device, stream_logits
 
     if not artifacts:
         raise InputError("verify needs at least one ARTIFACT file")
@@ -150,30 +150,33 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
     if ds.num_classes is not None and ds.num_classes != n_cls:
         raise InputError(f"{ds.name} has {ds.num_classes} classes but the reference {ref.path} has {n_cls}; "
                          f"use the dataset the model was trained on")
-    nhwc, labels = ds.images[:limit], ds.labels[:limit]
+    n = len(ds.labels) if limit is None else min(limit, len(ds.labels))
+    labels = ds.labels[:n]
     if not len(labels):
         raise InputError(f"{ds.origin}: holds no images")
     if labels.max() >= n_cls:
         raise InputError(f"{ds.origin}: label {labels.max()} is out of range for a {n_cls}-class model")
-    nchw = normalize(nhwc)  # decoded and normalised once, shared by every run
+    # every row runs over one stream of images, a chunk at a time (decoded and normalised once per chunk):
+    # memory holds a chunk and the logits, whatever the number of images
+    runs = [ref] + [a for a in arts if a.path.resolve() != ref.path.resolve()]
+    names = [f"{ref.path.name} (reference)"] + [a.path.name for a in runs[1:]]
+    tick = (lambda i, done, total: progress(names[i], done, total)) if progress else None
 
-    def run(a: Artifact, label: str) -> tuple[np.ndarray, float]:
-        tick = (lambda done, total: progress(label, done, total)) if progress else None
-        x = select_input(a.runtime.input_kind, nhwc, nchw)
-        try:
-            return a.runtime.timed_logits(x, batch_size, tick)
-        except _runtime_errors() as e:
-            raise InputError(f"{a.path}: {a.runtime.name} failed on {a.runtime.input_kind} input of shape "
-                             f"{x.shape[1:]} ({str(e).strip()[:200]}); expected a binexport WRN export") from None
+    def failed(i: int, shape: tuple[int, ...], e: Exception) -> Exception:
+        a = runs[i]
+        return InputError(f"{a.path}: {a.runtime.name} failed on {a.runtime.input_kind} input of shape "
+                          f"{shape} ({str(e).strip()[:200]}); expected a binexport WRN export")
 
-    ref_logits, ref_secs = run(ref, f"{ref.path.name} (reference)")
+    results = iter(stream_logits([a.runtime for a in runs], ds.images, n, batch_size, tick, _runtime_errors(),
+                                 failed))
+    ref_logits, ref_secs = next(results)
     ref_row = _row(ref, "reference", ref_logits, ref_secs, ref_logits, labels)
     rows = []
     for a in arts:
         if a.path.resolve() == ref.path.resolve():
             rows.append(_row(a, "artifact", ref_logits, ref_secs, ref_logits, labels))
             continue
-        logits, secs = run(a, a.path.name)
+        logits, secs = next(results)
         rows.append(_row(a, "artifact", logits, secs, ref_logits, labels, ref_model.source.sha256))
     failures = [f"{r.path}: {p}" for r in rows for p in r.problems]
     return VerifyReport(ds.name, ds.origin, len(labels), n_cls, dev, batch_size, ref_row, rows, failures, __version__)
