@@ -51,6 +51,11 @@ def load_model(path: str | Path, binarized: bool | None = None, strict: bool = T
     obj = _torch_load(p)
     layout, state, extra = _unwrap(obj, p)
     arrays, packed_names = _to_numpy(state, layout, p)
+    if not packed_names:
+        from binexport.formats import pytorchcv  # noqa: PLC0415 (pytorchcv's layout has a room of its own)
+
+        if pytorchcv.matches(arrays):
+            return pytorchcv.to_model(p, arrays, binarized, strict, p.stat().st_size)
     if packed_names:
         layout = PACKED  # uint8 bits are packed whatever wraps them; binarising them again would corrupt them
     bad = sorted(k for k in packed_names if not _BLOCK_CONV.fullmatch(k))  # before shapes: unpacking changed them
