@@ -147,7 +147,7 @@ def test_onnx_matches_pytorchcv(saved: tuple[str, torch.nn.Module, Path], tmp_pa
 
     mode, net, path = saved
     if weights == "1-bit" and not MODES[mode]:
-        pytest.skip("a full-precision model has no 1-bit export (refused, tested below)")
+        pytest.skip("a full-precision model has no 1-bit export (refused: test_full_precision_refuses_1bit_onnx)")
     out = tmp_path / "m.onnx"
     r = binexport.export_onnx(path, out, weights=weights, normalize_inside=inside, binarized=MODES[mode])
     kind = "uint8-nhwc" if inside else f"{'float16' if weights == 'float16' else 'float32'}-nchw-normalized-pytorchcv"
@@ -164,6 +164,14 @@ def test_onnx_matches_pytorchcv(saved: tuple[str, torch.nn.Module, Path], tmp_pa
     got = sess.run(None, {"input": x})[0].astype(np.float32)
     c = compare(got, _oracle(net), weights)
     assert c.passed, c.problems
+
+
+def test_full_precision_refuses_1bit_onnx(tmp_path: Path) -> None:
+    path = tmp_path / "m.pth"
+    torch.save(_net(False).state_dict(), path)
+    r = CliRunner().invoke(main, ["to-onnx", str(path), "--full-precision", "--weights", "1-bit",
+                                  "-o", str(tmp_path / "m.onnx")])
+    assert r.exit_code == 2 and "full-precision model" in r.stderr and not (tmp_path / "m.onnx").exists()
 
 
 def test_onnx_1bit_keeps_stem_and_head_at_one_bit(tmp_path: Path) -> None:
