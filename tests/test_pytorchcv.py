@@ -312,3 +312,51 @@ def test_full_size_state_dict_matches_the_issue(tmp_path: Path) -> None:
 
     arch = Arch.infer({pytorchcv.canonical_name(k): s for k, s in keys.items()}, "pytorchcv")  # type: ignore[misc]
     assert (arch.name, arch.num_classes, arch.widths) == ("WRN-20-10", 100, (160, 320, 640))
+
+
+def _zip(path: Path, members: dict[str, bytes], method: int = 8) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", method) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("method", [0, 8])  # stored, deflated
+def test_the_zip_pytorchcv_publishes_reads_as_the_pth_inside(tmp_path: Path, method: int) -> None:
+    pth = tmp_path / "wrn20_10_1bit_cifar10-0326-e6140f8a.pth"
+    net = _net(True)
+    torch.save(net.state_dict(), pth)
+    z = _zip(tmp_path / (pth.name + ".zip"), {pth.name: pth.read_bytes()}, method)
+    m = binexport.load(z, binarized=True)
+    binexport.load(pth, binarized=True).check_equal(m, "the zipped state_dict")
+    assert m.source.format == "pytorchcv" and m.source.size == z.stat().st_size
+    r = CliRunner().invoke(main, ["to-onnx", str(z), "--binarized", "-o", str(tmp_path / "m.onnx")])
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("members,method,msg", [
+    ({"w.pth": bytes(32 * 2**20)}, 8, "at most"),  # a zip bomb: 32 MiB of zeros deflate to ~32 KB
+    ({"w.pth": b"not a torch file at all"}, 8, "not a readable PyTorch checkpoint"),
+    ({"a.pth": b"x", "b.pth": b"y"}, 8, "compressed"),  # two members: not a wrapper, and not torch.save's zip
+    ({"w.pth": b"x" * 100}, 12, "method 12"),  # bzip2
+])
+def test_hostile_zips_are_refused_in_one_line(tmp_path: Path, members: dict[str, bytes], method: int,
+                                              msg: str) -> None:
+    try:
+        z = _zip(tmp_path / "w.pth.zip", members, method)
+    except RuntimeError:
+        pytest.skip("this Python's zipfile can't write that compression method")
+    r = CliRunner().invoke(main, ["inspect", str(z), "--binarized"])
+    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.output
+
+
+def test_a_zip_whose_member_lies_about_its_crc_is_refused(tmp_path: Path) -> None:
+    pth = tmp_path / "w.pth"
+    torch.save(_net(True).state_dict(), pth)
+    raw = bytearray(_zip(tmp_path / "w.pth.zip", {pth.name: pth.read_bytes()}, 0).read_bytes())
+    raw[200] ^= 0xFF  # one byte of the stored member
+    (tmp_path / "bad.pth.zip").write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="can't be extracted"):
+        binexport.load(tmp_path / "bad.pth.zip", binarized=True)
