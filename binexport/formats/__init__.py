@@ -57,11 +57,11 @@ REGISTRY: tuple[Format, ...] = (
     Format("mat", (".mat",), ".mat",
            "M. D. McDonnell's own 1-bit WRNs: the MATLAB/MatConvNet and tf.keras level-5 MAT files (read only)",
            sniff=mat.sniff, read=mat.read),
+    Format("onnx", (".onnx",), ".onnx", "an ONNX graph for stock ONNX Runtime (export only)",
+           sniff=onnx.sniff, write=onnx.write),
     Format("pytorchcv", (".pth",), ".pth",
            "pytorchcv's pretrained WRN-1bit state_dicts (wrn20_10_1bit_*, wrn20_10_32bit_*), read only; a torch "
            "file, so the checkpoint reader claims it and names it from its keys", read=pytorchcv.read),
-    Format("onnx", (".onnx",), ".onnx", "an ONNX graph for stock ONNX Runtime (export only)",
-           sniff=onnx.sniff, write=onnx.write),
 )
 
 #: Every format name, in registry order.
