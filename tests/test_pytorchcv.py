@@ -239,6 +239,7 @@ def test_inspect_without_the_flag_shows_the_mode_as_unknown(saved: tuple[str, to
     _, _, path = saved
     rep = binexport.inspect(path)
     assert rep.binarized is None and rep.architecture["family"] == "pytorchcv"
+    assert "--binarized" in str(rep.architecture["mode"]) and "log.txt" not in str(rep.architecture["mode"])
 
 
 def test_pack_packed_refuses_in_one_line(tmp_path: Path) -> None:
@@ -360,3 +361,24 @@ def test_a_zip_whose_member_lies_about_its_crc_is_refused(tmp_path: Path) -> Non
     (tmp_path / "bad.pth.zip").write_bytes(bytes(raw))
     with pytest.raises(InputError, match="can't be extracted"):
         binexport.load(tmp_path / "bad.pth.zip", binarized=True)
+
+
+def test_real_cifar10_images_run_through_every_artifact(tmp_path: Path) -> None:
+    """Real CIFAR-10 PNGs (../shared/realdata) through .pth, .bwn and ONNX, against pytorchcv's module on them."""
+    from helpers import CIFAR10_SAMPLES
+
+    if not CIFAR10_SAMPLES.is_dir():
+        pytest.skip(f"real material absent: {CIFAR10_SAMPLES} (it lives in ../shared/realdata beside the checkout)")
+    from binexport.data.png import load_labelled_folder
+
+    net = _net(True, seed=1)
+    path = tmp_path / "m.pth"
+    torch.save(net.state_dict(), path)
+    bwn_path = binexport.pack(path, tmp_path / "m.bwn", format="bwn", binarized=True).output
+    onnx_path = binexport.export_onnx(path, tmp_path / "m.onnx", binarized=True).output
+    r = binexport.verify([path, bwn_path, onnx_path], images=CIFAR10_SAMPLES, binarized=True, device="cpu")
+    assert r.passed and r.artifacts, [a.to_dict() for a in r.artifacts]
+    pixels, _, _ = load_labelled_folder(CIFAR10_SAMPLES)
+    rt = TorchRuntime(binexport.load(bwn_path))
+    got = rt.logits(select_input(rt.input_kind, pixels, np.empty(0)))
+    assert np.abs(got - _oracle(net, pixels)).max() <= TOLERANCES["1-bit"].max_abs_logit_diff

@@ -134,5 +134,8 @@ def to_model(p: Path, arrays: dict[str, np.ndarray], binarized: bool | None, str
         mode, told_by = binarized, "option"
     breakdown = _torchsave._breakdown(renamed, set(), arch.kinds, {}, file_size, mode)
     source = Source("pytorchcv", str(p), file_size, "", breakdown, LAYOUT)
-    model = Model(arch, False, renamed, {}, 0, source, {"binarized_from": told_by})
+    meta = {"binarized_from": told_by}
+    if told_by == "unknown":  # what inspect says instead of the training checkpoint's "no log.txt"
+        meta["binarized_unknown"] = "the file can't say: pass --binarized or --full-precision"
+    model = Model(arch, False, renamed, {}, 0, source, meta)
     return binarize(model) if mode else model
