@@ -382,3 +382,18 @@ def test_real_cifar10_images_run_through_every_artifact(tmp_path: Path) -> None:
     rt = TorchRuntime(binexport.load(bwn_path))
     got = rt.logits(select_input(rt.input_kind, pixels, np.empty(0)))
     assert np.abs(got - _oracle(net, pixels)).max() <= TOLERANCES["1-bit"].max_abs_logit_diff
+
+
+def test_the_registry_reader_reads_pytorchcv_only(tmp_path: Path) -> None:
+    from helpers import tiny_model
+
+    from binexport import formats
+
+    path = tmp_path / "m.pth"
+    torch.save(_net(False).state_dict(), path)
+    m = formats.get("pytorchcv").read(path, binarized=False)
+    assert m.arch.family == "pytorchcv" and not m.binarized
+    port = tmp_path / "port.pth"
+    torch.save({k: torch.from_numpy(np.array(v)) for k, v in tiny_model(binarized=False).floats.items()}, port)
+    with pytest.raises(InputError, match="expected one of pytorchcv's"):
+        formats.get("pytorchcv").read(port, binarized=False)
