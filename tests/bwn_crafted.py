@@ -102,3 +102,50 @@ def branches_file() -> bytes:
             crcs[name] = data_crc32(arr, dtype)
     return box.build({"purpose": "golden test: every branch a .bwn reader has (docs/FORMAT.md section 12)"},
                      tensors, crcs)
+
+
+# --- the worst legal files for a decoder's memory (FORMAT.md 10.5, "Peak memory") ---------------------------
+
+
+def one_lane_per_kernel(n: int) -> bytes:
+    """A container of one ``rans`` tensor (n, 1, 3, 3) of constant kernels with one lane per kernel: the most
+    lanes a payload can declare (4 bytes of state each), which is what a decoder's per-lane vectors scale with."""
+    table = np.full(512, 255, np.uint8)
+    table[0] = 0
+    payload = bytes(4) + np.uint32(n).astype("<u4").tobytes() + table.tobytes() + np.full(n, 1 << 16, "<u4").tobytes()
+    return box.build({"purpose": "one lane per kernel"}, [("w", "b1", (n, 1, 3, 3), "rans", payload)])
+
+
+def constant_bf16(n: int, rounds: int) -> bytes:
+    """A legal bf16 ``planes`` payload of n values 1.0 with ``rounds`` values a lane: one present A and B symbol,
+    so no stream words, 4 state bytes a lane. ``rounds`` = 120 is near the 32-values-a-byte count limit (the
+    largest decoded size a file allows), ``rounds`` = 1 the most lanes (the largest per-lane scratch)."""
+    lanes = -(-n // rounds)
+    b_table = np.full(128, 255, np.uint8)
+    b_table[0] = 0
+    return (np.uint32(lanes).astype("<u4").tobytes() + np.array([254, 0], "<u2").tobytes() + bytes([0])
+            + np.array([1], "<u2").tobytes() + bytes([127]) + b_table.tobytes()
+            + np.full(lanes, 1 << 16, "<u4").tobytes())
+
+
+def one_lane_per_value(n: int) -> bytes:
+    """A container of one constant bf16 ``planes`` tensor of n values with one lane per value."""
+    return box.build({"purpose": "one lane per value"}, [("w", "bf16", (n,), "planes", constant_bf16(n, 1))])
+
+
+def constant_bf16_model_file(depth: int, width: float, num_classes: int = 10, rounds: int = 120) -> bytes:
+    """A full-precision WRN stored with ``weights: "bfloat16"`` whose conv weights are all 1.0 in ``planes``
+    payloads of ``rounds`` values a lane: legal, and ~120 x its size once decoded to float32."""
+    arch = make_arch(depth, width, num_classes)
+    tensors = []
+    for spec in arch.specs():
+        if spec.kind in ("binary", "conv"):
+            tensors.append((spec.name, "bf16", spec.shape, "planes", constant_bf16(math.prod(spec.shape), rounds)))
+        elif spec.name.endswith("num_batches_tracked"):
+            tensors.append((spec.name, "i64", spec.shape, "raw", bytes(8)))
+        else:
+            tensors.append((spec.name, "f32", spec.shape, "raw", bytes(4 * math.prod(spec.shape))))
+    meta = {"model": "WRN_McDonnell", "binarized": False, "zero_weights": 0, "weights": "bfloat16",
+            "architecture": {"name": arch.name, "depth": arch.depth, "width": arch.width,
+                             "widths": list(arch.widths), "num_classes": arch.num_classes}}
+    return box.build(meta, tensors)

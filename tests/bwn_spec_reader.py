@@ -20,7 +20,10 @@ EXP16 = [2147483648, 2056437387, 1969251188, 1885761398, 1805811301, 1729250827,
          1518500250, 1454120821, 1392470869, 1333434672, 1276901417, 1222764986, 1170923762, 1121280436]
 T = 1 << 14
 ITEM = {"f16": "<f2", "f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8", "bf16": "<u2"}
-SIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8, "bf16": 2, "b1": 1}  # section 10.5: decoded bytes per element
+SIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8, "bf16": 2}  # section 5: payload bytes per element
+#: Section 10.5: decoded bytes per element, what a reader returns (f16 and bf16 as binary32, a sign as a byte).
+DECODED = {**SIZE, "f16": 4, "bf16": 4, "b1": 1}
+MAX_HEADER = 1 << 20  # section 2
 KEYS = {"name", "dtype", "shape", "encoding", "offset", "length", "crc32"}
 ENCODINGS = {"raw": {"f16", "f32", "f64", "i32", "i64", "bf16"}, "packed": {"b1"}, "rans": {"b1"}, "rans-ref": {"b1"},
              "f32-rans": {"f32"}, "planes": {"f32", "f16", "bf16"}}
@@ -32,14 +35,18 @@ def align_up(x: int, a: int) -> int:
     return (x + a - 1) // a * a
 
 
-def relay(data: bytes, edit=None) -> bytes:
-    """``data`` re-laid with ``edit(doc)`` applied to the header after offsets and CRCs are set (section 5)."""
+def relay(data: bytes, edit=None, flags: int | None = None) -> bytes:
+    """``data`` re-laid with ``edit(doc)`` applied to the header after offsets and CRCs are set (section 5).
+
+    ``flags``: the new preamble's flags, by default those of ``data``.
+    """
     h = struct.unpack_from("<Q", data, 16)[0]
     doc = json.loads(data[32:32 + h])
-    return lay_out(doc, [data[e["offset"]:e["offset"] + e["length"]] for e in doc["tensors"]], edit)
+    flags = struct.unpack_from("<I", data, 12)[0] if flags is None else flags
+    return lay_out(doc, [data[e["offset"]:e["offset"] + e["length"]] for e in doc["tensors"]], edit, flags)
 
 
-def lay_out(doc: dict, payloads: list[bytes], edit=None) -> bytes:
+def lay_out(doc: dict, payloads: list[bytes], edit=None, flags: int = 0) -> bytes:
     """A file of ``payloads`` under header ``doc``; ``edit(doc)`` runs after offsets, lengths and CRCs are set."""
     offsets = [0] * len(payloads)
     for _ in range(8):
@@ -56,7 +63,7 @@ def lay_out(doc: dict, payloads: list[bytes], edit=None) -> bytes:
         if new == offsets:
             break
         offsets = new
-    pre = struct.pack("<8sIIQI", b"\x89BWN\r\n\x1a\n", 1, 0, len(header), 64)
+    pre = struct.pack("<8sIIQI", b"\x89BWN\r\n\x1a\n", 1, flags, len(header), 64)
     out = bytearray(pre + struct.pack("<I", zlib.crc32(header, zlib.crc32(pre))) + header)
     for p, o in zip(payloads, offsets):
         out += bytes(max(0, o - len(out))) + p
@@ -198,6 +205,8 @@ def check_entry(e: dict) -> None:
     assert all(type(d) is int and 0 <= d <= 2**31 - 1 for d in shape)
     for key, hi in (("offset", 2**64), ("length", 2**64), ("crc32", 2**32), ("data_crc32", 2**32)):
         assert key not in e or (type(e[key]) is int and 0 <= e[key] < hi)
+    if e["encoding"] in ("raw", "packed") and "data_crc32" in e:  # section 7: the payload is the decoded data
+        assert e["data_crc32"] == e["crc32"], "data_crc32 of a raw/packed tensor"
 
 
 def planes(p: bytes, n: int, dtype: str) -> bytes:
@@ -253,8 +262,8 @@ def read(data: bytes, max_decoded_bytes: int | None = None) -> dict[str, np.ndar
     returns them; a bf16 tensor is always widened to float32.
     """
     magic, version, flags, h, a, crc = struct.unpack_from("<8sIIQII", data, 0)
-    assert magic == b"\x89BWN\r\n\x1a\n" and version == 1 and flags == 0
-    assert 2 <= h <= 1 << 24 and 32 + h <= len(data) and a & (a - 1) == 0 and 64 <= a <= 65536
+    assert magic == b"\x89BWN\r\n\x1a\n" and version == 1 and flags in (0, 1)  # bit 0: section 4.1, see model()
+    assert 2 <= h <= MAX_HEADER and 32 + h <= len(data) and a & (a - 1) == 0 and 64 <= a <= 65536
     assert zlib.crc32(data[32:32 + h], zlib.crc32(data[:28])) == crc
     doc = header(data[32:32 + h])
     for e in doc["tensors"]:
@@ -262,7 +271,8 @@ def read(data: bytes, max_decoded_bytes: int | None = None) -> dict[str, np.ndar
     assert len({e["name"] for e in doc["tensors"]}) == len(doc["tensors"])
     limit = max_decoded_bytes if max_decoded_bytes is not None else \
         min(4 << 30, max(1 << 28, 64 * len(data)))  # section 10.5, binexport's default
-    assert sum(count_of(e["shape"]) * SIZE[e["dtype"]] for e in doc["tensors"]) <= limit, "decoded size"
+    assert type(limit) is int and limit >= 0  # section 10.5: always a finite limit
+    assert sum(count_of(e["shape"]) * DECODED[e["dtype"]] for e in doc["tensors"]) <= limit, "decoded size"
     if not doc["tensors"]:
         assert len(data) == 32 + h  # section 5: no padding without a payload after it
         return {}
@@ -273,6 +283,9 @@ def read(data: bytes, max_decoded_bytes: int | None = None) -> dict[str, np.ndar
         p = data[pos:pos + e["length"]]
         assert zlib.crc32(p) == e["crc32"]
         n = math.prod(e["shape"])
+        limit = {"rans": 256 * len(p) >= n, "rans-ref": 256 * len(p) >= n, "f32-rans": 3 * n < len(p),
+                 "planes": {"f32": 2 * n, "f16": n, "bf16": -(-n // 32)}.get(e["dtype"], 0) <= len(p)}
+        assert limit.get(e["encoding"], True), "count limit (section 10.3)"
         if e["encoding"] == "raw":
             assert len(p) == n * SIZE[e["dtype"]]
             out[e["name"]] = np.frombuffer(p, ITEM[e["dtype"]]).reshape(e["shape"])
@@ -325,3 +338,85 @@ def wrn_tensors(depth: int, widths: list[int], num_classes: int) -> list[tuple[s
             out += bn(p + "bn0", cin) + bn(p + "bn1", widths[g])
     out += bn("bn", widths[2]) + [("bn_last.weight", [num_classes]), ("bn_last.bias", [num_classes])]
     return out + bn("bn_last", num_classes)
+
+
+# --- section 4, 4.1 and 13.1: the rules a *model* reader adds --------------------------------------------------
+
+#: Section 4.1's table, one entry per family (`family` itself left out).
+VARIANTS = {
+    "mcdonnell-matlab": {"input_bn": True, "input_relu": True, "first_conv_binary": True, "head": "binary",
+                         "downsample_padding": "symmetric", "pool_count_include_pad": False, "bn_eps": 0.0},
+    "mcdonnell-keras": {"input_bn": True, "input_relu": False, "first_conv_binary": True, "head": "binary",
+                        "downsample_padding": "tf-same", "pool_count_include_pad": False, "bn_eps": 1e-05},
+    "pytorchcv": {"input_bn": False, "input_relu": False, "first_conv_binary": True, "head": "binary-affine",
+                  "downsample_padding": "symmetric", "pool_count_include_pad": True, "bn_eps": 1e-05},
+}
+FLOATS = {"f16", "f32", "f64", "bf16"}
+
+
+def same(got: object, want: object) -> bool:
+    """Section 4.1: numbers compare by value, booleans and strings exactly."""
+    num = (int, float)
+    if type(want) in num:
+        return type(got) in num and got == want
+    return type(got) is type(want) and got == want
+
+
+def model(data: bytes) -> dict:
+    """Section 4's checks of a model file (after ``read``'s container checks); its architecture, or AssertionError.
+
+    A file without metadata ``model`` is a tensor container, not a model: refused here, read by ``read``.
+    """
+    flags = struct.unpack_from("<I", data, 12)[0]
+    h = struct.unpack_from("<Q", data, 16)[0]
+    doc = header(data[32:32 + h])
+    meta, tensors = doc["metadata"], doc["tensors"]
+    assert isinstance(meta, dict) and meta.get("model") == "WRN_McDonnell", "not a model file"
+    a = meta.get("architecture")
+    assert isinstance(a, dict) and all(type(a.get(k)) is int for k in ("depth", "num_classes"))
+    widths = a.get("widths")
+    assert isinstance(widths, list) and len(widths) == 3 and all(type(w) is int for w in widths)
+    depth, classes = a["depth"], a["num_classes"]
+    assert depth >= 8 and (depth - 2) % 6 == 0, "depth 6n+2, n >= 1"
+    assert widths[0] >= 1 and widths[1] == 2 * widths[0] and widths[2] == 2 * widths[1] and classes >= 1
+    assert type(meta.get("binarized")) is bool
+    assert type(meta.get("zero_weights")) is int and meta["zero_weights"] >= 0
+    user = meta.get("user", {})
+    assert isinstance(user, dict) and all(isinstance(v, str) for v in user.values())
+    variant = meta.get("variant")
+    assert (flags & 1) == (variant is not None), "flags bit 0 if and only if metadata 'variant'"
+    family = "pytorch"
+    if variant is not None:
+        assert isinstance(variant, dict) and variant.get("family") in VARIANTS
+        family = variant["family"]
+        want = VARIANTS[family]
+        assert set(variant) == {"family", *want} and all(same(variant[k], v) for k, v in want.items())
+        assert meta["binarized"] is True or family == "pytorchcv", "a variant with 1-bit conv0/conv_last is binarised"
+    binarized = meta["binarized"]
+    expect = dict(wrn_tensors(depth, widths, classes))
+    binary = {n for n in expect if ".block" in n and n.endswith((".conv0", ".conv1"))}
+    if family == "pytorchcv":  # section 4.1: the port's tensors, conv0 and conv_last 1-bit when binarised
+        binary |= {"conv0", "conv_last"}
+    elif family != "pytorch":  # section 4.1's changes to the list
+        expect = {n: s for n, s in expect.items() if not n.endswith("num_batches_tracked")
+                  and n not in ("bn_last.weight", "bn_last.bias")}
+        expect = {**{f"input_bn.{k}": [3] for k in ("weight", "bias", "running_mean", "running_var")}, **expect}
+        binary |= {"conv0", "conv_last"}
+    assert {e["name"]: e["shape"] for e in tensors} == expect, "the tensors of the architecture"
+    assert meta["zero_weights"] <= sum(math.prod(expect[n]) for n in binary), "zero_weights bound"
+    weights = meta.get("weights", "float32")
+    assert weights in ("float32", "float16", "bfloat16") and (weights == "float32" or not binarized)
+    convs = binary | {"conv0", "conv_last"}
+    for e in tensors:
+        n, d = e["name"], e["dtype"]
+        if n.endswith("num_batches_tracked"):
+            assert d in ("i64", "i32"), "counter dtype"
+        elif n in binary and binarized:
+            assert d == "b1", "a binarised model's 1-bit tensors"
+        else:
+            assert d in FLOATS, "float tensor dtype"
+            if n in convs and weights != "float32":  # section 13.1
+                assert d == {"float16": "f16", "bfloat16": "bf16"}[weights]
+            else:
+                assert d != "bf16", "bf16 only for conv weights under weights 'bfloat16'"
+    return {"family": family, "depth": depth, "widths": widths, "num_classes": classes, "binarized": binarized}

@@ -227,3 +227,29 @@ def test_real_matlab_cifar10_accuracy_on_50_images() -> None:
     ds = load_test_set(dataset="CIFAR10", data_root=root)
     logits = _torch(binexport.load(path), ds.images[:50])
     assert int((logits.argmax(1) == ds.labels[:50]).sum()) >= 47  # 96 % on the first 100 (research, table 3b)
+
+
+@pytest.mark.parametrize("key", list(REAL), ids=[f"{f}-{c}" for f, c in REAL])
+def test_own_reader_matches_scipy_on_the_real_files(key: tuple[str, int]) -> None:
+    """formats/mat/mat5.py against scipy.io.loadmat (the independent parser) on every variable binexport reads."""
+    import scipy.io
+
+    from binexport.formats import mat
+    from binexport.formats.mat import mat5
+
+    path = _need(REAL[key])
+    data = path.read_bytes()
+    f = mat5.MatFile(data, str(path), mat5.Budget(str(path), mat.decode_limit(len(data))))
+    names = [n for n in f.vars if n in mat._MATLAB_VARS or mat._KERAS_CONV.match(n) or mat._KERAS_BN.match(n)]
+    assert len(names) in (8, 41)
+    ref = scipy.io.loadmat(path, variable_names=names)
+    for n in names:
+        ours, theirs = f.load(f.vars[n]), ref[n]
+        if theirs.dtype == object:
+            theirs = list(theirs.ravel(order="F"))
+            assert isinstance(ours, list) and len(ours) == len(theirs), n
+        else:
+            ours, theirs = [ours], [theirs]
+        for a, b in zip(ours, theirs):
+            assert a.shape == b.shape and np.array_equal(a, b), n
+    assert f.budget.used < 8 * len(data)  # what decode_limit's 16 x leaves room for

@@ -137,6 +137,10 @@ def test_bwn_round_trips_bit_for_bit_and_flags_the_variant(saved: tuple[str, tor
     rt = TorchRuntime(back)
     got = rt.logits(select_input(rt.input_kind, PIXELS, np.empty(0)))
     assert np.abs(got - _oracle(net)).max() <= TOLERANCES["1-bit" if MODES[mode] else "float32"].max_abs_logit_diff
+    import bwn_spec_reader  # the independent reader of docs/FORMAT.md
+
+    assert bwn_spec_reader.model(raw) == {"family": "pytorchcv", "depth": 14, "widths": [8, 16, 32],
+                                          "num_classes": 10, "binarized": MODES[mode]}
 
 
 @pytest.mark.parametrize("weights,inside", [("1-bit", False), ("1-bit", True), ("float32", False),

@@ -2,9 +2,11 @@
 
 Reading needs numpy only and never imports torch. Raw tensors are memory-mapped
 views; 1-bit tensors are stored as packed bits or entropy-coded kernel patterns,
-chosen per tensor (the smallest by default). Every coded stream of a file is
-decoded in one lockstep pass, so decoding stays well under a second. What a file
-may decode to is capped (``max_decoded_bytes``) before anything is decoded.
+chosen per tensor (the smallest by default). The coded streams of a file are
+decoded in lockstep batches (up to 64 streams and 2^24 values each), so decoding
+stays well under a second and its scratch stays bounded. What a file may decode
+to is capped (``max_decoded_bytes``) before anything is decoded, and the peak is
+bounded by that and the file size (FORMAT.md 10.5).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from binexport.formats.bwn import codec, planes, rans
 from binexport.formats.bwn import container as box
 from binexport.formats.bwn.describe import describe  # noqa: F401 (part of this format's surface)
 from binexport.formats.bwn.metadata import HALF_DTYPE as _HALF_DTYPE
-from binexport.formats.bwn.metadata import WEIGHTS_CHOICES, check_metadata, check_weights
+from binexport.formats.bwn.metadata import (COUNTER_DTYPES, FLOAT_DTYPES, WEIGHTS_CHOICES, check_metadata,
+                                             check_weights)
 from binexport.model import Arch, BinaryWeight, Model, Source, input_normalization
-from binexport.precision import HALF_KINDS, from_bfloat16_bits, round_weights, to_bfloat16_bits
+from binexport.precision import HALF_KINDS, round_weights, to_bfloat16_bits
 
 #: Values of ``encoding=`` (``binexport pack --encoding``): how 1-bit tensors are stored.
 ENCODING_CHOICES = ("best", "packed", "rans", "rans-ref")
@@ -86,6 +89,10 @@ def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | 
             if dtype is None:
                 raise InputError(f"tensor {spec.name!r} has dtype {arr.dtype}, which .bwn can't hold; expected one "
                                  f"of {', '.join(str(d) for d in _DTYPES)}")
+            want = COUNTER_DTYPES if spec.name.endswith(".num_batches_tracked") else FLOAT_DTYPES
+            if dtype not in want:  # what every model reader refuses (FORMAT.md section 4)
+                raise InputError(f"tensor {spec.name!r} has dtype {arr.dtype}; a .bwn model stores it as one of "
+                                 f"{', '.join(want)}")
             bits = np.ascontiguousarray(arr).astype(box.NUMPY[dtype], copy=False)
         enc, payload = _choose_float(bits, dtype, mode, with_planes=not model.binarized)
         tensors.append((spec.name, dtype, tuple(arr.shape), enc, payload))
@@ -190,14 +197,12 @@ def read(path: str | Path, verify_checksums: bool = True, max_decoded_bytes: int
         _check_crcs(c)
     arch = check_metadata(c)
     weights = check_weights(c, arch)
-    arrays = _decode(c, verify_checksums)
+    # bf16 has no numpy type; half-precision weights come back as the float32 they stand for, widened tensor by
+    # tensor as they are decoded (so no file's uint16 bits and float32 values are all held at once)
+    arrays = _decode(c, verify_checksums, frozenset({"bf16"} | ({"f16"} if weights != "float32" else set())))
     floats = {k: v for k, v in arrays.items() if v.dtype != bool}
     bits = {k: v for k, v in arrays.items() if v.dtype == bool}
-    for e in c.entries:  # bf16 has no numpy type; half-precision weights come back as the float32 they stand for
-        if e.dtype == "bf16":
-            floats[e.name] = from_bfloat16_bits(floats[e.name]).reshape(e.shape)
-        elif e.dtype == "f16" and weights != "float32":
-            floats[e.name] = floats[e.name].astype(np.float32)
+    del arrays
     meta = c.metadata
     binarized = meta["binarized"]
     if bool(bits) != binarized:
@@ -229,11 +234,16 @@ def _check_crcs(c: box.Container) -> None:
                           "the file is corrupt")
 
 
-def _decode(c: box.Container, verify_checksums: bool) -> dict[str, np.ndarray]:
-    """Every tensor as stored (bf16 as its uint16 bits); ``data_crc32`` checked where given and asked."""
+def _decode(c: box.Container, verify_checksums: bool, widen: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """Every tensor as stored (bf16 as its uint16 bits), or as float32 for the dtypes in ``widen``.
+
+    Every payload is parsed and checked first; then the coded tensors are decoded a batch at a time
+    (:func:`rans.batches`: each batch's streams in lockstep), and each tensor is finished, checked against its
+    ``data_crc32`` (where given and asked) and widened before the next batch starts, so the scratch of a
+    decode never exceeds one batch's (FORMAT.md 10.5 states the peak this gives).
+    """
     out: dict[str, np.ndarray] = {}
-    pending: list[tuple[box.Entry, codec.Pending]] = []
-    plane_jobs: list[planes.PlaneJob] = []
+    pending: list[tuple[box.Entry, codec.Pending, int]] = []
     for e in c.entries:
         what = f"{c.path}: tensor {e.name!r}"
         buf = c.payload(e)
@@ -242,25 +252,39 @@ def _decode(c: box.Container, verify_checksums: bool) -> dict[str, np.ndarray]:
         elif e.encoding == "packed":
             out[e.name] = codec.decode_packed(buf, e.shape, what)
         elif e.encoding == "f32-rans":
-            pending.append((e, codec.parse_f32(buf, e.shape, what)))
+            pending.append((e, codec.parse_f32(buf, e.shape, what), e.count))
         elif e.encoding == "planes":
             job, finish = planes.parse(buf, e.shape, e.dtype, what)
-            plane_jobs.append(job)
             view = box.NUMPY[e.dtype]
-            pending.append((e, codec.Pending([], lambda f=finish, v=view, s=e.shape: f().view(v).reshape(s))))
+            pending.append((e, codec.Pending([job], lambda f=finish, v=view, s=e.shape: f().view(v).reshape(s)),
+                            e.count))
         else:
-            pending.append((e, codec.parse_kernels(buf, e.shape, e.encoding == "rans-ref", what)))
-    rans.decode_jobs([j for _, pend in pending for j in pend.jobs])  # every rANS stream in one lockstep pass,
-    planes.decode_jobs(plane_jobs)  # every planes stream in another
-    for e, pend in pending:
-        out[e.name] = pend.finish()
-    if verify_checksums:
-        bad = [e.name for e in c.entries
-               if e.data_crc32 is not None and data_crc32(out[e.name], e.dtype) != e.data_crc32]
-        if bad:
-            raise FormatError(f"{c.path}: the decoded data of tensor(s) {', '.join(bad[:3])} does not match its "
-                              "checksum (field 'data_crc32'); the file is corrupt or the decoder is wrong")
+            pend = codec.parse_kernels(buf, e.shape, e.encoding == "rans-ref", what)
+            pending.append((e, pend, pend.jobs[0].n))
+    for e in c.entries:
+        if e.name in out:
+            out[e.name] = _checked(c, e, out[e.name], verify_checksums, widen)
+    for batch in rans.batches(pending, n_of=lambda t: t[2]):
+        jobs = [j for _, pend, _ in batch for j in pend.jobs]
+        rans.decode_jobs([j for j in jobs if isinstance(j, rans.Job)])  # the batch's rANS streams in lockstep,
+        planes.decode_jobs([j for j in jobs if isinstance(j, planes.PlaneJob)])  # its planes streams in another
+        for e, pend, _ in batch:
+            out[e.name] = _checked(c, e, pend.finish(), verify_checksums, widen)
     return {e.name: out[e.name] for e in c.entries}
+
+
+def _checked(c: box.Container, e: box.Entry, arr: np.ndarray, verify: bool, widen: frozenset[str]) -> np.ndarray:
+    """``arr`` after its ``data_crc32`` check; as float32 if its dtype is in ``widen`` (bf16: exact, in place)."""
+    if verify and e.data_crc32 is not None and data_crc32(arr, e.dtype) != e.data_crc32:
+        raise FormatError(f"{c.path}: the decoded data of tensor {e.name!r} does not match its checksum "
+                          "(field 'data_crc32'); the file is corrupt or the decoder is wrong")
+    if e.dtype not in widen:
+        return arr
+    if e.dtype == "bf16":  # from_bfloat16_bits, with the shift in place: no second tensor-sized temporary
+        wide = arr.astype(np.uint32)
+        wide <<= np.uint32(16)
+        return wide.view(np.float32).reshape(e.shape)
+    return arr.astype(np.float32)
 
 
 def _breakdown(c: box.Container, arch: Arch) -> dict[str, int]:

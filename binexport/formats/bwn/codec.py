@@ -237,13 +237,16 @@ def parse_kernels(buf: np.ndarray, shape: tuple[int, ...], refs: bool, what: str
     job = rans.parse_stream(buf[pos:], g * p, lanes, rans.frequencies(qr), what)
 
     def finish() -> np.ndarray:
-        idx = np.flatnonzero(qr != rans.ABSENT)[job.out.astype(np.int64)]  # stream value: symbol or rank
+        # stream value -> symbol or rank; uint16 throughout (2^K <= 512), so the scratch stays 2 bytes a kernel
+        idx = np.flatnonzero(qr != rans.ABSENT).astype(np.uint16)[job.out]
+        job.out = None
         if not refs:
             sym = idx.reshape(g, p)
         else:
             _, perm = rank_tables(q0, wq, k)
+            perm = perm.astype(np.uint16)
             ranks = idx.reshape(g, p)
-            sym = np.empty((g, p), dtype=np.int64)
+            sym = np.empty((g, p), dtype=np.uint16)
             by_level = np.argsort(level, kind="stable")
             ends = np.cumsum(np.bincount(level))
             roots = by_level[:ends[0]]
@@ -252,7 +255,7 @@ def parse_kernels(buf: np.ndarray, shape: tuple[int, ...], refs: bool, what: str
                 grp = by_level[lo:hi]
                 row = present[sym[parent[grp]]] ^ (flip[grp][:, None] * (a - 1))
                 sym[grp] = perm[row, ranks[grp]]
-            sym = present[sym]
+            sym = present.astype(np.uint16)[sym]
         return symbols_to_signs(sym if axis == 0 else sym.T, shape)
 
     return Pending([job], finish)
@@ -298,7 +301,8 @@ def parse_f32(buf: np.ndarray, shape: tuple[int, ...], what: str) -> Pending:
     def finish() -> np.ndarray:
         out = np.empty((n, 4), dtype=np.uint8)
         out[:, :3] = low.reshape(n, 3)
-        out[:, 3] = first + np.flatnonzero(q != rans.ABSENT)[job.out]
+        out[:, 3] = (first + np.flatnonzero(q != rans.ABSENT)).astype(np.uint8)[job.out]
+        job.out = None
         return out.view("<f4").reshape(shape)
 
     return Pending([job], finish)

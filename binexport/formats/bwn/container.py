@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from binexport._fileio import check_input
-from binexport.errors import FormatError
+from binexport.errors import FormatError, InputError
 from binexport.formats.bwn import header as hdr
 
 MAGIC = b"\x89BWN\r\n\x1a\n"
@@ -30,7 +30,10 @@ VERSION = 1
 FLAG_VARIANT = 1
 KNOWN_FLAGS = FLAG_VARIANT
 ALIGNMENT = 64
-MAX_HEADER = 1 << 24
+#: Header bytes, at most (FORMAT.md section 2): a parsed JSON header takes up to ~40 x its size in memory,
+#: so 1 MiB bounds it to ~40 MB; binexport's largest headers (deep WRNs, ~150 bytes a tensor) stay far below.
+#: Files of binexport 0.2 and before allowed 16 MiB; none it wrote came near 1 MiB without megabytes of --meta.
+MAX_HEADER = 1 << 20
 MAX_DEPTH = hdr.MAX_DEPTH
 #: The product of a shape's non-zero dimensions may not exceed this (FORMAT.md 10.1): exact in a double,
 #: and times an item size in an int64 (numpy's limit); no file could hold 2^53 elements anyway.
@@ -43,8 +46,9 @@ ENCODINGS = {"raw": set(ITEMSIZE), "packed": {"b1"}, "rans": {"b1"}, "rans-ref":
              "planes": {"f32", "f16", "bf16"}}
 _KEYS = ("name", "dtype", "shape", "encoding", "offset", "length", "crc32")
 _OPTIONAL = ("data_crc32",)
-#: Bytes per decoded element (FORMAT.md section 10, "Decoded size"): a sign is one byte, as numpy's bool holds it.
-DECODED_ITEM = {**ITEMSIZE, "b1": 1}
+#: Bytes per decoded element (FORMAT.md section 10, "Decoded size"): what a reader returns. A sign is one byte,
+#: as numpy's bool holds it; f16 and bf16 count 4, the binary32 a model reader returns half weights as.
+DECODED_ITEM = {**ITEMSIZE, "b1": 1, "f16": 4, "bf16": 4}
 GiB = 1 << 30
 
 
@@ -76,7 +80,7 @@ def default_limit(file_size: int) -> int:
     Trained 1-bit weights never code below about 0.5 bit per weight (16 x under one byte per sign), floats
     hardly compress, so 64 x leaves 4 x headroom; only constant kernels, untrained or hostile, get near the
     format's 256 weights per byte. The floor reads any small file; the cap bounds what a default read costs
-    (binexport's decoder peaks at about 5 x the decoded size).
+    (binexport's decoder peaks at most at 1.5 x the decoded size plus 24 x the file: FORMAT.md 10.5).
     """
     return min(4 * GiB, max(GiB // 4, 64 * file_size))
 
@@ -103,6 +107,9 @@ def build(metadata: dict[str, object], tensors: list[Tensor], data_crc32: dict[s
                  for (n, d, s, e, p), o in zip(tensors, offsets)]
         header = json.dumps({"metadata": metadata, "tensors": table}, separators=(",", ":"),
                             ensure_ascii=False, allow_nan=False).encode("utf-8")
+        if len(header) > MAX_HEADER:
+            raise InputError(f"the .bwn header would be {len(header):,} bytes, over the format's {MAX_HEADER:,} "
+                             "(FORMAT.md section 2); store less user metadata (--meta)")
         pos, new = _align(32 + len(header), ALIGNMENT), []
         for _, _, _, _, p in tensors:
             new.append(pos)
@@ -132,6 +139,9 @@ class Container:
         None means ``default_limit(file size)``. The limit is checked from the header alone, before any
         payload is decoded or anything of a tensor's size is allocated.
         """
+        if max_decoded_bytes is not None and (type(max_decoded_bytes) is not int or max_decoded_bytes < 0):
+            raise InputError(f"max_decoded_bytes must be a whole number of bytes >= 0 or None (the default limit), "
+                             f"got {max_decoded_bytes!r}; there is no unlimited read (FORMAT.md 10.5)")
         p = check_input(path)
         size = p.stat().st_size
         if size < 32:
@@ -201,6 +211,9 @@ def _entry(e: object, k: int, p: Path) -> Entry:
     for key, hi in (("offset", 2**64 - 1), ("length", 2**64 - 1), ("crc32", 2**32 - 1), ("data_crc32", 2**32 - 1)):
         if key in e and not _int(e[key], 0, hi):
             raise FormatError(f"{where}: {key!r} must be an integer in 0..{hi}, found {e[key]!r} (field {key!r})")
+    if enc in ("raw", "packed") and "data_crc32" in e and e["data_crc32"] != e["crc32"]:
+        raise FormatError(f"{where}: data_crc32 {e['data_crc32']} differs from crc32 {e['crc32']}, but a {enc} "
+                          "payload is its decoded data (field 'data_crc32'); the file is corrupt")
     return Entry(name, dtype, tuple(shape), enc, e["offset"], e["length"], e["crc32"], e.get("data_crc32"))
 
 

@@ -5,6 +5,8 @@ Kept apart from the reader so that ``__init__`` reads as the data flow: open, ch
 
 from __future__ import annotations
 
+import math
+
 from binexport.errors import FormatError, InputError
 from binexport.formats.bwn import container as box
 from binexport.model import VARIANTS, WEIGHTS_DTYPES, Arch
@@ -15,9 +17,21 @@ WEIGHTS_CHOICES = WEIGHTS_DTYPES
 HALF_DTYPE = {"float16": "f16", "bfloat16": "bf16"}
 
 
+#: Metadata ``model`` of a model file (FORMAT.md section 4); a file without the key is a tensor container.
+MODEL = "WRN_McDonnell"
+#: Float dtypes a model's float tensors may have (bf16 only as section 13.1 allows); counters are integers.
+FLOAT_DTYPES = ("f16", "f32", "f64", "bf16")
+COUNTER_DTYPES = ("i64", "i32")
+
+
 def check_metadata(c: box.Container) -> Arch:
-    """The architecture the metadata names, which MUST be the one the tensors form."""
+    """The architecture the metadata names, which MUST be the one the tensors form (FORMAT.md section 4)."""
     p, meta = c.path, c.metadata
+    if "model" not in meta:
+        raise FormatError(f"{p}: not a model file: its metadata has no 'model' key, so it is a plain tensor "
+                          "container (field 'metadata.model'); read its tensors with bwn.read_tensors")
+    if meta["model"] != MODEL:
+        raise FormatError(f"{p}: metadata 'model' is {meta['model']!r}, expected {MODEL!r} (field 'metadata.model')")
     a = meta.get("architecture")
     if not isinstance(a, dict) or not all(type(a.get(k)) is int for k in ("depth", "num_classes")) \
             or not isinstance(a.get("widths"), list) or len(a["widths"]) != 3 \
@@ -44,7 +58,23 @@ def check_metadata(c: box.Container) -> Arch:
     kinds = arch.kinds
     wrong = [e.name for e in c.entries if e.dtype == "b1" and kinds[e.name] != "binary"]
     if wrong:
-        raise FormatError(f"{p}: only block convs may be 1-bit, found b1 {', '.join(wrong[:3])} (field 'dtype')")
+        where = "block convs" + (" and conv0/conv_last" if arch.first_conv_binary else "")
+        raise FormatError(f"{p}: only {where} may be 1-bit in a {arch.label}, found b1 {', '.join(wrong[:3])} "
+                          "(field 'dtype')")
+    for e in c.entries:
+        want = COUNTER_DTYPES if e.name.endswith(".num_batches_tracked") else FLOAT_DTYPES
+        if e.dtype != "b1" and e.dtype not in want:
+            raise FormatError(f"{p}: tensor {e.name!r} is {e.dtype}, expected one of {', '.join(want)} "
+                              "(field 'dtype')")
+    # pytorchcv's 32bit models are its 1-bit network run in full precision (FORMAT.md section 4.1): false allowed
+    if arch.family not in ("pytorch", "pytorchcv") and (arch.first_conv_binary or arch.head == "binary") \
+            and meta["binarized"] is not True:
+        raise FormatError(f"{p}: a {arch.label} has 1-bit conv0/conv_last, so metadata 'binarized' must be true "
+                          "(field 'metadata.binarized')")
+    most = sum(math.prod(s.shape) for s in arch.specs() if s.kind == "binary")
+    if meta["zero_weights"] > most:
+        raise FormatError(f"{p}: metadata 'zero_weights' is {meta['zero_weights']}, more than the {most} weights "
+                          "that are binarised in this architecture (field 'metadata.zero_weights')")
     return arch
 
 
@@ -84,10 +114,21 @@ def read_family(c: box.Container) -> str:
                           f"family (expected one of {', '.join(VARIANTS)}) (field 'metadata.variant')")
     fam = str(v["family"])
     want = {"family": fam, **VARIANTS[fam]}
-    if set(v) != set(want) or any(type(v[k]) is not type(want[k]) or v[k] != want[k] for k in want):
+    if set(v) != set(want) or not all(same_value(v[k], want[k]) for k in want):
         raise FormatError(f"{p}: metadata 'variant' is {v}, expected exactly {want} for family {fam!r} "
                           "(field 'metadata.variant')")
     return fam
+
+
+def same_value(got: object, want: object) -> bool:
+    """JSON values equal as section 4.1 compares them: numbers by value (``0`` is ``0.0``, ``1e-05`` is ``1e-5``:
+    the binary64 nearest each decimal), booleans and strings exactly (``true`` is not ``1``)."""
+    def number(x: object) -> bool:
+        return type(x) in (int, float)
+
+    if number(want):
+        return number(got) and got == want  # Python compares int and float exactly, without overflow
+    return type(got) is type(want) and got == want
 
 
 def _int(v: object) -> bool:

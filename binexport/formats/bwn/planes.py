@@ -200,11 +200,12 @@ def parse(buf: np.ndarray, shape: tuple[int, ...], dtype: str, what: str) -> tup
     low = buf[q:low_end]
 
     def finish() -> np.ndarray:
-        hi = job.out.astype(np.dtype(lay.item).newbyteorder("="))
-        if not lay.r:
-            return hi
-        lo = low.view(f"<u{lay.r}").astype(hi.dtype)
-        return (hi << np.array(8 * lay.r, hi.dtype)) | lo
+        hi = job.out.astype(np.dtype(lay.item).newbyteorder("="), copy=False)  # bf16: the decoded array itself
+        job.out = None
+        if lay.r:  # in place: no temporaries the size of the tensor
+            hi <<= np.array(8 * lay.r, hi.dtype)
+            hi |= low.view(f"<u{lay.r}")
+        return hi
 
     return job, finish
 

@@ -16,22 +16,23 @@ from binexport.formats.bwn.planes import ABSENT, T, PlaneJob, _starts
 
 
 def decode_jobs(jobs: list[PlaneJob]) -> None:
-    """Decode every job into ``job.out``, all streams in lockstep (rows of lanes, A then B), then check ends.
+    """Decode every job into ``job.out`` (each value's bits above LOW, uint16), a batch of streams at a time.
 
-    Symbol ids are uint16 and global over the jobs decoded together; a list that would overflow them is
-    decoded in several batches (only a file with thousands of tensors needs that).
+    Symbol ids are uint16 and global over the jobs decoded together, so a batch also ends before they would
+    overflow; besides that batches are those of :func:`rans.batches` (bounded streams and values).
     """
-    batch: list[PlaneJob] = []
-    na = nb = 0
-    for j in jobs:
-        ja, jb = j.a_values.size, (1 << j.lay.k) * (j.ctx.size + 1)
-        if batch and (na + ja > 1 << 16 or nb + jb > 1 << 16):
+    for part in rans.batches(jobs):
+        batch: list[PlaneJob] = []
+        na = nb = 0
+        for j in part:
+            ja, jb = j.a_values.size, (1 << j.lay.k) * (j.ctx.size + 1)
+            if batch and (na + ja > 1 << 16 or nb + jb > 1 << 16):
+                _decode(batch)
+                batch, na, nb = [], 0, 0
+            batch.append(j)
+            na, nb = na + ja, nb + jb
+        if batch:
             _decode(batch)
-            batch, na, nb = [], 0, 0
-        batch.append(j)
-        na, nb = na + ja, nb + jb
-    if batch:
-        _decode(batch)
 
 
 def _slots(f: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,53 +78,53 @@ def _decode(jobs: list[PlaneJob]) -> None:
     lanes = np.array([j.lanes for j in jobs], dtype=np.int64)
     base = np.concatenate([[0], np.cumsum(lanes)])
     jid = np.repeat(np.arange(len(jobs)), lanes)
-    local = np.arange(base[-1]) - base[jid]
     state = np.concatenate([j.states.astype(np.int64) for j in jobs])
     nwords = np.array([j.words.size for j in jobs], dtype=np.int64)
     words = np.concatenate([j.words for j in jobs] + [np.zeros(int(base[-1]) + 1, np.uint16)])
     top = words.size - 1
     wend = np.cumsum(nwords)
     wp = wend - nwords
-    out_base = np.concatenate([[0], np.cumsum([j.n for j in jobs])]).astype(np.int64)
-    ids_a = np.empty(int(out_base[-1]), dtype=np.uint16)
-    ids_b = np.empty(int(out_base[-1]), dtype=np.uint16)
+    for j in jobs:
+        j.out = np.empty(j.n, dtype=np.uint16)
     ar = np.arange(int(base[-1]) + 1, dtype=np.int64)
     mask = T - 1
     for k0, k1, act in rans._segments(jobs, base):
         ja = jid[act]
-        here, first = np.unique(ja, return_index=True)
+        here, first, cols = rans.columns(ja)
         bext = np.concatenate([first, [ja.size]])
         toff = ja * T
         x = state[act]
         hwp = wp[here].copy()
-        ga = np.empty((k1 - k0, ja.size), dtype=np.uint16)
-        gb = np.empty((k1 - k0, ja.size), dtype=np.uint16)
-        for k in range(k1 - k0):
-            for step in (0, 1):
-                slot = x & mask
-                if step == 0:
-                    ida = slot_a.take(slot + toff)
-                    r = rec_a = ra_tab.take(ida)
-                else:
-                    idb = slot_b.take((rec_a >> 29) + slot)  # the B table of this value's exponent
-                    r = rb_tab.take(idb)
-                x >>= rans.PROB_BITS
-                x *= r & 0x7FFF
-                x += slot
-                x -= (r >> 15) & mask
-                sel = np.flatnonzero(x < rans.RANS_L)
-                if sel.size:
-                    cuts = np.searchsorted(sel, bext)
-                    cnt = cuts[1:] - cuts[:-1]
-                    idx = ar[:sel.size] + np.repeat(hwp - cuts[:-1], cnt)
-                    np.minimum(idx, top, out=idx)  # a stream that runs dry reads padding; the end check fails it
-                    x[sel] = (x[sel] << 16) | words[idx]
-                    hwp += cnt
-            ga[k], gb[k] = ida, idb
+        per_chunk = rans.chunk_rounds(ja.size)
+        for c0 in range(k0, k1, per_chunk):
+            rounds = min(k1, c0 + per_chunk) - c0
+            ga = np.empty((rounds, ja.size), dtype=np.uint16)
+            gb = np.empty((rounds, ja.size), dtype=np.uint16)
+            for k in range(rounds):
+                for half in (0, 1):  # A, then B
+                    slot = x & mask
+                    if half == 0:
+                        ida = slot_a.take(slot + toff)
+                        r = rec_a = ra_tab.take(ida)
+                    else:
+                        idb = slot_b.take((rec_a >> 29) + slot)  # the B table of this value's exponent
+                        r = rb_tab.take(idb)
+                    x >>= rans.PROB_BITS
+                    x *= r & 0x7FFF
+                    x += slot
+                    x -= (r >> 15) & mask
+                    sel = np.flatnonzero(x < rans.RANS_L)
+                    if sel.size:
+                        cuts = np.searchsorted(sel, bext)
+                        cnt = cuts[1:] - cuts[:-1]
+                        idx = ar[:sel.size] + np.repeat(hwp - cuts[:-1], cnt)
+                        np.minimum(idx, top, out=idx)  # a stream that runs dry reads padding; the end check fails it
+                        x[sel] = (x[sel] << 16) | words[idx]
+                        hwp += cnt
+                ga[k], gb[k] = ida, idb
+            rans.scatter(jobs, ha.take(ga) | hb.take(gb), c0, cols)  # the value's bits above LOW
         state[act] = x
         wp[here] = hwp
-        pos = (out_base[ja] + local[act])[None, :] + np.arange(k0, k1)[:, None] * lanes[ja][None, :]
-        ids_a[pos], ids_b[pos] = ga, gb
     for i, j in enumerate(jobs):
         if int(wp[i]) != int(wend[i]):
             how = "ends early" if wp[i] > wend[i] else f"has {int(wend[i] - wp[i])} unused 16-bit words"
@@ -132,5 +133,3 @@ def _decode(jobs: list[PlaneJob]) -> None:
         if int(st.min()) != rans.RANS_L or int(st.max()) != rans.RANS_L:
             raise FormatError(f"{j.what}: the rANS lanes did not end in their initial state (field 'stream'); "
                               "the stream is corrupt")
-        sl = slice(int(out_base[i]), int(out_base[i + 1]))
-        j.out = ha.take(ids_a[sl]) | hb.take(ids_b[sl])

@@ -3,14 +3,15 @@
 A stream codes n symbols of one tensor with one static frequency table over
 L interleaved lanes (symbol n uses lane n mod L). Decoding is pure integer
 arithmetic, so a C reader gets bit-identical results. ``decode_jobs`` runs the
-streams of every coded tensor of a file in lockstep, one numpy round per row
-of L symbols: that keeps a pure-numpy decode of a 27-million-weight model to
-a fraction of a second.
+streams of the coded tensors of a file in lockstep, one numpy round per row
+of L symbols, a batch of streams at a time: that keeps a pure-numpy decode of
+a 27-million-weight model to a fraction of a second, and its scratch bounded
+(symbols land in 2-byte arrays, gathered 2^20 at a time; FORMAT.md 10.5).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -94,10 +95,7 @@ class Job:
     states: np.ndarray
     words: np.ndarray
     freq: np.ndarray
-    out: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.out = np.empty(self.n, dtype=np.int64)
+    out: np.ndarray | None = None  # after decode_jobs: the n symbol indices (uint16; an alphabet has <= 512)
 
     @property
     def lanes(self) -> int:
@@ -118,57 +116,109 @@ def parse_stream(buf: np.ndarray, n: int, lanes: int, freq: np.ndarray, what: st
     return Job(what, n, states, buf[4 * lanes:].view("<u2"), freq)
 
 
+#: Streams decoded together, at most: their slot tables (128 KB each) and lane vectors stay bounded.
+MAX_BATCH_JOBS = 64
+#: Symbols decoded together, at most (a larger single stream is a batch of its own): what a batch's
+#: outputs hold before their tensors are built and the symbol arrays dropped (FORMAT.md 10.5, peak).
+MAX_BATCH_VALUES = 1 << 24
+#: Symbols gathered (rounds x active lanes) before they are scattered to their tensors: bounds the scratch.
+CHUNK_VALUES = 1 << 20
+
+
+def chunk_rounds(active: int) -> int:
+    """Rounds per gather for ``active`` lanes: CHUNK_VALUES symbols, at least one round."""
+    return max(1, CHUNK_VALUES // max(active, 1))
+
+
+def batches(jobs: list, n_of=lambda j: j.n) -> list[list]:
+    """``jobs`` in file order, cut into runs of at most MAX_BATCH_JOBS streams and MAX_BATCH_VALUES values."""
+    out: list[list] = []
+    cur: list = []
+    total = 0
+    for j in jobs:
+        if cur and (len(cur) >= MAX_BATCH_JOBS or total + n_of(j) > MAX_BATCH_VALUES):
+            out.append(cur)
+            cur, total = [], 0
+        cur.append(j)
+        total += n_of(j)
+    return out + [cur] if cur else out
+
+
 def decode_jobs(jobs: list[Job]) -> None:
-    """Decode every job into ``job.out``, all streams in lockstep (one numpy round per row of lanes), then check ends."""
-    if not jobs:
-        return
+    """Decode every job into ``job.out``, in batches (:func:`batches`), each batch's streams in lockstep."""
+    for batch in batches(jobs):
+        _decode(batch)
+
+
+def scatter(jobs: list, g: np.ndarray, c0: int, cols: list[tuple[int, int, int]]) -> None:
+    """Rounds ``c0 ..`` of values ``g`` (rounds x active lanes) into each job's ``out``, in element order.
+
+    ``cols``: (job index, first column, end column) per job active here; a job's columns are contiguous. A job
+    with fewer active lanes than it has is in its partial last row, which is a one-round segment.
+    """
+    for jb, a, b in cols:
+        j = jobs[jb]
+        lo = c0 * j.lanes
+        if b - a == j.lanes:
+            j.out[lo:lo + g.shape[0] * j.lanes] = g[:, a:b].reshape(-1)
+        else:
+            j.out[lo:lo + b - a] = g[0, a:b]
+
+
+def columns(ja: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
+    """For the active lanes' job ids (non-decreasing): the jobs here, each one's first column, (job, a, b) runs."""
+    here, first = np.unique(ja, return_index=True)
+    ends = np.concatenate([first[1:], [ja.size]])
+    return here, first, [(int(h), int(a), int(b)) for h, a, b in zip(here, first, ends)]
+
+
+def _decode(jobs: list[Job]) -> None:
     jobs = sorted(jobs, key=lambda j: (-(j.n // j.lanes), -(j.n % j.lanes)))
     lanes = np.array([j.lanes for j in jobs], dtype=np.int64)
     base = np.concatenate([[0], np.cumsum(lanes)])
     jid = np.repeat(np.arange(len(jobs)), lanes)
     state = np.concatenate([j.states.astype(np.int64) for j in jobs])
     nwords = np.array([j.words.size for j in jobs], dtype=np.int64)
-    words = np.concatenate([j.words.astype(np.int64) for j in jobs] + [np.zeros(1, np.int64)])
+    words = np.concatenate([j.words for j in jobs] + [np.zeros(1, np.uint16)])  # u16: a copy no larger than the file
     top = words.size - 1
     wend = np.cumsum(nwords)
     wptr = wend - nwords
     table = np.concatenate([_slot_table(j.freq) for j in jobs])
-    records: list[np.ndarray] = []
-    positions: list[np.ndarray] = []
-    out_base = np.concatenate([[0], np.cumsum([j.n for j in jobs])[:-1]]).astype(np.int64)
+    for j in jobs:
+        j.out = np.empty(j.n, dtype=np.uint16)
     for k0, k1, act in _segments(jobs, base):
         ja = jid[act]
-        jobs_here, first = np.unique(ja, return_index=True)
+        jobs_here, first, cols = columns(ja)
         last = np.concatenate([first[1:], [ja.size]]) - 1
         lane_job = np.searchsorted(jobs_here, ja)  # index into jobs_here, per active lane
         toff = ja * TOTAL
         wp = wptr[jobs_here]
-        for _ in range(k0, k1):
-            x = state[act]
-            slot = x & (TOTAL - 1)
-            r = table[toff + slot]
-            x >>= PROB_BITS
-            x *= r & 0x7FFF
-            x += slot
-            x -= (r >> 15) & (TOTAL - 1)
-            need = x < RANS_L
-            sel = np.flatnonzero(need)
-            if sel.size:
-                cs = np.cumsum(need)
-                upto = cs[last]
-                counts = upto.copy()
-                counts[1:] -= upto[:-1]
-                idx = (wp + counts - upto)[lane_job[sel]] + cs[sel] - 1
-                np.minimum(idx, top, out=idx)  # a stream that runs dry reads the padding; the end check fails it
-                x[sel] = (x[sel] << 16) | words[idx]
-                wp += counts
-            state[act] = x
-            records.append(r)
+        step = chunk_rounds(ja.size)
+        for c0 in range(k0, k1, step):
+            g = np.empty((min(k1, c0 + step) - c0, ja.size), dtype=np.uint16)
+            for k in range(g.shape[0]):
+                x = state[act]
+                slot = x & (TOTAL - 1)
+                r = table[toff + slot]
+                x >>= PROB_BITS
+                x *= r & 0x7FFF
+                x += slot
+                x -= (r >> 15) & (TOTAL - 1)
+                need = x < RANS_L
+                sel = np.flatnonzero(need)
+                if sel.size:
+                    cs = np.cumsum(need)
+                    upto = cs[last]
+                    counts = upto.copy()
+                    counts[1:] -= upto[:-1]
+                    idx = (wp + counts - upto)[lane_job[sel]] + cs[sel] - 1
+                    np.minimum(idx, top, out=idx)  # a stream that runs dry reads the padding; the end check fails it
+                    x[sel] = (x[sel] << 16) | words[idx]
+                    wp += counts
+                state[act] = x
+                g[k] = r >> 29
+            scatter(jobs, g, c0, cols)
         wptr[jobs_here] = wp
-        local = (np.arange(base[-1]) - base[jid])[act]
-        positions.append(((out_base[ja] + local)[None, :] + np.arange(k0, k1)[:, None] * lanes[ja][None, :]).ravel())
-    out = np.empty(int(out_base[-1] + jobs[-1].n), dtype=np.int64)
-    out[np.concatenate(positions)] = np.concatenate(records) >> 29
     for i, j in enumerate(jobs):
         if int(wptr[i]) != int(wend[i]):
             how = "ends early" if wptr[i] > wend[i] else f"has {int(wend[i] - wptr[i])} unused 16-bit words"
@@ -176,7 +226,6 @@ def decode_jobs(jobs: list[Job]) -> None:
         st = state[base[i]:base[i + 1]]
         if int(st.min()) != RANS_L or int(st.max()) != RANS_L:
             raise FormatError(f"{j.what}: the rANS lanes did not end in their initial state; the stream is corrupt")
-        j.out = out[out_base[i]:out_base[i] + j.n]
 
 
 def _slot_table(freq: np.ndarray) -> np.ndarray:

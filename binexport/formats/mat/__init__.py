@@ -1,7 +1,8 @@
 """The paper author's own 1-bit WRNs: M. D. McDonnell's MATLAB/MatConvNet and tf.keras ``.mat`` files (read only).
 
-Both are level-5 MAT files (``MATLAB 5.0 MAT-file`` at byte 0), told apart by the variables inside
-(``scipy.io.whosmat``, which reads names, shapes and classes without the data), never by the file name:
+Both are level-5 MAT files (``MATLAB 5.0 MAT-file`` at byte 0), read by binexport's own bounded parser
+(:mod:`.mat5`, not scipy: see there) and told apart by the variables inside (names, shapes and classes
+from their headers, read without the data), never by the file name:
 
 * **matlab** (``TrainedWideResNet20-10_CIFAR*_1-bit-per-weight-4MB.mat``): ``BinaryWeights`` (cell of logical
   ``(kh, kw, in, out)``), ``LayerWeights`` (each conv's scale), ``Stride``, ``Padding``, ``NumChannels``, and
@@ -13,13 +14,16 @@ Both are level-5 MAT files (``MATLAB 5.0 MAT-file`` at byte 0), told apart by th
 Every convention (pixel range, padding, pool divisor, eps, bit polarity) is proven in
 docs/research/mcdonnell-conventions.md; this module maps the tensors onto binexport's canonical names and
 leaves the arithmetic to the architecture variant (:data:`binexport.arch.VARIANTS`).
+
+Memory bound: the whole file (at most :data:`MAX_FILE_BYTES`) is read once; all the variables read decode
+to at most :func:`decode_limit` bytes (16 x the file size, at least 32 MiB), charged before each is inflated;
+the peak is about the file plus three times that (raw bytes, sign arrays, their transposed copies).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +31,17 @@ import numpy as np
 
 from binexport._fileio import check_input
 from binexport.errors import InputError
+from binexport.formats.mat import mat5
 from binexport.model import Arch, BinaryWeight, Model, Source
 
 MAGIC = b"MATLAB 5.0 MAT-file"
 _HDF5 = b"\x89HDF\r\n\x1a\n"
-#: The published files are 3.7-4.1 MB; anything past this is not one of them, and scipy reads a whole file.
+#: The published files are 3.7-4.1 MB; anything past this is not one of them (the file is read whole).
 MAX_FILE_BYTES = 64 << 20
+#: Decoded bytes allowed per file byte: McDonnell's files decode to 6.6-7.3 x their size (zlib on logical
+#: arrays of about one bit of entropy a byte), so an honest file gets twice that, a zlib bomb far less.
+DECODE_RATIO = 16
+DECODE_FLOOR = 32 << 20
 _MATLAB_VARS = ("BinaryWeights", "LayerWeights", "Stride", "Padding", "NumChannels", "BNG", "BNB", "Moments")
 _KERAS_CONV = re.compile(r"conv2d(?:_(\d+))?$")
 _KERAS_BN = re.compile(r"batch_normalization(?:_v1)?(?:_(\d+))?$")
@@ -73,50 +82,41 @@ def read(path: str | Path) -> Model:
                          "models are: re-save it in MATLAB with save(..., '-v7')")
     if len(head) < 128:
         raise InputError(f"{p}: {size} bytes, shorter than the 128-byte MAT-file header; the file is truncated")
-    whos = _scipy(p, "whosmat")
-    names = {n: (tuple(int(d) for d in shape), cls) for n, shape, cls in whos}
+    mat = _open(p, size)
+    names = {n: (v.dims, v.class_name) for n, v in mat.vars.items()}
     if set(_MATLAB_VARS) <= set(names):
-        return _read_matlab(p, size, names)
+        return _read_matlab(p, size, mat)
     convs = [n for n in names if _KERAS_CONV.match(n)]
     bns = [n for n in names if _KERAS_BN.match(n)]
     if convs and bns:
-        return _read_keras(p, size, names, convs, bns)
+        return _read_keras(p, size, mat, names, convs, bns)
     found = ", ".join(sorted(names)[:6]) or "no variables"
     raise InputError(f"{p}: a MAT file of neither McDonnell layout: expected the MATLAB variables "
                      f"({', '.join(_MATLAB_VARS[:3])}, ...) or Keras conv2d_N and batch_normalization_N, "
                      f"found {found}")
 
 
-def _scipy(p: Path, what: str, **kw: Any) -> Any:
-    """scipy.io's whosmat or loadmat, with its many failure types turned into one InputError line."""
-    import scipy.io
-
-    try:
-        return getattr(scipy.io, what)(str(p), **kw)
-    except NotImplementedError:
-        raise InputError(f"{p}: a MATLAB v7.3 (HDF5) MAT file; binexport reads level-5 MAT files: re-save it "
-                         "in MATLAB with save(..., '-v7')") from None
-    except (ValueError, TypeError, OSError, EOFError, OverflowError, IndexError, KeyError, zlib.error,
-            UnicodeDecodeError, MemoryError) as e:
-        raise InputError(f"{p}: not a readable MAT file ({type(e).__name__}: {str(e).strip()[:160]}); "
-                         "the file is truncated or damaged") from None
+def decode_limit(size: int) -> int:
+    """The most bytes a ``size``-byte ``.mat`` file may decode to (:data:`DECODE_RATIO` x, >= :data:`DECODE_FLOOR`)."""
+    return max(DECODE_FLOOR, DECODE_RATIO * size)
 
 
-def _check_budget(p: Path, size: int, shapes: list[tuple[int, ...]]) -> None:
-    """Refuse declared shapes that would decode to far more than the file could honestly hold."""
-    total = sum(math.prod(s) for s in shapes) * 4
-    if total > max(256 << 20, 64 * size):
-        raise InputError(f"{p}: its variables declare {total:,} bytes of data, far more than a {size:,}-byte "
-                         "McDonnell model holds; the file is damaged or hostile")
+def _open(p: Path, size: int) -> mat5.MatFile:
+    with open(p, "rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+    if len(data) != size:
+        raise InputError(f"{p}: changed while it was read ({size:,} bytes, then {len(data):,}); read it again")
+    rule = f" ({DECODE_RATIO} x its size, at least {DECODE_FLOOR >> 20} MiB; McDonnell's decode to about 7 x)"
+    return mat5.MatFile(data, str(p), mat5.Budget(str(p), decode_limit(size), rule))
 
 
-def _read_matlab(p: Path, size: int, names: dict[str, tuple[tuple[int, ...], str]]) -> Model:
-    _check_budget(p, size, [names[n][0] for n in _MATLAB_VARS if names[n][1] != "cell"])
-    m = _scipy(p, "loadmat", variable_names=list(_MATLAB_VARS), verify_compressed_data_integrity=True)
-    bits = [_bits(c, 4, p, f"BinaryWeights{{{i + 1}}}") for i, c in enumerate(_cells(m["BinaryWeights"], p))]
-    moments = [_floats(c, p, f"Moments{{{i + 1}}}") for i, c in enumerate(_cells(m["Moments"], p))]
-    gammas = [_floats(c, p, f"BNG{{{i + 1}}}").ravel() for i, c in enumerate(_cells(m["BNG"], p))]
-    betas = [_floats(c, p, f"BNB{{{i + 1}}}").ravel() for i, c in enumerate(_cells(m["BNB"], p))]
+def _read_matlab(p: Path, size: int, mat: mat5.MatFile) -> Model:
+    m = {n: mat.load(mat.vars[n]) for n in _MATLAB_VARS}
+    cells = _cells(m["BinaryWeights"], p, "BinaryWeights")
+    bits = [_bits(c, 4, p, f"BinaryWeights{{{i + 1}}}") for i, c in enumerate(cells)]
+    moments = [_floats(c, p, f"Moments{{{i + 1}}}") for i, c in enumerate(_cells(m["Moments"], p, "Moments"))]
+    gammas = [_floats(c, p, f"BNG{{{i + 1}}}").ravel() for i, c in enumerate(_cells(m["BNG"], p, "BNG"))]
+    betas = [_floats(c, p, f"BNB{{{i + 1}}}").ravel() for i, c in enumerate(_cells(m["BNB"], p, "BNB"))]
     if not (len(moments) == len(gammas) == len(betas) == len(bits) + 1):
         raise InputError(f"{p}: {len(bits)} convs need {len(bits) + 1} BNs, found Moments {len(moments)}, "
                          f"BNG {len(gammas)}, BNB {len(betas)}")
@@ -125,7 +125,11 @@ def _read_matlab(p: Path, size: int, names: dict[str, tuple[tuple[int, ...], str
         if mo.ndim != 2 or mo.shape[1] != 2 or gammas[i].shape != (mo.shape[0],) or betas[i].shape != gammas[i].shape:
             raise InputError(f"{p}: BN {i + 1} has Moments {mo.shape}, BNG {gammas[i].shape}, BNB {betas[i].shape}; "
                              "expected (C, 2) [mean, sigma], (C, 1) and (C, 1)")
-        var = (mo[:, 1].astype(np.float64) ** 2).astype(np.float32)  # sigma already holds eps: var = sigma^2, eps 0
+        with np.errstate(over="ignore"):
+            var = (mo[:, 1].astype(np.float64) ** 2).astype(np.float32)  # sigma holds eps: var = sigma^2, eps 0
+        if not np.isfinite(var).all():
+            raise InputError(f"{p}: Moments{{{i + 1}}} has a sigma whose square overflows single precision "
+                             f"(largest |sigma| {float(np.abs(mo[:, 1]).max()):.3g}); expected finite statistics")
         bns.append((gammas[i], betas[i], np.ascontiguousarray(mo[:, 0]), var))
     signs = [np.ascontiguousarray(b.transpose(3, 2, 0, 1)) for b in bits]  # (kh, kw, in, out) -> (out, in, kh, kw)
     model = _assemble(p, size, "mcdonnell-matlab", "matlab-mat", signs, bns)
@@ -133,17 +137,16 @@ def _read_matlab(p: Path, size: int, names: dict[str, tuple[tuple[int, ...], str
     return model
 
 
-def _read_keras(p: Path, size: int, names: dict[str, tuple[tuple[int, ...], str]], convs: list[str],
-                bns: list[str]) -> Model:
+def _read_keras(p: Path, size: int, mat: mat5.MatFile, names: dict[str, tuple[tuple[int, ...], str]],
+                convs: list[str], bns: list[str]) -> Model:
     bad = [f"{n} {names[n][0]}" for n in convs if len(names[n][0]) != 5 or names[n][0][0] != 1]
     bad += [f"{n} {names[n][0]}" for n in bns if len(names[n][0]) != 2 or names[n][0][0] not in (2, 4)]
     if bad:
         raise InputError(f"{p}: Keras layout with wrong shapes: {', '.join(bad[:3])}; expected conv2d_N "
                          "(1, kh, kw, in, out) and batch_normalization_N (4, 3) or (2, C)")
-    _check_budget(p, size, [names[n][0] for n in convs + bns])
     convs.sort(key=lambda n: int(_KERAS_CONV.match(n).group(1) or 0))  # type: ignore[union-attr]
     bns.sort(key=lambda n: int(_KERAS_BN.match(n).group(1) or 0))  # type: ignore[union-attr]
-    m = _scipy(p, "loadmat", variable_names=convs + bns, verify_compressed_data_integrity=True)
+    m = {n: mat.load(mat.vars[n]) for n in convs + bns}
     signs = [np.ascontiguousarray(_bits(m[n], 5, p, n)[0].transpose(3, 2, 0, 1)) for n in convs]
     rows = [_floats(m[n], p, n) for n in bns]
     if len(rows) != len(signs) + 1 or rows[0].shape != (4, 3) or any(r.shape[0] != 2 for r in rows[1:]):
@@ -155,15 +158,21 @@ def _read_keras(p: Path, size: int, names: dict[str, tuple[tuple[int, ...], str]
     return _assemble(p, size, "mcdonnell-keras", "keras-mat", signs, [tuple(first), *stats])
 
 
-def _cells(arr: Any, p: Path) -> list[Any]:
-    if not isinstance(arr, np.ndarray) or arr.dtype != object:
-        raise InputError(f"{p}: expected a MATLAB cell array, found {getattr(arr, 'dtype', type(arr).__name__)}")
-    return list(arr.ravel(order="F"))
+def _cells(arr: Any, p: Path, what: str) -> list[Any]:
+    if not isinstance(arr, list):
+        raise InputError(f"{p}: {what} is a {arr.dtype} array of shape {arr.shape}; expected a MATLAB cell array")
+    return arr
+
+
+def _array(arr: Any, p: Path, what: str) -> np.ndarray:
+    if isinstance(arr, list):
+        raise InputError(f"{p}: {what} is a cell array of {len(arr)} elements; expected a numeric array")
+    return np.asarray(arr)
 
 
 def _bits(arr: Any, ndim: int, p: Path, what: str) -> np.ndarray:
     """Sign bits (True = +1) from a logical array of ``ndim`` dimensions (MATLAB drops trailing 1s: pad them)."""
-    a = np.asarray(arr)
+    a = _array(arr, p, what)
     if a.dtype not in (np.uint8, np.bool_) or not 2 <= a.ndim <= ndim:
         raise InputError(f"{p}: {what} is {a.dtype} of {a.ndim} dimensions; expected logical sign bits of "
                          f"{ndim} dimensions")
@@ -174,12 +183,27 @@ def _bits(arr: Any, ndim: int, p: Path, what: str) -> np.ndarray:
 
 
 def _floats(arr: Any, p: Path, what: str) -> np.ndarray:
-    a = np.asarray(arr)
+    """A 2-D single array, finite *after* the conversion to float32 (1e300 is finite in double, not in single)."""
+    a = _array(arr, p, what)
     if a.dtype not in (np.float32, np.float64) or a.ndim != 2:
         raise InputError(f"{p}: {what} is {a.dtype} of shape {a.shape}; expected a 2-D single array")
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = a.astype(np.float32, copy=False)
     if not np.isfinite(a).all():
-        raise InputError(f"{p}: {what} holds NaN or infinite values")
-    return a.astype(np.float32, copy=False)
+        raise InputError(f"{p}: {what} holds NaN or infinite values (as single precision); expected finite "
+                         "statistics")
+    return a
+
+
+def _ints(arr: Any, p: Path, what: str) -> list[int]:
+    """A numeric geometry row (Stride, Padding, NumChannels) as small whole numbers."""
+    a = _array(arr, p, what)
+    if a.dtype.kind not in "fiu":
+        raise InputError(f"{p}: {what} is a {a.dtype} array; expected a numeric row")
+    v = a.ravel().astype(np.float64)
+    if not (np.isfinite(v).all() and (v == np.round(v)).all() and (np.abs(v) < 1 << 31).all()):
+        raise InputError(f"{p}: {what} holds {v[:4].tolist()}...; expected whole numbers")
+    return v.astype(np.int64).tolist()
 
 
 def _assemble(p: Path, size: int, family: str, layout: str, signs: list[np.ndarray],
@@ -215,8 +239,8 @@ def _check_matlab_geometry(p: Path, model: Model, m: dict[str, Any], signs: list
     a = model.arch
     per = a.blocks_per_group
     scales = _floats(m["LayerWeights"], p, "LayerWeights").ravel()
-    stride = np.asarray(m["Stride"]).ravel().astype(np.int64)
-    pad = np.asarray(m["Padding"]).ravel().astype(np.int64)
+    stride = _ints(m["Stride"], p, "Stride")
+    pad = _ints(m["Padding"], p, "Padding")
     want_stride = [2 if k in (1 + 2 * per, 1 + 4 * per) else 1 for k in range(len(signs))]
     want_pad = [s.shape[2] // 2 for s in signs]
     want_scale = np.array([math.sqrt(2.0 / math.prod(s.shape[1:])) for s in signs], np.float32)
@@ -224,11 +248,11 @@ def _check_matlab_geometry(p: Path, model: Model, m: dict[str, Any], signs: list
     if scales.shape != want_scale.shape or not np.allclose(scales, want_scale, rtol=1e-6, atol=0):
         problems.append(f"LayerWeights {scales[:3].tolist()}... (expected sqrt(2 / fan_in): "
                         f"{want_scale[:3].tolist()}...)")
-    if stride.tolist() != want_stride:
-        problems.append(f"Stride {stride.tolist()} (expected {want_stride})")
-    if pad.tolist() != want_pad:
-        problems.append(f"Padding {pad.tolist()} (expected {want_pad})")
-    channels = np.asarray(m["NumChannels"]).ravel().astype(np.int64).tolist()
+    if stride != want_stride:
+        problems.append(f"Stride {stride} (expected {want_stride})")
+    if pad != want_pad:
+        problems.append(f"Padding {pad} (expected {want_pad})")
+    channels = _ints(m["NumChannels"], p, "NumChannels")
     if channels and channels[-1] != a.num_classes:
         problems.append(f"NumChannels ends with {channels[-1]} but the head conv has {a.num_classes} outputs")
     if problems:
