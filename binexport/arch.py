@@ -25,10 +25,23 @@ VARIANTS: dict[str, dict[str, object]] = {
                  "downsample_padding": "symmetric", "pool_count_include_pad": False, "bn_eps": 0.0},
     "mcdonnell-keras": {"input_bn": True, "input_relu": False, "first_conv_binary": True, "head": "binary",
                  "downsample_padding": "tf-same", "pool_count_include_pad": False, "bn_eps": 1e-5},
+    # pytorchcv's (imgclsmob's) wrn20_10_1bit_* / wrn20_10_32bit_*: the port's blocks, shortcut and outside
+    # normalisation, but a 1-bit conv0 and 1-bit conv_last followed by an affine bn_last (formats/pytorchcv.py)
+    "pytorchcv": {"input_bn": False, "input_relu": False, "first_conv_binary": True, "head": "binary-affine",
+                  "downsample_padding": "symmetric", "pool_count_include_pad": True, "bn_eps": 1e-5},
 }
 #: How ``inspect`` names each family.
 FAMILY_LABELS = {"pytorch": "binary-wide-resnet PyTorch port", "mcdonnell-matlab": "McDonnell MATLAB variant",
-                 "mcdonnell-keras": "McDonnell Keras variant"}
+                 "mcdonnell-keras": "McDonnell Keras variant", "pytorchcv": "pytorchcv WRN-1bit variant"}
+#: Families with ``num_batches_tracked`` counters (PyTorch BatchNorms); McDonnell's files have none.
+_COUNTER_FAMILIES = ("pytorch", "pytorchcv")
+#: The (mean, std) on the 0..1 scale a family normalises its input with outside the network, where it is not
+#: the SPEC's CIFAR one (binexport.model.CIFAR_MEAN / CIFAR_STD). pytorchcv evaluates CIFAR-10, CIFAR-100 and
+#: SVHN with imgclsmob's ``CIFAR10MetaInfo.mean_rgb`` / ``std_rgb`` (CIFAR100MetaInfo and SVHNMetaInfo inherit
+#: them), applied as ``transforms.Normalize`` after ``ToTensor``.
+INPUT_NORMALIZATION: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "pytorchcv": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+}
 
 
 @dataclass(frozen=True)
@@ -45,11 +58,12 @@ class Arch:
     """A ``WRN_McDonnell`` architecture: geometry (identified from tensor shapes) and its variant.
 
     The variant fields default to the PyTorch port; :data:`VARIANTS` gives them per ``family``, and an Arch
-    whose fields are not exactly its family's is refused, so every writer and runtime meets three known
+    whose fields are not exactly its family's is refused, so every writer and runtime meets four known
     networks, not arbitrary mixtures. Fields: ``input_bn`` (an affine BN, ``input_bn.*``, on raw 0..255
     pixels instead of outside normalisation), ``input_relu`` (a ReLU after it), ``first_conv_binary``
     (conv0 is sign bits), ``head`` (``float``: float conv_last + affine bn_last; ``binary``: 1-bit conv_last
-    + statistics-only bn_last), ``downsample_padding`` (``symmetric``: pad 1 all round; ``tf-same``: TF's
+    + statistics-only bn_last; ``binary-affine``: 1-bit conv_last + affine bn_last), ``downsample_padding``
+    (``symmetric``: pad 1 all round; ``tf-same``: TF's
     'same', 0 before and 1 after, for the stride-2 conv and the shortcut pool), ``pool_count_include_pad``
     (the shortcut average counts padding) and ``bn_eps``.
     """
@@ -111,6 +125,12 @@ class Arch:
         """How ``inspect`` names the family, e.g. ``McDonnell MATLAB variant``."""
         return FAMILY_LABELS[self.family]
 
+    @property
+    def normalization(self) -> str:
+        """Whose outside normalisation the input takes: ``""`` for the SPEC's CIFAR one, else a key of
+        :data:`INPUT_NORMALIZATION` (``pytorchcv``). Meaningless for a model with an input BN (raw pixels)."""
+        return self.family if self.family in INPUT_NORMALIZATION else ""
+
     def variant(self) -> dict[str, object]:
         """The variant fields (everything but geometry and family), as :data:`VARIANTS` lists them."""
         return {k: getattr(self, k) for k in VARIANTS["pytorch"]}
@@ -134,13 +154,13 @@ class Arch:
         """
         w0, _, w2 = self.widths
         n = self.num_classes
-        counters = self.is_port
+        counters = self.family in _COUNTER_FAMILIES
         out = []
         if self.input_bn:
             out += [TensorSpec("input_bn.weight", (3,), "affine"), TensorSpec("input_bn.bias", (3,), "affine")]
             out += _bn_specs("input_bn", 3, counters)
         out.append(TensorSpec("conv0", (w0, 3, 3, 3), "binary" if self.first_conv_binary else "conv"))
-        out.append(TensorSpec("conv_last", (n, w2, 1, 1), "binary" if self.head == "binary" else "conv"))
+        out.append(TensorSpec("conv_last", (n, w2, 1, 1), "conv" if self.head == "float" else "binary"))
         for g, w in enumerate(self.widths):
             for b in range(self.blocks_per_group):
                 cin = self.widths[g - 1] if (g > 0 and b == 0) else w
@@ -150,7 +170,7 @@ class Arch:
                 out.extend(_bn_specs(p + "bn0", cin, counters))
                 out.extend(_bn_specs(p + "bn1", w, counters))
         out.extend(_bn_specs("bn", w2, counters))
-        if self.head == "float":
+        if self.head in ("float", "binary-affine"):
             out += [TensorSpec("bn_last.weight", (n,), "affine"), TensorSpec("bn_last.bias", (n,), "affine")]
         out.extend(_bn_specs("bn_last", n, counters))
         return out

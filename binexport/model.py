@@ -12,12 +12,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from binexport.arch import FAMILY_LABELS, VARIANTS, Arch, TensorSpec  # noqa: F401 (re-exported)
+from binexport.arch import FAMILY_LABELS, INPUT_NORMALIZATION, VARIANTS, Arch, TensorSpec  # noqa: F401 (re-exported)
 from binexport.errors import CheckError, InputError
 
 #: CIFAR normalisation of the SPEC, per RGB channel, on the 0..1 scale.
 CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+
+
+def input_normalization(arch: Arch) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) per RGB channel, 0..1 scale, that ``arch``'s normalised input was made with.
+
+    The SPEC's CIFAR statistics, except for a family that evaluates with its own (pytorchcv:
+    :data:`binexport.arch.INPUT_NORMALIZATION`). A model with an input BN takes raw pixels instead.
+    """
+    return INPUT_NORMALIZATION.get(arch.family, (CIFAR_MEAN, CIFAR_STD))
 
 #: How a full-precision model's conv weights can be stored (binexport/precision.py rounds to the half ones).
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")

@@ -348,6 +348,8 @@ VARIANTS = {
                          "downsample_padding": "symmetric", "pool_count_include_pad": False, "bn_eps": 0.0},
     "mcdonnell-keras": {"input_bn": True, "input_relu": False, "first_conv_binary": True, "head": "binary",
                         "downsample_padding": "tf-same", "pool_count_include_pad": False, "bn_eps": 1e-05},
+    "pytorchcv": {"input_bn": False, "input_relu": False, "first_conv_binary": True, "head": "binary-affine",
+                  "downsample_padding": "symmetric", "pool_count_include_pad": True, "bn_eps": 1e-05},
 }
 FLOATS = {"f16", "f32", "f64", "bf16"}
 
@@ -389,11 +391,13 @@ def model(data: bytes) -> dict:
         family = variant["family"]
         want = VARIANTS[family]
         assert set(variant) == {"family", *want} and all(same(variant[k], v) for k, v in want.items())
-        assert meta["binarized"] is True, "a variant with 1-bit conv0/conv_last is binarised"
+        assert meta["binarized"] is True or family == "pytorchcv", "a variant with 1-bit conv0/conv_last is binarised"
     binarized = meta["binarized"]
     expect = dict(wrn_tensors(depth, widths, classes))
     binary = {n for n in expect if ".block" in n and n.endswith((".conv0", ".conv1"))}
-    if family != "pytorch":  # section 4.1's changes to the list
+    if family == "pytorchcv":  # section 4.1: the port's tensors, conv0 and conv_last 1-bit when binarised
+        binary |= {"conv0", "conv_last"}
+    elif family != "pytorch":  # section 4.1's changes to the list
         expect = {n: s for n, s in expect.items() if not n.endswith("num_batches_tracked")
                   and n not in ("bn_last.weight", "bn_last.bias")}
         expect = {**{f"input_bn.{k}": [3] for k in ("weight", "bias", "running_mean", "running_var")}, **expect}

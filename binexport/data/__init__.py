@@ -22,10 +22,15 @@ DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
 __all__ = ["DATASET_NAMES", "Dataset", "load_test_set", "normalize"]
 
 
-def normalize(images: np.ndarray) -> np.ndarray:
-    """uint8 NHWC -> the float32 NCHW input the network was trained on: ``(pixel/255 - mean) / std``."""
+def normalize(images: np.ndarray, mean: tuple[float, ...] = CIFAR_MEAN,
+              std: tuple[float, ...] = CIFAR_STD) -> np.ndarray:
+    """uint8 NHWC -> the float32 NCHW input the network was trained on: ``(pixel/255 - mean) / std``.
+
+    ``mean``/``std``: the SPEC's CIFAR statistics unless a family evaluates with its own
+    (:func:`binexport.model.input_normalization`).
+    """
     x: np.ndarray = images.astype(np.float32) / 255.0
-    x = (x - np.asarray(CIFAR_MEAN, np.float32)) / np.asarray(CIFAR_STD, np.float32)
+    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 

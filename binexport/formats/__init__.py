@@ -24,7 +24,7 @@ from typing import Any
 
 from binexport._fileio import check_input, read_head
 from binexport.errors import InputError
-from binexport.formats import _torchsave, bwn, checkpoint, mat, onnx, packed
+from binexport.formats import _torchsave, bwn, checkpoint, mat, onnx, packed, pytorchcv
 from binexport.model import Model
 
 
@@ -61,6 +61,9 @@ REGISTRY: tuple[Format, ...] = (
            sniff=mat.sniff, read=mat.read),
     Format("onnx", (".onnx",), ".onnx", "an ONNX graph for stock ONNX Runtime (export only)",
            sniff=onnx.sniff, write=onnx.write),
+    Format("pytorchcv", (".pth",), ".pth",
+           "pytorchcv's pretrained WRN-1bit state_dicts (wrn20_10_1bit_*, wrn20_10_32bit_*), read only; a torch "
+           "file, so the checkpoint reader claims it and names it from its keys", read=pytorchcv.read),
 )
 
 #: Every format name, in registry order.

@@ -7,6 +7,7 @@ optimizer state, half of a training checkpoint, is never paged in.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -19,7 +20,7 @@ import numpy as np
 
 from binexport._fileio import check_input, read_head, shown
 from binexport.errors import InputError
-from binexport.formats import _torchscan
+from binexport.formats import _torchscan, _zipwrap
 from binexport.model import Arch, BinaryWeight, Model, Source
 
 #: Layouts of torch files (``Source.layout``); a packed layout is the ``packed`` file format, the others ``checkpoint``.
@@ -51,6 +52,11 @@ def load_model(path: str | Path, binarized: bool | None = None, strict: bool = T
     obj = _torch_load(p)
     layout, state, extra = _unwrap(obj, p)
     arrays, packed_names = _to_numpy(state, layout, p)
+    if not packed_names:
+        from binexport.formats import pytorchcv  # noqa: PLC0415 (pytorchcv's layout has a room of its own)
+
+        if pytorchcv.matches(arrays):
+            return pytorchcv.to_model(p, arrays, binarized, strict, p.stat().st_size)
     if packed_names:
         layout = PACKED  # uint8 bits are packed whatever wraps them; binarising them again would corrupt them
     bad = sorted(k for k in packed_names if not _BLOCK_CONV.fullmatch(k))  # before shapes: unpacking changed them
@@ -93,21 +99,25 @@ def _torch_load(p: Path) -> Any:
     is_zip = head.startswith(_ZIP_MAGIC)
     with open(p, "rb") as f:
         size = os.fstat(f.fileno()).st_size
+        src: Any = f
         try:
-            _torchscan.scan(f, size, is_zip)  # declared sizes vs the file, before torch allocates anything
+            inner = _zipwrap.wrapped_member(f, size) if is_zip else None
+            if inner is not None:  # a zoo's one-member zip around the torch file (pytorchcv's <name>.pth.zip)
+                src, size, is_zip = io.BytesIO(inner), len(inner), inner.startswith(_ZIP_MAGIC)
+            _torchscan.scan(src, size, is_zip)  # declared sizes vs the file, before torch allocates anything
         except InputError as e:
             raise InputError(f"{shown(p)}: {e}") from None
-        f.seek(0)
+        src.seek(0)
         import torch
 
         # the file we checked, by its descriptor: the same bytes, and a name torch can open even where the
         # path is not UTF-8 (paths are bytes on POSIX; torch's C++ side wants text)
         by_fd = f"/proc/self/fd/{f.fileno()}"
-        target: Any = by_fd if os.path.exists(by_fd) else f
+        target: Any = by_fd if src is f and os.path.exists(by_fd) else src
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch's deprecation chatter is not the user's business
-                return torch.load(target, map_location="cpu", weights_only=True, mmap=is_zip and target is not f)
+                return torch.load(target, map_location="cpu", weights_only=True, mmap=is_zip and target is not src)
         except pickle.UnpicklingError as e:
             msg = str(e).strip().splitlines()
             why = next((m for m in msg if "Unsupported" in m or "global" in m.lower()), msg[0] if msg else "")

@@ -28,7 +28,8 @@ def write(model: Model, **options: object) -> bytes:
         raise InputError(f"the 'packed' format takes no options, got {', '.join(sorted(options))}")
     if not model.arch.is_port:
         raise InputError(f"the published packed layout holds the binary-wide-resnet PyTorch port only, and this "
-                         f"{model.arch.name} is the {model.arch.label} (input BN, 1-bit conv0 and head); use "
+                         f"{model.arch.name} is the {model.arch.label} ("
+                         f"{'input BN, ' if model.arch.input_bn else ''}1-bit conv0 and head); use "
                          "--format bwn, which holds every variant")
     if not model.binarized:
         raise InputError("the 'packed' format holds binarised weights only; binarise the model first")

@@ -30,8 +30,12 @@ INPUT_NHWC = "uint8-nhwc"
 #: Raw 0..255 pixels as float NCHW: the input of a model that normalises with its own input BN (McDonnell's).
 INPUT_NCHW_PIXELS = "float32-nchw-pixels"
 INPUT_NCHW_PIXELS_F16 = "float16-nchw-pixels"
+#: Normalised NCHW with pytorchcv's own mean/std (binexport.arch.INPUT_NORMALIZATION), not the SPEC's CIFAR one.
+INPUT_NCHW_PYTORCHCV = "float32-nchw-normalized-pytorchcv"
+INPUT_NCHW_PYTORCHCV_F16 = "float16-nchw-normalized-pytorchcv"
 #: Every input kind a runtime may take.
-INPUT_KINDS = (INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, INPUT_NCHW_PIXELS, INPUT_NCHW_PIXELS_F16)
+INPUT_KINDS = (INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, INPUT_NCHW_PIXELS, INPUT_NCHW_PIXELS_F16,
+               INPUT_NCHW_PYTORCHCV, INPUT_NCHW_PYTORCHCV_F16)
 #: Images run once, untimed, before a timed run: one-off setup (CUDA context, allocator) is not throughput.
 WARMUP = 2
 
@@ -83,18 +87,27 @@ def resolve_device(device: str) -> str:
 
 
 def model_input_kind(arch: Arch) -> str:
-    """What a model's float32 forward takes: raw pixels where it has an input BN, else normalised images."""
-    return INPUT_NCHW_PIXELS if arch.input_bn else INPUT_NCHW
+    """What a model's float32 forward takes: raw pixels where it has an input BN, else normalised images
+    (with pytorchcv's mean/std for the pytorchcv family)."""
+    if arch.input_bn:
+        return INPUT_NCHW_PIXELS
+    return INPUT_NCHW_PYTORCHCV if arch.normalization == "pytorchcv" else INPUT_NCHW
 
 
 def select_input(kind: str, pixels: np.ndarray, normalized: np.ndarray) -> np.ndarray:
     """The array a runtime taking ``kind`` input is fed: the input convention travels with the artifact.
 
     Raw uint8 NHWC pixels, the same pixels as float32 NCHW (0..255, for a model with an input BN), or the
-    normalised NCHW batch. A float16 runtime casts its input itself.
+    normalised NCHW batch. A float16 runtime casts its input itself. A pytorchcv kind is normalised here from
+    ``pixels`` with pytorchcv's mean/std, whatever ``normalized`` holds.
     """
     if kind == INPUT_NHWC:
         return pixels
+    if kind in (INPUT_NCHW_PYTORCHCV, INPUT_NCHW_PYTORCHCV_F16):
+        from binexport.arch import INPUT_NORMALIZATION
+        from binexport.data import normalize
+
+        return normalize(pixels, *INPUT_NORMALIZATION["pytorchcv"])
     if kind in (INPUT_NCHW_PIXELS, INPUT_NCHW_PIXELS_F16):
         return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32)
     return normalized

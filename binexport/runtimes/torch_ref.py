@@ -32,7 +32,8 @@ class WRNReference(torch.nn.Module):
 
     The port normalises outside and has a float conv0 and head; McDonnell's models take raw 0..255 pixels
     through an affine input BN, have 1-bit conv0 and head, and average their shortcut pools over real pixels
-    only; the Keras one pads its stride-2 windows TF-style (0 before, 1 after).
+    only; the Keras one pads its stride-2 windows TF-style (0 before, 1 after). pytorchcv's is the port with a
+    1-bit conv0 and 1-bit conv_last (then its affine bn_last), on inputs normalised with pytorchcv's mean/std.
     """
 
     def __init__(self, model: Model, dtype: torch.dtype = torch.float32) -> None:

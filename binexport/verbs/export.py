@@ -190,8 +190,8 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
         input=str(model.source.path if isinstance(src, Model) else src), input_format=model.source.format,
         input_layout=model.source.layout, input_bytes=in_bytes, output=str(dest), output_bytes=len(data), architecture=model.arch.name,
         num_classes=model.arch.num_classes, binarized=model.binarized, weights=weights, opset=opset, batch=batch,
-        input_kind=fmt.input_kind(weights, normalize_inside, model.arch.input_bn), validation=result[0],
-        seconds=time.perf_counter() - t0, timings=timings, calibration=cal,
+        input_kind=fmt.input_kind(weights, normalize_inside, model.arch.input_bn, model.arch.normalization),
+        validation=result[0], seconds=time.perf_counter() - t0, timings=timings, calibration=cal,
         weight_zero_point=zp_w if weights == "int8" else None)
 
 

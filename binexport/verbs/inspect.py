@@ -71,7 +71,8 @@ def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport
     return InspectReport(
         path=str(path), format=model.source.format, layout=model.source.layout, sha256=model.source.sha256, file_bytes=model.source.size,
         architecture={**model.arch.to_dict(), "mode": "1-bit" if model.binarized else
-                      ("full precision" if told != "unknown" else "unknown (no log.txt)")},
+                      ("full precision" if told != "unknown" else
+                       f"unknown ({model.metadata.get('binarized_unknown', 'no log.txt')})")},
         binarized=None if told == "unknown" else model.binarized, binarized_from=told,
         binarised_params=nb, float_params=nf, zero_weights=model.zero_weights,
         breakdown=dict(model.source.breakdown), output_sizes=sizes, details=details, weights=model.weights)

@@ -24,7 +24,7 @@ from binexport.formats.bwn.describe import describe  # noqa: F401 (part of this 
 from binexport.formats.bwn.metadata import HALF_DTYPE as _HALF_DTYPE
 from binexport.formats.bwn.metadata import (COUNTER_DTYPES, FLOAT_DTYPES, WEIGHTS_CHOICES, check_metadata,
                                              check_weights)
-from binexport.model import CIFAR_MEAN, CIFAR_STD, Arch, BinaryWeight, Model, Source
+from binexport.model import Arch, BinaryWeight, Model, Source, input_normalization
 from binexport.precision import HALF_KINDS, round_weights, to_bfloat16_bits
 
 #: Values of ``encoding=`` (``binexport pack --encoding``): how 1-bit tensors are stored.
@@ -162,11 +162,13 @@ def _user_metadata(model: Model, metadata: dict[str, str] | None) -> dict[str, s
 
 def _metadata(model: Model, user: dict[str, str]) -> dict[str, object]:
     a = model.arch
-    norm = {"input": "pixel / 255", "mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
+    mean, std = input_normalization(a)  # pytorchcv's own for its family (FORMAT.md section 4.1)
+    norm = {"input": "pixel / 255", "mean": list(mean), "std": list(std)}
     variant: dict[str, object] = {}
-    if not a.is_port:  # the input BN normalises: the network takes raw pixels (FORMAT.md section 4.1)
-        norm = {"input": "pixel", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    if not a.is_port:
         variant = {"variant": {"family": a.family, **a.variant()}}
+    if a.input_bn:  # the input BN normalises: the network takes raw pixels (FORMAT.md section 4.1)
+        norm = {"input": "pixel", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
     return {
         "model": "WRN_McDonnell",
         "architecture": {"name": a.name, "depth": a.depth, "width": int(a.width) if a.width.is_integer() else a.width,

@@ -66,7 +66,9 @@ def check_metadata(c: box.Container) -> Arch:
         if e.dtype != "b1" and e.dtype not in want:
             raise FormatError(f"{p}: tensor {e.name!r} is {e.dtype}, expected one of {', '.join(want)} "
                               "(field 'dtype')")
-    if not arch.is_port and (arch.first_conv_binary or arch.head == "binary") and meta["binarized"] is not True:
+    # pytorchcv's 32bit models are its 1-bit network run in full precision (FORMAT.md section 4.1): false allowed
+    if arch.family not in ("pytorch", "pytorchcv") and (arch.first_conv_binary or arch.head == "binary") \
+            and meta["binarized"] is not True:
         raise FormatError(f"{p}: a {arch.label} has 1-bit conv0/conv_last, so metadata 'binarized' must be true "
                           "(field 'metadata.binarized')")
     most = sum(math.prod(s.shape) for s in arch.specs() if s.kind == "binary")

@@ -21,7 +21,7 @@ import numpy as np
 
 from binexport import __version__
 from binexport.errors import InputError
-from binexport.model import CIFAR_MEAN, CIFAR_STD, Arch, BinaryWeight, Model
+from binexport.model import Arch, BinaryWeight, Model, input_normalization
 
 #: Weight encodings of ``--weights`` (``1-bit``: sign bits turned into +-scale when the session starts;
 #: ``int8``: QDQ graph, calibrated activations, 1-bit weights still stored as bits).
@@ -63,15 +63,17 @@ def default_weights(model: Model) -> str:
     return "1-bit" if model.binarized else "float32"
 
 
-def input_kind(weights: str, normalize_inside: bool, pixels: bool = False) -> str:
+def input_kind(weights: str, normalize_inside: bool, pixels: bool = False, normalization: str = "") -> str:
     """The ``binexport.input`` metadata value: what the graph input holds.
 
     ``pixels``: the model normalises with its own input BN (McDonnell's), so its float input is raw 0..255
-    pixels (``float32-nchw-pixels``), not ``(pixel / 255 - mean) / std``.
+    pixels (``float32-nchw-pixels``), not ``(pixel / 255 - mean) / std``. ``normalization``: whose mean/std
+    made the normalised input where not the SPEC's (``Arch.normalization``: ``pytorchcv`` gives
+    ``float32-nchw-normalized-pytorchcv``).
     """
     if normalize_inside:
         return "uint8-nhwc"
-    what = "pixels" if pixels else "normalized"
+    what = "pixels" if pixels else "normalized" + (f"-{normalization}" if normalization else "")
     return f"float16-nchw-{what}" if weights == "float16" else f"float32-nchw-{what}"
 
 
@@ -133,7 +135,7 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
     arch = model.arch
     if normalize_inside:
         inp = helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.UINT8, [n, 32, 32, 3])
-        h = _to_nchw(g, INPUT_NAME) if arch.input_bn else _normalize(g, INPUT_NAME)
+        h = _to_nchw(g, INPUT_NAME) if arch.input_bn else _normalize(g, INPUT_NAME, arch)
     else:
         inp = helper.make_tensor_value_info(INPUT_NAME, elem, [n, 3, 32, 32])
         h = INPUT_NAME
@@ -175,8 +177,9 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
                         f", {arch.label})")
     sha = source_sha256 if source_sha256 is not None else model.source.sha256
     meta = {"binexport.architecture": arch.name, "binexport.num_classes": str(arch.num_classes),
-            "binexport.normalization": json.dumps({"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}),
-            "binexport.weights": weights, "binexport.input": input_kind(weights, normalize_inside, arch.input_bn),
+            "binexport.normalization": json.dumps(dict(zip(("mean", "std"), map(list, input_normalization(arch))))),
+            "binexport.weights": weights,
+            "binexport.input": input_kind(weights, normalize_inside, arch.input_bn, arch.normalization),
             "binexport.family": arch.family,
             "binexport.source_sha256": sha, "binexport.version": __version__}
     if weights == "int8":
@@ -274,12 +277,13 @@ def _zeros_like(g: _Graph, x: str) -> str:
     return g.node("Mul", [x, g.const("zero", np.zeros((), g.dtype), share=True)])
 
 
-def _normalize(g: _Graph, x: str) -> str:
-    """uint8 NHWC pixels -> normalised NCHW, in the same float32 steps as ``images.normalize``."""
+def _normalize(g: _Graph, x: str, arch: Arch) -> str:
+    """uint8 NHWC pixels -> normalised NCHW (the arch's mean/std), in the same float32 steps as ``data.normalize``."""
+    mean, std = input_normalization(arch)
     h = g.node("Cast", [x], to=1)  # FLOAT
     h = g.node("Div", [h, g.const("pixel_max", np.array(255.0, np.float32))])
-    h = g.node("Sub", [h, g.const("cifar_mean", np.asarray(CIFAR_MEAN, np.float32).reshape(1, 1, 1, 3))])
-    h = g.node("Div", [h, g.const("cifar_std", np.asarray(CIFAR_STD, np.float32).reshape(1, 1, 1, 3))])
+    h = g.node("Sub", [h, g.const("cifar_mean", np.asarray(mean, np.float32).reshape(1, 1, 1, 3))])
+    h = g.node("Div", [h, g.const("cifar_std", np.asarray(std, np.float32).reshape(1, 1, 1, 3))])
     h = g.node("Transpose", [h], perm=[0, 3, 1, 2])
     if g.dtype == np.float16:
         h = g.node("Cast", [h], to=10)  # FLOAT16
