@@ -24,6 +24,11 @@ its own. Tolerances are keyed by *weight encoding*, not file format:
   test set; an export is refused below 95 % agreement on its validation images
   (fewer images, so a looser floor).
 
+- ``bf16-compute`` is not a weight encoding but a compute mode: OpenVINO's
+  bfloat16 execution (``--precision bf16``) rounds activations and weights to
+  an 8-bit mantissa in every layer, whatever the file stores. Any row that ran
+  it is held to this key instead of its weights' (BF16_COMPUTE_NOTE).
+
 Logits that are not all finite always fail, whatever the tolerance.
 """
 
@@ -53,6 +58,10 @@ class Tolerance:
         return {k: v for k, v in asdict(self).items() if v is not None or k != "max_top1_drop"}
 
 
+#: Compute modes with a tolerance of their own (keys of :data:`TOLERANCES` that are not weight encodings).
+COMPUTE_MODES: dict[str, str] = {"bf16": "bf16-compute"}
+#: Bound on logit error of bfloat16 execution (BF16_COMPUTE_NOTE).
+BF16_COMPUTE_MAX_DIFF = 0.5
 #: Tolerance per weight encoding.
 TOLERANCES: dict[str, Tolerance] = {
     "float32": Tolerance(1e-4, 1.0),
@@ -60,11 +69,17 @@ TOLERANCES: dict[str, Tolerance] = {
     "float16": Tolerance(0.25, 0.99),
     "bfloat16": Tolerance(1.0, 0.99),
     "int8": Tolerance(None, 0.97, max_top1_drop=0.01),
+    "bf16-compute": Tolerance(BF16_COMPUTE_MAX_DIFF, 0.97, max_top1_drop=0.01),
 }
 #: Agreement floors of an export's own validation where they differ from :data:`TOLERANCES`.
 EXPORT_MIN_AGREEMENT: dict[str, float] = {"int8": 0.95}
 #: The weight encodings binexport knows, in the order reports list them.
-WEIGHT_ENCODINGS: tuple[str, ...] = tuple(TOLERANCES)
+WEIGHT_ENCODINGS: tuple[str, ...] = tuple(k for k in TOLERANCES if k not in COMPUTE_MODES.values())
+
+
+def tolerance_key(weights: str, precision: str = "f32") -> str:
+    """The :data:`TOLERANCES` key a row is held to: its weights', unless it ran a lossy compute mode."""
+    return COMPUTE_MODES.get(precision, weights)
 
 
 def tolerance(weights: str) -> Tolerance:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -59,6 +59,8 @@ class BenchRow:
     rss_ratio: float = 1.0
     model_rss_ratio: float = 1.0  # of peak RSS above what the runtime's libraries take
     load_ratio: float = 1.0
+    precision: str = "f32"  # the compute precision the runtime reports (OpenVINO bf16 is lossy)
+    kernels: str = ""  # which kernels ran, as the runtime names them ("" where it does not say)
 
     @property
     def model_rss_bytes(self) -> int:
@@ -80,6 +82,8 @@ class BenchReport:
     rows: list[BenchRow]
     version: str
     notes: list[str] = field(default_factory=list)
+    runtimes: list[str] = field(default_factory=lambda: ["ort"])  # the runtimes ONNX files ran on
+    precision: str = "f32"  # asked of OpenVINO; each row says what really ran
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,13 +118,14 @@ def cpu_info() -> tuple[str, list[str]]:
 class _Worker:
     """The parent's handle on one worker process."""
 
-    def __init__(self, path: Path, device: str, threads: int) -> None:
+    def __init__(self, path: Path, device: str, threads: int, runtime: str = "ort", precision: str = "f32") -> None:
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         self.path = path
+        self.kernels = ""
         self.err = tempfile.TemporaryFile()  # the worker's stderr: its last line explains a crash
         self.proc = subprocess.Popen([sys.executable, "-m", "binexport.runtimes.worker", str(path), device,
-                                      str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.err, text=True, env=env)
+                                      str(threads), runtime, precision], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.err, text=True, env=env)
         self.info = self._read()
         if not self.info.get("ok"):
             self.close()
@@ -153,7 +158,8 @@ class _Worker:
         peak = 0
         if self.proc.poll() is None:
             try:
-                peak = int(self.ask({"cmd": "quit"}).get("peak_rss", 0))
+                out = self.ask({"cmd": "quit"})
+                peak, self.kernels = int(out.get("peak_rss", 0)), str(out.get("kernels") or "")
             except (InputError, OSError, ValueError):
                 pass
         if self.proc.poll() is None:
@@ -164,7 +170,8 @@ class _Worker:
 
 
 def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, seconds: float = DEFAULT_SECONDS,
-          device: str = "auto", threads: int = 0, progress: Progress | None = None) -> BenchReport:
+          device: str = "auto", threads: int = 0, runtime: str | Sequence[str] = "ort", precision: str = "f32",
+          progress: Progress | None = None) -> BenchReport:
     """Measure what each artifact costs to deploy, side by side.
 
     Args:
@@ -173,13 +180,17 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
         seconds: timing budget per artifact, split between latency and throughput over interleaved rounds.
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: intra-op threads of each runtime (0: the runtime's default, one per core).
+        runtime: ``ort``, ``openvino`` or ``all`` (or several): each ONNX file gets one row per runtime;
+            model files (checkpoint, packed, ``.bwn``) one row on the PyTorch reference.
+        precision: ``f32`` (exact) or ``bf16`` (OpenVINO's lossy bfloat16 execution; its rows are labelled).
         progress: ``progress(done, total)`` after every timing slice.
 
     Returns:
-        A :class:`BenchReport`; rows are in the order given, ratios relative to the first.
+        A :class:`BenchReport`; rows are in the order given (an ONNX file's runtimes in turn), ratios relative
+        to the first.
 
     Raises:
-        InputError: bad options, or a file the runtime can't load.
+        InputError: bad options, a runtime that is not installed, or a file the runtime can't load.
 
     Example:
         >>> r = binexport.bench(["model.onnx", "model-int8.onnx"], batch_size=64)   # doctest: +SKIP
@@ -187,7 +198,7 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
         3.4
     """
     from binexport import __version__
-    from binexport.runtimes import resolve_device
+    from binexport.runtimes import check_precision, is_onnx, resolve_device, resolve_runtimes, runtime_device
 
     if not artifacts:
         raise InputError("bench needs at least one ARTIFACT file")
@@ -197,11 +208,17 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
         raise InputError(f"--seconds must be a number of seconds in (0, 3600], got {seconds}")
     if not 0 <= threads <= 1024:
         raise InputError(f"--threads must be 0..1024, got {threads}")
+    runtimes = resolve_runtimes(runtime)
+    check_precision(precision, runtimes)
+    for rt in runtimes:
+        runtime_device(rt, device, "cpu")  # --device cuda with openvino is refused first, GPU or not
     dev = resolve_device(device)
     workers: list[_Worker] = []
     try:
         for a in artifacts:
-            workers.append(_Worker(Path(a), dev, threads))
+            for rt in runtimes if is_onnx(a) else ["ort"]:  # model files: the PyTorch reference, one row
+                workers.append(_Worker(Path(a), runtime_device(rt, device, dev), threads, rt,
+                                       precision if rt == "openvino" else "f32"))
         lat, thr = _measure(workers, batch_size, seconds, progress)
     finally:
         peaks = [w.close() for w in workers]
@@ -218,7 +235,8 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
     notes = []
     if dev == "cpu" and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
         notes.append("this CPU has no VNNI or AMX: int8 convolutions run without their int8 dot-product instructions")
-    return BenchReport(cpu, flags, os.cpu_count() or 0, dev, threads, batch_size, seconds, rows, __version__, notes)
+    return BenchReport(cpu, flags, os.cpu_count() or 0, dev, threads, batch_size, seconds, rows, __version__, notes,
+                       runtimes, precision)
 
 
 def _measure(workers: list[_Worker], batch: int, seconds: float,
@@ -252,4 +270,5 @@ def _row(w: _Worker, peak: int, lat: list[float], thr: list[float], batch: int) 
         path=str(w.path), format=info["format"], weights=info["weights"], runtime=info["runtime"],
         provider=info["provider"], file_bytes=int(info["file_bytes"]), load_s=float(info["load_s"]),
         peak_rss_bytes=peak, runtime_rss_bytes=int(info.get("rss_before_load", 0)), latency_ms_median=float(np.median(ms)), latency_ms_p90=float(np.percentile(ms, 90)),
-        images_per_s=batch * len(thr) / sum(thr) if thr else 0.0, batch_size=batch)
+        images_per_s=batch * len(thr) / sum(thr) if thr else 0.0, batch_size=batch,
+        precision=str(info.get("precision", "f32")), kernels=w.kernels)
