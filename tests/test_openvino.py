@@ -217,3 +217,24 @@ def test_real_checkpoint_on_openvino_matches_on_the_real_samples(tmp_path: Path)
     row = r.artifacts[1]
     assert row.runtime == "openvino" and row.top1_correct == 16 and row.passed, row.problems
     assert row.max_abs_logit_diff is not None and row.max_abs_logit_diff <= 1e-4
+
+
+@pytest.mark.parametrize("opts", [{"weights": "float16"}, {"normalize_inside": True}, {"batch": 4},
+                                  {"weights": "float32", "batch": 3, "normalize_inside": True}])
+def test_every_input_kind_and_fixed_batch_runs_on_openvino_like_on_ort(tmp_path: Path, opts: dict) -> None:
+    """float16 NCHW, uint8 NHWC, fixed batches (last chunk padded, then cut): OpenVINO within the weights'
+    tolerance of the reference, as ONNX Runtime is."""
+    from binexport.data import normalize
+    from binexport.runtimes import select_input
+    from binexport.runtimes.torch_ref import reference_logits
+
+    model = tiny_model(depth=8, width=0.5, num_classes=10, seed=4)
+    path = tmp_path / "x.onnx"
+    path.write_bytes(formats.get("onnx").write(model, **opts))
+    pixels = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
+    ref = reference_logits(model, normalize(pixels))
+    a = open_artifact(path, runtime="openvino")
+    y = a.runtime.logits(select_input(a.runtime.input_kind, pixels, normalize(pixels)), 4)
+    tol = check.TOLERANCES[a.weights]
+    assert y.shape == ref.shape and np.abs(y - ref).max() <= tol.max_abs_logit_diff
+    assert a.runtime.fixed_batch == opts.get("batch")

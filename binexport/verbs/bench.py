@@ -5,7 +5,8 @@ on the runtime it deploys with, so its peak RSS is its own and an ONNX file is
 measured without torch in the process. Timing is interleaved: round after
 round, every artifact runs a slice of batch-1 calls and a slice of batch-N
 calls, so load from elsewhere on the machine hits all of them alike and the
-ratios to the first artifact stay fair.
+ratios to the first artifact stay fair. With ``runtime=`` an ONNX file gets one
+row per runtime (ONNX Runtime, OpenVINO), and each row says which kernels ran.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 The reference is the source checkpoint run by the PyTorch implementation of the
 SPEC (binarised as trained). Every artifact runs on its natural runtime (packed,
-``.bwn`` and checkpoints through PyTorch, ONNX through ONNX Runtime) over the
-same decoded images, and is held to the tolerance of its weight encoding.
+``.bwn`` and checkpoints through PyTorch, ONNX through ONNX Runtime, and through
+OpenVINO too with ``runtime=``: one row per runtime) over the same decoded
+images, and is held to the tolerance of its weight encoding (or of a lossy
+compute mode it ran, ``check.tolerance_key``).
 """
 
 from __future__ import annotations
