@@ -71,6 +71,7 @@ def test_precision_hint_is_pinned_to_f32_and_read_back(files: dict[str, Path]) -
 
 def test_bf16_is_a_lossy_mode_with_its_own_tolerance(files: dict[str, Path]) -> None:
     assert check.tolerance_key("1-bit", "bf16") == "bf16-compute" and check.tolerance_key("1-bit") == "1-bit"
+    assert check.tolerance_key("int8", "bf16") == "int8"  # accuracy-bounded already: int8 keeps its own
     assert "bf16-compute" in check.TOLERANCES and "bf16-compute" not in check.WEIGHT_ENCODINGS
     tol = check.TOLERANCES["bf16-compute"]
     assert tol.max_abs_logit_diff is not None and tol.max_abs_logit_diff > check.TOLERANCES["float32"].max_abs_logit_diff
