@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import CIFAR100_SAMPLES, REAL_PACKED, normalized_batch, tiny_model
 
-from binexport import bench, check, formats, verify
+from binexport import check, formats, verify
 from binexport.cli import main
 from binexport.data.synth import write_cifar_testset
 from binexport.errors import InputError

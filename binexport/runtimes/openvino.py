@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 
 from binexport.errors import InputError
-from binexport.runtimes import INPUT_KINDS, INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, PRECISIONS, Runtime
+from binexport.runtimes import (
+    INPUT_KINDS,
+    INPUT_NCHW,
+    INPUT_NCHW_F16,
+    INPUT_NHWC,
+    PRECISIONS,
+    Runtime,
+)
 
 #: The one line a user sees where OpenVINO is asked for but not installed.
 INSTALL_HINT = 'OpenVINO is not installed; install it with: pip install "binexport[openvino]"'
