@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs binexport and its test tools into the current Python, CPU build of torch first where there is no GPU.
+# Installs binexport, its test tools and the openvino extra into the current Python, CPU build of torch first where there is no GPU.
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,6 @@ if ! "$PY" -c 'import torch, sys; v = tuple(int(x) for x in torch.__version__.sp
         "$PY" -m pip install -q 'torch==2.13.0' || "$PY" -m pip install -q 'torch>=2.10,<3'
     fi
 fi
-# the test extra pins the lint tools too (ruff, mypy: `make lint`)
-"$PY" -m pip install -q -e '.[test]'
+# the test extra pins the lint tools too (ruff, mypy: `make lint`); openvino: the optional second runtime
+"$PY" -m pip install -q -e '.[test,openvino]'
 "$PY" -m pip install -q --no-deps 'pytorchcv==0.0.74'  # tests/test_pytorchcv.py's oracle: needs torch only

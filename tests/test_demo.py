@@ -10,6 +10,15 @@ import pytest
 from click.testing import CliRunner
 
 from binexport.cli import main
+from binexport.runtimes.openvino import available
+
+#: Each ONNX file gets an OpenVINO row after its ONNX Runtime row where the openvino extra is installed.
+RUNTIMES = ["onnxruntime", "openvino"] if available() else ["onnxruntime"]
+
+
+def onnx_rows(names: list[str]) -> list[str]:
+    """``names`` with every ``.onnx`` entry once per runtime, as verify and bench list them."""
+    return [n for name in names for n in ([name] * len(RUNTIMES) if name.endswith(".onnx") else [name])]
 
 
 def test_demo_on_the_shipped_model_and_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,10 +35,14 @@ def test_demo_on_the_shipped_model_and_images(tmp_path: Path, monkeypatch: pytes
     assert int8["calibration"]["images"] == 256 and "demo" in int8["calibration"]["source"]
     verify = report["steps"]["verify"]
     assert verify["passed"] is True and verify["data"] == "CIFAR10" and verify["num_images"] == 8
-    assert [Path(a["path"]).name for a in verify["artifacts"]] == ["model.bwn", "model.onnx", "model-int8.onnx"]
-    assert [a["agreement"] for a in verify["artifacts"]][:2] == [1.0, 1.0]
+    assert [Path(a["path"]).name for a in verify["artifacts"]] == onnx_rows(["model.bwn", "model.onnx",
+                                                                             "model-int8.onnx"])
+    assert [a["runtime"] for a in verify["artifacts"]] == ["torch", *RUNTIMES, *RUNTIMES]
+    assert all(a["agreement"] == 1.0 for a in verify["artifacts"][: 1 + len(RUNTIMES)])  # the exact rows
     assert verify["reference"]["top1_correct"] >= 7  # real weights on real images: 96 % over 500
-    assert [r["weights"] for r in report["steps"]["bench"]["rows"]] == ["float32", "1-bit", "int8"]
+    bench = report["steps"]["bench"]["rows"]
+    assert [r["weights"] for r in bench] == [w for w in ("float32", "1-bit", "int8") for _ in RUNTIMES]
+    assert [r["runtime"] for r in bench] == RUNTIMES * 3
 
 
 def test_demo_shipped_calibration_images_are_real_training_images_not_the_test_images() -> None:
@@ -67,12 +80,16 @@ def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path)
         assert (out / name).is_file(), name
     verify = report["steps"]["verify"]
     assert verify["passed"] is True
-    assert [a["agreement"] for a in verify["artifacts"]][:3] == [1.0, 1.0, 1.0]
-    assert [a["weights"] for a in verify["artifacts"]] == ["1-bit", "1-bit", "1-bit", "int8"]
+    arts = verify["artifacts"]
+    assert [Path(a["path"]).name for a in arts] == onnx_rows(["model.packed.pth.tar", "model.bwn", "model.onnx",
+                                                              "model-int8.onnx"])
+    assert all(a["agreement"] == 1.0 for a in arts if a["weights"] != "int8")
+    assert [a["weights"] for a in arts] == ["1-bit", "1-bit", *["1-bit"] * len(RUNTIMES), *["int8"] * len(RUNTIMES)]
     bench = report["steps"]["bench"]
-    assert [Path(r["path"]).name for r in bench["rows"]] == ["model-float32.onnx", "model.onnx", "model-int8.onnx",
-                                                           "model.packed.pth.tar"]
-    assert [r["weights"] for r in bench["rows"]] == ["float32", "1-bit", "int8", "1-bit"]
+    assert [Path(r["path"]).name for r in bench["rows"]] == onnx_rows(["model-float32.onnx", "model.onnx",
+                                                                       "model-int8.onnx", "model.packed.pth.tar"])
+    assert [r["weights"] for r in bench["rows"]] == [*["float32"] * len(RUNTIMES), *["1-bit"] * len(RUNTIMES),
+                                                     *["int8"] * len(RUNTIMES), "1-bit"]
 
 
 def test_demo_on_the_real_checkpoint_and_samples(realdata: Path, tmp_path: Path) -> None:
@@ -81,7 +98,8 @@ def test_demo_on_the_real_checkpoint_and_samples(realdata: Path, tmp_path: Path)
                                   "--images", str(realdata / "cifar100-samples"), "--bench-seconds", "0"])
     assert r.exit_code == 0, r.output
     verify = json.loads(r.stdout)["steps"]["verify"]
-    assert [a["top1_correct"] for a in [verify["reference"], *verify["artifacts"]]] == [16, 16, 16, 16]
+    rows = [verify["reference"], *verify["artifacts"]]
+    assert [a["top1_correct"] for a in rows] == [16] * (4 + len(RUNTIMES) - 1)
 
 
 def test_demo_synthetic_and_checkpoint_together_is_refused(tmp_path: Path) -> None:

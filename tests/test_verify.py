@@ -141,13 +141,14 @@ def test_json_report_schema(setup: dict[str, Path]) -> None:
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     top = {"data": str, "data_source": str, "num_images": int, "num_classes": int, "device": str, "batch_size": int,
-           "reference": dict, "artifacts": list, "failures": list, "version": str, "passed": bool, "schema_version": int}
+           "reference": dict, "artifacts": list, "failures": list, "version": str, "passed": bool, "schema_version": int,
+           "runtimes": list, "precision": str}
     assert {k: type(v) for k, v in rep.items()} == top
     row_types = {"path": str, "role": str, "format": str, "weights": str, "runtime": str, "device": str,
                  "provider": str, "input": str, "images": int, "top1": float, "top5": float, "top1_correct": int,
                  "top5_correct": int, "agreement": float, "disagreements": int, "max_abs_logit_diff": float,
                  "mean_abs_logit_diff": float, "images_per_s": float, "seconds": float, "tolerance": dict,
-                 "passed": bool, "problems": list, "notes": list}
+                 "passed": bool, "problems": list, "notes": list, "precision": str, "kernels": str}
     for row in [rep["reference"], *rep["artifacts"]]:
         assert {k: type(v) for k, v in row.items()} == row_types
         assert set(row["tolerance"]) == {"max_abs_logit_diff", "min_agreement"}

@@ -32,7 +32,7 @@ from binexport.formats import PACK_FORMATS
 from binexport.formats.bwn import ENCODING_CHOICES
 from binexport.formats.bwn import WEIGHTS_CHOICES as BWN_WEIGHTS
 from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS
-from binexport.runtimes import DEVICES
+from binexport.runtimes import DEFAULT_RUNTIME, DEVICES, PRECISIONS, RUNTIME_CHOICES
 from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
 from binexport.verbs.bench import DEFAULT_SECONDS as BENCH_SECONDS
 from binexport.verbs.export import CALIBRATION_SIZE, DEFAULT_WEIGHT_ZERO_POINT, MAX_CALIBRATION_SIZE, PERCENTILE, WEIGHT_ZERO_POINTS
@@ -48,6 +48,15 @@ def _echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+_runtime_option = click.option(
+    "--runtime", "runtime", type=click.Choice(RUNTIME_CHOICES), multiple=True, default=(DEFAULT_RUNTIME,),
+    show_default=True, help="Runtime(s) for ONNX files, repeatable: ort (ONNX Runtime), openvino (needs "
+    'pip install "binexport[openvino]"), all (every one installed). Each ONNX file gets one row per runtime; '
+    "checkpoints, packed and .bwn files run on the PyTorch reference.")
+_precision_option = click.option(
+    "--precision", type=click.Choice(PRECISIONS), default=PRECISIONS[0], show_default=True,
+    help="OpenVINO compute precision: f32 (exact) or bf16 (faster where the CPU has bfloat16 instructions; "
+    "lossy, held to its own tolerance and labelled).")
 _mode_option = click.option("--binarized/--full-precision", "binarized", default=None,
                             help="Whether the checkpoint was trained with --binarize (default: read log.txt beside it).")
 
@@ -178,10 +187,12 @@ def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: i
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
 @click.option("--json", "json_out", type=path(), default=None,
               help="Also write the report here as JSON (written even when rows fail).")
+@_runtime_option
+@_precision_option
 @_mode_option
 def verify(artifacts: tuple[Path, ...], dataset: str | None, data_root: Path | None, download: bool,
            images: Path | None, reference: Path | None, device: str, batch_size: int, limit: int | None,
-           json_out: Path | None, binarized: bool | None) -> None:
+           json_out: Path | None, runtime: tuple[str, ...], precision: str, binarized: bool | None) -> None:
     """Check that every ARTIFACT classifies like the reference: accuracy, agreement, logit differences, speed.
 
     Exit 0 when every artifact meets its tolerance, 1 when any fails, 2 on bad input.
@@ -202,7 +213,7 @@ def verify(artifacts: tuple[Path, ...], dataset: str | None, data_root: Path | N
     with bars:
         report = run(list(artifacts), dataset=dataset, data_root=data_root, download=download, images=images,
                      reference=reference, device=device, batch_size=batch_size, limit=limit, binarized=binarized,
-                     progress=progress)
+                     runtime=runtime, precision=precision, progress=progress)
     render_verify(report)
     if json_out is not None:
         report.write_json(json_out)
@@ -229,8 +240,10 @@ def _bars() -> Any:
               help="Intra-op threads per runtime (0: one per core; at most 4 per CPU).")
 @click.option("--json", "json_out", type=path(), default=None,
               help="Also write the report here as JSON.")
+@_runtime_option
+@_precision_option
 def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: str, threads: int,
-          json_out: Path | None) -> None:
+          json_out: Path | None, runtime: tuple[str, ...], precision: str) -> None:
     """Measure what each ARTIFACT costs to deploy: size, load time, peak memory, latency, throughput.
 
     Each artifact runs in its own process on the runtime it deploys with; ratios compare with the first.
@@ -244,7 +257,7 @@ def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: 
     task = bars.add_task("timing (interleaved)", total=None)
     with bars:
         report = run(list(artifacts), batch_size=batch_size, seconds=seconds, device=device, threads=threads,
-                     progress=lambda done, total: bars.update(task, completed=done, total=total))
+                     runtime=runtime, precision=precision, progress=lambda done, total: bars.update(task, completed=done, total=total))
     render_bench(report)
     if json_out is not None:
         report.write_json(json_out)

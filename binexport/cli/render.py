@@ -178,6 +178,18 @@ def stderr_console() -> Any:
     return Console(stderr=True, highlight=False)
 
 
+def _openvino_on(row: Any) -> str:
+    """An OpenVINO row's label: the devices it reports (``OpenVINO:CPU``), and a lossy compute mode (``bf16``)."""
+    return row.provider if row.precision == "f32" else f"{row.provider} {row.precision}"
+
+
+def _kernel_notes(con: Any, rows: list[Any]) -> None:
+    """One footnote per row that says which kernels ran, as its runtime names them."""
+    for row in rows:
+        if row.kernels:
+            con.print(f"kernels: {_name(row.path)} on {row.runtime}: {_line(row.kernels)}", soft_wrap=True)
+
+
 def render_verify(r: Any) -> None:
     from rich import box
     from rich.table import Table
@@ -195,7 +207,8 @@ def render_verify(r: Any) -> None:
     rows = [r.reference, *r.artifacts]
     for i, row in enumerate(rows):
         result = "ref" if row.role == "reference" else ("[green]PASS[/green]" if row.passed else "[bold]FAIL[/bold]")
-        t.add_row(str(i), f"{row.weights}\n{row.provider.replace('ExecutionProvider', '')}",
+        on = _openvino_on(row) if row.runtime == "openvino" else row.provider.replace("ExecutionProvider", "")
+        t.add_row(str(i), f"{row.weights}\n{on}",
                   f"{100 * row.top1:.2f}", f"{100 * row.top5:.2f}", f"{100 * row.agreement:.2f}",
                   diff(row.max_abs_logit_diff), diff(row.mean_abs_logit_diff), f"{row.images_per_s:,.0f}", result,
                   style=None if row.passed else "red")
@@ -203,6 +216,7 @@ def render_verify(r: Any) -> None:
     con.print(t)
     for i, row in enumerate(rows):
         con.print(f" {i}  {_name(row.path)}" + (" (reference)" if row.role == "reference" else ""), soft_wrap=True)
+    _kernel_notes(con, rows)
     for row in r.artifacts:
         for note in row.notes:
             con.print(f"note: {_name(row.path)}: {_line(note)}", soft_wrap=True)
@@ -222,7 +236,8 @@ def render_bench(r: Any) -> None:
     for col in ("size\nMB", "load\ns", "RSS MB\npeak/own", "b=1 ms\nmed/p90", "batch\nimg/s", "speed\nvs 1st"):
         t.add_column(col, justify="right", no_wrap=True)
     for row in r.rows:
-        on = "torch" if row.runtime == "torch" else row.provider.replace("ExecutionProvider", "").replace("CPU", "ORT")
+        on = "torch" if row.runtime == "torch" else _openvino_on(row) if row.runtime == "openvino" else (
+            row.provider.replace("ExecutionProvider", "").replace("CPU", "ORT"))
         t.add_row(_name(row.path), f"{row.weights}\n{on}", f"{row.file_bytes / 1e6:.1f}", f"{row.load_s:.2f}",
                   f"{row.peak_rss_bytes / 1e6:,.0f}/{row.model_rss_bytes / 1e6:,.0f}",
                   f"{row.latency_ms_median:.1f}/{row.latency_ms_p90:.1f}", f"{row.images_per_s:,.1f}",
@@ -230,5 +245,6 @@ def render_bench(r: Any) -> None:
     con = console()
     con.print(t)
     con.print("RSS: the peak of the artifact's own process / the part above its runtime's libraries.")
+    _kernel_notes(con, r.rows)
     for note in r.notes:
         con.print(f"note: {_line(note)}")

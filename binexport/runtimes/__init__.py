@@ -1,8 +1,9 @@
 """Runtimes: the only places a model is run, every batching loop and every device decision.
 
-Two runtimes share one surface (:class:`Runtime`): the PyTorch reference of
-the SPEC (:mod:`.torch_ref`, for every model binexport reads) and ONNX Runtime
-(:mod:`.ort`, for ONNX files). ``verify``, ``to-onnx`` validation and ``bench``
+Three runtimes share one surface (:class:`Runtime`): the PyTorch reference of
+the SPEC (:mod:`.torch_ref`, for every model binexport reads), ONNX Runtime
+(:mod:`.ort`, for ONNX files) and, where its extra is installed, OpenVINO
+(:mod:`.openvino`, ONNX files on the CPU; ``--runtime``). ``verify``, ``to-onnx`` validation and ``bench``
 call ``Runtime.logits`` / ``Runtime.timed_logits`` and never loop themselves.
 Device choice (:func:`resolve_device`) and the TF32 policy live here too.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,13 @@ from binexport.model import Arch, Model
 
 #: Values of ``--device``.
 DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")
+#: Runtimes an ONNX file can run on (``--runtime``): ONNX Runtime, and OpenVINO where its extra is installed.
+RUNTIMES: tuple[str, ...] = ("ort", "openvino")
+#: Values of ``--runtime``: one of :data:`RUNTIMES`, or ``all`` (every runtime installed here).
+RUNTIME_CHOICES: tuple[str, ...] = (*RUNTIMES, "all")
+DEFAULT_RUNTIME = "ort"
+#: Compute precisions (``--precision``): ``f32`` is exact; ``bf16`` is OpenVINO's lossy bfloat16 execution.
+PRECISIONS: tuple[str, ...] = ("f32", "bf16")
 #: What a graph or model takes as input (the ``binexport.input`` ONNX metadata values).
 INPUT_NCHW = "float32-nchw-normalized"
 INPUT_NCHW_F16 = "float16-nchw-normalized"
@@ -86,6 +94,57 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
+def resolve_runtimes(runtime: str | Sequence[str] = DEFAULT_RUNTIME) -> list[str]:
+    """The runtimes ONNX files run on, in :data:`RUNTIMES` order, from ``--runtime`` value(s).
+
+    ``all`` means every runtime installed here (OpenVINO only where it imports); naming ``openvino`` where it
+    is missing is an error that names the install command.
+
+    Raises:
+        InputError: an unknown runtime name, none given, or ``openvino`` asked for but not installed.
+    """
+    names = [runtime] if isinstance(runtime, str) else list(runtime)
+    if not names:
+        raise InputError(f"give at least one runtime; valid: {', '.join(RUNTIME_CHOICES)}")
+    bad = [n for n in names if n not in RUNTIME_CHOICES]
+    if bad:
+        raise InputError(f"unknown runtime {bad[0]!r}; valid: {', '.join(RUNTIME_CHOICES)}")
+    from binexport.runtimes import openvino
+
+    if "all" in names:
+        return [r for r in RUNTIMES if r != "openvino" or openvino.available()]
+    if "openvino" in names:
+        openvino.import_openvino()
+    return [r for r in RUNTIMES if r in names]
+
+
+def runtime_device(runtime: str, device: str, resolved: str) -> str:
+    """The device ``runtime`` runs on: OpenVINO runs on the CPU, even where ``--device auto`` found a GPU.
+
+    Raises:
+        InputError: ``--device cuda`` asked of OpenVINO.
+    """
+    if runtime == "openvino":
+        if device == "cuda":
+            raise InputError("--device cuda: binexport runs OpenVINO on the CPU only; use --runtime ort for CUDA, "
+                             "or --device cpu")
+        return "cpu"
+    return resolved
+
+
+def check_precision(precision: str, runtimes: Sequence[str]) -> None:
+    """``bf16`` is an OpenVINO execution mode: refuse it where no OpenVINO row would run.
+
+    Raises:
+        InputError: an unknown precision, or ``bf16`` without ``openvino`` among ``runtimes``.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision != "f32" and "openvino" not in runtimes:
+        raise InputError(f"--precision {precision} is an OpenVINO execution mode; add --runtime openvino "
+                         f"(ONNX Runtime and the PyTorch reference compute in the file's own precision)")
+
+
 def model_input_kind(arch: Arch) -> str:
     """What a model's float32 forward takes: raw pixels where it has an input BN, else normalised images
     (with pytorchcv's mean/std for the pytorchcv family)."""
@@ -117,16 +176,23 @@ class Runtime:
     """One loaded model on one device. Subclasses say how to place a batch and run it; the loop is here.
 
     Attributes:
-        name: ``torch`` or ``onnxruntime``.
+        name: ``torch``, ``onnxruntime`` or ``openvino``.
         device: ``cpu`` or ``cuda``.
         provider: what really runs it (``torch:cpu``, ``CPUExecutionProvider``, ...).
         input_kind: one of :data:`INPUT_KINDS`.
+        precision: the compute precision that really ran (one of :data:`PRECISIONS`): ``f32`` unless a
+            runtime runs a lossy mode (OpenVINO ``bf16``); a float16 file's own half precision is its weights'.
     """
 
     name = "runtime"
     device = "cpu"
     provider = ""
     input_kind = INPUT_NCHW
+    precision = "f32"
+
+    def kernels(self) -> str:
+        """Which kernels ran, as the runtime names them (one short line), or "" where it does not say."""
+        return ""
 
     def logits(self, x: np.ndarray, batch_size: int = 256, progress: Progress | None = None) -> np.ndarray:
         """Float32 logits (N, classes) of ``x`` (in this runtime's ``input_kind``), in batches."""
@@ -253,21 +319,35 @@ class Artifact:
     notes: list[str] = field(default_factory=list)
 
 
-def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binarized: bool | None = None) -> Artifact:
+def is_onnx(path: str | Path) -> bool:
+    """Whether ``path`` is a file that runs on an ONNX runtime (not on the PyTorch reference).
+
+    Raises:
+        InputError: the file is unreadable or foreign.
+    """
+    from binexport import formats
+
+    return formats.detect_file(path)[1].read is None
+
+
+def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binarized: bool | None = None,
+                  runtime: str = DEFAULT_RUNTIME, precision: str = "f32") -> Artifact:
     """Open any file binexport knows on the runtime it deploys with, detected from its content.
 
-    Model files (checkpoint, packed, ``.bwn``) run on the PyTorch reference; ONNX files on ONNX Runtime
-    (torch is not imported for them).
+    Model files (checkpoint, packed, ``.bwn``) run on the PyTorch reference; ONNX files on ``runtime``
+    (ONNX Runtime or OpenVINO; torch is not imported for them).
 
     Args:
         path: the file.
         device: 'cpu' or 'cuda' (resolve 'auto' first with :func:`resolve_device`).
         threads: intra-op threads for the runtime (0: its default); at most :func:`max_threads`.
         binarized: override ``log.txt`` about ``--binarize`` for training checkpoints.
+        runtime: one of :data:`RUNTIMES`, for ONNX files (model files always run on the PyTorch reference).
+        precision: one of :data:`PRECISIONS`, for OpenVINO (``f32``: exact; ``bf16``: lossy).
 
     Raises:
         InputError: the file is unreadable, foreign, an ONNX graph whose tensors pass the bounds of
-            :mod:`binexport.formats.onnx.bounds`, or ONNX Runtime can't open it.
+            :mod:`binexport.formats.onnx.bounds`, or the runtime is missing or can't open it.
     """
     from binexport import formats
 
@@ -280,26 +360,40 @@ def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binar
         return Artifact(p, model.source.format, model.weights, TorchRuntime(model, device, threads), model)
     from binexport.formats.onnx import WEIGHT_ALIASES
     from binexport.formats.onnx.bounds import check_onnx_bounds
-    from binexport.runtimes.ort import open_session, ort_errors
 
+    if runtime not in RUNTIMES:
+        raise InputError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
     check_onnx_bounds(p)  # an ONNX file is a program: size what it can allocate before any session loads it
-    try:
-        runtime = open_session(str(p), device, threads)
-    except (*ort_errors(), ValueError, TypeError) as e:  # type: ignore[misc]  # ValueError: e.g. metadata not UTF-8
-        raise InputError(f"{p}: ONNX Runtime cannot open it ({str(e).strip()[:200]})") from None
-    except InputError as e:
-        if str(e).startswith("--device"):
-            raise
-        raise InputError(f"{p}: {e}") from None
-    meta = runtime.metadata
+    if runtime == "openvino":
+        from binexport.runtimes.openvino import INSTALL_HINT, open_compiled
+
+        try:
+            rt: Runtime = open_compiled(str(p), device, threads, precision)
+        except InputError as e:
+            if str(e).startswith(("--", INSTALL_HINT)):
+                raise
+            raise InputError(f"{p}: {e}") from None
+    else:
+        from binexport.runtimes.ort import open_session, ort_errors
+
+        try:
+            rt = open_session(str(p), device, threads)
+        except (*ort_errors(), ValueError, TypeError) as e:  # type: ignore[misc]  # ValueError: e.g. metadata not UTF-8
+            raise InputError(f"{p}: ONNX Runtime cannot open it ({str(e).strip()[:200]})") from None
+        except InputError as e:
+            if str(e).startswith("--device"):
+                raise
+            raise InputError(f"{p}: {e}") from None
+    meta = rt.metadata  # type: ignore[attr-defined]
     weights, notes = meta.get("binexport.weights"), []
     if weights is None:
         weights = "float32"
         notes.append("no binexport.weights metadata: held to the float32 tolerance")
-    return Artifact(p, fmt.name, WEIGHT_ALIASES.get(weights, weights), runtime, None, meta, notes)
+    return Artifact(p, fmt.name, WEIGHT_ALIASES.get(weights, weights), rt, None, meta, notes)
 
 
-def open_runtime(path: str | Path, device: str = "cpu", threads: int = 0) -> tuple[Runtime, dict[str, Any]]:
+def open_runtime(path: str | Path, device: str = "cpu", threads: int = 0, runtime: str = DEFAULT_RUNTIME,
+                 precision: str = "f32") -> tuple[Runtime, dict[str, Any]]:
     """:func:`open_artifact`, as (runtime, a JSON-able description): what the bench worker needs."""
-    a = open_artifact(path, device, threads)
+    a = open_artifact(path, device, threads, runtime=runtime, precision=precision)
     return a.runtime, {"format": a.format, "weights": a.weights, "file_bytes": a.path.stat().st_size}

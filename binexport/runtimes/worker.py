@@ -5,12 +5,14 @@ file is served without importing torch, as it would be deployed), and the
 parent can interleave timing rounds of several artifacts so that other load
 on the machine hits them alike. The protocol is one JSON object per line:
 
-- the parent starts ``python -m binexport.runtimes.worker PATH DEVICE THREADS``;
+- the parent starts ``python -m binexport.runtimes.worker PATH DEVICE THREADS [RUNTIME [PRECISION]]``
+  (RUNTIME ``ort`` or ``openvino`` for ONNX files, default ``ort``; PRECISION ``f32`` or ``bf16``);
 - the worker loads the artifact and answers ``{"ok": true, "load_s", "provider", "input_kind", "weights", ...}``
   (or ``{"ok": false, "error"}`` and exits);
 - ``{"cmd": "time", "batch": B, "iters": K}`` runs K forward calls of B images and answers ``{"ok": true,
   "seconds": [...]}``;
-- ``{"cmd": "quit"}`` answers ``{"ok": true, "peak_rss": bytes}`` and exits.
+- ``{"cmd": "quit"}`` answers ``{"ok": true, "peak_rss": bytes, "kernels": "..."}`` (which kernels ran, as the
+  runtime names them, asked after timing) and exits.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ def _inputs(kind: str, batch: int) -> np.ndarray:
     return select_input(kind, pixels, normalize(pixels))
 
 
-def serve(path: str, device: str, threads: int) -> int:
-    """Load ``path`` and answer timing requests on stdin until told to quit; returns the exit status."""
+def serve(path: str, device: str, threads: int, runtime_name: str = "ort", precision: str = "f32") -> int:
+    """Load ``path`` on ``runtime_name`` (ONNX files) and answer timing requests on stdin until told to quit."""
     from binexport import formats
     from binexport.errors import BinexportError
     from binexport.runtimes import open_runtime
@@ -62,25 +64,29 @@ def serve(path: str, device: str, threads: int) -> int:
         # the runtime's libraries are imported before the clock starts: load time is the file's, not Python's
         if fmt.read is not None:
             import binexport.runtimes.torch_ref  # noqa: F401
+        elif runtime_name == "openvino":
+            from binexport.runtimes.openvino import import_openvino
+
+            import_openvino()
         else:
             import onnxruntime  # noqa: F401
 
             import binexport.runtimes.ort  # noqa: F401
         before = peak_rss()  # the interpreter and the runtime's libraries
         t0 = time.perf_counter()
-        runtime, info = open_runtime(path, device, threads)
+        runtime, info = open_runtime(path, device, threads, runtime_name, precision)
     except BinexportError as e:
         _answer({"ok": False, "error": str(e)})
         return 2
     load_s = time.perf_counter() - t0
     _answer({"ok": True, "load_s": load_s, "provider": runtime.provider, "runtime": runtime.name,
-             "input_kind": runtime.input_kind, "rss_before_load": before, **info,
+             "precision": runtime.precision, "input_kind": runtime.input_kind, "rss_before_load": before, **info,
              "rss_after_load": peak_rss()})
     cache: dict[int, np.ndarray] = {}
     for line in sys.stdin:
         req = json.loads(line)
         if req.get("cmd") == "quit":
-            _answer({"ok": True, "peak_rss": peak_rss()})
+            _answer({"ok": True, "peak_rss": peak_rss(), "kernels": runtime.kernels()})
             return 0
         batch, iters = int(req["batch"]), int(req["iters"])
         x = cache.setdefault(batch, _inputs(runtime.input_kind, batch))
@@ -89,4 +95,4 @@ def serve(path: str, device: str, threads: int) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover - run as a subprocess by bench
-    sys.exit(serve(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+    sys.exit(serve(sys.argv[1], sys.argv[2], int(sys.argv[3]), *sys.argv[4:6]))

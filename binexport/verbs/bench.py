@@ -5,7 +5,8 @@ on the runtime it deploys with, so its peak RSS is its own and an ONNX file is
 measured without torch in the process. Timing is interleaved: round after
 round, every artifact runs a slice of batch-1 calls and a slice of batch-N
 calls, so load from elsewhere on the machine hits all of them alike and the
-ratios to the first artifact stay fair.
+ratios to the first artifact stay fair. With ``runtime=`` an ONNX file gets one
+row per runtime (ONNX Runtime, OpenVINO), and each row says which kernels ran.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,8 @@ class BenchRow:
     rss_ratio: float = 1.0
     model_rss_ratio: float = 1.0  # of peak RSS above what the runtime's libraries take
     load_ratio: float = 1.0
+    precision: str = "f32"  # the compute precision the runtime reports (OpenVINO bf16 is lossy)
+    kernels: str = ""  # which kernels ran, as the runtime names them ("" where it does not say)
 
     @property
     def model_rss_bytes(self) -> int:
@@ -99,6 +102,8 @@ class BenchReport:
     rows: list[BenchRow]
     version: str
     notes: list[str] = field(default_factory=list)
+    runtimes: list[str] = field(default_factory=lambda: ["ort"])  # the runtimes ONNX files ran on
+    precision: str = "f32"  # asked of OpenVINO; each row says what really ran
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,12 +142,15 @@ class _Worker:
     ``command`` replaces the worker's command line (tests).
     """
 
-    def __init__(self, path: Path, device: str, threads: int, command: list[str] | None = None) -> None:
+    def __init__(self, path: Path, device: str, threads: int, runtime: str = "ort", precision: str = "f32",
+                 command: list[str] | None = None) -> None:
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         self.path = path
         self.threads = threads
+        self.kernels = ""
         self.err = tempfile.TemporaryFile()  # the worker's stderr: its last line explains a crash
-        argv = command or [sys.executable, "-m", "binexport.runtimes.worker", str(path), device, str(threads)]
+        argv = command or [sys.executable, "-m", "binexport.runtimes.worker", str(path), device, str(threads),
+                           runtime, precision]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
                                      text=True, env=env, start_new_session=True)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -212,7 +220,8 @@ class _Worker:
         peak = 0
         if self.proc.poll() is None:
             try:
-                peak = int(self.ask({"cmd": "quit"}, QUIT_TIMEOUT_S, "quitting").get("peak_rss", 0))
+                out = self.ask({"cmd": "quit"}, QUIT_TIMEOUT_S, "quitting")
+                peak, self.kernels = int(out.get("peak_rss", 0)), str(out.get("kernels") or "")
             except (InputError, OSError, ValueError):
                 pass
         self.kill()
@@ -231,7 +240,8 @@ def slice_timeout(per_call_s: float, iters: int) -> float:
 
 
 def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, seconds: float = DEFAULT_SECONDS,
-          device: str = "auto", threads: int = 0, progress: Progress | None = None) -> BenchReport:
+          device: str = "auto", threads: int = 0, runtime: str | Sequence[str] = "ort", precision: str = "f32",
+          progress: Progress | None = None) -> BenchReport:
     """Measure what each artifact costs to deploy, side by side.
 
     Args:
@@ -241,14 +251,19 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: intra-op threads of each runtime (0: the runtime's default, one per core), at most
             :func:`binexport.runtimes.max_threads`.
+        runtime: ``ort``, ``openvino`` or ``all`` (or several): each ONNX file gets one row per runtime;
+            model files (checkpoint, packed, ``.bwn``) one row on the PyTorch reference.
+        precision: ``f32`` (exact) or ``bf16`` (OpenVINO's lossy bfloat16 execution; its rows are labelled).
         progress: ``progress(done, total)`` after every timing slice.
 
     Returns:
-        A :class:`BenchReport`; rows are in the order given, ratios relative to the first.
+        A :class:`BenchReport`; rows are in the order given (an ONNX file's runtimes in turn), ratios relative
+        to the first.
 
     Raises:
-        InputError: bad options, a file the runtime can't load, or a worker that gave no answer in time
-            (each answer has a deadline: :data:`LOAD_TIMEOUT_S`, :func:`probe_timeout`, :func:`slice_timeout`).
+        InputError: bad options, a runtime that is not installed, a file the runtime can't load, or a worker
+            that gave no answer in time (each answer has a deadline: :data:`LOAD_TIMEOUT_S`,
+            :func:`probe_timeout`, :func:`slice_timeout`).
 
     Example:
         >>> r = binexport.bench(["model.onnx", "model-int8.onnx"], batch_size=64)   # doctest: +SKIP
@@ -256,7 +271,8 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
         3.4
     """
     from binexport import __version__
-    from binexport.runtimes import check_threads, resolve_device
+    from binexport.runtimes import check_precision, check_threads, is_onnx, resolve_device, resolve_runtimes
+    from binexport.runtimes import runtime_device
 
     if not artifacts:
         raise InputError("bench needs at least one ARTIFACT file")
@@ -265,11 +281,17 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
     if not (np.isfinite(seconds) and 0 < seconds <= 3600):
         raise InputError(f"--seconds must be a number of seconds in (0, 3600], got {seconds}")
     check_threads(threads)
+    runtimes = resolve_runtimes(runtime)
+    check_precision(precision, runtimes)
+    for rt in runtimes:
+        runtime_device(rt, device, "cpu")  # --device cuda with openvino is refused first, GPU or not
     dev = resolve_device(device)
     workers: list[_Worker] = []
     try:
         for a in artifacts:
-            workers.append(_Worker(Path(a), dev, threads))
+            for rt in runtimes if is_onnx(a) else ["ort"]:  # model files: the PyTorch reference, one row
+                workers.append(_Worker(Path(a), runtime_device(rt, device, dev), threads, rt,
+                                       precision if rt == "openvino" else "f32"))
         lat, thr = _measure(workers, batch_size, seconds, progress)
     finally:
         peaks = [w.close() for w in workers]
@@ -286,7 +308,8 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
     notes = []
     if dev == "cpu" and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
         notes.append("this CPU has no VNNI or AMX: int8 convolutions run without their int8 dot-product instructions")
-    return BenchReport(cpu, flags, os.cpu_count() or 0, dev, threads, batch_size, seconds, rows, __version__, notes)
+    return BenchReport(cpu, flags, os.cpu_count() or 0, dev, threads, batch_size, seconds, rows, __version__, notes,
+                       runtimes, precision)
 
 
 def _measure(workers: list[_Worker], batch: int, seconds: float,
@@ -320,4 +343,5 @@ def _row(w: _Worker, peak: int, lat: list[float], thr: list[float], batch: int) 
         path=str(w.path), format=info["format"], weights=info["weights"], runtime=info["runtime"],
         provider=info["provider"], file_bytes=int(info["file_bytes"]), load_s=float(info["load_s"]),
         peak_rss_bytes=peak, runtime_rss_bytes=int(info.get("rss_before_load", 0)), latency_ms_median=float(np.median(ms)), latency_ms_p90=float(np.percentile(ms, 90)),
-        images_per_s=batch * len(thr) / sum(thr) if thr else 0.0, batch_size=batch)
+        images_per_s=batch * len(thr) / sum(thr) if thr else 0.0, batch_size=batch,
+        precision=str(info.get("precision", "f32")), kernels=w.kernels)

@@ -129,7 +129,8 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, synth
                                          force=True, images=images))
         names.append("to-onnx-int8")
     artifacts = [report.steps[s].output for s in names]
-    step("verify", verify(artifacts, reference=ckpt, limit=limit, **test))
+    # runtime "all": ONNX files also run on OpenVINO where its extra is installed (one more row each)
+    step("verify", verify(artifacts, reference=ckpt, limit=limit, runtime="all", **test))
     if bench_seconds > 0:
         from binexport import bench
 
@@ -137,7 +138,7 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, synth
         export_onnx(ckpt, float32, weights="float32", force=True)
         onnx = [a for a in artifacts if str(a).endswith(".onnx")]
         torch_files = [artifacts[0]] if synthetic or "pack" in names else []
-        step("bench", bench([float32, *onnx, *torch_files], seconds=bench_seconds))
+        step("bench", bench([float32, *onnx, *torch_files], seconds=bench_seconds, runtime="all"))
     return report
 
 

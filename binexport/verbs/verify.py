@@ -2,14 +2,16 @@
 
 The reference is the source checkpoint run by the PyTorch implementation of the
 SPEC (binarised as trained). Every artifact runs on its natural runtime (packed,
-``.bwn`` and checkpoints through PyTorch, ONNX through ONNX Runtime) over the
-same decoded images, and is held to the tolerance of its weight encoding.
+``.bwn`` and checkpoints through PyTorch, ONNX through ONNX Runtime, and through
+OpenVINO too with ``runtime=``: one row per runtime) over the same decoded
+images, and is held to the tolerance of its weight encoding (or of a lossy
+compute mode it ran, ``check.tolerance_key``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -58,6 +60,8 @@ class ArtifactResult:
     passed: bool
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    precision: str = "f32"  # the compute precision the runtime reports (OpenVINO bf16: lossy, own tolerance)
+    kernels: str = ""  # which kernels ran, as the runtime names them ("" where it does not say)
 
 
 @dataclass
@@ -74,6 +78,8 @@ class VerifyReport:
     artifacts: list[ArtifactResult]
     failures: list[str]
     version: str
+    runtimes: list[str] = field(default_factory=lambda: ["ort"])  # the runtimes ONNX files ran on
+    precision: str = "f32"  # asked of OpenVINO; each row says what really ran
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -100,7 +106,8 @@ class VerifyReport:
 def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root: str | Path | None = None,
            download: bool = False, images: str | Path | None = None, reference: str | Path | None = None,
            device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, limit: int | None = None,
-           binarized: bool | None = None, progress: Progress | None = None) -> VerifyReport:
+           binarized: bool | None = None, runtime: str | Sequence[str] = "ort", precision: str = "f32",
+           progress: Progress | None = None) -> VerifyReport:
     """Run the reference and every artifact over one test set; rows that miss their tolerance are failures.
 
     Args:
@@ -114,6 +121,9 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
         batch_size: images per forward call.
         limit: use only the first N images.
         binarized: override ``log.txt`` about ``--binarize`` for training checkpoints.
+        runtime: ``ort``, ``openvino`` or ``all`` (or several): each ONNX file gets one row per runtime.
+        precision: ``f32`` (exact) or ``bf16`` (OpenVINO's bfloat16 execution, held to
+            ``check.TOLERANCES['bf16-compute']``).
         progress: ``progress(label, done, total)`` after every batch.
 
     Returns:
@@ -129,7 +139,7 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
     """
     from binexport import __version__
     from binexport.data import load_test_set
-    from binexport.runtimes import resolve_device, stream_logits
+    from binexport.runtimes import check_precision, resolve_device, resolve_runtimes, runtime_device, stream_logits
 
     if not artifacts:
         raise InputError("verify needs at least one ARTIFACT file")
@@ -138,8 +148,14 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
                          "--images DIR (a folder of labelled images)")
     if batch_size < 1 or (limit is not None and limit < 1):
         raise InputError(f"--batch-size and --limit must be at least 1, got {batch_size} and {limit}")
+    runtimes = resolve_runtimes(runtime)
+    check_precision(precision, runtimes)
+    for rt in runtimes:
+        runtime_device(rt, device, "cpu")  # --device cuda with openvino is refused first, GPU or not
     dev = resolve_device(device)
-    arts = [_open(formats.resolve(a), dev, binarized) for a in artifacts]  # a run folder: its one checkpoint
+    devs = {rt: runtime_device(rt, device, dev) for rt in runtimes}
+    # a run folder: its one checkpoint
+    arts = [a for p in artifacts for a in _open_all(formats.resolve(p), dev, devs, binarized, precision)]
     reference = formats.resolve(reference) if reference is not None else None
     ref = _reference(arts, reference, dev, binarized)
     ref_model = cast(Model, ref.model)  # _reference returns loadable models only
@@ -159,7 +175,7 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
     # every row runs over one stream of images, a chunk at a time (decoded and normalised once per chunk):
     # memory holds a chunk and the logits, whatever the number of images
     runs = [ref] + [a for a in arts if a.path.resolve() != ref.path.resolve()]
-    names = [f"{ref.path.name} (reference)"] + [a.path.name for a in runs[1:]]
+    names = [f"{ref.path.name} (reference)"] + [f"{a.path.name} ({a.runtime.name})" for a in runs[1:]]
     tick = (lambda i, done, total: progress(names[i], done, total)) if progress else None
 
     def failed(i: int, shape: tuple[int, ...], e: Exception) -> Exception:
@@ -178,8 +194,9 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
             continue
         logits, secs = next(results)
         rows.append(_row(a, "artifact", logits, secs, ref_logits, labels, ref_model.source.sha256))
-    failures = [f"{r.path}: {p}" for r in rows for p in r.problems]
-    return VerifyReport(ds.name, ds.origin, len(labels), n_cls, dev, batch_size, ref_row, rows, failures, __version__)
+    failures = [f"{r.path}{' (openvino)' if r.runtime == 'openvino' else ''}: {p}" for r in rows for p in r.problems]
+    return VerifyReport(ds.name, ds.origin, len(labels), n_cls, dev, batch_size, ref_row, rows, failures, __version__,
+                        runtimes, precision)
 
 
 def _runtime_errors() -> tuple[type[Exception], ...]:
@@ -192,6 +209,16 @@ def _open(p: Path, dev: str, binarized: bool | None) -> Artifact:
     from binexport.runtimes import open_artifact
 
     return open_artifact(p, dev, binarized=binarized)
+
+
+def _open_all(p: Path, dev: str, devs: dict[str, str], binarized: bool | None, precision: str) -> list[Artifact]:
+    """One artifact per runtime for an ONNX file (in ``RUNTIMES`` order); one on PyTorch for a model file."""
+    from binexport.runtimes import is_onnx, open_artifact
+
+    if not is_onnx(p):
+        return [_open(p, dev, binarized)]
+    return [open_artifact(p, d, binarized=binarized, runtime=rt, precision=precision if rt == "openvino" else "f32")
+            for rt, d in devs.items()]
 
 
 def _reference(arts: list[Artifact], reference: str | Path | None, dev: str, binarized: bool | None) -> Artifact:
@@ -229,8 +256,12 @@ def _row(a: Artifact, role: str, logits: np.ndarray, secs: float, ref: np.ndarra
     if weights not in check.TOLERANCES:
         raise InputError(f"{a.path}: its weights are {weights!r}, for which no tolerance is defined; known: "
                          f"{', '.join(check.WEIGHT_ENCODINGS)}")
+    precision = a.runtime.precision
+    key = check.tolerance_key(weights, precision)
+    if precision != "f32":
+        notes.append(f"{a.runtime.name} computed in {precision}: lossy, held to the {key} tolerance")
     try:
-        c = check.compare(logits, ref, weights, labels=labels, what=a.path.name)
+        c = check.compare(logits, ref, key, labels=labels, what=a.path.name)
     except InputError as e:
         raise InputError(f"{a.path}: {e}") from None
     sha = a.metadata.get("binexport.source_sha256")
@@ -244,4 +275,5 @@ def _row(a: Artifact, role: str, logits: np.ndarray, secs: float, ref: np.ndarra
         top1=c1 / n if n else 0.0, top5=c5 / n if n else 0.0, top1_correct=c1, top5_correct=c5,
         agreement=c.agreement, disagreements=len(c.disagreements), max_abs_logit_diff=c.max_abs_logit_diff,
         mean_abs_logit_diff=c.mean_abs_logit_diff, images_per_s=n / secs if secs > 0 else 0.0, seconds=secs,
-        tolerance=c.tolerance.to_dict(), passed=c.passed, problems=c.problems, notes=notes)
+        tolerance=c.tolerance.to_dict(), passed=c.passed, problems=c.problems, notes=notes, precision=precision,
+        kernels=a.runtime.kernels())

@@ -1,0 +1,217 @@
+"""The OpenVINO runtime: ONNX files compiled by OpenVINO's CPU plugin, exact (f32) unless asked otherwise.
+
+OpenVINO reads binexport's ONNX files as they are (QDQ int8 included) and picks
+its own kernels (oneDNN ``brgconv_avx512_amx_I8`` on AMX CPUs, ...). Its default
+precision hint on CPUs with bfloat16 instructions (avx512_bf16, AMX) is bf16,
+which moves logits by ~1e-1: binexport pins ``INFERENCE_PRECISION_HINT`` to f32
+and reads it back from the compiled model, so a row labelled f32 really ran f32.
+``bf16`` is a separate, declared-lossy compute mode (``check.TOLERANCES['bf16-compute']``).
+
+OpenVINO is an optional dependency (``pip install "binexport[openvino]"``);
+nothing here imports it before a model is opened, and nothing imports torch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from binexport.errors import InputError
+from binexport.runtimes import (
+    INPUT_KINDS,
+    INPUT_NCHW,
+    INPUT_NCHW_F16,
+    INPUT_NHWC,
+    PRECISIONS,
+    Runtime,
+)
+
+#: The one line a user sees where OpenVINO is asked for but not installed.
+INSTALL_HINT = 'OpenVINO is not installed; install it with: pip install "binexport[openvino]"'
+#: OpenVINO's name for each of :data:`binexport.runtimes.PRECISIONS`.
+_HINTS = {"f32": "f32", "bf16": "bf16"}
+#: Layer types whose kernels a user wants to see first (they take >95 % of a WRN's time).
+_CONV_TYPES = ("Convolution", "GroupConvolution", "FullyConnected", "MatMul")
+#: Layer types that are bookkeeping, not compute: left out of the kernel summary.
+_SKIP_TYPES = {"Input", "Output", "Const", "Reshape", "Reorder", "Parameter", "Result"}
+_NP_TYPES = {"f32": np.float32, "f16": np.float16, "u8": np.uint8}
+
+
+def import_openvino() -> Any:
+    """The ``openvino`` module, or an InputError naming the install command.
+
+    Raises:
+        InputError: OpenVINO is not importable here.
+    """
+    try:
+        import openvino
+    except ImportError:
+        raise InputError(INSTALL_HINT) from None
+    return openvino
+
+
+def available() -> bool:
+    """Whether OpenVINO can be imported here (``--runtime all`` includes it only then)."""
+    try:
+        import_openvino()
+    except InputError:
+        return False
+    return True
+
+
+class OpenVinoRuntime(Runtime):
+    """A compiled OpenVINO model behind the common :class:`Runtime` loop.
+
+    Attributes:
+        precision: the inference precision the compiled model reports (``f32`` or ``bf16``), never the one asked.
+        provider: ``OpenVINO:`` plus the execution devices the compiled model reports (``OpenVINO:CPU``).
+    """
+
+    name = "openvino"
+
+    def __init__(self, compiled: Any, metadata: dict[str, str], device: str = "cpu") -> None:
+        self.compiled = compiled
+        self.device = device
+        self._metadata = metadata
+        self.precision = _element_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        devices = compiled.get_property("EXECUTION_DEVICES")
+        self.execution_devices = [str(d) for d in devices]
+        self.provider = "OpenVINO:" + ",".join(self.execution_devices)
+        self.threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
+        inputs = compiled.inputs
+        if len(inputs) != 1 or not compiled.outputs:
+            raise InputError(f"the graph has {len(inputs)} inputs and {len(compiled.outputs)} outputs; a WRN "
+                             "classifier takes one image batch and gives logits")
+        inp = inputs[0]
+        self.input_type = _element_name(inp.get_element_type())
+        if self.input_type not in _NP_TYPES:
+            raise InputError(f"the graph input is {self.input_type}; expected float, float16 or uint8 images")
+        shape = inp.get_partial_shape()
+        if shape.rank.is_dynamic or shape.rank.get_length() != 4:
+            raise InputError(f"the graph input has shape {shape}; expected 4 dimensions (N, 3, 32, 32) or "
+                             "(N, 32, 32, 3)")
+        self.fixed_batch: int | None = shape[0].get_length() if shape[0].is_static else None
+        kind = metadata.get("binexport.input")
+        self.input_kind = kind if kind in INPUT_KINDS else (
+            INPUT_NHWC if self.input_type == "u8" else INPUT_NCHW_F16 if self.input_type == "f16" else INPUT_NCHW)
+        self._request = compiled.create_infer_request()
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The ONNX metadata_props (``binexport.*`` keys for files binexport wrote)."""
+        return dict(self._metadata)
+
+    def kernels(self) -> str:
+        """The runtime model's primitive types, counted, convolutions first (``brgconv_avx512_I8 x19; ...``)."""
+        return summarize_kernels(primitive_types(self.compiled))
+
+    def _place(self, x: np.ndarray, batch_size: int) -> list[Any]:
+        bs = self.fixed_batch or batch_size
+        x = np.ascontiguousarray(x, dtype=_NP_TYPES[self.input_type])
+        out = []
+        for i in range(0, len(x), bs):
+            chunk = x[i:i + bs]
+            if self.fixed_batch and len(chunk) < bs:
+                chunk = np.concatenate([chunk, np.zeros((bs - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+            out.append(np.ascontiguousarray(chunk))
+        return out
+
+    def _run(self, batch: Any) -> np.ndarray:
+        self._request.infer({0: batch}, share_inputs=True)
+        out = np.array(self._request.get_output_tensor(0).data)  # a copy: the request reuses its buffer
+        if out.dtype.kind not in "fiub":
+            raise InputError(f"the graph's first output is {out.dtype} {out.shape}; expected numeric logits")
+        return out.astype(np.float32, copy=False)
+
+    def _finish(self, outs: list[Any], n: int) -> np.ndarray:
+        return np.concatenate(outs)[:n]
+
+
+def _element_name(t: Any) -> str:
+    """OpenVINO's short name of an element type (``f32``, ``bf16``, ``u8``)."""
+    name = getattr(t, "get_type_name", None)
+    return str(name()) if callable(name) else str(t)
+
+
+def primitive_types(compiled: Any) -> Counter[tuple[str, str]]:
+    """(layer type, primitive type) of every op of the compiled model's runtime graph, counted."""
+    out: Counter[tuple[str, str]] = Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        rt = op.get_rt_info()
+        layer = rt["layerType"].astype(str) if "layerType" in rt else op.get_type_name()
+        prim = rt["primitiveType"].astype(str) if "primitiveType" in rt else "unknown"
+        out[(layer, prim)] += 1
+    return out
+
+
+def summarize_kernels(counts: Counter[tuple[str, str]], limit: int = 4) -> str:
+    """One short line: convolution primitives with counts first, then the ``limit`` commonest other kernels.
+
+    Example:
+        >>> summarize_kernels(Counter({("Convolution", "brgconv_avx512_I8"): 19, ("Eltwise", "jit_avx512_f32"): 9}))
+        'conv: brgconv_avx512_I8 x19; other: jit_avx512_f32 x9'
+    """
+    conv: Counter[str] = Counter()
+    other: Counter[str] = Counter()
+    for (layer, prim), n in counts.items():
+        if layer in _CONV_TYPES:
+            conv[prim] += n
+        elif layer not in _SKIP_TYPES and not prim.startswith("unknown"):
+            other[prim] += n
+    parts = []
+    if conv:
+        parts.append("conv: " + ", ".join(f"{p} x{n}" for p, n in conv.most_common()))
+    if other:
+        parts.append("other: " + ", ".join(f"{p} x{n}" for p, n in other.most_common(limit)))
+    return "; ".join(parts)
+
+
+def open_compiled(path: str, device: str = "cpu", threads: int = 0, precision: str = "f32") -> OpenVinoRuntime:
+    """Compile an ONNX file on OpenVINO's CPU plugin with the precision hint pinned, and check what it reports.
+
+    Args:
+        path: the ONNX file.
+        device: 'cpu' only (binexport runs OpenVINO on its CPU plugin).
+        threads: ``INFERENCE_NUM_THREADS`` (0: OpenVINO's default, one per core).
+        precision: one of :data:`binexport.runtimes.PRECISIONS`: ``f32`` (exact, the default) or ``bf16``.
+
+    Raises:
+        InputError: OpenVINO is missing, ``device`` is cuda, a bad precision, bf16 asked on a CPU that does
+            not run it, or a file OpenVINO cannot read.
+    """
+    if device != "cpu":
+        raise InputError(f"--device {device}: binexport runs OpenVINO on the CPU only; use --runtime ort for CUDA, "
+                         "or --device cpu")
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    ov = import_openvino()
+    core = ov.Core()
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _HINTS[precision]}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    try:
+        model = core.read_model(path)
+        metadata = _metadata(model)
+        compiled = core.compile_model(model, "CPU", config)
+    except (RuntimeError, ValueError, TypeError, OSError) as e:  # OpenVINO raises RuntimeError for bad graphs
+        raise InputError(f"OpenVINO cannot open it ({' '.join(str(e).split())[:200]})") from None
+    runtime = OpenVinoRuntime(compiled, metadata, device)
+    if runtime.precision != precision:  # a CPU without bf16 instructions quietly runs f32: say so, don't label it
+        raise InputError(f"--precision {precision}: OpenVINO compiled the model with {runtime.precision} on this CPU "
+                         f"(it runs {precision} only where the CPU has the instructions); use --precision f32")
+    return runtime
+
+
+def _metadata(model: Any) -> dict[str, str]:
+    """The ONNX ``metadata_props``, which OpenVINO keeps under the model's ``framework`` rt_info."""
+    rt = model.get_rt_info()
+    if "framework" not in rt:
+        return {}
+    try:
+        fw = rt["framework"]
+        fw = fw.astype(dict) if hasattr(fw, "astype") else fw  # a dict of OVAny values (2026.4) or an OVAny
+        return {str(k): v.astype(str) if hasattr(v, "astype") else str(v) for k, v in dict(fw).items()}
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return {}
