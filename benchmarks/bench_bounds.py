@@ -71,16 +71,20 @@ def main() -> None:
         from binexport.formats.onnx.int8 import required_ranges
 
         model = formats.load(REAL)
-        print("\n| WRN-20-10 graph | file (MiB) | check (s) | largest activation / image | all activations / image "
-              "| all constants / file |\n| --- | ---: | ---: | ---: | ---: | ---: |")
+        print(
+            "\n| WRN-20-10 graph | file (MiB) | check (s) | largest activation / image | all activations / image "
+            "| all constants / file |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+        )
         for w in ("float32", "float16", "1-bit", "int8"):
             ranges = {k: (-3.0, 3.0) for k in required_ranges(model)} if w == "int8" else None
             data = build_model(model, w, int8_ranges=ranges).SerializeToString()
             t0 = time.perf_counter()
             b = check_onnx_bounds(data)
             secs = time.perf_counter() - t0
-            print(f"| {w} | {len(data) / 2**20:.1f} | {secs:.2f} | {b.image_tensor_bytes >> 10} KiB | "
-                  f"{b.image_total_bytes / 2**20:.1f} MiB | {b.const_total_bytes / len(data):.1f}x |")
+            print(
+                f"| {w} | {len(data) / 2**20:.1f} | {secs:.2f} | {b.image_tensor_bytes >> 10} KiB | "
+                f"{b.image_total_bytes / 2**20:.1f} MiB | {b.const_total_bytes / len(data):.1f}x |"
+            )
 
 
 if __name__ == "__main__":

@@ -59,37 +59,79 @@ def bit_codecs(layers: dict[str, np.ndarray], repeat: int) -> list[tuple[str, in
     """(name, total bytes, decode seconds for all layers, note) for each way of storing the sign bits."""
     rows = []
     packed = {k: codec.encode_packed(v) for k, v in layers.items()}
-    rows.append(("packed bits (`packed`)", sum(map(len, packed.values())), best_time(
-        lambda: [np.unpackbits(np.frombuffer(p, np.uint8)) for p in packed.values()], repeat), "memory-mappable"))
-    for name, comp, dec in (("zlib -9 of packed bits", lambda b: zlib.compress(b, 9), zlib.decompress),
-                            ("bz2 -9 of packed bits", lambda b: bz2.compress(b, 9), bz2.decompress),
-                            ("xz -9e of packed bits", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME),
-                             lzma.decompress)):
+    rows.append(
+        (
+            "packed bits (`packed`)",
+            sum(map(len, packed.values())),
+            best_time(lambda: [np.unpackbits(np.frombuffer(p, np.uint8)) for p in packed.values()], repeat),
+            "memory-mappable",
+        )
+    )
+    for name, comp, dec in (
+        ("zlib -9 of packed bits", lambda b: zlib.compress(b, 9), zlib.decompress),
+        ("bz2 -9 of packed bits", lambda b: bz2.compress(b, 9), bz2.decompress),
+        ("xz -9e of packed bits", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
+    ):
         blobs = [comp(p) for p in packed.values()]
-        rows.append((name, sum(map(len, blobs)), best_time(lambda dec=dec, blobs=blobs: [dec(b) for b in blobs], repeat), "stdlib"))
+        rows.append(
+            (
+                name,
+                sum(map(len, blobs)),
+                best_time(lambda dec=dec, blobs=blobs: [dec(b) for b in blobs], repeat),
+                "stdlib",
+            )
+        )
     planes = [rank_planes(v) for v in layers.values()]
-    blobs = [(lzma.compress(lo, format=lzma.FORMAT_RAW, filters=_LZMA_RAW),
-              lzma.compress(hi, format=lzma.FORMAT_RAW, filters=_LZMA_RAW)) for lo, hi in planes]
-    rows.append(("rank + LZMA (byte planes, lc=0)", sum(len(a) + len(b) for a, b in blobs), best_time(
-        lambda: [(lzma.decompress(a, lzma.FORMAT_RAW, filters=_LZMA_RAW),
-                  lzma.decompress(b, lzma.FORMAT_RAW, filters=_LZMA_RAW)) for a, b in blobs], repeat),
-        "ranks only; patterns need the rank table too"))
-    for name, refs in (("`rans`: kernel patterns, order 0", False), ("`rans-ref`: ranked against a parent kernel", True)):
+    blobs = [
+        (
+            lzma.compress(lo, format=lzma.FORMAT_RAW, filters=_LZMA_RAW),
+            lzma.compress(hi, format=lzma.FORMAT_RAW, filters=_LZMA_RAW),
+        )
+        for lo, hi in planes
+    ]
+    rows.append(
+        (
+            "rank + LZMA (byte planes, lc=0)",
+            sum(len(a) + len(b) for a, b in blobs),
+            best_time(
+                lambda: [
+                    (
+                        lzma.decompress(a, lzma.FORMAT_RAW, filters=_LZMA_RAW),
+                        lzma.decompress(b, lzma.FORMAT_RAW, filters=_LZMA_RAW),
+                    )
+                    for a, b in blobs
+                ],
+                repeat,
+            ),
+            "ranks only; patterns need the rank table too",
+        )
+    )
+    for name, refs in (
+        ("`rans`: kernel patterns, order 0", False),
+        ("`rans-ref`: ranked against a parent kernel", True),
+    ):
         t = time.perf_counter()
         payloads = {k: codec.encode_kernels(v, refs) for k, v in layers.items()}
         enc = time.perf_counter() - t
 
         def decode(refs: bool = refs, payloads: dict[str, bytes] = payloads) -> None:
-            pend = [codec.parse_kernels(np.frombuffer(p, np.uint8), layers[k].shape, refs, k)
-                    for k, p in payloads.items()]
+            pend = [
+                codec.parse_kernels(np.frombuffer(p, np.uint8), layers[k].shape, refs, k) for k, p in payloads.items()
+            ]
             rans.decode_jobs([j for q in pend for j in q.jobs])
             outs = [q.finish() for q in pend]
             assert all(np.array_equal(o, layers[k]) for o, k in zip(outs, payloads, strict=True))
 
         rows.append((name, sum(map(len, payloads.values())), best_time(decode, repeat), f"encode {enc:.1f} s"))
     sym = {k: codec.kernel_symbols(v) for k, v in layers.items()}
-    rows.append(("bound: order-0 entropy of the patterns", int(sum(entropy_bytes(s) for s in sym.values())), 0.0,
-                 "no tables, no state"))
+    rows.append(
+        (
+            "bound: order-0 entropy of the patterns",
+            int(sum(entropy_bytes(s) for s in sym.values())),
+            0.0,
+            "no tables, no state",
+        )
+    )
     return rows
 
 
@@ -106,10 +148,16 @@ def float_codecs(floats: dict[str, np.ndarray], repeat: int) -> list[tuple[str, 
         rans.decode_jobs([j for q in pend for j in q.jobs])
         [q.finish() for q in pend]
 
-    return [("raw", raw, 0.0, "memory-mappable"),
-            ("xz -9 of byte-shuffled float32", raw - sum(v.nbytes for v in f32.values()) + sum(map(len, xz)),
-             best_time(lambda: [lzma.decompress(b) for b in xz], repeat), "stdlib"),
-            ("`f32-rans` where smaller, else raw", best, best_time(decode, repeat), "what .bwn writes")]
+    return [
+        ("raw", raw, 0.0, "memory-mappable"),
+        (
+            "xz -9 of byte-shuffled float32",
+            raw - sum(v.nbytes for v in f32.values()) + sum(map(len, xz)),
+            best_time(lambda: [lzma.decompress(b) for b in xz], repeat),
+            "stdlib",
+        ),
+        ("`f32-rans` where smaller, else raw", best, best_time(decode, repeat), "what .bwn writes"),
+    ]
 
 
 def main() -> None:
@@ -119,8 +167,10 @@ def main() -> None:
     args = ap.parse_args()
     model = api.load(args.checkpoint)
     src = args.checkpoint.stat().st_size
-    print(f"{args.checkpoint.name}: {model.arch.name}, {model.arch.num_classes} classes, {src:,} B; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}\n")
+    print(
+        f"{args.checkpoint.name}: {model.arch.name}, {model.arch.num_classes} classes, {src:,} B; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numpy {np.__version__}\n"
+    )
     layers = {k: b.signs for k, b in model.binary.items()}
     print("| 1-bit tensors, 18 layers | bytes | vs packed | decode all |  |\n| --- | ---: | ---: | ---: | --- |")
     rows = bit_codecs(layers, args.repeat)
@@ -131,8 +181,10 @@ def main() -> None:
     for name, n, t, note in float_codecs(model.floats, args.repeat):
         print(f"| {name} | {n:,} | {t * 1000:.0f} ms | {note} |")
     print(f"\n| whole file | bytes | vs published | read (best of {args.repeat}) |\n| --- | ---: | ---: | ---: |")
-    print(f"| published packed checkpoint (torch.load) | {src:,} | 1.000 | "
-          f"{best_time(lambda: api.load(args.checkpoint), args.repeat) * 1000:.0f} ms |")
+    print(
+        f"| published packed checkpoint (torch.load) | {src:,} | 1.000 | "
+        f"{best_time(lambda: api.load(args.checkpoint), args.repeat) * 1000:.0f} ms |"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for enc in ("packed", "best"):
             out = Path(tmp) / f"{enc}.bwn"
@@ -143,8 +195,10 @@ def main() -> None:
             read = best_time(lambda out=out: bwn.read(out), args.repeat)
             nover = best_time(lambda out=out: bwn.read(out, verify_checksums=False), args.repeat)
             assert model.compare(bwn.read(out)) == []
-            print(f"| `.bwn --encoding {enc}` (write {wt:.1f} s) | {n:,} | {n / src:.3f} | {read * 1000:.0f} ms "
-                  f"({nover * 1000:.0f} ms without CRCs) |")
+            print(
+                f"| `.bwn --encoding {enc}` (write {wt:.1f} s) | {n:,} | {n / src:.3f} | {read * 1000:.0f} ms "
+                f"({nover * 1000:.0f} ms without CRCs) |"
+            )
 
 
 if __name__ == "__main__":

@@ -47,14 +47,21 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = write_training_run(out / "run", make_arch(20, 10, 100), binarize=False)
-    lines = ["## Full-precision `.bwn` (WRN-20-10, He-init weights)", "",
-             f"{date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared), "
-             f"numpy {np.__version__}; `python benchmarks/bench_bwn_float.py`. The checkpoint is binexport's "
-             "synthetic full-precision training checkpoint (He-init weights: no trained full-precision "
-             f"WRN-20-10 is at hand), {ckpt.stat().st_size:,} B.", ""]
+    lines = [
+        "## Full-precision `.bwn` (WRN-20-10, He-init weights)",
+        "",
+        f"{date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared), "
+        f"numpy {np.__version__}; `python benchmarks/bench_bwn_float.py`. The checkpoint is binexport's "
+        "synthetic full-precision training checkpoint (He-init weights: no trained full-precision "
+        f"WRN-20-10 is at hand), {ckpt.stat().st_size:,} B.",
+        "",
+    ]
     model = binexport.load(ckpt)
-    raw = b"".join(np.ascontiguousarray(model.floats[s.name]).tobytes() for s in model.arch.specs()
-                   if model.floats[s.name].dtype == np.float32)
+    raw = b"".join(
+        np.ascontiguousarray(model.floats[s.name]).tobytes()
+        for s in model.arch.specs()
+        if model.floats[s.name].dtype == np.float32
+    )
     reports = {}
     for w in ("float32", "float16", "bfloat16"):
         reports[w] = binexport.pack(ckpt, out / f"fp-{w}.bwn", format="bwn", weights=w, force=True)
@@ -65,17 +72,24 @@ def main() -> None:
         n = _cli(cmd, raw) if a.slow else None
         sizes.append((name, n or RESEARCH[name], "exact" + ("" if n else "; measured in FINDINGS.md, same bytes")))
     for w in ("float32", "float16", "bfloat16"):
-        sizes.append((f"**.bwn {w}** (whole file)", reports[w].output_bytes,
-                      "bit-exact" if w == "float32" else f"lossy: convs rounded to {w}"))
+        sizes.append(
+            (
+                f"**.bwn {w}** (whole file)",
+                reports[w].output_bytes,
+                "bit-exact" if w == "float32" else f"lossy: convs rounded to {w}",
+            )
+        )
     lines += ["| what | bytes | MB | vs raw | |", "| --- | ---: | ---: | ---: | --- |"]
     lines += [f"| {n} | {b:,} | {b / 1e6:.1f} | {b / len(raw):.1%} | {note} |" for n, b, note in sizes]
     lines.append("")
     from binexport.formats.bwn import container as box
+
     encs: dict[str, int] = {}
     for e in box.Container.open(out / "fp-float32.bwn").entries:
         encs[e.encoding] = encs.get(e.encoding, 0) + 1
-    lines.append("Encodings chosen in the float32 file (tensors): " + ", ".join(f"{k} {v}" for k, v in encs.items())
-                 + ".")
+    lines.append(
+        "Encodings chosen in the float32 file (tensors): " + ", ".join(f"{k} {v}" for k, v in encs.items()) + "."
+    )
     lines.append("")
     lines += ["| decode (bwn.read, CRCs checked, best of 5) | CPU s | wall s |", "| --- | ---: | ---: |"]
     for w in ("float32", "float16", "bfloat16"):
@@ -88,17 +102,22 @@ def main() -> None:
     lines.append("")
     onnx = binexport.export_onnx(ckpt, out / "fp.onnx", weights="float32", force=True).output
     arts = [out / f"fp-{w}.bwn" for w in ("float32", "float16", "bfloat16")] + [Path(onnx)]
-    rep = binexport.verify(arts, dataset="CIFAR100", data_root=a.data_root, reference=ckpt, limit=a.limit,
-                           device="cpu")
-    lines += [f"Agreement with the checkpoint on {rep.num_images} real CIFAR-100 test images ({a.data_root}):", "",
-              "| artifact | weights | agreement | max abs logit diff | mean | limit | result |",
-              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    rep = binexport.verify(arts, dataset="CIFAR100", data_root=a.data_root, reference=ckpt, limit=a.limit, device="cpu")
+    lines += [
+        f"Agreement with the checkpoint on {rep.num_images} real CIFAR-100 test images ({a.data_root}):",
+        "",
+        "| artifact | weights | agreement | max abs logit diff | mean | limit | result |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     from binexport.check import tolerance
+
     for r in rep.artifacts:
         tol = tolerance(r.weights)
-        lines.append(f"| {Path(r.path).name} | {r.weights} | {r.agreement:.1%} | {r.max_abs_logit_diff:.3g} | "
-                     f"{r.mean_abs_logit_diff:.3g} | {tol.max_abs_logit_diff:g}, {tol.min_agreement:.0%} | "
-                     f"{'FAIL' if r.problems else 'pass'} |")
+        lines.append(
+            f"| {Path(r.path).name} | {r.weights} | {r.agreement:.1%} | {r.max_abs_logit_diff:.3g} | "
+            f"{r.mean_abs_logit_diff:.3g} | {tol.max_abs_logit_diff:g}, {tol.min_agreement:.0%} | "
+            f"{'FAIL' if r.problems else 'pass'} |"
+        )
     print("\n".join(lines))
 
 

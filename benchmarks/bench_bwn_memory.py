@@ -35,8 +35,9 @@ def craft(path: Path, width: int, seed: int = 0, depth: int = 20) -> int:
     rng = np.random.default_rng(seed)
     for name, kind in arch.kinds.items():
         if kind in ("binary", "conv") or name in ("conv0", "conv_last"):
-            state[name] = np.where(rng.random(state[name].shape, dtype=np.float32) < 1 / SPARSITY,
-                                   np.float32(1 / 16), np.float32(0))
+            state[name] = np.where(
+                rng.random(state[name].shape, dtype=np.float32) < 1 / SPARSITY, np.float32(1 / 16), np.float32(0)
+            )
     data = bwn.write(Model(arch, False, state), weights="bfloat16")
     path.write_bytes(data)
     return len(data)
@@ -85,28 +86,47 @@ def _env(tree: str) -> dict[str, str]:
 def measure(path: Path, tree: str, how: str = "model") -> dict[str, float]:
     """Peak RSS and read time of a fresh interpreter that reads ``path`` (``how``: as a model or as tensors)
     with the binexport of ``tree``."""
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(path), how], capture_output=True, text=True, check=True,
-                         cwd=tree, env=_env(tree))  # cwd too: `python -c` puts the working directory first
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path), how],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tree,
+        env=_env(tree),
+    )  # cwd too: `python -c` puts the working directory first
     return json.loads(out.stdout)
 
 
 def baseline(tree: str) -> int:
     """Peak RSS of a fresh interpreter that only imports the reader."""
     code = "from binexport.formats import bwn\n" + _BASE + "\nprint(hwm)"
-    return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              cwd=tree, env=_env(tree)).stdout)
+    return int(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tree, env=_env(tree)
+        ).stdout
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--widths", type=int, nargs="+", default=[16, 22])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--hostile", action="store_true",
-                    help="instead: the worst legal files for a decoder's memory (tests/bwn_crafted.py), this tree")
-    ap.add_argument("--speed", action="store_true",
-                    help="instead: read time of ordinary WRN-20-10 files (real 1-bit, float32, bfloat16) per tree")
-    ap.add_argument("--trees", nargs="+", default=[os.getcwd()],
-                    help="binexport source trees to compare (e.g. a checkout of the previous commit and this one)")
+    ap.add_argument(
+        "--hostile",
+        action="store_true",
+        help="instead: the worst legal files for a decoder's memory (tests/bwn_crafted.py), this tree",
+    )
+    ap.add_argument(
+        "--speed",
+        action="store_true",
+        help="instead: read time of ordinary WRN-20-10 files (real 1-bit, float32, bfloat16) per tree",
+    )
+    ap.add_argument(
+        "--trees",
+        nargs="+",
+        default=[os.getcwd()],
+        help="binexport source trees to compare (e.g. a checkout of the previous commit and this one)",
+    )
     args = ap.parse_args()
     if args.hostile:
         hostile(args.repeats)
@@ -133,10 +153,12 @@ def main() -> None:
             peak = max(x["peak_rss"] for x in r)
             sec = sorted(x["seconds"] for x in r)[len(r) // 2]
             limit = min(4 << 30, max(1 << 28, 64 * size))
-            print(f"WRN-20-{w} bf16: file {size / 1e6:.2f} MB, counted D {r[0]['counted'] / 1e6:.0f} MB, returned "
-                  f"{r[0]['returned'] / 1e6:.0f} MB, default limit {limit / 1e6:.0f} MB ({'refused' if r[0]['counted'] > limit else 'read'} by default), peak RSS {peak / 1e6:.0f} MB "
-                  f"({(peak - base) / 1e6:.0f} MB over import; {(peak - base) / max(r[0]['counted'], 1):.2f} x D), "
-                  f"read {sec:.2f} s (median of {len(r)})")
+            print(
+                f"WRN-20-{w} bf16: file {size / 1e6:.2f} MB, counted D {r[0]['counted'] / 1e6:.0f} MB, returned "
+                f"{r[0]['returned'] / 1e6:.0f} MB, default limit {limit / 1e6:.0f} MB ({'refused' if r[0]['counted'] > limit else 'read'} by default), peak RSS {peak / 1e6:.0f} MB "
+                f"({(peak - base) / 1e6:.0f} MB over import; {(peak - base) / max(r[0]['counted'], 1):.2f} x D), "
+                f"read {sec:.2f} s (median of {len(r)})"
+            )
 
 
 def speed(trees: list[str], repeats: int) -> None:
@@ -149,8 +171,10 @@ def speed(trees: list[str], repeats: int) -> None:
 
     real = Path(__file__).resolve().parents[1] / "../shared/realdata/seed-checkpoint/wrn20-10-1bit-packed.pth.tar"
     fp = Model(make_arch(20, 10, 100), False, random_state(make_arch(20, 10, 100), 0))
-    makers = {"WRN-20-10 float32 (synthetic)": lambda: bwn.write(fp),
-              "WRN-20-10 bfloat16 (synthetic)": lambda: bwn.write(fp, weights="bfloat16")}
+    makers = {
+        "WRN-20-10 float32 (synthetic)": lambda: bwn.write(fp),
+        "WRN-20-10 bfloat16 (synthetic)": lambda: bwn.write(fp, weights="bfloat16"),
+    }
     if real.exists():
         makers = {"WRN-20-10 1-bit (real seed checkpoint)": lambda: bwn.write(load(real)), **makers}
     else:
@@ -167,8 +191,10 @@ def speed(trees: list[str], repeats: int) -> None:
                     rows[t, f].append(measure(files[f], t))
         for (t, f), r in rows.items():
             sec = sorted(x["seconds"] for x in r)[len(r) // 2]
-            print(f"[{t}] {f}: file {files[f].stat().st_size / 1e6:.2f} MB, read {sec:.3f} s (median of {len(r)}), "
-                  f"peak RSS {max(x['peak_rss'] for x in r) / 1e6:.0f} MB")
+            print(
+                f"[{t}] {f}: file {files[f].stat().st_size / 1e6:.2f} MB, read {sec:.3f} s (median of {len(r)}), "
+                f"peak RSS {max(x['peak_rss'] for x in r) / 1e6:.0f} MB"
+            )
 
 
 def hostile(repeats: int) -> None:
@@ -176,12 +202,15 @@ def hostile(repeats: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     import bwn_crafted as crafted  # the test suite's crafted files: the same shapes the memory test reads
 
-    shapes = {"1-bit constant kernels, WRN-20-8 (256 weights a byte)": (lambda: crafted.constant_model_file(20, 8),
-                                                                        "model"),
-              "bf16 planes of constant convs, WRN-20-12 (120 values a lane)": (
-                  lambda: crafted.constant_bf16_model_file(20, 12), "model"),
-              "rans, one lane per kernel (4M kernels)": (lambda: crafted.one_lane_per_kernel(1 << 22), "tensors"),
-              "bf16 planes, one lane per value (4M values)": (lambda: crafted.one_lane_per_value(1 << 22), "tensors")}
+    shapes = {
+        "1-bit constant kernels, WRN-20-8 (256 weights a byte)": (lambda: crafted.constant_model_file(20, 8), "model"),
+        "bf16 planes of constant convs, WRN-20-12 (120 values a lane)": (
+            lambda: crafted.constant_bf16_model_file(20, 12),
+            "model",
+        ),
+        "rans, one lane per kernel (4M kernels)": (lambda: crafted.one_lane_per_kernel(1 << 22), "tensors"),
+        "bf16 planes, one lane per value (4M values)": (lambda: crafted.one_lane_per_value(1 << 22), "tensors"),
+    }
     tree = os.getcwd()
     base = baseline(tree)
     with tempfile.TemporaryDirectory() as tmp:
@@ -191,8 +220,10 @@ def hostile(repeats: int) -> None:
             r = [measure(p, tree, how) for _ in range(repeats)]
             over = max(x["peak_rss"] for x in r) - base
             size, d = p.stat().st_size, r[0]["counted"]
-            print(f"{label}: file {size / 1e6:.1f} MB, D {d / 1e6:.0f} MB, peak over import {over / 1e6:.0f} MB "
-                  f"= {over / d:.2f} x D = {over / size:.1f} x file")
+            print(
+                f"{label}: file {size / 1e6:.1f} MB, D {d / 1e6:.0f} MB, peak over import {over / 1e6:.0f} MB "
+                f"= {over / d:.2f} x D = {over / size:.1f} x file"
+            )
 
 
 if __name__ == "__main__":

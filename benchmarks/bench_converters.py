@@ -79,8 +79,12 @@ def _tract(path: str, x: np.ndarray) -> np.ndarray:
 
 
 CONSUMERS: dict[str, Callable[[str, np.ndarray], np.ndarray]] = {
-    "onnx.reference.ReferenceEvaluator": _reference_evaluator, "onnx2torch": _onnx2torch,
-    "onnx2pytorch": _onnx2pytorch, "openvino (CPU)": _openvino, "tract": _tract}
+    "onnx.reference.ReferenceEvaluator": _reference_evaluator,
+    "onnx2torch": _onnx2torch,
+    "onnx2pytorch": _onnx2pytorch,
+    "openvino (CPU)": _openvino,
+    "tract": _tract,
+}
 
 
 def main() -> None:

@@ -54,8 +54,10 @@ def accuracy(sizes: list[int], percentiles: list[float]) -> None:
     ref_top1 = float((ref.argmax(1) == y).mean())
     train = load_calibration("CIFAR100", DATA, limit=max(sizes))
     print(f"\n1-bit reference (PyTorch): top-1 {100 * ref_top1:.1f} % on {len(y)} real CIFAR-100 test images\n")
-    print("| calibration images | percentile | int8 top-1 % | Δ top-1 (points) | agreement % | max abs logit diff "
-          "| mean abs logit diff | calibration s |")
+    print(
+        "| calibration images | percentile | int8 top-1 % | Δ top-1 (points) | agreement % | max abs logit diff "
+        "| mean abs logit diff | calibration s |"
+    )
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in sizes:
         for p in percentiles:
@@ -67,8 +69,11 @@ def accuracy(sizes: list[int], percentiles: list[float]) -> None:
             top1 = float((q.argmax(1) == y).mean())
             agree = float((q.argmax(1) == ref.argmax(1)).mean())
             d = np.abs(q - ref)
-            print(f"| {n} | {p:g} | {100 * top1:.1f} | {100 * (top1 - ref_top1):+.1f} | {100 * agree:.1f} | "
-                  f"{d.max():.3f} | {d.mean():.4f} | {cal_s:.1f} |", flush=True)
+            print(
+                f"| {n} | {p:g} | {100 * top1:.1f} | {100 * (top1 - ref_top1):+.1f} | {100 * agree:.1f} | "
+                f"{d.max():.3f} | {d.mean():.4f} | {cal_s:.1f} |",
+                flush=True,
+            )
 
 
 def deployment(seconds: float, with_torch: bool, repeats: int = 2, batches: tuple[int, ...] = (64, 1)) -> None:
@@ -79,8 +84,9 @@ def deployment(seconds: float, with_torch: bool, repeats: int = 2, batches: tupl
         binexport.export_onnx(CKPT, files[1], weights="1-bit")
         for zp in WEIGHT_ZERO_POINTS:
             files.append(d / f"wrn20-10-int8-zp{zp}.onnx")
-            binexport.export_onnx(CKPT, files[-1], weights="int8", calibrate="CIFAR100", data_root=DATA,
-                                  weight_zero_point=zp)
+            binexport.export_onnx(
+                CKPT, files[-1], weights="int8", calibrate="CIFAR100", data_root=DATA, weight_zero_point=zp
+            )
         same_logits(files[2:])
         kernels = {f.name: open_session(str(f)).kernels() for f in files}
         print("\n| file | what ONNX Runtime runs (OrtRuntime.kernels) |\n| --- | --- |")
@@ -91,19 +97,26 @@ def deployment(seconds: float, with_torch: bool, repeats: int = 2, batches: tupl
         for rep in range(1, repeats + 1):
             for batch in batches:
                 r = binexport.bench(files, batch_size=batch, seconds=seconds)
-                print(f"\nrun {rep} of {repeats}, batch {batch}; {r.cpu}, {r.cores} cores, flags "
-                      f"{', '.join(r.cpu_flags)}; provider {r.rows[0].provider}; {seconds:g} s per artifact, "
-                      "interleaved\n")
-                print("| file | weights | size | session / load s | peak RSS | RSS above runtime libs | batch-1 "
-                      "latency ms (median / p90) | img/s at this batch | speed vs float32 | latency vs float32 "
-                      "| load vs float32 | RSS vs float32 (peak / above libs) |")
+                print(
+                    f"\nrun {rep} of {repeats}, batch {batch}; {r.cpu}, {r.cores} cores, flags "
+                    f"{', '.join(r.cpu_flags)}; provider {r.rows[0].provider}; {seconds:g} s per artifact, "
+                    "interleaved\n"
+                )
+                print(
+                    "| file | weights | size | session / load s | peak RSS | RSS above runtime libs | batch-1 "
+                    "latency ms (median / p90) | img/s at this batch | speed vs float32 | latency vs float32 "
+                    "| load vs float32 | RSS vs float32 (peak / above libs) |"
+                )
                 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
                 for row in r.rows:
-                    print(f"| {Path(row.path).name} | {row.weights} | {row.file_bytes:,} B | {row.load_s:.2f} "
-                          f"| {row.peak_rss_bytes / 2**20:,.0f} MiB | {row.model_rss_bytes / 2**20:,.0f} MiB "
-                          f"| {row.latency_ms_median:.1f} / {row.latency_ms_p90:.1f} | {row.images_per_s:.1f} "
-                          f"| {row.speed_ratio:.2f}x | {row.latency_ratio:.2f}x | {row.load_ratio:.2f}x "
-                          f"| {row.rss_ratio:.2f}x / {row.model_rss_ratio:.2f}x |", flush=True)
+                    print(
+                        f"| {Path(row.path).name} | {row.weights} | {row.file_bytes:,} B | {row.load_s:.2f} "
+                        f"| {row.peak_rss_bytes / 2**20:,.0f} MiB | {row.model_rss_bytes / 2**20:,.0f} MiB "
+                        f"| {row.latency_ms_median:.1f} / {row.latency_ms_p90:.1f} | {row.images_per_s:.1f} "
+                        f"| {row.speed_ratio:.2f}x | {row.latency_ratio:.2f}x | {row.load_ratio:.2f}x "
+                        f"| {row.rss_ratio:.2f}x / {row.model_rss_ratio:.2f}x |",
+                        flush=True,
+                    )
 
 
 def same_logits(int8_files: list[Path]) -> None:
@@ -113,8 +126,10 @@ def same_logits(int8_files: list[Path]) -> None:
     out = {f.name: open_session(str(f)).logits(x, 64) for f in int8_files}
     first, *rest = out.values()
     same = all(o.tobytes() == first.tobytes() for o in rest)
-    print(f"\nint8 encodings {', '.join(out)} on {len(x)} real test images: logits "
-          f"{'bit-identical' if same else 'DIFFER'} (max |diff| {max(float(abs(o - first).max()) for o in rest):g})")
+    print(
+        f"\nint8 encodings {', '.join(out)} on {len(x)} real test images: logits "
+        f"{'bit-identical' if same else 'DIFFER'} (max |diff| {max(float(abs(o - first).max()) for o in rest):g})"
+    )
 
 
 def main() -> None:
@@ -130,8 +145,10 @@ def main() -> None:
     a = ap.parse_args()
     if not CKPT.is_file():
         raise SystemExit(f"real material absent: {CKPT}")
-    print(f"{datetime.date.today()}, {platform.platform()}, {cpu_info()[0]} ({', '.join(cpu_info()[1])}), "
-          f"binexport {binexport.__version__}")
+    print(
+        f"{datetime.date.today()}, {platform.platform()}, {cpu_info()[0]} ({', '.join(cpu_info()[1])}), "
+        f"binexport {binexport.__version__}"
+    )
     if not a.skip_accuracy:
         accuracy([int(s) for s in a.sizes.split(",")], [float(p) for p in a.percentiles.split(",")])
     if not a.skip_deployment:

@@ -41,13 +41,17 @@ def uint8_qparams(lo: float, hi: float) -> tuple[np.float32, np.uint8]:
     return np.float32(s), np.uint8(np.clip(round(-lo / s), 0, 255))
 
 
-def residual_uint8(proto: onnx.ModelProto, ranges: dict[str, tuple[float, float]],
-                   blocks: list[str]) -> onnx.ModelProto:
+def residual_uint8(
+    proto: onnx.ModelProto, ranges: dict[str, tuple[float, float]], blocks: list[str]
+) -> onnx.ModelProto:
     """``proto`` (an int8 graph from build_model) with every residual Add quantized as described above."""
     nodes = list(proto.graph.node)
     producer = {o: n for n in nodes for o in n.output}
-    adds = [n for n in nodes if n.op_type == "Add" and n.input[1] in producer
-            and producer[n.input[1]].op_type == "DequantizeLinear"]
+    adds = [
+        n
+        for n in nodes
+        if n.op_type == "Add" and n.input[1] in producer and producer[n.input[1]].op_type == "DequantizeLinear"
+    ]
     if len(adds) != len(blocks):
         raise ValueError(f"expected {len(blocks)} residual Adds, found {len(adds)}")
     inits: list[onnx.TensorProto] = []
@@ -109,8 +113,7 @@ def main() -> None:
         files = {"float32": d / "float32.onnx", "int8": d / "int8.onnx", "int8-residual-uint8": d / "res.onnx"}
         files["float32"].write_bytes(build_model(model, weights="float32").SerializeToString())
         for name in ("int8", "int8-residual-uint8"):
-            proto = build_model(model, weights="int8", int8_ranges=ranges,
-                                int8_weight_zero_point=a.weight_zero_point)
+            proto = build_model(model, weights="int8", int8_ranges=ranges, int8_weight_zero_point=a.weight_zero_point)
             if name != "int8":
                 proto = residual_uint8(proto, ranges, blocks)
             files[name].write_bytes(proto.SerializeToString())
@@ -120,12 +123,16 @@ def main() -> None:
             logits[name] = rt.logits(x, 64)
             print(f"{name}: {rt.kernels()}; top-1 {100 * (logits[name].argmax(1) == y).mean():.1f} %")
         base, res = logits["int8"], logits["int8-residual-uint8"]
-        print(f"residual uint8 vs int8: agreement {100 * (base.argmax(1) == res.argmax(1)).mean():.1f} %, "
-              f"max |Δ logit| {np.abs(base - res).max():.3f}")
+        print(
+            f"residual uint8 vs int8: agreement {100 * (base.argmax(1) == res.argmax(1)).mean():.1f} %, "
+            f"max |Δ logit| {np.abs(base - res).max():.3f}"
+        )
         r = binexport.bench(list(files.values()), batch_size=64, seconds=a.seconds)
         for name, row in zip(files, r.rows):
-            print(f"{name}: {row.speed_ratio:.2f}x float32, peak RSS {row.peak_rss_bytes / 2**20:.0f} MiB "
-                  f"({row.rss_ratio:.2f}x), batch-1 latency {row.latency_ms_median:.1f} ms")
+            print(
+                f"{name}: {row.speed_ratio:.2f}x float32, peak RSS {row.peak_rss_bytes / 2**20:.0f} MiB "
+                f"({row.rss_ratio:.2f}x), batch-1 latency {row.latency_ms_median:.1f} ms"
+            )
 
 
 if __name__ == "__main__":

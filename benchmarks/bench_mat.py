@@ -36,13 +36,17 @@ def run(name: str, modes: list[str], limit: int, tmp: Path) -> None:
         opts = {"calibrate": dataset, "data_root": root} if mode == "int8" else {}
         arts.append(binexport.export_onnx(mat, tmp / f"{name}-{mode}.onnx", weights=mode, force=True, **opts).output)
     r = binexport.verify(arts, reference=mat, dataset=dataset, data_root=root, limit=limit, device="cpu")
-    print(f"| {name} | `.mat` (reference) | {mat.stat().st_size:,} | {100 * r.reference.top1:.1f} | "
-          f"{100 * r.reference.top5:.1f} | | | ref |")
+    print(
+        f"| {name} | `.mat` (reference) | {mat.stat().st_size:,} | {100 * r.reference.top1:.1f} | "
+        f"{100 * r.reference.top5:.1f} | | | ref |"
+    )
     for row in r.artifacts:
         d = "n/a" if row.max_abs_logit_diff is None else f"{row.max_abs_logit_diff:.1e}"
-        print(f"| | {Path(row.path).name} ({row.weights}) | {Path(row.path).stat().st_size:,} | {100 * row.top1:.1f} | "
-              f"{100 * row.top5:.1f} | {100 * row.agreement:.1f} | {d} | {'PASS' if row.passed else 'FAIL'} |",
-              flush=True)
+        print(
+            f"| | {Path(row.path).name} ({row.weights}) | {Path(row.path).stat().st_size:,} | {100 * row.top1:.1f} | "
+            f"{100 * row.top5:.1f} | {100 * row.agreement:.1f} | {d} | {'PASS' if row.passed else 'FAIL'} |",
+            flush=True,
+        )
 
 
 def main() -> None:

@@ -55,6 +55,7 @@ def same(a: dict, b: dict) -> bool:
         if isinstance(x, list):
             return len(x) == len(y) and all(eq(i, j) for i, j in zip(x, y))
         return x.shape == y.shape and np.array_equal(x, y)
+
     return a.keys() == b.keys() and all(eq(a[k], b[k]) for k in a)
 
 
@@ -74,8 +75,10 @@ def main() -> None:
     a = ap.parse_args()
     if not MCD.is_dir():
         raise SystemExit(f"real material absent: {MCD}")
-    print("| file | size (B) | binexport mat5 (ms) | scipy.io (ms) | ratio | peak binexport (MiB) | peak scipy (MiB) "
-          "| identical |")
+    print(
+        "| file | size (B) | binexport mat5 (ms) | scipy.io (ms) | ratio | peak binexport (MiB) | peak scipy (MiB) "
+        "| identical |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for label, path in FILES.items():
         times: dict[str, list[float]] = {"ours": [], "scipy": []}
@@ -88,9 +91,11 @@ def main() -> None:
         for key, fn in (("ours", ours), ("scipy", theirs)):
             peaks[key] = measure(fn, path)[1]
         o, s = statistics.median(times["ours"]), statistics.median(times["scipy"])
-        print(f"| {label} | {path.stat().st_size:,} | {1e3 * o:.0f} | {1e3 * s:.0f} | {o / s:.2f} | "
-              f"{peaks['ours'] / 2**20:.1f} | {peaks['scipy'] / 2**20:.1f} | {same(ours(path), theirs(path))} |",
-              flush=True)
+        print(
+            f"| {label} | {path.stat().st_size:,} | {1e3 * o:.0f} | {1e3 * s:.0f} | {o / s:.2f} | "
+            f"{peaks['ours'] / 2**20:.1f} | {peaks['scipy'] / 2**20:.1f} | {same(ours(path), theirs(path))} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

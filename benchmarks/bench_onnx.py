@@ -31,8 +31,9 @@ REAL = HERE.parent.parent / "shared" / "realdata" / "seed-checkpoint" / "wrn20-1
 
 
 def _child(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, str(Path(__file__)), "--child", *args], check=True, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__)), "--child", *args], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -64,9 +65,15 @@ def child_session(path: str, inference_runs: int) -> dict:
         t = time.perf_counter()
         s.run(None, {"input": x[:1]})
         times.append(time.perf_counter() - t)
-    return {"fresh": fresh, "warm": warm, "fresh_cpu": fresh_cpu, "warm_cpu": warm_cpu,
-            "b1": statistics.median(times), "rss": _rss_mib(),
-            "logits": hashlib.sha256(y.tobytes()).hexdigest()}
+    return {
+        "fresh": fresh,
+        "warm": warm,
+        "fresh_cpu": fresh_cpu,
+        "warm_cpu": warm_cpu,
+        "b1": statistics.median(times),
+        "rss": _rss_mib(),
+        "logits": hashlib.sha256(y.tobytes()).hexdigest(),
+    }
 
 
 def child_throughput(kind: str, path: str, runs: str) -> dict:
@@ -86,6 +93,7 @@ def child_throughput(kind: str, path: str, runs: str) -> dict:
         def run(x: np.ndarray) -> None:
             with torch.inference_mode():
                 net(torch.from_numpy(x))
+
         threads = torch.get_num_threads()
     else:
         from binexport.runtimes.ort import open_session
@@ -94,6 +102,7 @@ def child_throughput(kind: str, path: str, runs: str) -> dict:
 
         def run(x: np.ndarray) -> None:
             session.session.run(None, {"input": x})
+
         threads = 0
     out: dict[str, object] = {"threads": threads}
     for batch, n in plan:
@@ -134,29 +143,38 @@ def bench_export(folder: Path, reps: int) -> None:
     from binexport.verbs.export import RANDOM_IMAGES, export_onnx
 
     src = _wrn(folder, 10)
-    print(f"\n### Export time, WRN-20-10 ({'published checkpoint' if src == REAL else 'synthetic'}), "
-          f"median of {reps}, torch already imported\n")
-    print(f"| exporter | weights | file | load | build | checker | ORT + PyTorch validation ({RANDOM_IMAGES} images) "
-          "| total |")
+    print(
+        f"\n### Export time, WRN-20-10 ({'published checkpoint' if src == REAL else 'synthetic'}), "
+        f"median of {reps}, torch already imported\n"
+    )
+    print(
+        f"| exporter | weights | file | load | build | checker | ORT + PyTorch validation ({RANDOM_IMAGES} images) "
+        "| total |"
+    )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for weights in ("packed", "float32", "float16"):
         rs = [export_onnx(src, folder / f"e-{weights}.onnx", weights=weights, force=True) for _ in range(reps)]
         med = {k: statistics.median(r.timings[k] for r in rs) for k in rs[0].timings}
         total = statistics.median(r.seconds for r in rs)
-        print(f"| binexport to-onnx | {weights} | {rs[0].output_bytes / 1e6:.2f} MB | {med['load']:.2f} s | "
-              f"{med['build']:.2f} s | {med['checker']:.2f} s | {med['runtime']:.2f} s | {total:.2f} s |")
+        print(
+            f"| binexport to-onnx | {weights} | {rs[0].output_bytes / 1e6:.2f} MB | {med['load']:.2f} s | "
+            f"{med['build']:.2f} s | {med['checker']:.2f} s | {med['runtime']:.2f} s | {total:.2f} s |"
+        )
     net = WRNReference(load(src)).eval()
     times = []
     for _ in range(reps):
         t = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(net, (torch.zeros(1, 3, 32, 32),), str(folder / "legacy.onnx"), dynamo=False,
-                              opset_version=18)
+            torch.onnx.export(
+                net, (torch.zeros(1, 3, 32, 32),), str(folder / "legacy.onnx"), dynamo=False, opset_version=18
+            )
         times.append(time.perf_counter() - t)
     size = (folder / "legacy.onnx").stat().st_size
-    print(f"| torch.onnx.export (legacy, batch 1 fixed, no validation) | float32 | {size / 1e6:.2f} MB | - | - | - "
-          f"| - | {statistics.median(times):.2f} s |")
+    print(
+        f"| torch.onnx.export (legacy, batch 1 fixed, no validation) | float32 | {size / 1e6:.2f} MB | - | - | - "
+        f"| - | {statistics.median(times):.2f} s |"
+    )
 
 
 def bench_session(folder: Path, reps: int) -> None:
@@ -184,27 +202,36 @@ def bench_session(folder: Path, reps: int) -> None:
     base = med["float32"]
     print(f"\n### ONNX Runtime session creation, WRN-20-10, CPU, median of {reps} processes\n")
     print("Wall time, and in brackets the process's CPU time (less sensitive to other jobs on a shared machine).\n")
-    print("| graph | file | build | session, fresh process | vs float32 | second session | vs float32 "
-          "| batch-1 latency | logits = float32 | peak RSS |")
+    print(
+        "| graph | file | build | session, fresh process | vs float32 | second session | vs float32 "
+        "| batch-1 latency | logits = float32 | peak RSS |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
     for name, m in med.items():
         same = all(r["logits"] == res["float32"][0]["logits"] for r in res[name])
-        label = "float32 (plain weights)" if name == "float32" else f"packed: {name}" + \
-            (" (binexport's choice)" if name == "lut8" else "")
-        print(f"| {label} | {files[name].stat().st_size / 1e6:.2f} MB | {build[name]:.2f} s "
-              f"| {m['fresh']:.3f} s ({m['fresh_cpu']:.3f} s) "
-              f"| {m['fresh'] / base['fresh']:.2f}x ({m['fresh_cpu'] / base['fresh_cpu']:.2f}x) "
-              f"| {m['warm']:.3f} s ({m['warm_cpu']:.3f} s) "
-              f"| {m['warm'] / base['warm']:.2f}x ({m['warm_cpu'] / base['warm_cpu']:.2f}x) "
-              f"| {m['b1'] * 1e3:.1f} ms | {'bit-identical' if same else 'DIFFERENT'} | {m['rss']:.0f} MiB |")
+        label = (
+            "float32 (plain weights)"
+            if name == "float32"
+            else f"packed: {name}" + (" (binexport's choice)" if name == "lut8" else "")
+        )
+        print(
+            f"| {label} | {files[name].stat().st_size / 1e6:.2f} MB | {build[name]:.2f} s "
+            f"| {m['fresh']:.3f} s ({m['fresh_cpu']:.3f} s) "
+            f"| {m['fresh'] / base['fresh']:.2f}x ({m['fresh_cpu'] / base['fresh_cpu']:.2f}x) "
+            f"| {m['warm']:.3f} s ({m['warm_cpu']:.3f} s) "
+            f"| {m['warm'] / base['warm']:.2f}x ({m['warm_cpu'] / base['warm_cpu']:.2f}x) "
+            f"| {m['b1'] * 1e3:.1f} ms | {'bit-identical' if same else 'DIFFERENT'} | {m['rss']:.0f} MiB |"
+        )
 
 
 def bench_throughput(folder: Path, rounds: int) -> None:
     from binexport import load
     from binexport.formats import onnx as fmt
 
-    print(f"\n### CPU throughput (images/s; per process: a warm-up of 3 calls (1 at batch 64), then the median of "
-          f"its runs; median of {rounds} interleaved processes) and peak RSS\n")
+    print(
+        f"\n### CPU throughput (images/s; per process: a warm-up of 3 calls (1 at batch 64), then the median of "
+        f"its runs; median of {rounds} interleaved processes) and peak RSS\n"
+    )
     print("| network | runtime | batch 1 | batch 64 | vs the faster PyTorch (1 / 64) | peak RSS |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     torch_name = "PyTorch eager (WRNReference)"
@@ -212,8 +239,10 @@ def bench_throughput(folder: Path, rounds: int) -> None:
     for width, runs in ((1, "1x30,64x4"), (10, "1x6,64x1")):
         src = _wrn(folder, width)
         model = load(src)
-        jobs = {torch_name: ["throughput", "torch", str(src), runs],
-                torch1_name: ["throughput", "torch1", str(src), runs]}
+        jobs = {
+            torch_name: ["throughput", "torch", str(src), runs],
+            torch1_name: ["throughput", "torch1", str(src), runs],
+        }
         for weights in ("float32", "packed"):
             path = folder / f"t-{width}-{weights}.onnx"
             path.write_bytes(fmt.write(model, weights=weights))
@@ -225,8 +254,10 @@ def bench_throughput(folder: Path, rounds: int) -> None:
         med = {k: {m: statistics.median(r[m] for r in rs) for m in ("b1", "b64", "rss")} for k, rs in got.items()}
         best = {b: max(med[torch_name][b], med[torch1_name][b]) for b in ("b1", "b64")}
         for name, r in med.items():
-            print(f"| WRN-20-{width} | {name} | {r['b1']:.1f} | {r['b64']:.1f} | {r['b1'] / best['b1']:.2f}x / "
-                  f"{r['b64'] / best['b64']:.2f}x | {r['rss']:.0f} MiB |")
+            print(
+                f"| WRN-20-{width} | {name} | {r['b1']:.1f} | {r['b64']:.1f} | {r['b1'] / best['b1']:.2f}x / "
+                f"{r['b64'] / best['b64']:.2f}x | {r['rss']:.0f} MiB |"
+            )
 
 
 def _machine() -> None:
@@ -237,12 +268,20 @@ def _machine() -> None:
     import onnxruntime
     import torch
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    print(f"Machine: {cpu}, {os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.2f}; "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python {platform.python_version()}, "
-          f"onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__}, torch {torch.__version__}, "
-          f"torch threads {torch.get_num_threads()}")
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    print(
+        f"Machine: {cpu}, {os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.2f}; "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python {platform.python_version()}, "
+        f"onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__}, torch {torch.__version__}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
 
 
 def bench_same_speed(folder: Path, reps: int) -> None:
@@ -269,9 +308,10 @@ def bench_same_speed(folder: Path, reps: int) -> None:
             o.optimized_model_filepath = str(folder / f"same-{width}-{weights}.opt.onnx")
             sessions[weights] = ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
             g = onnx.load(o.optimized_model_filepath).graph
-            graphs[weights] = (Counter(n.op_type for n in g.node),
-                               sorted(hashlib.sha256(onnx.numpy_helper.to_array(t).tobytes()).hexdigest()
-                                      for t in g.initializer))
+            graphs[weights] = (
+                Counter(n.op_type for n in g.node),
+                sorted(hashlib.sha256(onnx.numpy_helper.to_array(t).tobytes()).hexdigest() for t in g.initializer),
+            )
         same = "same operators, same initializer bytes" if graphs["float32"] == graphs["packed"] else "DIFFERENT"
         for batch in (1, 64):
             x = np.random.default_rng(0).normal(0, 1, (batch, 3, 32, 32)).astype(np.float32)
@@ -285,8 +325,9 @@ def bench_same_speed(folder: Path, reps: int) -> None:
                     s.run(None, {"input": x})
                     times[weights].append(time.perf_counter() - t)
             f, p = (statistics.median(times[k]) for k in ("float32", "packed"))
-            print(f"| WRN-20-{width} | {batch} | {batch / f:.1f} img/s | {batch / p:.1f} img/s | {f / p:.3f} "
-                  f"| {same} |")
+            print(
+                f"| WRN-20-{width} | {batch} | {batch / f:.1f} img/s | {batch / p:.1f} img/s | {f / p:.3f} | {same} |"
+            )
 
 
 def main() -> None:

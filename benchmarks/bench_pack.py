@@ -41,9 +41,16 @@ def main() -> None:
         # Made in a child: Linux carries a parent's peak RSS into its children's rusage, so this
         # process must stay small for the children's figures to be their own.
         ckpt = Path(tmp) / "run" / "checkpoint.pth.tar"
-        subprocess.run([sys.executable, "-c", "from binexport.data.synth import make_arch, write_training_run; "
-                        f"write_training_run({str(ckpt.parent)!r}, make_arch(20, 10, 100), binarize=True)"],
-                       check=True, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from binexport.data.synth import make_arch, write_training_run; "
+                f"write_training_run({str(ckpt.parent)!r}, make_arch(20, 10, 100), binarize=True)",
+            ],
+            check=True,
+            cwd=ROOT,
+        )
         out = Path(tmp) / "packed.pth.tar"
         size = ckpt.stat().st_size
         bare = [sys.executable, "-c", f"import torch; torch.load({str(ckpt)!r}, map_location='cpu')"]
@@ -57,19 +64,21 @@ def main() -> None:
     med = {k: (statistics.median(w for w, _ in v), max(r for _, r in v)) for k, v in rows.items()}
     ratio = med["pack"][0] / med["bare"][0]
     extra = med["pack"][1] - med["bare"][1]
-    table = "\n".join([
-        f"Input: WRN-20-10 training checkpoint, {size:,} B ({size / 2**20:.1f} MiB); output {out_size:,} B "
-        f"({out_size / 2**20:.2f} MiB). {args.runs} runs each, alternating, median wall time, max peak RSS.",
-        "",
-        "| command | wall time (s) | peak RSS (MiB) |",
-        "| --- | ---: | ---: |",
-        f"| `python -c \"import torch; torch.load(ckpt)\"` | {med['bare'][0]:.2f} | {med['bare'][1]:.0f} |",
-        f"| `binexport pack ckpt` (load, pack, write, re-read and check) | {med['pack'][0]:.2f} | "
-        f"{med['pack'][1]:.0f} |",
-        "",
-        f"Wall time ratio pack / bare load: **{ratio:.2f}x** (target <= 1.3x). "
-        f"Peak RSS difference: **{extra:+.0f} MiB** (target <= +100 MB).",
-    ])
+    table = "\n".join(
+        [
+            f"Input: WRN-20-10 training checkpoint, {size:,} B ({size / 2**20:.1f} MiB); output {out_size:,} B "
+            f"({out_size / 2**20:.2f} MiB). {args.runs} runs each, alternating, median wall time, max peak RSS.",
+            "",
+            "| command | wall time (s) | peak RSS (MiB) |",
+            "| --- | ---: | ---: |",
+            f'| `python -c "import torch; torch.load(ckpt)"` | {med["bare"][0]:.2f} | {med["bare"][1]:.0f} |',
+            f"| `binexport pack ckpt` (load, pack, write, re-read and check) | {med['pack'][0]:.2f} | "
+            f"{med['pack'][1]:.0f} |",
+            "",
+            f"Wall time ratio pack / bare load: **{ratio:.2f}x** (target <= 1.3x). "
+            f"Peak RSS difference: **{extra:+.0f} MiB** (target <= +100 MB).",
+        ]
+    )
     print(table)
     if args.write_docs:
         _write_docs(table)
@@ -81,11 +90,19 @@ def _write_docs(table: str) -> None:
     marker = "<!-- section: pack -->"
     start = text.index(marker) + len(marker)
     end = text.find("<!-- section:", start)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    body = (f"\n## pack: `binexport pack` vs a bare `torch.load`\n\n`benchmarks/bench_pack.py`, run "
-            f"{time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
-            f"no GPU.\n\n{table}\n\n")
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    body = (
+        f"\n## pack: `binexport pack` vs a bare `torch.load`\n\n`benchmarks/bench_pack.py`, run "
+        f"{time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"no GPU.\n\n{table}\n\n"
+    )
     doc.write_text(text[:start] + body + (text[end:] if end != -1 else ""))
 
 

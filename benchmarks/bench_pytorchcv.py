@@ -51,7 +51,7 @@ def make(path: Path) -> torch.nn.Module:
             net(torch.randn(16, 3, 32, 32))
     net.eval()
     with torch.no_grad():  # pytorchcv's float32 init draws a few exact zeros, which its forward multiplies by
-        zeros = 0         # sign(0) = 0 and one bit can't hold (binexport stores +1 and warns): keep them out
+        zeros = 0  # sign(0) = 0 and one bit can't hold (binexport stores +1 and warns): keep them out
         for name, p in net.named_parameters():
             if p.dim() == 4:
                 zeros += int((p == 0).sum())
@@ -86,18 +86,22 @@ def main() -> None:
         def run(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
                 return net(torch.from_numpy(x)).numpy()
+
         return run
 
     def load_bwn():
         rt = TorchRuntime(binexport.load(bwn), "cpu", a.threads)
-        return lambda x: rt.logits(select_input(rt.input_kind, pixels[:len(x)], x), len(x))
+        return lambda x: rt.logits(select_input(rt.input_kind, pixels[: len(x)], x), len(x))
 
     def load_onnx():
         rt = open_session(str(onnx), "cpu", a.threads)
         return lambda x: rt.logits(x, len(x))
 
-    sides = {"pytorchcv module (.pth)": (pth, load_pytorchcv), "binexport torch reference (.bwn)": (bwn, load_bwn),
-             "ONNX Runtime, 1-bit ONNX": (onnx, load_onnx)}
+    sides = {
+        "pytorchcv module (.pth)": (pth, load_pytorchcv),
+        "binexport torch reference (.bwn)": (bwn, load_bwn),
+        "ONNX Runtime, 1-bit ONNX": (onnx, load_onnx),
+    }
     runs, loads, times = {}, {k: [] for k in sides}, {k: [] for k in sides}
     for _ in range(2):  # load time: best of two, interleaved
         for k, (_, loader) in sides.items():
@@ -112,14 +116,18 @@ def main() -> None:
             times[k].append(time.perf_counter() - t0)
     ref = outs["pytorchcv module (.pth)"]
     base = a.batch / float(np.median(times["pytorchcv module (.pth)"]))
-    print(f"WRN-20-10 1-bit, 100 classes, batch {a.batch}, {a.threads} threads, median of {a.rounds} interleaved rounds")
+    print(
+        f"WRN-20-10 1-bit, 100 classes, batch {a.batch}, {a.threads} threads, median of {a.rounds} interleaved rounds"
+    )
     print("| runs | file | size (B) | load (s) | images/s | vs pytorchcv | max \\|Δ logit\\| vs pytorchcv |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for k, (path, _) in sides.items():
         ips = a.batch / float(np.median(times[k]))
         d = float(np.abs(outs[k] - ref).max())
-        print(f"| {k} | {Path(path).name} | {Path(path).stat().st_size:,} | {min(loads[k]):.2f} | {ips:.1f} | "
-              f"{ips / base:.2f}x | {d:.1e} |")
+        print(
+            f"| {k} | {Path(path).name} | {Path(path).stat().st_size:,} | {min(loads[k]):.2f} | {ips:.1f} | "
+            f"{ips / base:.2f}x | {d:.1e} |"
+        )
     print(f"(largest |logit| {np.abs(ref).max():.2f})")
 
 

@@ -38,17 +38,25 @@ def export(d: Path) -> list[Path]:
 
 
 def table(files: list[Path], batch: int, seconds: float, threads: int, precision: str) -> None:
-    r = binexport.bench(files, batch_size=batch, seconds=seconds, device="cpu", threads=threads, runtime="all",
-                        precision=precision)
-    print(f"\nbatch {batch}, OpenVINO precision {precision}; {r.cpu}, {r.cores} cores ({', '.join(r.cpu_flags)}); "
-          f"threads {threads or 'default'}; {seconds:g} s per row, interleaved\n")
-    print("| file | weights | runtime | precision | img/s at this batch | speed vs 1st | batch-1 ms (median / p90) "
-          "| load s | peak RSS MiB | kernels |")
+    r = binexport.bench(
+        files, batch_size=batch, seconds=seconds, device="cpu", threads=threads, runtime="all", precision=precision
+    )
+    print(
+        f"\nbatch {batch}, OpenVINO precision {precision}; {r.cpu}, {r.cores} cores ({', '.join(r.cpu_flags)}); "
+        f"threads {threads or 'default'}; {seconds:g} s per row, interleaved\n"
+    )
+    print(
+        "| file | weights | runtime | precision | img/s at this batch | speed vs 1st | batch-1 ms (median / p90) "
+        "| load s | peak RSS MiB | kernels |"
+    )
     print("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for row in r.rows:
-        print(f"| {Path(row.path).name} | {row.weights} | {row.provider} | {row.precision} | {row.images_per_s:.1f} "
-              f"| {row.speed_ratio:.2f}x | {row.latency_ms_median:.1f} / {row.latency_ms_p90:.1f} | {row.load_s:.2f} "
-              f"| {row.peak_rss_bytes / 2**20:,.0f} | {row.kernels or '-'} |", flush=True)
+        print(
+            f"| {Path(row.path).name} | {row.weights} | {row.provider} | {row.precision} | {row.images_per_s:.1f} "
+            f"| {row.speed_ratio:.2f}x | {row.latency_ms_median:.1f} / {row.latency_ms_p90:.1f} | {row.load_s:.2f} "
+            f"| {row.peak_rss_bytes / 2**20:,.0f} | {row.kernels or '-'} |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -62,8 +70,10 @@ def main() -> None:
     if resolve_runtimes("all") != ["ort", "openvino"]:
         raise SystemExit('OpenVINO is not installed: pip install "binexport[openvino]"')
     name, flags = cpu_info()
-    print(f"{datetime.date.today()}, {platform.platform()}, {name} ({', '.join(flags)}), binexport "
-          f"{binexport.__version__}")
+    print(
+        f"{datetime.date.today()}, {platform.platform()}, {name} ({', '.join(flags)}), binexport "
+        f"{binexport.__version__}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         if a.files is None and not CKPT.is_file():
             raise SystemExit(f"real material absent: {CKPT}")

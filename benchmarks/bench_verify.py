@@ -47,7 +47,7 @@ def raw_torch(model: Model, x: np.ndarray, bs: int, dev: str) -> float:
 
     net = WRNReference(model).to(dev).eval()
     xt = torch.from_numpy(x).to(dev)
-    batches = [xt[i:i + bs] for i in range(0, len(xt), bs)]
+    batches = [xt[i : i + bs] for i in range(0, len(xt), bs)]
     with torch.inference_mode():
         net(xt[:WARMUP])
         if dev == "cuda":
@@ -63,7 +63,7 @@ def raw_torch(model: Model, x: np.ndarray, bs: int, dev: str) -> float:
 def raw_ort(path: Path, x: np.ndarray, bs: int, dev: str) -> float:
     """Images/s of bare ``session.run`` over pre-made numpy batches."""
     s = open_session(str(path), dev)
-    batches = [np.ascontiguousarray(x[i:i + bs]) for i in range(0, len(x), bs)]
+    batches = [np.ascontiguousarray(x[i : i + bs]) for i in range(0, len(x), bs)]
     s.session.run(None, {s.input_name: x[:WARMUP]})
     t0 = time.perf_counter()
     for b in batches:
@@ -109,8 +109,9 @@ def bench(depth: int, width: float, n: int, bs: int, repeats: int, dev: str, tmp
     t0 = time.perf_counter()
     x = normalize(load_test_set(dataset="CIFAR100", data_root=root).images)
     data_s = time.perf_counter() - t0
-    res: dict[str, list[float]] = {k: [] for k in ("raw_torch", "verify_torch", "raw_ort", "verify_ort", "wall",
-                                                   "share_torch", "share_ort")}
+    res: dict[str, list[float]] = {
+        k: [] for k in ("raw_torch", "verify_torch", "raw_ort", "verify_ort", "wall", "share_torch", "share_ort")
+    }
     for _ in range(repeats):
         res["raw_torch"].append(raw_torch(model, x, bs, dev))
         res["raw_ort"].append(raw_ort(onnx, x, bs, dev))
@@ -118,8 +119,14 @@ def bench(depth: int, width: float, n: int, bs: int, repeats: int, dev: str, tmp
         ort: list[float] = []
         t0 = time.perf_counter()
         with timed_calls(WRNReference, "forward", fwd, dev), timed_calls(onnxruntime.InferenceSession, "run", ort, dev):
-            r = verify([packed, onnx], dataset="CIFAR100", data_root=root, device=dev, batch_size=bs,
-                       progress=lambda label, done, total: None)  # as the CLI: a callback per batch
+            r = verify(
+                [packed, onnx],
+                dataset="CIFAR100",
+                data_root=root,
+                device=dev,
+                batch_size=bs,
+                progress=lambda label, done, total: None,
+            )  # as the CLI: a callback per batch
         res["wall"].append(time.perf_counter() - t0)
         if not r.passed:
             raise SystemExit(f"verify failed: {r.failures}")
@@ -130,13 +137,24 @@ def bench(depth: int, width: float, n: int, bs: int, repeats: int, dev: str, tmp
         res["share_ort"].append(sum(ort[1:]) / r.artifacts[1].seconds)
     best = {k: (min(v) if k == "wall" else max(v)) for k, v in res.items()}
     med = {k: statistics.median(v) for k, v in res.items()}
-    return {"model": arch.name, "images": n, "batch": bs, "device": dev, "provider": r.artifacts[1].provider,
-            "data_s": data_s, "repeats": repeats, **best,
-            "torch_ratio": best["verify_torch"] / best["raw_torch"], "ort_ratio": best["verify_ort"] / best["raw_ort"],
-            "torch_ratio_median": med["verify_torch"] / med["raw_torch"],
-            "ort_ratio_median": med["verify_ort"] / med["raw_ort"],
-            "share_torch_median": med["share_torch"], "share_ort_median": med["share_ort"],
-            "share_torch_min": min(res["share_torch"]), "share_ort_min": min(res["share_ort"])}
+    return {
+        "model": arch.name,
+        "images": n,
+        "batch": bs,
+        "device": dev,
+        "provider": r.artifacts[1].provider,
+        "data_s": data_s,
+        "repeats": repeats,
+        **best,
+        "torch_ratio": best["verify_torch"] / best["raw_torch"],
+        "ort_ratio": best["verify_ort"] / best["raw_ort"],
+        "torch_ratio_median": med["verify_torch"] / med["raw_torch"],
+        "ort_ratio_median": med["verify_ort"] / med["raw_ort"],
+        "share_torch_median": med["share_torch"],
+        "share_ort_median": med["share_ort"],
+        "share_torch_min": min(res["share_torch"]),
+        "share_ort_min": min(res["share_ort"]),
+    }
 
 
 def main() -> None:
@@ -154,22 +172,30 @@ def main() -> None:
             depth, width = dw.split("-")
             rows.append(bench(int(depth), float(width), int(n), args.batch_size, args.repeats, dev, Path(tmp)))
             print(rows[-1], file=sys.stderr)
-    print("| model | images | device / ORT provider | data load + normalise | raw torch | verify torch | ratio "
-          "(median) | raw ORT | verify ORT | ratio (median) | verify() wall |")
+    print(
+        "| model | images | device / ORT provider | data load + normalise | raw torch | verify torch | ratio "
+        "(median) | raw ORT | verify ORT | ratio (median) | verify() wall |"
+    )
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
-        print(f"| {r['model']} | {r['images']:,} | {r['device']} / {r['provider']} | {r['data_s']:.2f} s "
-              f"| {r['raw_torch']:,.0f} img/s | {r['verify_torch']:,.0f} img/s "
-              f"| {r['torch_ratio']:.2f}x ({r['torch_ratio_median']:.2f}x) "
-              f"| {r['raw_ort']:,.0f} img/s | {r['verify_ort']:,.0f} img/s "
-              f"| {r['ort_ratio']:.2f}x ({r['ort_ratio_median']:.2f}x) | {r['wall']:.1f} s |")
+        print(
+            f"| {r['model']} | {r['images']:,} | {r['device']} / {r['provider']} | {r['data_s']:.2f} s "
+            f"| {r['raw_torch']:,.0f} img/s | {r['verify_torch']:,.0f} img/s "
+            f"| {r['torch_ratio']:.2f}x ({r['torch_ratio_median']:.2f}x) "
+            f"| {r['raw_ort']:,.0f} img/s | {r['verify_ort']:,.0f} img/s "
+            f"| {r['ort_ratio']:.2f}x ({r['ort_ratio_median']:.2f}x) | {r['wall']:.1f} s |"
+        )
     print()
-    print("| model | share of verify's timed loop inside the torch forward: median (min) | same, inside ORT's "
-          "session.run: median (min) |")
+    print(
+        "| model | share of verify's timed loop inside the torch forward: median (min) | same, inside ORT's "
+        "session.run: median (min) |"
+    )
     print("| --- | ---: | ---: |")
     for r in rows:
-        print(f"| {r['model']} | {r['share_torch_median']:.4f} ({r['share_torch_min']:.4f}) "
-              f"| {r['share_ort_median']:.4f} ({r['share_ort_min']:.4f}) |")
+        print(
+            f"| {r['model']} | {r['share_torch_median']:.4f} ({r['share_torch_min']:.4f}) "
+            f"| {r['share_ort_median']:.4f} ({r['share_ort_min']:.4f}) |"
+        )
 
 
 if __name__ == "__main__":

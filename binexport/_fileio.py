@@ -24,8 +24,13 @@ from binexport.errors import InputError
 
 #: Signals after which a half-written temp file is removed before the process dies as it would have.
 _CLEANUP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n))
-_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
 
 
 def shown(path: str | os.PathLike[str] | bytes) -> str:
@@ -110,18 +115,20 @@ def _refuse_special(p: Path, lst: os.stat_result) -> None:
         except (FileNotFoundError, NotADirectoryError):
             return  # a dangling link: replacing the link itself harms nothing
         except OSError as e:
-            raise InputError(f"{shown(p)}: a symlink whose target can't be checked ({e.strerror or e}); "
-                             "give a plain file name") from None
+            raise InputError(
+                f"{shown(p)}: a symlink whose target can't be checked ({e.strerror or e}); give a plain file name"
+            ) from None
     if stat.S_ISDIR(target.st_mode):
         raise InputError(f"{shown(p)}: is a directory; give a file name for the output")
     if not stat.S_ISREG(target.st_mode):
         via = " (through a symlink)" if target is not lst else ""
-        raise InputError(f"{shown(p)}: is {_kind(target.st_mode)}{via}; binexport only replaces regular files, "
-                         "so give the path of a regular file")
+        raise InputError(
+            f"{shown(p)}: is {_kind(target.st_mode)}{via}; binexport only replaces regular files, "
+            "so give the path of a regular file"
+        )
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes,
-                 check: Callable[[Path], None] | None = None) -> Path:
+def write_atomic(path: str | os.PathLike[str], data: bytes, check: Callable[[Path], None] | None = None) -> Path:
     """Write to a temp file beside ``path``, fsync, run ``check`` on it, then ``os.replace``.
 
     If anything fails (including ``check``, or SIGTERM/SIGHUP) the temp file is

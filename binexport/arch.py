@@ -19,20 +19,52 @@ _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 #: docs/research/mcdonnell-conventions.md. MATLAB stores sigma = sqrt(var + 1e-5): binexport keeps
 #: ``running_var = sigma**2`` and eps 0, which is MatConvNet's own arithmetic, rather than subtracting 1e-5.
 VARIANTS: dict[str, dict[str, object]] = {
-    "pytorch": {"input_bn": False, "input_relu": False, "first_conv_binary": False, "head": "float",
-                 "downsample_padding": "symmetric", "pool_count_include_pad": True, "bn_eps": 1e-5},
-    "mcdonnell-matlab": {"input_bn": True, "input_relu": True, "first_conv_binary": True, "head": "binary",
-                 "downsample_padding": "symmetric", "pool_count_include_pad": False, "bn_eps": 0.0},
-    "mcdonnell-keras": {"input_bn": True, "input_relu": False, "first_conv_binary": True, "head": "binary",
-                 "downsample_padding": "tf-same", "pool_count_include_pad": False, "bn_eps": 1e-5},
+    "pytorch": {
+        "input_bn": False,
+        "input_relu": False,
+        "first_conv_binary": False,
+        "head": "float",
+        "downsample_padding": "symmetric",
+        "pool_count_include_pad": True,
+        "bn_eps": 1e-5,
+    },
+    "mcdonnell-matlab": {
+        "input_bn": True,
+        "input_relu": True,
+        "first_conv_binary": True,
+        "head": "binary",
+        "downsample_padding": "symmetric",
+        "pool_count_include_pad": False,
+        "bn_eps": 0.0,
+    },
+    "mcdonnell-keras": {
+        "input_bn": True,
+        "input_relu": False,
+        "first_conv_binary": True,
+        "head": "binary",
+        "downsample_padding": "tf-same",
+        "pool_count_include_pad": False,
+        "bn_eps": 1e-5,
+    },
     # pytorchcv's (imgclsmob's) wrn20_10_1bit_* / wrn20_10_32bit_*: the port's blocks, shortcut and outside
     # normalisation, but a 1-bit conv0 and 1-bit conv_last followed by an affine bn_last (formats/pytorchcv.py)
-    "pytorchcv": {"input_bn": False, "input_relu": False, "first_conv_binary": True, "head": "binary-affine",
-                  "downsample_padding": "symmetric", "pool_count_include_pad": True, "bn_eps": 1e-5},
+    "pytorchcv": {
+        "input_bn": False,
+        "input_relu": False,
+        "first_conv_binary": True,
+        "head": "binary-affine",
+        "downsample_padding": "symmetric",
+        "pool_count_include_pad": True,
+        "bn_eps": 1e-5,
+    },
 }
 #: How ``inspect`` names each family.
-FAMILY_LABELS = {"pytorch": "binary-wide-resnet PyTorch port", "mcdonnell-matlab": "McDonnell MATLAB variant",
-                 "mcdonnell-keras": "McDonnell Keras variant", "pytorchcv": "pytorchcv WRN-1bit variant"}
+FAMILY_LABELS = {
+    "pytorch": "binary-wide-resnet PyTorch port",
+    "mcdonnell-matlab": "McDonnell MATLAB variant",
+    "mcdonnell-keras": "McDonnell Keras variant",
+    "pytorchcv": "pytorchcv WRN-1bit variant",
+}
 #: Families with ``num_batches_tracked`` counters (PyTorch BatchNorms); McDonnell's files have none.
 _COUNTER_FAMILIES = ("pytorch", "pytorchcv")
 #: The (mean, std) on the 0..1 scale a family normalises its input with outside the network, where it is not
@@ -181,8 +213,15 @@ class Arch:
         return {s.name: s.kind for s in self.specs()}
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "depth": self.depth, "width": self.width, "widths": list(self.widths),
-                "num_classes": self.num_classes, "family": self.family, "variant": self.label}
+        return {
+            "name": self.name,
+            "depth": self.depth,
+            "width": self.width,
+            "widths": list(self.widths),
+            "num_classes": self.num_classes,
+            "family": self.family,
+            "variant": self.label,
+        }
 
     @classmethod
     def infer(cls, shapes: dict[str, tuple[int, ...]], family: str = "pytorch") -> Arch:
@@ -192,11 +231,14 @@ class Arch:
             found = ", ".join(sorted(shapes)[:4]) or "no tensors"
             raise InputError(
                 f"not a WRN_McDonnell checkpoint: expected tensors 'conv0' and 'conv_last', found {found}...; "
-                "binexport reads the 1-bit Wide ResNets of the binary-wide-resnet training code only")
+                "binexport reads the 1-bit Wide ResNets of the binary-wide-resnet training code only"
+            )
         c0, cl = shapes["conv0"], shapes["conv_last"]
         if len(c0) != 4 or c0[1:] != (3, 3, 3) or len(cl) != 4 or cl[2:] != (1, 1):
-            raise InputError(f"not a WRN_McDonnell checkpoint: conv0 has shape {c0} (expected (W, 3, 3, 3)) and "
-                             f"conv_last {cl} (expected (classes, W, 1, 1))")
+            raise InputError(
+                f"not a WRN_McDonnell checkpoint: conv0 has shape {c0} (expected (W, 3, 3, 3)) and "
+                f"conv_last {cl} (expected (classes, W, 1, 1))"
+            )
         blocks = {k.split(".")[1] for k in shapes if k.startswith("group0.block")}
         n = len(blocks)
         if n == 0:
@@ -215,8 +257,11 @@ class Arch:
             problems.append(f"conv0 has {c0[0]} output channels, group0 has {widths[0]}")
         problems += arch.mismatches(shapes)
         if problems:
-            raise InputError(f"not a valid {arch.name} checkpoint: " + "; ".join(problems[:8])
-                             + (f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""))
+            raise InputError(
+                f"not a valid {arch.name} checkpoint: "
+                + "; ".join(problems[:8])
+                + (f" (and {len(problems) - 8} more)" if len(problems) > 8 else "")
+            )
         return arch
 
     def mismatches(self, shapes: dict[str, tuple[int, ...]]) -> list[str]:
@@ -224,8 +269,11 @@ class Arch:
         specs = {s.name: s.shape for s in self.specs()}
         problems = [f"missing tensor {k!r}" for k in specs if k not in shapes]
         problems += [f"unexpected tensor {k!r}" for k in shapes if k not in specs]
-        problems += [f"tensor {k!r} has shape {tuple(shapes[k])}, expected {specs[k]}"
-                     for k in specs if k in shapes and tuple(shapes[k]) != specs[k]]
+        problems += [
+            f"tensor {k!r} has shape {tuple(shapes[k])}, expected {specs[k]}"
+            for k in specs
+            if k in shapes and tuple(shapes[k]) != specs[k]
+        ]
         return problems
 
 

@@ -136,8 +136,16 @@ def top_k_correct(logits: np.ndarray, labels: np.ndarray, k: int) -> int:
     return int((top == labels[:, None]).any(1).sum())
 
 
-def compare(logits: np.ndarray, reference: np.ndarray, weights: str, *, labels: np.ndarray | None = None,
-            names: list[str] | None = None, what: str = "artifact", min_agreement: float | None = None) -> Comparison:
+def compare(
+    logits: np.ndarray,
+    reference: np.ndarray,
+    weights: str,
+    *,
+    labels: np.ndarray | None = None,
+    names: list[str] | None = None,
+    what: str = "artifact",
+    min_agreement: float | None = None,
+) -> Comparison:
     """Compare an artifact's logits with the reference's, collecting every problem against its tolerance.
 
     Args:
@@ -165,8 +173,10 @@ def compare(logits: np.ndarray, reference: np.ndarray, weights: str, *, labels: 
     if min_agreement is not None:
         tol = Tolerance(tol.max_abs_logit_diff, min_agreement, tol.max_top1_drop)
     if logits.shape != reference.shape:
-        raise InputError(f"{what} gives logits of shape {logits.shape}, the reference {reference.shape}; "
-                         "is it a model of this reference?")
+        raise InputError(
+            f"{what} gives logits of shape {logits.shape}, the reference {reference.shape}; "
+            "is it a model of this reference?"
+        )
     n = len(reference)
     names = names or [f"image #{i}" for i in range(n)]
     top1, ref_top1 = logits.argmax(1), reference.argmax(1)
@@ -192,15 +202,21 @@ def compare(logits: np.ndarray, reference: np.ndarray, weights: str, *, labels: 
         c.reference_top1_correct = int((ref_top1 == labels).sum())
     if agreement < tol.min_agreement:
         first = ", ".join(f"#{i}" for i in differ[:5])
-        problems.append(f"top-1 agreement {100 * agreement:.2f} % < {100 * tol.min_agreement:g} % ({len(differ)} of "
-                        f"{n} images differ, first {first})")
+        problems.append(
+            f"top-1 agreement {100 * agreement:.2f} % < {100 * tol.min_agreement:g} % ({len(differ)} of "
+            f"{n} images differ, first {first})"
+        )
     if max_d is not None and tol.max_abs_logit_diff is not None and max_d > tol.max_abs_logit_diff:
-        problems.append(f"max |logit diff| {max_d:.3g} > {tol.max_abs_logit_diff:g} allowed for {weights} weights "
-                        f"(worst output {worst})")
+        problems.append(
+            f"max |logit diff| {max_d:.3g} > {tol.max_abs_logit_diff:g} allowed for {weights} weights "
+            f"(worst output {worst})"
+        )
     if tol.max_top1_drop is not None and labels is not None and n:
         drop = (c.reference_top1_correct - c.top1_correct) / n  # type: ignore[operator]
         if drop > tol.max_top1_drop:
-            problems.append(f"top-1 accuracy {100 * c.top1_correct / n:.2f} % is {100 * drop:.2f} points below the "  # type: ignore[operator]
-                            f"reference's, more than the {100 * tol.max_top1_drop:g} allowed for {weights} weights")
+            problems.append(
+                f"top-1 accuracy {100 * c.top1_correct / n:.2f} % is {100 * drop:.2f} points below the "  # type: ignore[operator]
+                f"reference's, more than the {100 * tol.max_top1_drop:g} allowed for {weights} weights"
+            )
     c.problems = problems
     return c

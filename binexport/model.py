@@ -28,6 +28,7 @@ def input_normalization(arch: Arch) -> tuple[tuple[float, ...], tuple[float, ...
     """
     return INPUT_NORMALIZATION.get(arch.family, (CIFAR_MEAN, CIFAR_STD))
 
+
 #: How a full-precision model's conv weights can be stored (binexport/precision.py rounds to the half ones).
 WEIGHTS_DTYPES = ("float32", "float16", "bfloat16")
 
@@ -66,8 +67,15 @@ class Source:
     costs more than packing it, and only some outputs record it.
     """
 
-    def __init__(self, format: str, path: str = "", size: int = 0, sha256: str = "",
-                 breakdown: dict[str, int] | None = None, layout: str = "") -> None:
+    def __init__(
+        self,
+        format: str,
+        path: str = "",
+        size: int = 0,
+        sha256: str = "",
+        breakdown: dict[str, int] | None = None,
+        layout: str = "",
+    ) -> None:
         self.format = format  # a file format of the registry: checkpoint, packed, bwn (or "memory")
         self.layout = layout or format  # what the reader found inside, e.g. "training-checkpoint", "state-dict"
         self.path = path
@@ -103,11 +111,14 @@ class Model:
     weights_dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        problems = self.arch.mismatches({**{k: v.shape for k, v in self.floats.items()},
-                                         **{k: v.shape for k, v in self.binary.items()}})
+        problems = self.arch.mismatches(
+            {**{k: v.shape for k, v in self.floats.items()}, **{k: v.shape for k, v in self.binary.items()}}
+        )
         kinds = self.arch.kinds
         if self.binarized:
-            problems += [f"{k} should be binarised" for k, kind in kinds.items() if kind == "binary" and k in self.floats]
+            problems += [
+                f"{k} should be binarised" for k, kind in kinds.items() if kind == "binary" and k in self.floats
+            ]
         elif self.binary:
             problems.append("a full-precision model can't hold sign bits")
         if self.weights_dtype not in WEIGHTS_DTYPES:
@@ -132,7 +143,9 @@ class Model:
 
     def float32_weight_bytes(self) -> int:
         """Size of every tensor as float32 (int64 counters as int64): the fair 'before' of a size ratio."""
-        return sum(int(np.prod(s.shape)) * (8 if s.name.endswith("num_batches_tracked") else 4) for s in self.arch.specs())
+        return sum(
+            int(np.prod(s.shape)) * (8 if s.name.endswith("num_batches_tracked") else 4) for s in self.arch.specs()
+        )
 
     @property
     def weights(self) -> str:

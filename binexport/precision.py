@@ -52,19 +52,31 @@ def round_weights(model: Model, weights: str) -> Model:
     if weights not in HALF_WEIGHTS:
         if weights != "float32":
             raise InputError(f"unknown weights {weights!r}; valid: float32, {', '.join(HALF_WEIGHTS)}")
-        return Model(model.arch, model.binarized, dict(model.floats), dict(model.binary), model.zero_weights,
-                     model.source, dict(model.metadata))  # half values are exact in float32: nothing to round
+        return Model(
+            model.arch,
+            model.binarized,
+            dict(model.floats),
+            dict(model.binary),
+            model.zero_weights,
+            model.source,
+            dict(model.metadata),
+        )  # half values are exact in float32: nothing to round
     if model.binarized:
-        raise InputError(f"--weights {weights} is for full-precision models; a 1-bit model's float tensors "
-                         "(conv0, conv_last, BN) stay float32")
+        raise InputError(
+            f"--weights {weights} is for full-precision models; a 1-bit model's float tensors "
+            "(conv0, conv_last, BN) stay float32"
+        )
     kinds = model.arch.kinds
     floats = {}
     for name, arr in model.floats.items():
         if kinds[name] in HALF_KINDS:
             a32 = np.asarray(arr, dtype=np.float32)
             with np.errstate(over="ignore"):  # beyond 65504 is infinity in float16: the rounding, not an error
-                floats[name] = (a32.astype(np.float16).astype(np.float32) if weights == "float16"
-                                else from_bfloat16_bits(to_bfloat16_bits(a32))).reshape(a32.shape)
+                floats[name] = (
+                    a32.astype(np.float16).astype(np.float32)
+                    if weights == "float16"
+                    else from_bfloat16_bits(to_bfloat16_bits(a32))
+                ).reshape(a32.shape)
         else:
             floats[name] = arr
     return Model(model.arch, False, floats, {}, model.zero_weights, model.source, dict(model.metadata), weights)

@@ -30,13 +30,17 @@ def main(packed: str, data_root: str, out: str, files: list[str]) -> int:
     rows, ok = [], True
     for f in files:
         meta = open_artifact(f, "cpu")  # weights and input kind from the file's metadata
-        trt = {"trt_fp16_enable": meta.weights == "float16", "trt_int8_enable": meta.weights == "int8",
-               "trt_engine_cache_enable": False}
+        trt = {
+            "trt_fp16_enable": meta.weights == "float16",
+            "trt_int8_enable": meta.weights == "int8",
+            "trt_engine_cache_enable": False,
+        }
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         try:
-            s = ort.InferenceSession(f, opts, providers=[("TensorrtExecutionProvider", trt),
-                                                         ("CUDAExecutionProvider", {"use_tf32": "0"})])
+            s = ort.InferenceSession(
+                f, opts, providers=[("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", {"use_tf32": "0"})]
+            )
         except Exception as e:  # noqa: BLE001 - ONNX Runtime's own error types; reported per file, not raised
             rows.append({"path": f, "passed": False, "error": " ".join(str(e).split())[:300]})
             ok = False
@@ -47,15 +51,32 @@ def main(packed: str, data_root: str, out: str, files: list[str]) -> int:
         c = check.compare(logits, ref_logits, meta.weights, labels=labels, what=Path(f).name)
         passed = c.passed and used[0] == "TensorrtExecutionProvider"
         ok &= passed
-        rows.append({"path": f, "weights": meta.weights, "providers": used, "images": c.images,
-                     "top1_correct": c.top1_correct, "reference_top1_correct": c.reference_top1_correct,
-                     "agreement": c.agreement, "max_abs_logit_diff": c.max_abs_logit_diff,
-                     "images_per_s": c.images / secs if secs else 0.0, "tolerance": c.tolerance.to_dict(),
-                     "passed": passed, "problems": c.problems})
-        print(f"{Path(f).name}: {used[0]}, top-1 {c.top1_correct}/{c.images}, max diff {c.max_abs_logit_diff}, "
-              f"{'PASS' if passed else 'FAIL'}")
-    Path(out).write_text(json.dumps({"schema_version": 1, "data": ds.name, "images": len(labels),
-                                     "reference": packed, "rows": rows}, indent=2) + "\n")
+        rows.append(
+            {
+                "path": f,
+                "weights": meta.weights,
+                "providers": used,
+                "images": c.images,
+                "top1_correct": c.top1_correct,
+                "reference_top1_correct": c.reference_top1_correct,
+                "agreement": c.agreement,
+                "max_abs_logit_diff": c.max_abs_logit_diff,
+                "images_per_s": c.images / secs if secs else 0.0,
+                "tolerance": c.tolerance.to_dict(),
+                "passed": passed,
+                "problems": c.problems,
+            }
+        )
+        print(
+            f"{Path(f).name}: {used[0]}, top-1 {c.top1_correct}/{c.images}, max diff {c.max_abs_logit_diff}, "
+            f"{'PASS' if passed else 'FAIL'}"
+        )
+    Path(out).write_text(
+        json.dumps(
+            {"schema_version": 1, "data": ds.name, "images": len(labels), "reference": packed, "rows": rows}, indent=2
+        )
+        + "\n"
+    )
     return 0 if ok else 1
 
 

@@ -22,11 +22,15 @@ def constant_kernels(shape: tuple[int, ...], symbol: int = 0) -> bytes:
     o, i, kh, kw = shape
     n, k = o * i, kh * kw
     # smallest lane count that keeps weights per byte <= 256 and symbols per lane <= 4096
-    lanes = max(1, -(-n // 4096), -(-(math.prod(shape) - 256 * (8 + 2 ** k)) // (4 * 256)))
-    table = np.full(2 ** k, 255, np.uint8)
+    lanes = max(1, -(-n // 4096), -(-(math.prod(shape) - 256 * (8 + 2**k)) // (4 * 256)))
+    table = np.full(2**k, 255, np.uint8)
     table[symbol] = 0
-    return (bytes([0, 0, 0, 0]) + np.uint32(lanes).astype("<u4").tobytes() + table.tobytes()
-            + np.full(lanes, 1 << 16, "<u4").tobytes())
+    return (
+        bytes([0, 0, 0, 0])
+        + np.uint32(lanes).astype("<u4").tobytes()
+        + table.tobytes()
+        + np.full(lanes, 1 << 16, "<u4").tobytes()
+    )
 
 
 def constant_model_file(depth: int, width: float, num_classes: int = 10) -> bytes:
@@ -40,9 +44,18 @@ def constant_model_file(depth: int, width: float, num_classes: int = 10) -> byte
             tensors.append((spec.name, "i64", spec.shape, "raw", bytes(8)))
         else:
             tensors.append((spec.name, "f32", spec.shape, "raw", bytes(4 * math.prod(spec.shape))))
-    meta = {"model": "WRN_McDonnell", "binarized": True, "zero_weights": 0,
-            "architecture": {"name": arch.name, "depth": arch.depth, "width": arch.width,
-                             "widths": list(arch.widths), "num_classes": arch.num_classes}}
+    meta = {
+        "model": "WRN_McDonnell",
+        "binarized": True,
+        "zero_weights": 0,
+        "architecture": {
+            "name": arch.name,
+            "depth": arch.depth,
+            "width": arch.width,
+            "widths": list(arch.widths),
+            "num_classes": arch.num_classes,
+        },
+    }
     return box.build(meta, tensors)
 
 
@@ -60,14 +73,19 @@ def branch_arrays() -> list[tuple[str, str, np.ndarray, str, dict[str, int]]]:
         s = np.stack(groups)
         return s if axis == 0 else s.transpose(1, 0, 2, 3)
 
-    floats = np.concatenate([rng.normal(0, 0.05, 4000), rng.normal(0, 3, 990), [1e10, -1e10, 1e-30, -2e-38, 7e37,
-                                                                                 0.0, -0.0, np.inf, -np.inf, 1.0]])
+    floats = np.concatenate(
+        [
+            rng.normal(0, 0.05, 4000),
+            rng.normal(0, 3, 990),
+            [1e10, -1e10, 1e-30, -2e-38, 7e37, 0.0, -0.0, np.inf, -np.inf, 1.0],
+        ]
+    )
     rng.shuffle(floats)
     return [
         ("raw-f16", "f16", rng.normal(0, 1, (3, 5)).astype(np.float16), "raw", {}),
         ("raw-f32", "f32", rng.normal(0, 1, (7,)).astype(np.float32), "raw", {}),
         ("raw-f64", "f64", rng.normal(0, 1, (2, 3)).astype(np.float64), "raw", {}),
-        ("raw-i32", "i32", rng.integers(-2**31, 2**31, (5,)).astype(np.int32), "raw", {}),
+        ("raw-i32", "i32", rng.integers(-(2**31), 2**31, (5,)).astype(np.int32), "raw", {}),
         ("raw-i64-scalar", "i64", np.array(-(2**62) - 12345, np.int64), "raw", {}),
         ("raw-f32-empty", "f32", np.zeros((2, 0, 5), np.float32), "raw", {}),
         ("packed-81-bits", "b1", rng.random((9, 1, 3, 3)) < 0.5, "packed", {}),
@@ -100,8 +118,9 @@ def branches_file() -> bytes:
         tensors.append((name, dtype, tuple(arr.shape), enc, payload))
         if enc not in ("raw", "packed"):
             crcs[name] = data_crc32(arr, dtype)
-    return box.build({"purpose": "golden test: every branch a .bwn reader has (docs/FORMAT.md section 12)"},
-                     tensors, crcs)
+    return box.build(
+        {"purpose": "golden test: every branch a .bwn reader has (docs/FORMAT.md section 12)"}, tensors, crcs
+    )
 
 
 # --- the worst legal files for a decoder's memory (FORMAT.md 10.5, "Peak memory") ---------------------------
@@ -123,9 +142,15 @@ def constant_bf16(n: int, rounds: int) -> bytes:
     lanes = -(-n // rounds)
     b_table = np.full(128, 255, np.uint8)
     b_table[0] = 0
-    return (np.uint32(lanes).astype("<u4").tobytes() + np.array([254, 0], "<u2").tobytes() + bytes([0])
-            + np.array([1], "<u2").tobytes() + bytes([127]) + b_table.tobytes()
-            + np.full(lanes, 1 << 16, "<u4").tobytes())
+    return (
+        np.uint32(lanes).astype("<u4").tobytes()
+        + np.array([254, 0], "<u2").tobytes()
+        + bytes([0])
+        + np.array([1], "<u2").tobytes()
+        + bytes([127])
+        + b_table.tobytes()
+        + np.full(lanes, 1 << 16, "<u4").tobytes()
+    )
 
 
 def one_lane_per_value(n: int) -> bytes:
@@ -145,7 +170,17 @@ def constant_bf16_model_file(depth: int, width: float, num_classes: int = 10, ro
             tensors.append((spec.name, "i64", spec.shape, "raw", bytes(8)))
         else:
             tensors.append((spec.name, "f32", spec.shape, "raw", bytes(4 * math.prod(spec.shape))))
-    meta = {"model": "WRN_McDonnell", "binarized": False, "zero_weights": 0, "weights": "bfloat16",
-            "architecture": {"name": arch.name, "depth": arch.depth, "width": arch.width,
-                             "widths": list(arch.widths), "num_classes": arch.num_classes}}
+    meta = {
+        "model": "WRN_McDonnell",
+        "binarized": False,
+        "zero_weights": 0,
+        "weights": "bfloat16",
+        "architecture": {
+            "name": arch.name,
+            "depth": arch.depth,
+            "width": arch.width,
+            "widths": list(arch.widths),
+            "num_classes": arch.num_classes,
+        },
+    }
     return box.build(meta, tensors)

@@ -16,8 +16,24 @@ import zlib
 
 import numpy as np
 
-EXP16 = [2147483648, 2056437387, 1969251188, 1885761398, 1805811301, 1729250827, 1655936265, 1585730000,
-         1518500250, 1454120821, 1392470869, 1333434672, 1276901417, 1222764986, 1170923762, 1121280436]
+EXP16 = [
+    2147483648,
+    2056437387,
+    1969251188,
+    1885761398,
+    1805811301,
+    1729250827,
+    1655936265,
+    1585730000,
+    1518500250,
+    1454120821,
+    1392470869,
+    1333434672,
+    1276901417,
+    1222764986,
+    1170923762,
+    1121280436,
+]
 T = 1 << 14
 ITEM = {"f16": "<f2", "f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8", "bf16": "<u2"}
 SIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8, "bf16": 2}  # section 5: payload bytes per element
@@ -25,8 +41,14 @@ SIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8, "bf16": 2}  # section 
 DECODED = {**SIZE, "f16": 4, "bf16": 4, "b1": 1}
 MAX_HEADER = 1 << 20  # section 2
 KEYS = {"name", "dtype", "shape", "encoding", "offset", "length", "crc32"}
-ENCODINGS = {"raw": {"f16", "f32", "f64", "i32", "i64", "bf16"}, "packed": {"b1"}, "rans": {"b1"}, "rans-ref": {"b1"},
-             "f32-rans": {"f32"}, "planes": {"f32", "f16", "bf16"}}
+ENCODINGS = {
+    "raw": {"f16", "f32", "f64", "i32", "i64", "bf16"},
+    "packed": {"b1"},
+    "rans": {"b1"},
+    "rans-ref": {"b1"},
+    "f32-rans": {"f32"},
+    "planes": {"f32", "f16", "bf16"},
+}
 #: Section 13.2: (e, m, bytes per value) of the planes dtypes.
 PLANES = {"f32": (8, 23, 4), "f16": (5, 10, 2), "bf16": (8, 7, 2)}
 
@@ -41,9 +63,9 @@ def relay(data: bytes, edit=None, flags: int | None = None) -> bytes:
     ``flags``: the new preamble's flags, by default those of ``data``.
     """
     h = struct.unpack_from("<Q", data, 16)[0]
-    doc = json.loads(data[32:32 + h])
+    doc = json.loads(data[32 : 32 + h])
     flags = struct.unpack_from("<I", data, 12)[0] if flags is None else flags
-    return lay_out(doc, [data[e["offset"]:e["offset"] + e["length"]] for e in doc["tensors"]], edit, flags)
+    return lay_out(doc, [data[e["offset"] : e["offset"] + e["length"]] for e in doc["tensors"]], edit, flags)
 
 
 def lay_out(doc: dict, payloads: list[bytes], edit=None, flags: int = 0) -> bytes:
@@ -106,25 +128,26 @@ def kernels(p: bytes, shape: list[int], ref: bool) -> np.ndarray:
     k = kh * kw
     axis, wq, lanes = p[0], p[1], struct.unpack_from("<I", p, 4)[0]
     assert axis in ((0, 1) if ref else (0,)) and (ref or wq == 0)
-    q0 = p[8:8 + 2 ** k]
+    q0 = p[8 : 8 + 2**k]
     g, pp = (o, i_) if axis == 0 else (i_, o)
-    pos = 8 + 2 ** k
+    pos = 8 + 2**k
     if not ref:
         vals = rans(p[pos:], g * pp, lanes, q0)
         s = [[vals[j * pp + x] for x in range(pp)] for j in range(g)]
     else:
         b = g.bit_length()
-        bits = "".join(f"{byte:08b}" for byte in p[pos:pos + math.ceil(g * (b + 1) / 8)])
-        parent = [int(bits[j * (b + 1):j * (b + 1) + b] or "0", 2) - 1 for j in range(g)]
+        bits = "".join(f"{byte:08b}" for byte in p[pos : pos + math.ceil(g * (b + 1) / 8)])
+        parent = [int(bits[j * (b + 1) : j * (b + 1) + b] or "0", 2) - 1 for j in range(g)]
         flip = [int(bits[j * (b + 1) + b]) for j in range(g)]
         pos += math.ceil(g * (b + 1) / 8)
-        sigma = [v for v in range(2 ** k) if q0[v] != 255]
+        sigma = [v for v in range(2**k) if q0[v] != 255]
         m = len(sigma)
-        ranks = rans(p[pos + m:], g * pp, lanes, p[pos:pos + m])
+        ranks = rans(p[pos + m :], g * pp, lanes, p[pos : pos + m])
 
         def order(r: int | None) -> list[int]:
             def score(i: int) -> int:
                 return q0[sigma[i]] + (0 if r is None else wq * bin(sigma[i] ^ r).count("1"))
+
             return sorted(range(m), key=lambda i: (score(i), i))
 
         level = {}
@@ -137,7 +160,7 @@ def kernels(p: bytes, shape: list[int], ref: bool) -> np.ndarray:
         s = [[0] * pp for _ in range(g)]
         for j in sorted(range(g), key=lv):
             for x in range(pp):
-                r = None if parent[j] < 0 else s[parent[j]][x] ^ ((2 ** k - 1) if flip[j] else 0)
+                r = None if parent[j] < 0 else s[parent[j]][x] ^ ((2**k - 1) if flip[j] else 0)
                 s[j][x] = sigma[order(r)[ranks[j * pp + x]]]
     out = np.zeros(shape, bool)
     for j in range(g):
@@ -150,6 +173,7 @@ def kernels(p: bytes, shape: list[int], ref: bool) -> np.ndarray:
 
 def header(text: bytes) -> dict:
     """Section 3: strict JSON, integers without sign, fraction or exponent, strings of Unicode text."""
+
     def pairs(kv: list) -> dict:
         assert len({k for k, _ in kv}) == len(kv), "duplicate key"
         return dict(kv)
@@ -157,8 +181,12 @@ def header(text: bytes) -> dict:
     def constant(name: str) -> None:
         raise AssertionError(name)
 
-    doc = json.loads(text.decode("utf-8"), object_pairs_hook=pairs, parse_constant=constant,
-                     parse_int=lambda t: -0.0 if t == "-0" else int(t))
+    doc = json.loads(
+        text.decode("utf-8"),
+        object_pairs_hook=pairs,
+        parse_constant=constant,
+        parse_int=lambda t: -0.0 if t == "-0" else int(t),
+    )
     assert not text.startswith(b"\xef\xbb\xbf")
 
     def levels(v: object) -> int:  # the top-level object is level 1
@@ -214,15 +242,15 @@ def planes(p: bytes, n: int, dtype: str) -> bytes:
     e, m, size = PLANES[dtype]
     k, r = m % 8, m // 8
     lanes, a_first, a_span = struct.unpack_from("<IHH", p, 0)
-    a_table = bytes([255] * a_first) + p[8:9 + a_span]
+    a_table = bytes([255] * a_first) + p[8 : 9 + a_span]
     pos = 9 + a_span
     n_ctx = struct.unpack_from("<H", p, pos)[0]
-    ctx = list(p[pos + 2:pos + 2 + n_ctx])
+    ctx = list(p[pos + 2 : pos + 2 + n_ctx])
     pos += 2 + n_ctx
-    b_tables = {ctx[j]: p[pos + j * 2 ** k:pos + (j + 1) * 2 ** k] for j in range(n_ctx)}
-    pos += n_ctx * 2 ** k
-    low = p[pos:pos + r * n]
-    stream = p[pos + r * n:]
+    b_tables = {ctx[j]: p[pos + j * 2**k : pos + (j + 1) * 2**k] for j in range(n_ctx)}
+    pos += n_ctx * 2**k
+    low = p[pos : pos + r * n]
+    stream = p[pos + r * n :]
     x = list(struct.unpack_from(f"<{lanes}I", stream, 0))
     words = struct.unpack_from(f"<{(len(stream) - 4 * lanes) // 2}H", stream, 4 * lanes)
     q = 0
@@ -245,11 +273,11 @@ def planes(p: bytes, n: int, dtype: str) -> bytes:
             a_vals[row * lanes + lane] = decode(a_table, lane)
         for lane in range(w):
             v = row * lanes + lane
-            b_vals[v] = decode(b_tables.get(a_vals[v] // 2, bytes(2 ** k)), lane)
+            b_vals[v] = decode(b_tables.get(a_vals[v] // 2, bytes(2**k)), lane)
     assert q == len(words) and all(v == 1 << 16 for v in x)
     out = b""
     for v in range(n):
-        lo = int.from_bytes(low[r * v:r * v + r], "little")
+        lo = int.from_bytes(low[r * v : r * v + r], "little")
         bits = (a_vals[v] % 2) << (e + m) | (a_vals[v] // 2) << m | b_vals[v] << 8 * r | lo
         out += bits.to_bytes(size, "little")
     return out
@@ -264,27 +292,32 @@ def read(data: bytes, max_decoded_bytes: int | None = None) -> dict[str, np.ndar
     magic, version, flags, h, a, crc = struct.unpack_from("<8sIIQII", data, 0)
     assert magic == b"\x89BWN\r\n\x1a\n" and version == 1 and flags in (0, 1)  # bit 0: section 4.1, see model()
     assert 2 <= h <= MAX_HEADER and 32 + h <= len(data) and a & (a - 1) == 0 and 64 <= a <= 65536
-    assert zlib.crc32(data[32:32 + h], zlib.crc32(data[:28])) == crc
-    doc = header(data[32:32 + h])
+    assert zlib.crc32(data[32 : 32 + h], zlib.crc32(data[:28])) == crc
+    doc = header(data[32 : 32 + h])
     for e in doc["tensors"]:
         check_entry(e)
     assert len({e["name"] for e in doc["tensors"]}) == len(doc["tensors"])
-    limit = max_decoded_bytes if max_decoded_bytes is not None else \
-        min(4 << 30, max(1 << 28, 64 * len(data)))  # section 10.5, binexport's default
+    limit = (
+        max_decoded_bytes if max_decoded_bytes is not None else min(4 << 30, max(1 << 28, 64 * len(data)))
+    )  # section 10.5, binexport's default
     assert type(limit) is int and limit >= 0  # section 10.5: always a finite limit
     assert sum(count_of(e["shape"]) * DECODED[e["dtype"]] for e in doc["tensors"]) <= limit, "decoded size"
     if not doc["tensors"]:
         assert len(data) == 32 + h  # section 5: no padding without a payload after it
         return {}
     out, pos = {}, align_up(32 + h, a)
-    assert not any(data[32 + h:pos])
+    assert not any(data[32 + h : pos])
     for e in doc["tensors"]:
         assert e["offset"] == pos
-        p = data[pos:pos + e["length"]]
+        p = data[pos : pos + e["length"]]
         assert zlib.crc32(p) == e["crc32"]
         n = math.prod(e["shape"])
-        limit = {"rans": 256 * len(p) >= n, "rans-ref": 256 * len(p) >= n, "f32-rans": 3 * n < len(p),
-                 "planes": {"f32": 2 * n, "f16": n, "bf16": -(-n // 32)}.get(e["dtype"], 0) <= len(p)}
+        limit = {
+            "rans": 256 * len(p) >= n,
+            "rans-ref": 256 * len(p) >= n,
+            "f32-rans": 3 * n < len(p),
+            "planes": {"f32": 2 * n, "f16": n, "bf16": -(-n // 32)}.get(e["dtype"], 0) <= len(p),
+        }
         assert limit.get(e["encoding"], True), "count limit (section 10.3)"
         if e["encoding"] == "raw":
             assert len(p) == n * SIZE[e["dtype"]]
@@ -296,8 +329,8 @@ def read(data: bytes, max_decoded_bytes: int | None = None) -> dict[str, np.ndar
             lanes, first, span = struct.unpack_from("<I", p, 0)[0], p[4], p[5]
             assert first + span <= 255 and p[6] != 255 and p[6 + span] != 255  # both ends present
             top = f32_top_bytes(p, n, lanes, first, span)
-            low = p[7 + span:7 + span + 3 * n]
-            raw = b"".join(low[3 * t:3 * t + 3] + bytes([top[t]]) for t in range(n))
+            low = p[7 + span : 7 + span + 3 * n]
+            raw = b"".join(low[3 * t : 3 * t + 3] + bytes([top[t]]) for t in range(n))
             out[e["name"]] = np.frombuffer(raw, "<f4").reshape(e["shape"])
         elif e["encoding"] == "planes":
             out[e["name"]] = np.frombuffer(planes(p, n, e["dtype"]), ITEM[e["dtype"]]).reshape(e["shape"])
@@ -318,8 +351,8 @@ def read(data: bytes, max_decoded_bytes: int | None = None) -> dict[str, np.ndar
 
 def f32_top_bytes(p: bytes, n: int, lanes: int, first: int, span: int) -> list[int]:
     """Section 8.5: the coded symbol is the index of a present entry; its top byte is that entry's alphabet value."""
-    table = bytes([255] * first) + p[6:7 + span]  # alphabet value = top byte
-    return rans(p[7 + span + 3 * n:], n, lanes, table)
+    table = bytes([255] * first) + p[6 : 7 + span]  # alphabet value = top byte
+    return rans(p[7 + span + 3 * n :], n, lanes, table)
 
 
 def wrn_tensors(depth: int, widths: list[int], num_classes: int) -> list[tuple[str, list[int]]]:
@@ -344,12 +377,33 @@ def wrn_tensors(depth: int, widths: list[int], num_classes: int) -> list[tuple[s
 
 #: Section 4.1's table, one entry per family (`family` itself left out).
 VARIANTS = {
-    "mcdonnell-matlab": {"input_bn": True, "input_relu": True, "first_conv_binary": True, "head": "binary",
-                         "downsample_padding": "symmetric", "pool_count_include_pad": False, "bn_eps": 0.0},
-    "mcdonnell-keras": {"input_bn": True, "input_relu": False, "first_conv_binary": True, "head": "binary",
-                        "downsample_padding": "tf-same", "pool_count_include_pad": False, "bn_eps": 1e-05},
-    "pytorchcv": {"input_bn": False, "input_relu": False, "first_conv_binary": True, "head": "binary-affine",
-                  "downsample_padding": "symmetric", "pool_count_include_pad": True, "bn_eps": 1e-05},
+    "mcdonnell-matlab": {
+        "input_bn": True,
+        "input_relu": True,
+        "first_conv_binary": True,
+        "head": "binary",
+        "downsample_padding": "symmetric",
+        "pool_count_include_pad": False,
+        "bn_eps": 0.0,
+    },
+    "mcdonnell-keras": {
+        "input_bn": True,
+        "input_relu": False,
+        "first_conv_binary": True,
+        "head": "binary",
+        "downsample_padding": "tf-same",
+        "pool_count_include_pad": False,
+        "bn_eps": 1e-05,
+    },
+    "pytorchcv": {
+        "input_bn": False,
+        "input_relu": False,
+        "first_conv_binary": True,
+        "head": "binary-affine",
+        "downsample_padding": "symmetric",
+        "pool_count_include_pad": True,
+        "bn_eps": 1e-05,
+    },
 }
 FLOATS = {"f16", "f32", "f64", "bf16"}
 
@@ -369,7 +423,7 @@ def model(data: bytes) -> dict:
     """
     flags = struct.unpack_from("<I", data, 12)[0]
     h = struct.unpack_from("<Q", data, 16)[0]
-    doc = header(data[32:32 + h])
+    doc = header(data[32 : 32 + h])
     meta, tensors = doc["metadata"], doc["tensors"]
     assert isinstance(meta, dict) and meta.get("model") == "WRN_McDonnell", "not a model file"
     a = meta.get("architecture")
@@ -398,8 +452,11 @@ def model(data: bytes) -> dict:
     if family == "pytorchcv":  # section 4.1: the port's tensors, conv0 and conv_last 1-bit when binarised
         binary |= {"conv0", "conv_last"}
     elif family != "pytorch":  # section 4.1's changes to the list
-        expect = {n: s for n, s in expect.items() if not n.endswith("num_batches_tracked")
-                  and n not in ("bn_last.weight", "bn_last.bias")}
+        expect = {
+            n: s
+            for n, s in expect.items()
+            if not n.endswith("num_batches_tracked") and n not in ("bn_last.weight", "bn_last.bias")
+        }
         expect = {**{f"input_bn.{k}": [3] for k in ("weight", "bias", "running_mean", "running_var")}, **expect}
         binary |= {"conv0", "conv_last"}
     assert {e["name"]: e["shape"] for e in tensors} == expect, "the tensors of the architecture"

@@ -37,8 +37,9 @@ def make_run(tmp_path: Path):
     """Factory: a training-run folder (checkpoint.pth.tar + log.txt) under tmp_path."""
     from binexport.data.synth import make_arch, write_training_run
 
-    def _make(depth: int = 8, width: float = 1, num_classes: int = 10, binarize: bool = True, name: str = "run",
-              **kw) -> Path:
+    def _make(
+        depth: int = 8, width: float = 1, num_classes: int = 10, binarize: bool = True, name: str = "run", **kw
+    ) -> Path:
         return write_training_run(tmp_path / name, make_arch(depth, width, num_classes), binarize=binarize, **kw)
 
     return _make
@@ -63,5 +64,3 @@ def server(tmp_path: Path):
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
-
-

@@ -37,8 +37,14 @@ def planar(images: np.ndarray) -> np.ndarray:
 
 def cifar_pickle(images: np.ndarray, labels: list[int], label_key: bytes = b"fine_labels") -> bytes:
     """A batch as Python 3 users re-save it: bytes keys, numpy data, list labels."""
-    return pickle.dumps({b"batch_label": b"testing batch 1 of 1", label_key: labels, b"data": planar(images),
-                         b"filenames": [b"x.png"] * len(labels)})
+    return pickle.dumps(
+        {
+            b"batch_label": b"testing batch 1 of 1",
+            label_key: labels,
+            b"data": planar(images),
+            b"filenames": [b"x.png"] * len(labels),
+        }
+    )
 
 
 def check_golden(path: Path, data: bytes, sha256: str) -> None:

@@ -35,14 +35,28 @@ def p_global(module: str, name: str) -> bytes:
     return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
 
 
-def tensor_entry(name: str, key: str, numel: int, size: tuple[int, ...], stride: tuple[int, ...],
-                 storage: str = "FloatStorage", offset: int = 0, legacy: bool = False) -> bytes:
+def tensor_entry(
+    name: str,
+    key: str,
+    numel: int,
+    size: tuple[int, ...],
+    stride: tuple[int, ...],
+    storage: str = "FloatStorage",
+    offset: int = 0,
+    legacy: bool = False,
+) -> bytes:
     """``name: _rebuild_tensor_v2(persistent storage, offset, size, stride, False, OrderedDict())``."""
     pid = [p_str("storage"), p_global("torch", storage), p_str(key), p_str("cpu"), p_int(numel)]
     if legacy:
         pid.append(b"N")
-    args = p_tuple(p_tuple(*pid) + b"Q", p_int(offset), p_tuple(*map(p_int, size)), p_tuple(*map(p_int, stride)),
-                   b"\x89", p_global("collections", "OrderedDict") + b")R")
+    args = p_tuple(
+        p_tuple(*pid) + b"Q",
+        p_int(offset),
+        p_tuple(*map(p_int, size)),
+        p_tuple(*map(p_int, stride)),
+        b"\x89",
+        p_global("collections", "OrderedDict") + b")R",
+    )
     return p_str(name) + p_global("torch._utils", "_rebuild_tensor_v2") + args + b"R"
 
 
@@ -67,9 +81,9 @@ def patch_central_sizes(data: bytes, member: str, size: int) -> bytes:
     out = bytearray(data)
     pos = out.find(b"PK\x01\x02")
     while pos >= 0:
-        nlen = struct.unpack("<H", out[pos + 28:pos + 30])[0]
-        if out[pos + 46:pos + 46 + nlen].decode() == member:
-            out[pos + 20:pos + 28] = struct.pack("<II", size, size)
+        nlen = struct.unpack("<H", out[pos + 28 : pos + 30])[0]
+        if out[pos + 46 : pos + 46 + nlen].decode() == member:
+            out[pos + 20 : pos + 28] = struct.pack("<II", size, size)
         pos = out.find(b"PK\x01\x02", pos + 4)
     return bytes(out)
 
@@ -80,10 +94,33 @@ def zip_bomb(uncompressed: int) -> bytes:
     chunk = co.compress(bytes(1 << 20)) + co.flush(zlib.Z_FULL_FLUSH)
     body = chunk * (uncompressed >> 20) + zlib.compressobj(9, zlib.DEFLATED, -15).flush()
     name = b"archive/data.pkl"
-    local = struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 8, 0, 0, 0, len(body), uncompressed & 0xFFFFFFFF,
-                        len(name), 0) + name
-    central = struct.pack("<4s6H3I5H2I", b"PK\x01\x02", 20, 20, 0, 8, 0, 0, 0, len(body),
-                          uncompressed & 0xFFFFFFFF, len(name), 0, 0, 0, 0, 0, 0) + name
+    local = (
+        struct.pack("<4s5H3I2H", b"PK\x03\x04", 20, 0, 8, 0, 0, 0, len(body), uncompressed & 0xFFFFFFFF, len(name), 0)
+        + name
+    )
+    central = (
+        struct.pack(
+            "<4s6H3I5H2I",
+            b"PK\x01\x02",
+            20,
+            20,
+            0,
+            8,
+            0,
+            0,
+            0,
+            len(body),
+            uncompressed & 0xFFFFFFFF,
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
+        + name
+    )
     end = struct.pack("<4s4H2IH", b"PK\x05\x06", 0, 0, 1, 1, len(central), len(local) + len(body), 0)
     return local + body + central + end
 
@@ -91,8 +128,14 @@ def zip_bomb(uncompressed: int) -> bytes:
 def legacy_file(main_pickle: bytes, keys: list[str], data: bytes = b"") -> bytes:
     """A legacy (pre-zip) torch.save file: magic, protocol, sys_info, objects, storage keys, storage bytes."""
     sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
-    return (pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + pickle.dumps(1001, protocol=2)
-            + pickle.dumps(sys_info, protocol=2) + main_pickle + pickle.dumps(keys, protocol=2) + data)
+    return (
+        pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
+        + pickle.dumps(1001, protocol=2)
+        + pickle.dumps(sys_info, protocol=2)
+        + main_pickle
+        + pickle.dumps(keys, protocol=2)
+        + data
+    )
 
 
 # --- PNG ------------------------------------------------------------------------------------------------------
@@ -102,15 +145,25 @@ def png_chunk(ctype: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", zlib.crc32(ctype + data))
 
 
-def png(width: int = 32, height: int = 32, depth: int = 8, colour: int = 2, interlace: int = 0,
-        idat: bytes | None = None, ftype: int = 0) -> bytes:
+def png(
+    width: int = 32,
+    height: int = 32,
+    depth: int = 8,
+    colour: int = 2,
+    interlace: int = 0,
+    idat: bytes | None = None,
+    ftype: int = 0,
+) -> bytes:
     ch = {0: 1, 2: 3, 4: 2, 6: 4}.get(colour, 3)
     if idat is None:
         raw = b"".join(bytes([ftype]) + bytes(width * ch) for _ in range(min(height, 64)))
         idat = zlib.compress(raw)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0,
-                                                                    interlace))
-            + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace))
+        + png_chunk(b"IDAT", idat)
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def good_png(seed: int = 0) -> bytes:
@@ -152,8 +205,9 @@ def onnx_graph(kind: str) -> bytes:
         meta = {"binexport.architecture": "WRN-8-1", "binexport.num_classes": "7"}
     elif kind == "int-output-wrong-shape":
         nodes = [helper.make_node("Shape", ["x"], ["y"])]
-    m = helper.make_model(helper.make_graph(nodes, "g", inputs, [out], inits),
-                          opset_imports=[helper.make_opsetid("", 13)])
+    m = helper.make_model(
+        helper.make_graph(nodes, "g", inputs, [out], inits), opset_imports=[helper.make_opsetid("", 13)]
+    )
     m.ir_version = 8
     for k, v in meta.items():
         m.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))

@@ -12,12 +12,25 @@ import zlib
 
 import numpy as np
 
-MI = {"int8": 1, "uint8": 2, "int16": 3, "uint16": 4, "int32": 5, "uint32": 6, "single": 7, "double": 9,
-      "matrix": 14, "compressed": 15}
-MX = {"cell": 1, "struct": 2, "object": 3, "char": 4, "sparse": 5, "double": 6, "single": 7, "uint8": 9,
-      "function": 16}
-_NP = {np.dtype("float64"): ("double", "double"), np.dtype("float32"): ("single", "single"),
-       np.dtype("uint8"): ("uint8", "uint8"), np.dtype("bool"): ("uint8", "uint8")}
+MI = {
+    "int8": 1,
+    "uint8": 2,
+    "int16": 3,
+    "uint16": 4,
+    "int32": 5,
+    "uint32": 6,
+    "single": 7,
+    "double": 9,
+    "matrix": 14,
+    "compressed": 15,
+}
+MX = {"cell": 1, "struct": 2, "object": 3, "char": 4, "sparse": 5, "double": 6, "single": 7, "uint8": 9, "function": 16}
+_NP = {
+    np.dtype("float64"): ("double", "double"),
+    np.dtype("float32"): ("single", "single"),
+    np.dtype("uint8"): ("uint8", "uint8"),
+    np.dtype("bool"): ("uint8", "uint8"),
+}
 
 
 def header(text: bytes = b"MATLAB 5.0 MAT-file, crafted by binexport's tests") -> bytes:
@@ -34,8 +47,16 @@ def element(mdtype: int, payload: bytes, declared: int | None = None) -> bytes:
     return struct.pack("<II", mdtype, n) + payload + bytes(-len(payload) % 8)
 
 
-def matrix(name: str, cls: int, dims: tuple[int, ...], body: bytes = b"", *, flags: int = 0,
-           declared: int | None = None, name_bytes: bytes | None = None) -> bytes:
+def matrix(
+    name: str,
+    cls: int,
+    dims: tuple[int, ...],
+    body: bytes = b"",
+    *,
+    flags: int = 0,
+    declared: int | None = None,
+    name_bytes: bytes | None = None,
+) -> bytes:
     """An miMATRIX element: array flags, dims (signed, any values), name, then ``body`` (data or children)."""
     inner = element(MI["uint32"], struct.pack("<II", cls | flags, 0))
     inner += element(MI["int32"], struct.pack(f"<{len(dims)}i", *dims))
@@ -44,8 +65,15 @@ def matrix(name: str, cls: int, dims: tuple[int, ...], body: bytes = b"", *, fla
     return element(MI["matrix"], inner, declared)
 
 
-def numeric(name: str, arr: np.ndarray, *, cls: str | None = None, data_type: int | None = None,
-            dims: tuple[int, ...] | None = None, data_declared: int | None = None) -> bytes:
+def numeric(
+    name: str,
+    arr: np.ndarray,
+    *,
+    cls: str | None = None,
+    data_type: int | None = None,
+    dims: tuple[int, ...] | None = None,
+    data_declared: int | None = None,
+) -> bytes:
     """A numeric array as MATLAB stores it (column-major); bool becomes a logical uint8 array."""
     a = np.asarray(arr)
     if a.ndim < 2:
@@ -53,8 +81,7 @@ def numeric(name: str, arr: np.ndarray, *, cls: str | None = None, data_type: in
     mx, mi = _NP[a.dtype]
     raw = np.asfortranarray(a.astype(np.uint8) if a.dtype == bool else a).tobytes(order="F")
     body = element(MI[mi] if data_type is None else data_type, raw, data_declared)
-    return matrix(name, MX[cls or mx], a.shape if dims is None else dims, body,
-                  flags=0x200 if a.dtype == bool else 0)
+    return matrix(name, MX[cls or mx], a.shape if dims is None else dims, body, flags=0x200 if a.dtype == bool else 0)
 
 
 def cell(name: str, children: list[bytes], dims: tuple[int, ...] | None = None) -> bytes:
@@ -77,7 +104,7 @@ def zeros_stream(prefix: bytes, zeros: int, chunk: int = 1 << 20) -> bytes:
     block = bytes(min(chunk, zeros))
     left = zeros
     while left:
-        out.append(c.compress(block[:min(left, len(block))]))
+        out.append(c.compress(block[: min(left, len(block))]))
         left -= min(left, len(block))
     out.append(c.flush())
     return b"".join(out)
@@ -91,15 +118,19 @@ def matlab_vars(net: dict[str, list]) -> dict[str, bytes]:
     col = lambda arrs: [numeric("", a) for a in arrs]
     return {
         "BinaryWeights": cell("BinaryWeights", [numeric("", b) for b in bits]),
-        "LayerWeights": numeric("LayerWeights", np.array([[np.sqrt(2.0 / np.prod(b.shape[:3]))] for b in bits],
-                                                         np.float32)),
+        "LayerWeights": numeric(
+            "LayerWeights", np.array([[np.sqrt(2.0 / np.prod(b.shape[:3]))] for b in bits], np.float32)
+        ),
         "Stride": numeric("Stride", np.array([[2.0 if i in (1 + 2 * per, 1 + 4 * per) else 1.0 for i in range(k)]])),
         "Padding": numeric("Padding", np.array([[float(b.shape[0] // 2) for b in bits]])),
         "NumChannels": numeric("NumChannels", np.array([[3.0] + [float(b.shape[3]) for b in bits]])),
         "BNG": cell("BNG", col([g.reshape(-1, 1) for g, _, _, _ in bns]), (len(bns), 1)),
         "BNB": cell("BNB", col([b.reshape(-1, 1) for _, b, _, _ in bns]), (len(bns), 1)),
-        "Moments": cell("Moments", col([np.stack([m, np.sqrt(v + 1e-5)], 1).astype(np.float32)
-                                        for _, _, m, v in bns]), (len(bns), 1)),
+        "Moments": cell(
+            "Moments",
+            col([np.stack([m, np.sqrt(v + 1e-5)], 1).astype(np.float32) for _, _, m, v in bns]),
+            (len(bns), 1),
+        ),
     }
 
 

@@ -13,8 +13,9 @@ import numpy as np
 import scipy.io
 
 
-def tiny_net(depth: int = 8, widths: tuple[int, int, int] = (4, 8, 16), classes: int = 10,
-             seed: int = 0) -> dict[str, list]:
+def tiny_net(
+    depth: int = 8, widths: tuple[int, int, int] = (4, 8, 16), classes: int = 10, seed: int = 0
+) -> dict[str, list]:
     """Random bits (kh, kw, in, out) of every conv, and per BN (gamma, beta, mean, var) in network order."""
     rng = np.random.default_rng(seed)
     n = (depth - 2) // 6
@@ -40,11 +41,13 @@ def write_matlab(path: Path, net: dict[str, list], **override: object) -> Path:
     cell = np.empty((1, k), object)
     for i, b in enumerate(bits):
         cell[0, i] = b
+
     def col(vals: list) -> np.ndarray:
         c = np.empty((len(vals), 1), object)
         for i, v in enumerate(vals):
             c[i, 0] = v
         return c
+
     d = {
         "BinaryWeights": cell,
         "LayerWeights": np.array([[np.sqrt(2.0 / np.prod(b.shape[:3]))] for b in bits], np.float32),
@@ -85,7 +88,7 @@ def _conv(x: np.ndarray, bits: np.ndarray, stride: int, pads: tuple[int, int, in
     out = np.zeros((x.shape[0], cout, ho, wo))
     for i in range(kh):
         for j in range(kw):
-            patch = x[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride]
+            patch = x[:, :, i : i + stride * ho : stride, j : j + stride * wo : stride]
             out += np.einsum("nchw,co->nohw", patch, w[i, j])
     return out
 
@@ -99,8 +102,8 @@ def _pool(x: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
     s, c = np.zeros(x.shape[:2] + (ho, wo)), np.zeros((ho, wo))
     for i in range(3):
         for j in range(3):
-            s += xp[:, :, i:i + 2 * ho:2, j:j + 2 * wo:2]
-            c += ones[i:i + 2 * ho:2, j:j + 2 * wo:2]
+            s += xp[:, :, i : i + 2 * ho : 2, j : j + 2 * wo : 2]
+            c += ones[i : i + 2 * ho : 2, j : j + 2 * wo : 2]
     return s / c
 
 

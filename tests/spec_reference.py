@@ -19,8 +19,11 @@ def _sign_scale(w: torch.Tensor) -> torch.Tensor:
 
 
 def spec_forward(params: dict[str, np.ndarray], x: np.ndarray, binarize: bool) -> np.ndarray:
-    p = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in params.items()
-         if not k.endswith("num_batches_tracked")}
+    p = {
+        k: torch.from_numpy(np.array(v, dtype=np.float32))
+        for k, v in params.items()
+        if not k.endswith("num_batches_tracked")
+    }
     n = len({k.split(".")[1] for k in p if k.startswith("group0.")})
 
     def conv(h: torch.Tensor, name: str, stride: int = 1) -> torch.Tensor:
@@ -28,8 +31,16 @@ def spec_forward(params: dict[str, np.ndarray], x: np.ndarray, binarize: bool) -
         return F.conv2d(h, w, stride=stride, padding=1)
 
     def bn(h: torch.Tensor, name: str) -> torch.Tensor:
-        return F.batch_norm(h, p[name + ".running_mean"], p[name + ".running_var"], p.get(name + ".weight"),
-                            p.get(name + ".bias"), False, 0.0, 1e-5)
+        return F.batch_norm(
+            h,
+            p[name + ".running_mean"],
+            p[name + ".running_var"],
+            p.get(name + ".weight"),
+            p.get(name + ".bias"),
+            False,
+            0.0,
+            1e-5,
+        )
 
     h = F.conv2d(torch.from_numpy(np.asarray(x, np.float32)), p["conv0"], padding=1)
     for g in range(3):

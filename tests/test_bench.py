@@ -26,15 +26,20 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def test_cli_bench_two_artifacts_writes_valid_json(two: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    res = CliRunner().invoke(main, ["bench", *map(str, two), "--seconds", "0.5", "--batch-size", "4",
-                                    "--threads", "1", "--json", str(out)])
+    res = CliRunner().invoke(
+        main, ["bench", *map(str, two), "--seconds", "0.5", "--batch-size", "4", "--threads", "1", "--json", str(out)]
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     assert rep["schema_version"] == 1 and rep["batch_size"] == 4 and rep["threads"] == 1
     a, b = rep["rows"]
     assert (a["format"], a["weights"], a["runtime"]) == ("packed", "1-bit", "torch")
-    assert (b["format"], b["weights"], b["runtime"], b["provider"]) == ("onnx", "1-bit", "onnxruntime",
-                                                                         "CPUExecutionProvider")
+    assert (b["format"], b["weights"], b["runtime"], b["provider"]) == (
+        "onnx",
+        "1-bit",
+        "onnxruntime",
+        "CPUExecutionProvider",
+    )
     for row in (a, b):
         assert row["file_bytes"] == Path(row["path"]).stat().st_size
         assert row["images_per_s"] > 0 and row["peak_rss_bytes"] > 0 and row["load_s"] > 0
@@ -49,18 +54,23 @@ def test_onnx_worker_does_not_import_torch(two: list[Path]) -> None:
     import subprocess
     import sys
 
-    code = ("import sys, binexport.runtimes as r; rt, info = r.open_runtime(sys.argv[1]); "
-            "assert 'torch' not in sys.modules, 'torch imported'; print(info['weights'])")
+    code = (
+        "import sys, binexport.runtimes as r; rt, info = r.open_runtime(sys.argv[1]); "
+        "assert 'torch' not in sys.modules, 'torch imported'; print(info['weights'])"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(two[1])], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1-bit"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"batch_size": 0}, "--batch-size must be 1..4096"),
-    ({"seconds": float("nan")}, "--seconds must be"),
-    ({"seconds": 0.0}, "--seconds must be"),
-    ({"threads": -1}, "--threads must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "--batch-size must be 1..4096"),
+        ({"seconds": float("nan")}, "--seconds must be"),
+        ({"seconds": 0.0}, "--seconds must be"),
+        ({"threads": -1}, "--threads must be"),
+    ],
+)
 def test_bad_options_are_refused(two: list[Path], kwargs: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
         bench(two, **kwargs)

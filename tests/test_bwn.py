@@ -50,7 +50,7 @@ def _write(tmp_path: Path, data: bytes, name: str = "m.bwn") -> Path:
 @pytest.mark.parametrize("name", sorted(GOLDEN_SHA256))
 def test_golden_bytes(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bwn, "__version__", "golden")
-    encoding = name[len("tiny-"):-len(".bwn")]
+    encoding = name[len("tiny-") : -len(".bwn")]
     data = bwn.write(golden_model(), encoding=encoding, metadata={"purpose": "golden test"})
     path = GOLDEN / name
     check_golden(path, data, GOLDEN_SHA256[name])
@@ -81,14 +81,18 @@ def test_golden_files_use_every_encoding() -> None:
 
 
 @pytest.mark.parametrize("encoding", [None, "packed", "rans", "rans-ref"])
-@pytest.mark.parametrize("depth,width,classes,binarized", [
-    (8, 0.0625, 10, True),   # widths 1, 2, 4: in_channels = 1
-    (8, 0.75, 7, True),      # widths 12, 24, 48: in % 8 == 4
-    (14, 0.5, 100, True),
-    (8, 0.5, 10, False),     # full precision: every tensor float
-])
-def test_round_trip_exact(tmp_path: Path, encoding: str | None, depth: int, width: float, classes: int,
-                          binarized: bool) -> None:
+@pytest.mark.parametrize(
+    "depth,width,classes,binarized",
+    [
+        (8, 0.0625, 10, True),  # widths 1, 2, 4: in_channels = 1
+        (8, 0.75, 7, True),  # widths 12, 24, 48: in % 8 == 4
+        (14, 0.5, 100, True),
+        (8, 0.5, 10, False),  # full precision: every tensor float
+    ],
+)
+def test_round_trip_exact(
+    tmp_path: Path, encoding: str | None, depth: int, width: float, classes: int, binarized: bool
+) -> None:
     model = tiny_model(depth, width, classes, seed=depth, binarized=binarized)
     model.zero_weights = 3
     back = bwn.read(_write(tmp_path, bwn.write(model, encoding=encoding)))
@@ -146,8 +150,12 @@ def _decode_kernels(payload: bytes, shape: tuple[int, ...], refs: bool) -> np.nd
 @pytest.mark.parametrize("kind", ["random", "plus", "minus", "skewed"])
 def test_bit_codecs_round_trip_odd_shapes(shape: tuple[int, ...], kind: str) -> None:
     rng = np.random.default_rng(sum(shape))
-    signs = {"random": rng.random(shape) < 0.5, "plus": np.ones(shape, bool), "minus": np.zeros(shape, bool),
-             "skewed": rng.random(shape) < 0.1}[kind]
+    signs = {
+        "random": rng.random(shape) < 0.5,
+        "plus": np.ones(shape, bool),
+        "minus": np.zeros(shape, bool),
+        "skewed": rng.random(shape) < 0.1,
+    }[kind]
     packed = codec.encode_packed(signs)
     assert len(packed) == (signs.size + 7) // 8
     assert np.array_equal(codec.decode_packed(np.frombuffer(packed, np.uint8), shape, "t"), signs)
@@ -169,29 +177,35 @@ def test_bit_codecs_on_real_layers(real_packed: Path) -> None:
         assert np.array_equal(_decode_kernels(plain, signs.shape, False), signs)
 
 
-@pytest.mark.parametrize("values", [
-    np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, 1e-45, -3e38], np.float32),
-    np.frombuffer(np.random.default_rng(1).bytes(4 * 999), np.float32),  # NaN payloads included
-    np.random.default_rng(2).normal(0, 0.05, (7, 11)).astype(np.float32),
-    np.full(5000, 0.5, np.float32),
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, 1e-45, -3e38], np.float32),
+        np.frombuffer(np.random.default_rng(1).bytes(4 * 999), np.float32),  # NaN payloads included
+        np.random.default_rng(2).normal(0, 0.05, (7, 11)).astype(np.float32),
+        np.full(5000, 0.5, np.float32),
+    ],
+)
 def test_f32_codec_is_bit_exact(values: np.ndarray) -> None:
     pend = codec.parse_f32(np.frombuffer(codec.encode_f32(values), np.uint8), values.shape, "t")
     rans.decode_jobs(pend.jobs)
     assert pend.finish().tobytes() == values.tobytes()
 
 
-@pytest.mark.parametrize("parents,flips,message", [
-    ([1, 2, 0, -1, -1, -1], [0] * 6, "cycle"),
-    ([-1, 1, -1, -1, -1, -1], [0] * 6, "its own parent"),
-    ([-1, -1, -1, -1, -1, -1], [0, 1, 0, 0, 0, 0], "flip bit"),
-    ([-1, 6, -1, -1, -1, -1], [0] * 6, "beyond the 6 groups"),
-])
+@pytest.mark.parametrize(
+    "parents,flips,message",
+    [
+        ([1, 2, 0, -1, -1, -1], [0] * 6, "cycle"),
+        ([-1, 1, -1, -1, -1, -1], [0] * 6, "its own parent"),
+        ([-1, -1, -1, -1, -1, -1], [0, 1, 0, 0, 0, 0], "flip bit"),
+        ([-1, 6, -1, -1, -1, -1], [0] * 6, "beyond the 6 groups"),
+    ],
+)
 def test_parent_table_is_checked(parents: list[int], flips: list[int], message: str) -> None:
     signs = np.random.default_rng(0).random((6, 6, 3, 3)) < 0.3
     payload = bytearray(codec.encode_kernels(signs, refs=True))
     table = codec._pack_parents(np.array(parents), np.array(flips))
-    payload[8 + 512:8 + 512 + len(table)] = table
+    payload[8 + 512 : 8 + 512 + len(table)] = table
     with pytest.raises(FormatError, match=message):
         codec.parse_kernels(np.frombuffer(bytes(payload), np.uint8), signs.shape, True, "t")
 
@@ -203,7 +217,7 @@ def test_a_stream_that_runs_dry_or_has_words_left_is_refused(keep: float) -> Non
     lanes = int(np.frombuffer(payload[4:8], "<u4")[0])
     words = len(payload) - (8 + 512 + 4 * lanes)
     cut = {0: 0, 2: 2, 0.5: words // 4 * 2, -2: words - 2}[keep]
-    data = payload[:8 + 512 + 4 * lanes + cut] + (b"\0\0" * 3 if keep == -2 else b"")
+    data = payload[: 8 + 512 + 4 * lanes + cut] + (b"\0\0" * 3 if keep == -2 else b"")
     pend = codec.parse_kernels(np.frombuffer(data, np.uint8), signs.shape, False, "t")
     with pytest.raises(FormatError, match="ends early|unused|initial state"):
         rans.decode_jobs(pend.jobs)
@@ -227,54 +241,64 @@ def small_file() -> bytes:
 def test_reader_refuses_a_future_version(tmp_path: Path, small_file: bytes) -> None:
     data = bytearray(small_file)
     data[8:12] = struct.pack("<I", 2)
-    data[28:32] = struct.pack("<I", zlib.crc32(data[32:32 + struct.unpack_from("<Q", data, 16)[0]],
-                                               zlib.crc32(data[:28])))
+    data[28:32] = struct.pack(
+        "<I", zlib.crc32(data[32 : 32 + struct.unpack_from("<Q", data, 16)[0]], zlib.crc32(data[:28]))
+    )
     with pytest.raises(FormatError, match="version 2.*reads version 1 only.*newer binexport"):
         bwn.read(_write(tmp_path, bytes(data)))
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda d: d[:20], "shorter than the 32-byte"),
-    (lambda d: d + b"\0", "trailing bytes"),
-    (lambda d: d[:-1], "truncated"),
-    (lambda d: b"\x89BWX" + d[4:], "not a .bwn file"),
-    (lambda d: d[:100] + bytes([d[100] ^ 1]) + d[101:], "header checksum mismatch"),
-    (lambda d: d[:-3] + bytes([d[-3] ^ 4]) + d[-2:], "checksum mismatch in tensor"),
-    (lambda d: d[:24] + struct.pack("<I", 48) + d[28:], "alignment is 48"),
-    (lambda d: d[:16] + struct.pack("<Q", 2**40) + d[24:], "header_length"),
-])
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: d[:20], "shorter than the 32-byte"),
+        (lambda d: d + b"\0", "trailing bytes"),
+        (lambda d: d[:-1], "truncated"),
+        (lambda d: b"\x89BWX" + d[4:], "not a .bwn file"),
+        (lambda d: d[:100] + bytes([d[100] ^ 1]) + d[101:], "header checksum mismatch"),
+        (lambda d: d[:-3] + bytes([d[-3] ^ 4]) + d[-2:], "checksum mismatch in tensor"),
+        (lambda d: d[:24] + struct.pack("<I", 48) + d[28:], "alignment is 48"),
+        (lambda d: d[:16] + struct.pack("<Q", 2**40) + d[24:], "header_length"),
+    ],
+)
 def test_reader_names_what_is_wrong(tmp_path: Path, small_file: bytes, mutate, message: str) -> None:
     with pytest.raises(FormatError, match=message):
         bwn.read(_write(tmp_path, mutate(small_file)))
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda d: d["tensors"][0].__setitem__("offset", 0), "field 'offset'"),
-    (lambda d: d["tensors"][1].__setitem__("shape", [160, 640, 1, 1]), "field 'length'|shape"),
-    (lambda d: d["tensors"][0].__setitem__("dtype", "f8"), "dtype 'f8' is unknown"),
-    (lambda d: d["tensors"][2].__setitem__("encoding", "zstd"), "encoding 'zstd' is unknown"),
-    (lambda d: d["tensors"][0].__setitem__("extra", 1), "expected an object with keys"),
-    (lambda d: d["tensors"][3].__setitem__("name", d["tensors"][4]["name"]), "appears twice"),
-    (lambda d: d["tensors"][0].__setitem__("length", True), "'length' must be an integer"),
-    (lambda d: d["tensors"][2].__setitem__("shape", [2**31] * 4), "shape"),
-    (lambda d: d["metadata"]["architecture"].__setitem__("num_classes", 11), "field 'metadata.architecture'"),
-    (lambda d: d["metadata"].__setitem__("binarized", False), "binarized"),
-    (lambda d: d["metadata"].__setitem__("user", {"k": 1}), "metadata.user"),
-    (lambda d: d.__setitem__("extra", {}), "keys 'metadata' and 'tensors'"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda d: d["tensors"][0].__setitem__("offset", 0), "field 'offset'"),
+        (lambda d: d["tensors"][1].__setitem__("shape", [160, 640, 1, 1]), "field 'length'|shape"),
+        (lambda d: d["tensors"][0].__setitem__("dtype", "f8"), "dtype 'f8' is unknown"),
+        (lambda d: d["tensors"][2].__setitem__("encoding", "zstd"), "encoding 'zstd' is unknown"),
+        (lambda d: d["tensors"][0].__setitem__("extra", 1), "expected an object with keys"),
+        (lambda d: d["tensors"][3].__setitem__("name", d["tensors"][4]["name"]), "appears twice"),
+        (lambda d: d["tensors"][0].__setitem__("length", True), "'length' must be an integer"),
+        (lambda d: d["tensors"][2].__setitem__("shape", [2**31] * 4), "shape"),
+        (lambda d: d["metadata"]["architecture"].__setitem__("num_classes", 11), "field 'metadata.architecture'"),
+        (lambda d: d["metadata"].__setitem__("binarized", False), "binarized"),
+        (lambda d: d["metadata"].__setitem__("user", {"k": 1}), "metadata.user"),
+        (lambda d: d.__setitem__("extra", {}), "keys 'metadata' and 'tensors'"),
+    ],
+)
 def test_reader_checks_the_tensor_table(tmp_path: Path, small_file: bytes, edit, message: str) -> None:
     with pytest.raises(FormatError, match=message):
         bwn.read(_write(tmp_path, relay(small_file, edit)))
 
 
-@pytest.mark.parametrize("header,message", [
-    (b'{"metadata":{},"tensors":[],"tensors":[]}', "repeats a key"),
-    (b'{"metadata":{"x":NaN},"tensors":[]}', "NaN"),
-    (b'{"metadata":{"x":"\xff"},"tensors":[]}', "not valid UTF-8"),
-    (b"[" * 5000 + b"]" * 5000, "nests deeper"),
-    (b'{"metadata":' + b"[" * 70 + b"]" * 70 + b',"tensors":[]}', "nests deeper"),
-    (b'{"metadata":{}, "tensors": [', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "header,message",
+    [
+        (b'{"metadata":{},"tensors":[],"tensors":[]}', "repeats a key"),
+        (b'{"metadata":{"x":NaN},"tensors":[]}', "NaN"),
+        (b'{"metadata":{"x":"\xff"},"tensors":[]}', "not valid UTF-8"),
+        (b"[" * 5000 + b"]" * 5000, "nests deeper"),
+        (b'{"metadata":' + b"[" * 70 + b"]" * 70 + b',"tensors":[]}', "nests deeper"),
+        (b'{"metadata":{}, "tensors": [', "not valid JSON"),
+    ],
+)
 def test_reader_refuses_bad_json(tmp_path: Path, header: bytes, message: str) -> None:
     pre = box._PREAMBLE.pack(box.MAGIC, 1, 0, len(header), 64, 0)[:28]
     data = pre + struct.pack("<I", zlib.crc32(header, zlib.crc32(pre))) + header
@@ -290,8 +314,10 @@ def test_checksums_can_be_skipped_but_structure_is_still_checked(tmp_path: Path,
     path = _write(tmp_path, bytes(data), "flipped.bwn")
     with pytest.raises(FormatError, match=f"checksum mismatch in tensor.*{raw.name}"):
         bwn.read(path)
-    assert bwn.read(path, verify_checksums=False).floats[raw.name].tobytes() != \
-        bwn.read(_write(tmp_path, small_file, "ok.bwn")).floats[raw.name].tobytes()
+    assert (
+        bwn.read(path, verify_checksums=False).floats[raw.name].tobytes()
+        != bwn.read(_write(tmp_path, small_file, "ok.bwn")).floats[raw.name].tobytes()
+    )
     assert "MISMATCH" in str(bwn.describe(path)["tensors"])
 
 
@@ -299,6 +325,7 @@ def test_a_lying_shape_is_refused_before_allocation(tmp_path: Path, small_file: 
     def huge(d: dict) -> None:
         e = next(t for t in d["tensors"] if t["encoding"] == "rans-ref")
         e["shape"] = [2**31 - 1, 2**31 - 1, 3, 3]
+
     with pytest.raises(FormatError, match="weights per byte|not a valid|shape"):
         bwn.read(_write(tmp_path, relay(small_file, huge)))
 
@@ -315,8 +342,16 @@ def test_cli_pack_then_inspect(make_run, tmp_path: Path) -> None:
     assert "checked" in r.output and out.is_file()
     r = runner.invoke(main, ["inspect", str(out)])
     assert r.exit_code == 0, r.output
-    for text in ("bwn", "WRN-8-0.5", "1-bit", "checksums: header ok;", "tensors ok", "group2.block0.conv1",
-                 "owner", "encoding"):
+    for text in (
+        "bwn",
+        "WRN-8-0.5",
+        "1-bit",
+        "checksums: header ok;",
+        "tensors ok",
+        "group2.block0.conv1",
+        "owner",
+        "encoding",
+    ):
         assert text in r.output, text
     r = runner.invoke(main, ["inspect", "--json", str(out)])
     details = json.loads(r.output)["details"]
@@ -344,9 +379,11 @@ def test_a_bwn_is_valid_input_to_pack(tmp_path: Path) -> None:
 
 def test_reading_does_not_import_torch(tmp_path: Path) -> None:
     path = _write(tmp_path, bwn.write(tiny_model(8, 0.5)))
-    code = ("import sys; from binexport.formats import bwn; m = bwn.read(sys.argv[1]); "
-            "assert 'torch' not in sys.modules, 'bwn.read'; import binexport as a; m2 = a.load(sys.argv[1]); "
-            "assert 'torch' not in sys.modules, 'api.load'; assert m.compare(m2) == []; print('clean')")
+    code = (
+        "import sys; from binexport.formats import bwn; m = bwn.read(sys.argv[1]); "
+        "assert 'torch' not in sys.modules, 'bwn.read'; import binexport as a; m2 = a.load(sys.argv[1]); "
+        "assert 'torch' not in sys.modules, 'api.load'; assert m.compare(m2) == []; print('clean')"
+    )
     r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "clean" in r.stdout, r.stderr
 

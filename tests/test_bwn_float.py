@@ -27,9 +27,29 @@ GOLDEN_SHA256 = {
     "fp-bf16.bwn": "e3e635575ad755368aada4ab6634fe00785857b65865a58c3446807d80fdf56a",
     "fp-specials.bwn": "46ae92996e4ee0074a5ab11a29a2ea62644977472cac5dd3afb1d2003c775ab8",
 }
-SPECIAL_BITS = np.array([0x00000000, 0x80000000, 0x00000001, 0x80000001, 0x007FFFFF, 0x00800000, 0x7F7FFFFF,
-                         0xFF7FFFFF, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7F800001, 0xFFFFFFFF, 0x7FBFFFFF,
-                         0x7FA00001, 0xDEADBEEF, 0x3F800000, 0x33800000], dtype=np.uint32)
+SPECIAL_BITS = np.array(
+    [
+        0x00000000,
+        0x80000000,
+        0x00000001,
+        0x80000001,
+        0x007FFFFF,
+        0x00800000,
+        0x7F7FFFFF,
+        0xFF7FFFFF,
+        0x7F800000,
+        0xFF800000,
+        0x7FC00000,
+        0x7F800001,
+        0xFFFFFFFF,
+        0x7FBFFFFF,
+        0x7FA00001,
+        0xDEADBEEF,
+        0x3F800000,
+        0x33800000,
+    ],
+    dtype=np.uint32,
+)
 
 
 def fp_model(specials: bool = False) -> Model:
@@ -41,14 +61,18 @@ def fp_model(specials: bool = False) -> Model:
     floats["group2.block0.conv0"] = (np.round(floats["group2.block0.conv0"] * 64) / 64).astype(np.float32)
     if specials:
         w = floats["group1.block0.conv1"].copy().reshape(-1)
-        w[:SPECIAL_BITS.size] = SPECIAL_BITS.view(np.float32)
+        w[: SPECIAL_BITS.size] = SPECIAL_BITS.view(np.float32)
         floats["group1.block0.conv1"] = w.reshape(floats["group1.block0.conv1"].shape)
     return Model(m.arch, False, floats)
 
 
 def _golden(name: str) -> tuple[Model, str]:
-    return {"fp-f32.bwn": (fp_model(), "float32"), "fp-f16.bwn": (fp_model(), "float16"),
-            "fp-bf16.bwn": (fp_model(), "bfloat16"), "fp-specials.bwn": (fp_model(True), "float32")}[name]
+    return {
+        "fp-f32.bwn": (fp_model(), "float32"),
+        "fp-f16.bwn": (fp_model(), "float16"),
+        "fp-bf16.bwn": (fp_model(), "bfloat16"),
+        "fp-specials.bwn": (fp_model(True), "float32"),
+    }[name]
 
 
 def _write(tmp_path: Path, data: bytes, name: str = "m.bwn") -> Path:
@@ -95,13 +119,26 @@ def test_goldens_exercise_every_part_of_section_13() -> None:
             seen |= {f"ctx:{e.dtype}"} if job.ctx.size else {f"uniform-only:{e.dtype}"}
             seen |= {"absent A"} if job.a_values.size < span else set()
             seen |= {"absent B"} if np.any(job.b_tables == rans.ABSENT) else set()
-    assert {"planes:f32", "planes:f16", "planes:bf16", "raw:bf16", "f32-rans:f32", "lanes>1", "lanes=1",
-            "ctx:f32", "ctx:f16", "ctx:bf16", "uniform-only:f32", "absent A", "absent B"} <= seen, seen
+    assert {
+        "planes:f32",
+        "planes:f16",
+        "planes:bf16",
+        "raw:bf16",
+        "f32-rans:f32",
+        "lanes>1",
+        "lanes=1",
+        "ctx:f32",
+        "ctx:f16",
+        "ctx:bf16",
+        "uniform-only:f32",
+        "absent A",
+        "absent B",
+    } <= seen, seen
 
 
 def test_specials_survive_bit_for_bit() -> None:
     back = bwn.read(GOLDEN / "fp-specials.bwn").floats["group1.block0.conv1"].reshape(-1)
-    assert np.array_equal(back[:SPECIAL_BITS.size].view(np.uint32), SPECIAL_BITS)
+    assert np.array_equal(back[: SPECIAL_BITS.size].view(np.uint32), SPECIAL_BITS)
 
 
 # --- the codec --------------------------------------------------------------------------------------------
@@ -120,7 +157,7 @@ def test_planes_is_bit_exact_on_every_pattern(n: int) -> None:
     rng = np.random.default_rng(n)
     gauss = rng.normal(0, 0.05, n).astype(np.float32).view(np.uint32)
     every = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32)
-    for bits in (gauss, every, np.concatenate([SPECIAL_BITS, gauss])[:max(n, SPECIAL_BITS.size)]):
+    for bits in (gauss, every, np.concatenate([SPECIAL_BITS, gauss])[: max(n, SPECIAL_BITS.size)]):
         assert np.array_equal(_round_trip(bits, "f32"), bits)
         with np.errstate(over="ignore"):  # overflow to infinity is float16's rounding
             h = bits.view(np.float32).astype(np.float16).view(np.uint16)
@@ -135,8 +172,9 @@ def test_every_float_encoding_round_trips_specials(tmp_path: Path) -> None:
     for w in ("float32", "float16", "bfloat16"):
         p = _write(tmp_path, bwn.write(m, weights=w), f"{w}.bwn")
         assert round_weights(m, w).compare(bwn.read(p)) == []
-    arr = np.concatenate([SPECIAL_BITS, np.random.default_rng(0).normal(0, 1, 5000).astype(np.float32).view(
-        np.uint32)]).view(np.float32)
+    arr = np.concatenate(
+        [SPECIAL_BITS, np.random.default_rng(0).normal(0, 1, 5000).astype(np.float32).view(np.uint32)]
+    ).view(np.float32)
     pend = codec.parse_f32(np.frombuffer(codec.encode_f32(arr), np.uint8), arr.shape, "t")
     rans.decode_jobs(pend.jobs)
     assert np.array_equal(pend.finish().view(np.uint32), arr.view(np.uint32))  # f32-rans
@@ -157,7 +195,7 @@ def test_many_tensors_decode_together_in_batches() -> None:
 
 def test_half_precision_rounding_is_within_half_an_ulp() -> None:
     x = np.random.default_rng(2).normal(0, 0.05, 200_000).astype(np.float32)
-    x = x[np.abs(x) > 2.0 ** -14]  # float16's normal range
+    x = x[np.abs(x) > 2.0**-14]  # float16's normal range
     h = x.astype(np.float16).astype(np.float32)
     ulp16 = np.spacing(np.abs(h).astype(np.float16)).astype(np.float32)
     assert np.all(np.abs(h - x) <= ulp16 / 2)
@@ -183,7 +221,7 @@ def _planes_payload(n: int = 5000, dtype: str = "f32") -> np.ndarray:
 
 def _edit(buf: np.ndarray, offset: int, value: int, fmt: str) -> np.ndarray:
     out = buf.copy()
-    out[offset:offset + np.dtype(fmt).itemsize] = np.frombuffer(np.array([value], fmt).tobytes(), np.uint8)
+    out[offset : offset + np.dtype(fmt).itemsize] = np.frombuffer(np.array([value], fmt).tobytes(), np.uint8)
     return out
 
 
@@ -191,22 +229,29 @@ def _ctx_at(buf: np.ndarray) -> int:
     return 9 + int(buf[6:8].view("<u2")[0])
 
 
-@pytest.mark.parametrize("mutate,shape,dtype,message", [
-    (lambda b: b[:5], (5000,), "f32", "shorter than its 8-byte head"),
-    (lambda b: _edit(b, 0, 0, "<u4"), (5000,), "f32", "field 'lanes'"),
-    (lambda b: _edit(b, 0, 1, "<u4"), (5000,), "f32", "field 'lanes'"),
-    (lambda b: _edit(b, 6, 600, "<u2"), (5000,), "f32", "field 'a_span'"),
-    (lambda b: _edit(b, 4, 60, "<u2"), (5000,), "f16", "field 'a_span'"),
-    (lambda b: b[:12], (5000,), "f32", "ends inside the A table"),
-    (lambda b: np.concatenate([b[:8], np.full(_ctx_at(b) - 8, 255, np.uint8), b[_ctx_at(b):]]), (5000,), "f32",
-     "field 'a_table'"),
-    (lambda b: _edit(b, _ctx_at(b), 300, "<u2"), (5000,), "f32", "field 'n_ctx'"),
-    (lambda b: _edit(b, _ctx_at(b), 40, "<u2"), (5000,), "f16", "field 'n_ctx'"),
-    (lambda b: b[:-1], (5000,), "f32", "field 'length'"),
-    (lambda b: b, (9000,), "f32", "field 'length'"),
-    (lambda b: b, (0,), "f32", "at least one value"),
-    (lambda b: b, (5000,), "f64", "can't hold dtype"),
-])
+@pytest.mark.parametrize(
+    "mutate,shape,dtype,message",
+    [
+        (lambda b: b[:5], (5000,), "f32", "shorter than its 8-byte head"),
+        (lambda b: _edit(b, 0, 0, "<u4"), (5000,), "f32", "field 'lanes'"),
+        (lambda b: _edit(b, 0, 1, "<u4"), (5000,), "f32", "field 'lanes'"),
+        (lambda b: _edit(b, 6, 600, "<u2"), (5000,), "f32", "field 'a_span'"),
+        (lambda b: _edit(b, 4, 60, "<u2"), (5000,), "f16", "field 'a_span'"),
+        (lambda b: b[:12], (5000,), "f32", "ends inside the A table"),
+        (
+            lambda b: np.concatenate([b[:8], np.full(_ctx_at(b) - 8, 255, np.uint8), b[_ctx_at(b) :]]),
+            (5000,),
+            "f32",
+            "field 'a_table'",
+        ),
+        (lambda b: _edit(b, _ctx_at(b), 300, "<u2"), (5000,), "f32", "field 'n_ctx'"),
+        (lambda b: _edit(b, _ctx_at(b), 40, "<u2"), (5000,), "f16", "field 'n_ctx'"),
+        (lambda b: b[:-1], (5000,), "f32", "field 'length'"),
+        (lambda b: b, (9000,), "f32", "field 'length'"),
+        (lambda b: b, (0,), "f32", "at least one value"),
+        (lambda b: b, (5000,), "f64", "can't hold dtype"),
+    ],
+)
 def test_planes_header_errors_name_the_field(mutate, shape, dtype, message: str) -> None:
     buf = mutate(_planes_payload(5000, "f16" if dtype == "f16" else "f32"))
     with pytest.raises(FormatError, match=message):
@@ -216,14 +261,14 @@ def test_planes_header_errors_name_the_field(mutate, shape, dtype, message: str)
 def test_planes_context_and_table_errors() -> None:
     buf = _planes_payload(5000, "f16")
     p = _ctx_at(buf)
-    n_ctx = int(buf[p:p + 2].view("<u2")[0])
+    n_ctx = int(buf[p : p + 2].view("<u2")[0])
     assert n_ctx >= 2, "the f16 payload should carry B tables"
     swapped = buf.copy()
     swapped[p + 2], swapped[p + 3] = buf[p + 3], buf[p + 2]
     with pytest.raises(FormatError, match="field 'ctx'"):
         planes.parse(swapped, (5000,), "f16", "t")
     empty = buf.copy()
-    empty[p + 2 + n_ctx:p + 2 + n_ctx + 4] = 255
+    empty[p + 2 + n_ctx : p + 2 + n_ctx + 4] = 255
     with pytest.raises(FormatError, match="field 'b_tables'"):
         planes.parse(empty, (5000,), "f16", "t")
     low_end = p + 2 + n_ctx * 5 + 5000
@@ -255,12 +300,15 @@ def _file(tmp_path: Path, edit) -> Path:
     return _write(tmp_path, relay((GOLDEN / "fp-bf16.bwn").read_bytes(), edit))
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda d: d["metadata"].update(weights="float8"), "field 'metadata.weights'"),
-    (lambda d: d["metadata"].update(weights="float16"), "field 'dtype'"),
-    (lambda d: d["metadata"].pop("weights"), "field 'dtype'"),
-    (lambda d: d["metadata"].update(binarized=True), "binarised"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda d: d["metadata"].update(weights="float8"), "field 'metadata.weights'"),
+        (lambda d: d["metadata"].update(weights="float16"), "field 'dtype'"),
+        (lambda d: d["metadata"].pop("weights"), "field 'dtype'"),
+        (lambda d: d["metadata"].update(binarized=True), "binarised"),
+    ],
+)
 def test_reader_checks_the_weights_declaration(tmp_path: Path, edit, message: str) -> None:
     with pytest.raises(FormatError, match=message):
         bwn.read(_file(tmp_path, edit))
@@ -268,8 +316,8 @@ def test_reader_checks_the_weights_declaration(tmp_path: Path, edit, message: st
 
 def test_a_bf16_tensor_that_is_not_a_conv_is_refused(tmp_path: Path) -> None:
     data = (GOLDEN / "fp-bf16.bwn").read_bytes()
-    doc = json.loads(data[32:32 + int.from_bytes(data[16:24], "little")])
-    payloads = [data[e["offset"]:e["offset"] + e["length"]] for e in doc["tensors"]]
+    doc = json.loads(data[32 : 32 + int.from_bytes(data[16:24], "little")])
+    payloads = [data[e["offset"] : e["offset"] + e["length"]] for e in doc["tensors"]]
     k = next(i for i, e in enumerate(doc["tensors"]) if e["name"] == "bn_last.running_var")
     doc["tensors"][k]["dtype"] = "bf16"
     payloads[k] = to_bfloat16_bits(np.frombuffer(payloads[k], "<f4")).astype("<u2").tobytes()
@@ -281,6 +329,7 @@ def test_planes_tensor_with_a_wrong_dtype_is_refused(tmp_path: Path) -> None:
     def edit(d: dict) -> None:
         e = next(e for e in d["tensors"] if e["encoding"] == "planes")
         e["dtype"] = "f64"
+
     with pytest.raises(FormatError, match="can't hold dtype 'f64'"):
         bwn.read(_file(tmp_path, edit))
 
@@ -329,7 +378,7 @@ def test_half_weights_are_refused_for_a_1_bit_model(tmp_path: Path) -> None:
 
 def test_1_bit_models_never_use_planes() -> None:
     data = bwn.write(tiny_model(depth=8, width=1, binarized=True))
-    doc = json.loads(data[32:32 + int.from_bytes(data[16:24], "little")])
+    doc = json.loads(data[32 : 32 + int.from_bytes(data[16:24], "little")])
     assert "planes" not in {e["encoding"] for e in doc["tensors"]}
 
 
@@ -353,18 +402,22 @@ def test_cli_pack_weights_and_verify_labels(fp_checkpoint: Path, tmp_path: Path)
     outs = []
     for w in ("float32", "float16", "bfloat16"):
         out = tmp_path / f"{w}.bwn"
-        r = runner.invoke(main, ["pack", str(fp_checkpoint), "--format", "bwn", "--weights", w, "-o", str(out),
-                                 "--json"])
+        r = runner.invoke(
+            main, ["pack", str(fp_checkpoint), "--format", "bwn", "--weights", w, "-o", str(out), "--json"]
+        )
         assert r.exit_code == 0, r.output
         assert json.loads(r.output)["weights"] == w
         outs.append(out)
     r = runner.invoke(main, ["inspect", str(outs[2])])
     assert r.exit_code == 0 and "rounded to bfloat16 (lossy)" in r.output, r.output
     rng = np.random.default_rng(0)
-    write_cifar_testset(tmp_path / "data", rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),
-                        rng.integers(0, 10, 40), dataset="CIFAR10")
-    rep = binexport.verify(outs, dataset="CIFAR10", data_root=tmp_path / "data", reference=fp_checkpoint,
-                           device="cpu")
+    write_cifar_testset(
+        tmp_path / "data",
+        rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8),
+        rng.integers(0, 10, 40),
+        dataset="CIFAR10",
+    )
+    rep = binexport.verify(outs, dataset="CIFAR10", data_root=tmp_path / "data", reference=fp_checkpoint, device="cpu")
     assert [a.weights for a in rep.artifacts] == ["float32", "float16", "bfloat16"]
     assert rep.failures == [], rep.failures
 

@@ -26,9 +26,40 @@ sys.path.insert(0, str(Path(__file__).parent))
 CASES = 10_000
 MEMORY_MARGIN = 384 << 20  # bytes of address space a small file may cost beyond the interpreter's own
 
-ODD_VALUES = [0, 1, -1, 2**31 - 1, 2**31, 2**32, 2**63, 2**64, 2**64 + 1, 10**30, -(2**63), 0.5, 1e308, None,
-              True, "x", [], {}, [2**31 - 1] * 8, [0], [1, 1, 1, 1], [3, 3, 3, 3], "b1", "f32", "i64", "raw",
-              "packed", "rans", "rans-ref", "f32-rans", "\udcff", "\u00e9" * 300]
+ODD_VALUES = [
+    0,
+    1,
+    -1,
+    2**31 - 1,
+    2**31,
+    2**32,
+    2**63,
+    2**64,
+    2**64 + 1,
+    10**30,
+    -(2**63),
+    0.5,
+    1e308,
+    None,
+    True,
+    "x",
+    [],
+    {},
+    [2**31 - 1] * 8,
+    [0],
+    [1, 1, 1, 1],
+    [3, 3, 3, 3],
+    "b1",
+    "f32",
+    "i64",
+    "raw",
+    "packed",
+    "rans",
+    "rans-ref",
+    "f32-rans",
+    "\udcff",
+    "\u00e9" * 300,
+]
 
 
 def _base_files() -> list[bytes]:
@@ -37,14 +68,15 @@ def _base_files() -> list[bytes]:
     from binexport.formats import bwn
 
     small = tiny_model(8, 0.0625, num_classes=3, seed=5)
-    return [bwn.write(small, encoding=e) for e in ("best", "rans", "rans-ref")] + \
-        [bwn.write(tiny_model(8, 0.0625, num_classes=3, seed=6, binarized=False))]
+    return [bwn.write(small, encoding=e) for e in ("best", "rans", "rans-ref")] + [
+        bwn.write(tiny_model(8, 0.0625, num_classes=3, seed=6, binarized=False))
+    ]
 
 
 def _split(data: bytes) -> tuple[dict, list[bytes]]:
     hlen = struct.unpack_from("<Q", data, 16)[0]
-    doc = json.loads(data[32:32 + hlen])
-    return doc, [data[e["offset"]:e["offset"] + e["length"]] for e in doc["tensors"]]
+    doc = json.loads(data[32 : 32 + hlen])
+    return doc, [data[e["offset"] : e["offset"] + e["length"]] for e in doc["tensors"]]
 
 
 def _assemble(header: bytes, payloads: list[bytes]) -> bytes:
@@ -67,7 +99,7 @@ def mutate(base: bytes, rng: np.random.Generator) -> bytes:
     data = bytearray(base)
     n = len(data)
     if kind == 0:  # truncation
-        return bytes(data[:int(rng.integers(0, n))])
+        return bytes(data[: int(rng.integers(0, n))])
     if kind == 1:  # a few bit flips anywhere
         for _ in range(int(rng.integers(1, 5))):
             i = int(rng.integers(0, n))
@@ -75,10 +107,11 @@ def mutate(base: bytes, rng: np.random.Generator) -> bytes:
         return bytes(data)
     if kind == 2:  # random bytes over a short run, maybe in the preamble
         i = int(rng.integers(0, 40 if rng.random() < 0.3 else n))
-        data[i:i + int(rng.integers(1, 9))] = rng.bytes(int(rng.integers(1, 9)))
+        data[i : i + int(rng.integers(1, 9))] = rng.bytes(int(rng.integers(1, 9)))
         return bytes(data)
     doc, payloads = _split(base)
     if kind in (3, 4):  # one field of one tensor entry, or of the metadata, set to an odd value
+
         def edit(d: dict) -> None:
             if rng.random() < 0.8:
                 e = d["tensors"][int(rng.integers(len(d["tensors"])))]
@@ -93,6 +126,7 @@ def mutate(base: bytes, rng: np.random.Generator) -> bytes:
                 m = d["metadata"]
                 key = ["architecture", "binarized", "zero_weights", "user", "source"][int(rng.integers(5))]
                 m[key] = ODD_VALUES[int(rng.integers(len(ODD_VALUES)))]
+
         return _relay(doc, payloads, edit)
     if kind == 5:  # tensors dropped, duplicated or swapped
         k = int(rng.integers(len(payloads)))
@@ -123,10 +157,10 @@ def mutate(base: bytes, rng: np.random.Generator) -> bytes:
         return _relay(doc, payloads)
     # kind 9: raw header text mutated (bad UTF-8, bad JSON), or a preamble field, checksum recomputed
     hlen = struct.unpack_from("<Q", base, 16)[0]
-    header = bytearray(base[32:32 + hlen])
+    header = bytearray(base[32 : 32 + hlen])
     if rng.random() < 0.5:
         i = int(rng.integers(len(header)))
-        header[i:i + 1] = [b"\xff", b"\xc3", b"{", b"]", b'"', b"9" * 30, b"\\u", b"-"][int(rng.integers(8))]
+        header[i : i + 1] = [b"\xff", b"\xc3", b"{", b"]", b'"', b"9" * 30, b"\\u", b"-"][int(rng.integers(8))]
         return _assemble(bytes(header), payloads)
     data = bytearray(base)
     field = int(rng.integers(4))
@@ -140,7 +174,7 @@ def mutate(base: bytes, rng: np.random.Generator) -> bytes:
         data[24:28] = struct.pack("<I", int(rng.integers(0, 2**32)) >> int(rng.integers(0, 32)))
     h = struct.unpack_from("<Q", data, 16)[0]
     if 32 + h <= len(data):
-        data[28:32] = struct.pack("<I", zlib.crc32(bytes(data[32:32 + h]), zlib.crc32(bytes(data[:28]))))
+        data[28:32] = struct.pack("<I", zlib.crc32(bytes(data[32 : 32 + h]), zlib.crc32(bytes(data[:28]))))
     return bytes(data)
 
 
@@ -177,9 +211,17 @@ def _limit_memory() -> None:
 def test_reader_fuzz_every_case_ends_in_format_error_or_success() -> None:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     half = CASES // 2
-    procs = [subprocess.Popen([sys.executable, __file__, str(half), str(seed)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env, cwd=Path(__file__).parents[1])
-             for seed in (20261125, 4)]  # two seeds, one per core
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, str(half), str(seed)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=Path(__file__).parents[1],
+        )
+        for seed in (20261125, 4)
+    ]  # two seeds, one per core
     totals = {"ok": 0, "FormatError": 0}
     for p in procs:
         out, err = p.communicate(timeout=600)
@@ -192,10 +234,18 @@ def test_reader_fuzz_every_case_ends_in_format_error_or_success() -> None:
 
 def test_the_memory_cap_is_real() -> None:
     """The cap the fuzz loop runs under does stop an allocation that a lying size would cause."""
-    code = ("import sys; sys.argv = ['x']; import test_bwn_fuzz as f; import numpy as np; f._limit_memory()\n"
-            "try:\n    np.ones(1 << 30, np.uint8)\nexcept MemoryError:\n    print('capped')")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       cwd=Path(__file__).parent, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    code = (
+        "import sys; sys.argv = ['x']; import test_bwn_fuzz as f; import numpy as np; f._limit_memory()\n"
+        "try:\n    np.ones(1 << 30, np.uint8)\nexcept MemoryError:\n    print('capped')"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+    )
     assert "capped" in r.stdout, r.stderr
 
 
@@ -203,5 +253,6 @@ if __name__ == "__main__":
     import binexport.formats.bwn  # noqa: F401  (imports first, so the limit measures the loaded interpreter)
 
     _limit_memory()
-    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else CASES,
-                         int(sys.argv[2]) if len(sys.argv) > 2 else 0)))
+    print(
+        json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else CASES, int(sys.argv[2]) if len(sys.argv) > 2 else 0))
+    )

@@ -47,18 +47,28 @@ print(json.dumps({'memory_error': False, 'returned': n}))
 
 def _load_capped(path: Path, how: str, budget: int) -> dict[str, object]:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", _CHILD, str(path), how, str(budget)], capture_output=True,
-                         text=True, env=env, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path), how, str(budget)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout)
 
 
-@pytest.mark.parametrize("make,how", [
-    (lambda: crafted.constant_bf16_model_file(20, 12), "model"),
-    (lambda: crafted.one_lane_per_value(1 << 21), "tensors"),
-    (lambda: crafted.one_lane_per_kernel(1 << 21), "tensors"),
-    (lambda: crafted.constant_model_file(20, 8), "model"),
-], ids=["bf16-120-per-lane", "planes-one-lane-per-value", "rans-one-lane-per-kernel", "1-bit-constant-kernels"])
+@pytest.mark.parametrize(
+    "make,how",
+    [
+        (lambda: crafted.constant_bf16_model_file(20, 12), "model"),
+        (lambda: crafted.one_lane_per_value(1 << 21), "tensors"),
+        (lambda: crafted.one_lane_per_kernel(1 << 21), "tensors"),
+        (lambda: crafted.constant_model_file(20, 8), "model"),
+    ],
+    ids=["bf16-120-per-lane", "planes-one-lane-per-value", "rans-one-lane-per-kernel", "1-bit-constant-kernels"],
+)
 def test_a_read_stays_within_the_documented_bound(tmp_path: Path, make, how: str) -> None:
     path = tmp_path / "m.bwn"
     path.write_bytes(make())
@@ -77,8 +87,9 @@ def test_the_cap_is_tight_enough_to_catch_a_reader_that_peaks_at_6_x(tmp_path: P
     assert _load_capped(path, "model", d // 2)["memory_error"] is True
 
 
-@pytest.mark.parametrize("name", ["tiny-branches.bwn", "tiny-rans-ref.bwn", "fp-f32.bwn", "fp-f16.bwn",
-                                  "fp-bf16.bwn", "fp-specials.bwn"])
+@pytest.mark.parametrize(
+    "name", ["tiny-branches.bwn", "tiny-rans-ref.bwn", "fp-f32.bwn", "fp-f16.bwn", "fp-bf16.bwn", "fp-specials.bwn"]
+)
 def test_tiny_batches_and_gathers_decode_the_same(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """The batch and gather sizes bound memory only; cut to a few streams, values and symbols (so every
     segment takes many gathers, every file many batches) the decoded arrays are the same bit for bit."""

@@ -45,6 +45,7 @@ def _meta(**kv: object) -> Edit:
                 doc["metadata"].pop(k, None)
             else:
                 doc["metadata"][k] = v
+
     return edit
 
 
@@ -55,6 +56,7 @@ def _arch(**kv: object) -> Edit:
                 doc["metadata"]["architecture"].pop(k)
             else:
                 doc["metadata"]["architecture"][k] = v
+
     return edit
 
 
@@ -65,6 +67,7 @@ def _variant_field(key: str, value: object) -> Edit:
 def _dtype(name: str, dtype: str) -> Edit:
     def edit(doc: dict) -> None:
         next(e for e in doc["tensors"] if e["name"] == name)["dtype"] = dtype
+
     return edit
 
 
@@ -86,8 +89,14 @@ CASES = [
     ("zero_weights over its bound", _port, _meta(zero_weights=BINARY_WEIGHTS + 1), None, False, "zero_weights"),
     ("no user", _port, _meta(user=_DEL), None, True, ""),
     ("user with a number", _port, _meta(user={"a": 1}), None, False, "'user'"),
-    ("ignored keys of any type", _port, _meta(normalization=5, source=[], binary_scale=None, binexport_version={}),
-     None, True, ""),
+    (
+        "ignored keys of any type",
+        _port,
+        _meta(normalization=5, source=[], binary_scale=None, binexport_version={}),
+        None,
+        True,
+        "",
+    ),
     ("a counter as f64", _port, _dtype("bn.num_batches_tracked", "f64"), None, False, "expected one of i64, i32"),
     ("a BN statistic as i32", _port, _dtype("bn.running_var", "i32"), None, False, "expected one of f16"),
     ("variant as written", _variant, None, None, True, ""),
@@ -125,19 +134,22 @@ def _retext(data: bytes, old: bytes, new: bytes) -> bytes:
     """``data`` with ``old`` replaced by ``new`` (same length) in the header, its checksum recomputed."""
     assert len(old) == len(new)
     h = struct.unpack_from("<Q", data, 16)[0]
-    header = data[32:32 + h]
+    header = data[32 : 32 + h]
     assert header.count(old) == 1
     header = header.replace(old, new)
     pre = data[:28]
-    return pre + struct.pack("<I", zlib.crc32(header, zlib.crc32(pre))) + header + data[32 + h:]
+    return pre + struct.pack("<I", zlib.crc32(header, zlib.crc32(pre))) + header + data[32 + h :]
 
 
-@pytest.mark.parametrize("family,old,new", [
-    ("mcdonnell-keras", b'"bn_eps":1e-05', b'"bn_eps":1E-05'),
-    ("mcdonnell-keras", b'"bn_eps":1e-05', b'"bn_eps":10e-6'),
-    ("mcdonnell-matlab", b'"bn_eps":0.0', b'"bn_eps":0e0'),
-    ("mcdonnell-matlab", b'"bn_eps":0.0', b'"bn_eps":-0.'),  # invalid JSON: refused as such
-])
+@pytest.mark.parametrize(
+    "family,old,new",
+    [
+        ("mcdonnell-keras", b'"bn_eps":1e-05', b'"bn_eps":1E-05'),
+        ("mcdonnell-keras", b'"bn_eps":1e-05', b'"bn_eps":10e-6'),
+        ("mcdonnell-matlab", b'"bn_eps":0.0', b'"bn_eps":0e0'),
+        ("mcdonnell-matlab", b'"bn_eps":0.0', b'"bn_eps":-0.'),  # invalid JSON: refused as such
+    ],
+)
 def test_bn_eps_compares_as_a_number(tmp_path: Path, family: str, old: bytes, new: bytes) -> None:
     data = _retext(_variant(family), old, new)
     path = tmp_path / "m.bwn"
@@ -155,15 +167,15 @@ def test_bn_eps_compares_as_a_number(tmp_path: Path, family: str, old: bytes, ne
 def test_variant_one_bit_conv0_wins_over_section_4(tmp_path: Path) -> None:
     """Section 4.1 makes conv0/conv_last b1 in a variant; the same b1 conv0 in the port is refused."""
     variant = _variant()
-    doc = json.loads(variant[32:32 + struct.unpack_from("<Q", variant, 16)[0]])
+    doc = json.loads(variant[32 : 32 + struct.unpack_from("<Q", variant, 16)[0]])
     assert {e["name"]: e["dtype"] for e in doc["tensors"]}["conv0"] == "b1"
     port = tiny_model(8, 0.25)
     signs = np.asarray(port.floats["conv0"]) >= 0
     payload = np.packbits(signs.ravel()).tobytes()
     base = _port()
     h = struct.unpack_from("<Q", base, 16)[0]
-    doc = json.loads(base[32:32 + h])
-    payloads = [base[e["offset"]:e["offset"] + e["length"]] for e in doc["tensors"]]
+    doc = json.loads(base[32 : 32 + h])
+    payloads = [base[e["offset"] : e["offset"] + e["length"]] for e in doc["tensors"]]
     i = next(k for k, e in enumerate(doc["tensors"]) if e["name"] == "conv0")
     doc["tensors"][i].update(dtype="b1", encoding="packed")
     payloads[i] = payload
@@ -184,8 +196,12 @@ def _no_block_file(depth: int, widths: list[int]) -> bytes:
         dtype = "i64" if counter else "f32"
         tensors.append({"name": name, "dtype": dtype, "shape": shape, "encoding": "raw"})
         payloads.append(bytes((8 if counter else 4) * int(np.prod(shape))))
-    meta = {"model": "WRN_McDonnell", "architecture": {"depth": depth, "widths": widths, "num_classes": 10},
-            "binarized": False, "zero_weights": 0}
+    meta = {
+        "model": "WRN_McDonnell",
+        "architecture": {"depth": depth, "widths": widths, "num_classes": 10},
+        "binarized": False,
+        "zero_weights": 0,
+    }
     return lay_out({"metadata": meta, "tensors": tensors}, payloads)
 
 
@@ -217,8 +233,13 @@ def test_tiny_branches_reads_as_tensors_but_is_no_model(tmp_path: Path) -> None:
 
 def test_a_container_holds_bf16_anywhere_and_weights_means_nothing(tmp_path: Path) -> None:
     bits = np.arange(6, dtype=np.uint16)
-    data = lay_out({"metadata": {"weights": "nonsense"},
-                    "tensors": [{"name": "x", "dtype": "bf16", "shape": [6], "encoding": "raw"}]}, [bits.tobytes()])
+    data = lay_out(
+        {
+            "metadata": {"weights": "nonsense"},
+            "tensors": [{"name": "x", "dtype": "bf16", "shape": [6], "encoding": "raw"}],
+        },
+        [bits.tobytes()],
+    )
     path = tmp_path / "c.bwn"
     path.write_bytes(data)
     assert bwn.read_tensors(path)["x"].tolist() == bits.tolist()
@@ -241,6 +262,7 @@ def test_data_crc32_of_raw_and_packed_must_equal_crc32(tmp_path: Path, equal: bo
     def edit(doc: dict) -> None:
         for e in doc["tensors"]:
             e["data_crc32"] = e["crc32"] if equal else (e["crc32"] ^ 1)
+
     data = relay(_port(), edit)
     path = tmp_path / "m.bwn"
     path.write_bytes(data)
@@ -261,15 +283,16 @@ def test_planes_a_table_ends_may_be_absent(tmp_path: Path) -> None:
 
     base = bwn.write(fp_model(), weights="bfloat16")
     h = struct.unpack_from("<Q", base, 16)[0]
-    doc = json.loads(base[32:32 + h])
-    payloads = [base[e["offset"]:e["offset"] + e["length"]] for e in doc["tensors"]]
+    doc = json.loads(base[32 : 32 + h])
+    payloads = [base[e["offset"] : e["offset"] + e["length"]] for e in doc["tensors"]]
     i = next(k for k, e in enumerate(doc["tensors"]) if e["encoding"] == "planes" and e["dtype"] == "bf16")
     p = payloads[i]
     _, a_first, a_span = struct.unpack_from("<IHH", p, 0)
     assert a_first >= 1
     # one absent entry before the first and after the last: same symbols, same stream
-    payloads[i] = (p[:4] + struct.pack("<HH", a_first - 1, a_span + 2) + b"\xff" + p[8:9 + a_span] + b"\xff"
-                   + p[9 + a_span:])
+    payloads[i] = (
+        p[:4] + struct.pack("<HH", a_first - 1, a_span + 2) + b"\xff" + p[8 : 9 + a_span] + b"\xff" + p[9 + a_span :]
+    )
     data = lay_out(doc, payloads)
     path = tmp_path / "m.bwn"
     path.write_bytes(data)
@@ -332,12 +355,13 @@ def test_planes_count_limits(tmp_path: Path, dtype: str) -> None:
     """Section 10.3: 2 * count <= length (f32), count <= length (f16), count <= 32 * length (bf16)."""
     base = (GOLDEN / {"f32": "fp-f32.bwn", "f16": "fp-f16.bwn", "bf16": "fp-bf16.bwn"}[dtype]).read_bytes()
     h = struct.unpack_from("<Q", base, 16)[0]
-    doc = json.loads(base[32:32 + h])
+    doc = json.loads(base[32 : 32 + h])
     entry = next(e for e in doc["tensors"] if e["encoding"] == "planes" and e["dtype"] == dtype)
     most = {"f32": entry["length"] // 2, "f16": entry["length"], "bf16": 32 * entry["length"]}[dtype]
 
     def edit(d: dict) -> None:
         next(e for e in d["tensors"] if e["name"] == entry["name"])["shape"] = [most + 1]
+
     data = relay(base, edit)
     path = tmp_path / "m.bwn"
     path.write_bytes(data)

@@ -35,8 +35,10 @@ def test_inspect_training_checkpoint_json(make_run) -> None:
     assert data["architecture"]["name"] == "WRN-8-1" and data["architecture"]["mode"] == "1-bit"
     assert data["binarized_from"] == "log.txt"
     assert data["binarised_params"] == sum(
-        int(__import__("numpy").prod(s.shape)) for s in __import__("binexport").load(ckpt).arch.specs()
-        if s.kind == "binary")
+        int(__import__("numpy").prod(s.shape))
+        for s in __import__("binexport").load(ckpt).arch.specs()
+        if s.kind == "binary"
+    )
     b = data["breakdown"]
     assert b["optimizer state"] > 0 and sum(b.values()) == data["file_bytes"]
     assert isinstance(data["output_sizes"]["packed"], int)
@@ -126,11 +128,13 @@ def test_version_is_the_installed_distributions() -> None:
 
 
 def test_version_and_help_do_not_import_torch() -> None:
-    code = ("import sys; from binexport.cli import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
-            "bad = [m for m in ('torch', 'onnx', 'onnxruntime', 'rich') if m in sys.modules]\n"
-            "print('LOADED', bad)")
+    code = (
+        "import sys; from binexport.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('torch', 'onnx', 'onnxruntime', 'rich') if m in sys.modules]\n"
+        "print('LOADED', bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert __version__ in out
     assert "LOADED []" in out

@@ -55,8 +55,22 @@ def test_verify_on_the_cuda_provider_is_within_tolerance(files: dict[str, Path])
 
 def test_bench_on_cuda_reports_the_cuda_provider(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "b.json"
-    res = CliRunner().invoke(main, ["bench", str(files["1-bit"]), str(files["packed"]), "--device", "cuda",
-                                    "--seconds", "0.5", "--batch-size", "8", "--json", str(out)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            str(files["1-bit"]),
+            str(files["packed"]),
+            "--device",
+            "cuda",
+            "--seconds",
+            "0.5",
+            "--batch-size",
+            "8",
+            "--json",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = json.loads(out.read_text())["rows"]
     assert rows[0]["provider"] == "CUDAExecutionProvider" and rows[1]["provider"] == "torch:cuda"
@@ -65,5 +79,7 @@ def test_bench_on_cuda_reports_the_cuda_provider(files: dict[str, Path], tmp_pat
 def test_openvino_rows_stay_on_the_cpu_under_device_auto(files: dict[str, Path]) -> None:
     pytest.importorskip("openvino", reason='OpenVINO is not installed (pip install "binexport[openvino]")')
     r = bench([files["1-bit"]], device="auto", runtime="all", seconds=0.3, batch_size=4)
-    assert [(row.runtime, row.provider) for row in r.rows] == [("onnxruntime", "CUDAExecutionProvider"),
-                                                               ("openvino", "OpenVINO:CPU")]
+    assert [(row.runtime, row.provider) for row in r.rows] == [
+        ("onnxruntime", "CUDAExecutionProvider"),
+        ("openvino", "OpenVINO:CPU"),
+    ]

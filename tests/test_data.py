@@ -24,8 +24,9 @@ class _Py2Pickler(pickle._Pickler):  # type: ignore[name-defined]
 
     def save_bytes(self, obj: bytes) -> None:
         n = len(obj)
-        self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
-                   + obj)
+        self.write(
+            pickle.SHORT_BINSTRING + bytes([n]) + obj if n < 256 else pickle.BINSTRING + struct.pack("<i", n) + obj
+        )
         self.memoize(obj)
 
     def save_str(self, obj: str) -> None:
@@ -102,14 +103,17 @@ def test_refuses_a_pickle_that_would_run_code(tmp_path: Path, call: str) -> None
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("obj, message", [
-    ({b"data": np.zeros((2, 3071), np.uint8), b"fine_labels": [0, 1]}, "uint8 of shape"),
-    ({b"data": np.zeros((2, 3072), np.float32), b"fine_labels": [0, 1]}, "uint8 of shape"),
-    ({b"data": np.zeros((2, 3072), np.uint8), b"fine_labels": [0]}, "2 images but 1 labels"),
-    ({b"data": np.zeros((2, 3072), np.uint8), b"fine_labels": [0, 100]}, "labels must lie in 0..99"),
-    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, "list of integers"),
-    ([1, 2, 3], "expected a pickled dict"),
-])
+@pytest.mark.parametrize(
+    "obj, message",
+    [
+        ({b"data": np.zeros((2, 3071), np.uint8), b"fine_labels": [0, 1]}, "uint8 of shape"),
+        ({b"data": np.zeros((2, 3072), np.float32), b"fine_labels": [0, 1]}, "uint8 of shape"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"fine_labels": [0]}, "2 images but 1 labels"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"fine_labels": [0, 100]}, "labels must lie in 0..99"),
+        ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, "list of integers"),
+        ([1, 2, 3], "expected a pickled dict"),
+    ],
+)
 def test_refuses_files_that_are_not_the_test_set(obj: object, message: str) -> None:
     with pytest.raises(InputError, match=message):
         data.parse_batch(pickle.dumps(obj), data.DATASETS["CIFAR100"], "f")
@@ -137,8 +141,13 @@ def test_default_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, t
 
 # --- downloads, from an HTTP server on loopback ------------------------------------------------------------------
 
-def make_archive(folder: Path, name: str = "cifar-100-python.tar.gz", member: str = "cifar-100-python/test",
-                 payload: bytes | None = None) -> tuple[Path, str, np.ndarray]:
+
+def make_archive(
+    folder: Path,
+    name: str = "cifar-100-python.tar.gz",
+    member: str = "cifar-100-python/test",
+    payload: bytes | None = None,
+) -> tuple[Path, str, np.ndarray]:
     """A small archive with the real member names (and a path-traversal member that must never be written)."""
     imgs, labels = images_and_labels(n=8)
     payload = cifar_pickle(imgs, labels) if payload is None else payload
@@ -155,8 +164,9 @@ def expect_md5(monkeypatch: pytest.MonkeyPatch, name: str, md5: str) -> None:
     monkeypatch.setitem(data.DATASETS, name, dataclasses.replace(data.DATASETS[name], md5=md5))
 
 
-def test_download_with_the_right_md5_places_only_the_test_file(server, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_with_the_right_md5_places_only_the_test_file(
+    server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, www = server
     (www / "kriz").mkdir()
     _, md5, imgs = make_archive(www / "kriz")
@@ -181,8 +191,9 @@ def test_download_with_a_wrong_md5_keeps_nothing(server, tmp_path: Path, monkeyp
     assert list(root.rglob("*")) == []
 
 
-def test_download_refuses_an_archive_without_the_test_file(server, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_refuses_an_archive_without_the_test_file(
+    server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, www = server
     (www / "kriz").mkdir()
     _, md5, _ = make_archive(www / "kriz", member="cifar-100-python/train")

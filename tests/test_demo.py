@@ -35,8 +35,9 @@ def test_demo_on_the_shipped_model_and_images(tmp_path: Path, monkeypatch: pytes
     assert int8["calibration"]["images"] == 256 and "demo" in int8["calibration"]["source"]
     verify = report["steps"]["verify"]
     assert verify["passed"] is True and verify["data"] == "CIFAR10" and verify["num_images"] == 8
-    assert [Path(a["path"]).name for a in verify["artifacts"]] == onnx_rows(["model.bwn", "model.onnx",
-                                                                             "model-int8.onnx"])
+    assert [Path(a["path"]).name for a in verify["artifacts"]] == onnx_rows(
+        ["model.bwn", "model.onnx", "model-int8.onnx"]
+    )
     assert [a["runtime"] for a in verify["artifacts"]] == ["torch", *RUNTIMES, *RUNTIMES]
     assert all(a["agreement"] == 1.0 for a in verify["artifacts"][: 1 + len(RUNTIMES)])  # the exact rows
     assert verify["reference"]["top1_correct"] >= 7  # real weights on real images: 96 % over 500
@@ -58,8 +59,21 @@ def test_demo_shipped_calibration_images_are_real_training_images_not_the_test_i
 
 
 def test_demo_data_root_without_training_batches_leaves_int8_out(tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo"), "--json", "--limit", "4",
-                                  "--bench-seconds", "0", "--data-root", str(tmp_path / "empty")])
+    r = CliRunner().invoke(
+        main,
+        [
+            "demo",
+            "--out",
+            str(tmp_path / "demo"),
+            "--json",
+            "--limit",
+            "4",
+            "--bench-seconds",
+            "0",
+            "--data-root",
+            str(tmp_path / "empty"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert "to-onnx-int8" not in report["steps"]
@@ -68,8 +82,9 @@ def test_demo_data_root_without_training_batches_leaves_int8_out(tmp_path: Path)
 
 def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    r = CliRunner().invoke(main, ["demo", "--synthetic", "--out", str(out), "--width", "0.5", "--json",
-                                  "--bench-seconds", "0.5"])
+    r = CliRunner().invoke(
+        main, ["demo", "--synthetic", "--out", str(out), "--width", "0.5", "--json", "--bench-seconds", "0.5"]
+    )
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["synthetic_checkpoint"] is True and report["schema_version"] == 1
@@ -81,21 +96,39 @@ def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path)
     verify = report["steps"]["verify"]
     assert verify["passed"] is True
     arts = verify["artifacts"]
-    assert [Path(a["path"]).name for a in arts] == onnx_rows(["model.packed.pth.tar", "model.bwn", "model.onnx",
-                                                              "model-int8.onnx"])
+    assert [Path(a["path"]).name for a in arts] == onnx_rows(
+        ["model.packed.pth.tar", "model.bwn", "model.onnx", "model-int8.onnx"]
+    )
     assert all(a["agreement"] == 1.0 for a in arts if a["weights"] != "int8")
     assert [a["weights"] for a in arts] == ["1-bit", "1-bit", *["1-bit"] * len(RUNTIMES), *["int8"] * len(RUNTIMES)]
     bench = report["steps"]["bench"]
-    assert [Path(r["path"]).name for r in bench["rows"]] == onnx_rows(["model-float32.onnx", "model.onnx",
-                                                                       "model-int8.onnx", "model.packed.pth.tar"])
-    assert [r["weights"] for r in bench["rows"]] == [*["float32"] * len(RUNTIMES), *["1-bit"] * len(RUNTIMES),
-                                                     *["int8"] * len(RUNTIMES), "1-bit"]
+    assert [Path(r["path"]).name for r in bench["rows"]] == onnx_rows(
+        ["model-float32.onnx", "model.onnx", "model-int8.onnx", "model.packed.pth.tar"]
+    )
+    assert [r["weights"] for r in bench["rows"]] == [
+        *["float32"] * len(RUNTIMES),
+        *["1-bit"] * len(RUNTIMES),
+        *["int8"] * len(RUNTIMES),
+        "1-bit",
+    ]
 
 
 def test_demo_on_the_real_checkpoint_and_samples(realdata: Path, tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "d"), "--json", "--checkpoint",
-                                  str(realdata / "seed-checkpoint" / "wrn20-10-1bit-packed.pth.tar"),
-                                  "--images", str(realdata / "cifar100-samples"), "--bench-seconds", "0"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "demo",
+            "--out",
+            str(tmp_path / "d"),
+            "--json",
+            "--checkpoint",
+            str(realdata / "seed-checkpoint" / "wrn20-10-1bit-packed.pth.tar"),
+            "--images",
+            str(realdata / "cifar100-samples"),
+            "--bench-seconds",
+            "0",
+        ],
+    )
     assert r.exit_code == 0, r.output
     verify = json.loads(r.stdout)["steps"]["verify"]
     rows = [verify["reference"], *verify["artifacts"]]

@@ -112,9 +112,11 @@ def _bad_choices(name: str, flag: str, param: click.Option, value: str) -> list[
         return []
     norm = (lambda s: s.lower()) if fold else (lambda s: s)
     ok = {norm(a) for a in allowed}
-    return [f"{name} {flag}: {alt!r} is not one of {', '.join(allowed)}"
-            for alt in (a.strip() for a in value.split("|")) if alt and not _PLACEHOLDER.match(alt)
-            and not alt.startswith(("-", "$", "~", "/", ".")) and norm(alt) not in ok]
+    return [
+        f"{name} {flag}: {alt!r} is not one of {', '.join(allowed)}"
+        for alt in (a.strip() for a in value.split("|"))
+        if alt and not _PLACEHOLDER.match(alt) and not alt.startswith(("-", "$", "~", "/", ".")) and norm(alt) not in ok
+    ]
 
 
 def _all_lines() -> list[tuple[str, int, str]]:
@@ -146,6 +148,8 @@ def test_the_checker_catches_what_it_should() -> None:
 
 
 def test_command_lines_are_found_in_code_blocks_and_inline_code() -> None:
-    text = ("Run `binexport inspect FILE` first.\n```\n$ binexport pack CKPT \\\n    --format bwn\n"
-            "binexport: error: x\n```\n`binexport.load` is the API.\n")
+    text = (
+        "Run `binexport inspect FILE` first.\n```\n$ binexport pack CKPT \\\n    --format bwn\n"
+        "binexport: error: x\n```\n`binexport.load` is the API.\n"
+    )
     assert command_lines(text) == [(1, "binexport inspect FILE"), (3, "binexport pack CKPT --format bwn")]

@@ -83,8 +83,9 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("stage", ["hangs-loading", "answers-load"])
-def test_a_hung_worker_is_killed_with_its_children_at_the_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   stage: str) -> None:
+def test_a_hung_worker_is_killed_with_its_children_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
     from binexport.verbs import bench
 
     monkeypatch.setattr(bench, "LOAD_TIMEOUT_S", 1.0 if stage == "hangs-loading" else 60.0)
@@ -103,8 +104,9 @@ def test_a_hung_worker_is_killed_with_its_children_at_the_deadline(tmp_path: Pat
     assert _gone(pid), "the worker's child outlived it: the process group was not killed"
 
 
-def test_a_worker_past_its_deadline_is_one_line_exit_2_from_the_cli(kit: dict[str, Any],
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_past_its_deadline_is_one_line_exit_2_from_the_cli(
+    kit: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from binexport.verbs import bench
 
     monkeypatch.setattr(bench, "LOAD_TIMEOUT_S", 0.01)  # no interpreter starts that fast
@@ -168,15 +170,21 @@ def _graph(kind: str) -> bytes:
         nodes += [h.make_node("Sum", [f"p{k}" for k in range(6)], ["big"])]
         extra_out = "big"
     elif kind == "shape-from-data":
-        nodes += [h.make_node("ReduceMax", ["x"], ["m"], keepdims=0), h.make_node("Cast", ["m"], ["mi"], to=T.INT64),
-                  h.make_node("Reshape", ["mi", "one_d"], ["s"]),
-                  h.make_node("ConstantOfShape", ["s"], ["big"], value=h.make_tensor("v", f, [1], [1.0]))]
+        nodes += [
+            h.make_node("ReduceMax", ["x"], ["m"], keepdims=0),
+            h.make_node("Cast", ["m"], ["mi"], to=T.INT64),
+            h.make_node("Reshape", ["mi", "one_d"], ["s"]),
+            h.make_node("ConstantOfShape", ["s"], ["big"], value=h.make_tensor("v", f, [1], [1.0])),
+        ]
         i64("one_d", [1])
         extra_out = "big"
     elif kind == "batch-squared":
         i64("flat", [0, -1])
-        nodes += [h.make_node("Reshape", ["x", "flat"], ["xf"]), h.make_node("Transpose", ["xf"], ["xt"]),
-                  h.make_node("MatMul", ["xf", "xt"], ["big"])]
+        nodes += [
+            h.make_node("Reshape", ["x", "flat"], ["xf"]),
+            h.make_node("Transpose", ["xf"], ["xt"]),
+            h.make_node("MatMul", ["xf", "xt"], ["big"]),
+        ]
         extra_out = "big"
     elif kind == "constant-node-lies":
         t = h.make_tensor("c", f, [1], [1.0])
@@ -202,13 +210,17 @@ def _graph(kind: str) -> bytes:
         extra_out = "big"
     elif kind == "if-subgraph":
         inits.append(h.make_tensor("cond", T.BOOL, [], [True]))
-        branch = h.make_graph([h.make_node("Identity", ["x"], ["o"])], "b", [],
-                              [h.make_tensor_value_info("o", f, None)])
+        branch = h.make_graph(
+            [h.make_node("Identity", ["x"], ["o"])], "b", [], [h.make_tensor_value_info("o", f, None)]
+        )
         nodes.append(h.make_node("If", ["cond"], ["big"], then_branch=branch, else_branch=branch))
         extra_out = "big"
     elif kind == "local-function":
-        funcs.append(h.make_function("local", "Twice", ["a"], ["b"], [h.make_node("Add", ["a", "a"], ["b"])],
-                                     [h.make_opsetid("", 13)]))
+        funcs.append(
+            h.make_function(
+                "local", "Twice", ["a"], ["b"], [h.make_node("Add", ["a", "a"], ["b"])], [h.make_opsetid("", 13)]
+            )
+        )
         nodes.append(h.make_node("Twice", ["x"], ["big"], domain="local"))
         extra_out = "big"
     elif kind == "string-initializer":
@@ -217,16 +229,23 @@ def _graph(kind: str) -> bytes:
     elif kind == "sparse-initializer":
         pass  # added below
     if extra_out is not None:
-        nodes += [h.make_node("ReduceSum", [extra_out], ["z"], keepdims=0), h.make_node("Cast", ["z"], ["zf"], to=f),
-                  h.make_node("Add", ["y0", "zf"], ["y"])]
+        nodes += [
+            h.make_node("ReduceSum", [extra_out], ["z"], keepdims=0),
+            h.make_node("Cast", ["z"], ["zf"], to=f),
+            h.make_node("Add", ["y0", "zf"], ["y"]),
+        ]
     else:
         nodes.append(h.make_node("Identity", ["y0"], ["y"]))
-    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", f, ["N", 3, 32, 32])],
-                     [h.make_tensor_value_info("y", f, None)], inits)
+    g = h.make_graph(
+        nodes,
+        "g",
+        [h.make_tensor_value_info("x", f, ["N", 3, 32, 32])],
+        [h.make_tensor_value_info("y", f, None)],
+        inits,
+    )
     if kind == "sparse-initializer":
         values = h.make_tensor("sp", f, [1], [1.0])
-        g.sparse_initializer.append(h.make_sparse_tensor(values, h.make_tensor("ix", T.INT64, [1], [0]),
-                                                         [10**9]))
+        g.sparse_initializer.append(h.make_sparse_tensor(values, h.make_tensor("ix", T.INT64, [1], [0]), [10**9]))
     opsets = [h.make_opsetid("", 13)] + ([h.make_opsetid("local", 1)] if funcs else [])
     m = h.make_model(g, opset_imports=opsets, functions=funcs)
     m.ir_version = 8
@@ -284,8 +303,9 @@ def test_every_graph_binexport_writes_is_within_bounds(weights: str, normalize_i
     model = tiny_model(depth=14, width=2)
     ranges = {n: (-3.0, 3.0) for n in required_ranges(model)} if weights == "int8" else None
     for batch in ("dynamic", 8):
-        data = build_model(model, weights, batch=batch, normalize_inside=normalize_inside,
-                           int8_ranges=ranges).SerializeToString()
+        data = build_model(
+            model, weights, batch=batch, normalize_inside=normalize_inside, int8_ranges=ranges
+        ).SerializeToString()
         b = check_onnx_bounds(data)
         # the widest activation of a WRN-14-2: 32 channels of 32x32 (float16: half)
         assert b.image_tensor_bytes == 32 * 32 * 32 * (2 if weights == "float16" else 4) <= MAX_IMAGE_TENSOR_BYTES
@@ -327,18 +347,35 @@ print(json.dumps(out))
 
 def _bounded(cases: dict[str, list[str]]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", BOUNDED_SCRIPT, json.dumps(cases), str(HERE)], check=False,
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", BOUNDED_SCRIPT, json.dumps(cases), str(HERE)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-def test_constant_of_shape_400M_is_refused_by_verify_and_bench_in_bounded_memory(kit: dict[str, Any],
-                                                                                 tmp_path: Path) -> None:
+def test_constant_of_shape_400M_is_refused_by_verify_and_bench_in_bounded_memory(
+    kit: dict[str, Any], tmp_path: Path
+) -> None:
     bomb = write(tmp_path / "bomb.onnx", _graph("constant-of-shape-400M"))
-    cases = {"verify": ["verify", str(bomb), "--reference", str(kit["ckpt"]), "--images", str(kit["imgs"]),
-                        "--device", "cpu"],
-             "bench": ["bench", str(bomb), "--seconds", "0.1", "--device", "cpu"]}
+    cases = {
+        "verify": [
+            "verify",
+            str(bomb),
+            "--reference",
+            str(kit["ckpt"]),
+            "--images",
+            str(kit["imgs"]),
+            "--device",
+            "cpu",
+        ],
+        "bench": ["bench", str(bomb), "--seconds", "0.1", "--device", "cpu"],
+    }
     out = _bounded(cases)
     for name in cases:
         code, stderr, exc = out[name]
@@ -372,8 +409,14 @@ def test_verify_peak_memory_does_not_grow_with_the_number_of_images(kit: dict[st
         for i in range(n):
             (d / f"i{i:05d}_{i % 10}.png").write_bytes(one)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
-        proc = subprocess.run([sys.executable, "-c", STREAM_SCRIPT, str(kit["thin"]), str(d)], check=False,
-                              capture_output=True, text=True, timeout=600, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-c", STREAM_SCRIPT, str(kit["thin"]), str(d)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         out = json.loads(proc.stdout.strip().splitlines()[-1])
         assert out["images"] == n
@@ -391,8 +434,9 @@ def test_verify_streams_cifar_files_too(kit: dict[str, Any]) -> None:
 
     whole = a.runtime.logits(normalize(pixels), 100)
     seen: list[tuple[int, int, int]] = []
-    [(streamed, secs)] = stream_logits([a.runtime], pixels, len(pixels), 100,
-                                       lambda i, done, total: seen.append((i, done, total)))
+    [(streamed, secs)] = stream_logits(
+        [a.runtime], pixels, len(pixels), 100, lambda i, done, total: seen.append((i, done, total))
+    )
     np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-5)
     assert secs > 0 and seen[-1] == (0, len(pixels), len(pixels))
     assert [d for _, d, _ in seen] == sorted({d for _, d, _ in seen})  # per batch, increasing
@@ -403,19 +447,22 @@ def test_verify_streams_cifar_files_too(kit: dict[str, Any]) -> None:
 
 def _bad_crc(data: bytes, ctype: bytes) -> bytes:
     pos = data.index(ctype) - 4
-    length = int.from_bytes(data[pos:pos + 4], "big")
+    length = int.from_bytes(data[pos : pos + 4], "big")
     end = pos + 8 + length
-    return data[:end] + b"\0\0\0\0" + data[end + 4:]
+    return data[:end] + b"\0\0\0\0" + data[end + 4 :]
 
 
-@pytest.mark.parametrize("case, needle", [
-    ("zeroed-IHDR-crc", "b'IHDR' at byte 8 fails its CRC"),
-    ("zeroed-IDAT-crc", "b'IDAT' at byte 33 fails its CRC"),
-    ("zeroed-IEND-crc", "b'IEND'"),
-    ("flipped-pixel-bit", "b'IDAT' at byte 33 fails its CRC"),
-    ("ancillary-chunk-bad-crc", "b'tEXt'"),
-    ("crc-cut-off", "has no CRC"),
-])
+@pytest.mark.parametrize(
+    "case, needle",
+    [
+        ("zeroed-IHDR-crc", "b'IHDR' at byte 8 fails its CRC"),
+        ("zeroed-IDAT-crc", "b'IDAT' at byte 33 fails its CRC"),
+        ("zeroed-IEND-crc", "b'IEND'"),
+        ("flipped-pixel-bit", "b'IDAT' at byte 33 fails its CRC"),
+        ("ancillary-chunk-bad-crc", "b'tEXt'"),
+        ("crc-cut-off", "has no CRC"),
+    ],
+)
 def test_png_chunk_crcs_are_checked(kit: dict[str, Any], tmp_path: Path, case: str, needle: str) -> None:
     good = good_png(7)
     if case.startswith("zeroed-"):

@@ -41,8 +41,14 @@ IMAGES = np.zeros((2, 32, 32, 3), np.uint8)
 
 
 def _batch(labels: Any = (1, 2), data: Any = None, proto: int = 2, **extra: Any) -> bytes:
-    return pickle.dumps({b"labels": list(labels) if isinstance(labels, tuple) else labels,
-                         b"data": planar(IMAGES) if data is None else data, **extra}, protocol=proto)
+    return pickle.dumps(
+        {
+            b"labels": list(labels) if isinstance(labels, tuple) else labels,
+            b"data": planar(IMAGES) if data is None else data,
+            **extra,
+        },
+        protocol=proto,
+    )
 
 
 def _ops(body: bytes) -> bytes:
@@ -50,11 +56,18 @@ def _ops(body: bytes) -> bytes:
 
 
 CIFAR: dict[str, Callable[[], bytes]] = {
-    "ndarray-call-100k-images": lambda: _ops(p_global("numpy", "ndarray") + b"(" + p_int(100_000) + p_int(3072)
-                                             + b"t" + p_str("u1") + b"\x86R"),
-    "reconstruct-huge-shape": lambda: _ops(p_global("numpy.core.multiarray", "_reconstruct")
-                                           + p_global("numpy", "ndarray") + b"(" + p_int(10**9) + b"t" + b"C\x01b"
-                                           + b"\x87R"),
+    "ndarray-call-100k-images": lambda: _ops(
+        p_global("numpy", "ndarray") + b"(" + p_int(100_000) + p_int(3072) + b"t" + p_str("u1") + b"\x86R"
+    ),
+    "reconstruct-huge-shape": lambda: _ops(
+        p_global("numpy.core.multiarray", "_reconstruct")
+        + p_global("numpy", "ndarray")
+        + b"("
+        + p_int(10**9)
+        + b"t"
+        + b"C\x01b"
+        + b"\x87R"
+    ),
     "label-beyond-int64": lambda: _batch((2**70, 1)),
     "label-negative": lambda: _batch((-1, 1)),
     "label-too-large": lambda: _batch((10, 1)),
@@ -174,8 +187,18 @@ def test_log_txt(kit: dict[str, Any], tmp_path: Path, case: str) -> None:
 
 # --- ONNX files given to verify and bench ----------------------------------------------------------------------
 
-ONNX_KINDS = ("no-input", "two-inputs", "rank-2", "huge-fixed-batch", "string-input", "bad-metadata",
-              "wrong-classes", "int-output-wrong-shape", "garbage-with-onnx-magic", "truncated")
+ONNX_KINDS = (
+    "no-input",
+    "two-inputs",
+    "rank-2",
+    "huge-fixed-batch",
+    "string-input",
+    "bad-metadata",
+    "wrong-classes",
+    "int-output-wrong-shape",
+    "garbage-with-onnx-magic",
+    "truncated",
+)
 
 
 def _onnx(kind: str) -> bytes:
@@ -224,17 +247,26 @@ def memory_results(kit: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 
     d = tmp_path_factory.mktemp("memory")
     files = {
-        "zip-300MB-declared": torch_zip(state_pickle([tensor_entry("conv0", "0", 300_000_000, (300_000_000,), (1,),
-                                                                   "ByteStorage")]), {"0": b"\0" * 4}),
-        "legacy-300GB-declared": legacy_file(state_pickle([tensor_entry("conv0", "k", 75 * 10**9, (4,), (1,),
-                                                                        legacy=True)]), ["k"]),
+        "zip-300MB-declared": torch_zip(
+            state_pickle([tensor_entry("conv0", "0", 300_000_000, (300_000_000,), (1,), "ByteStorage")]),
+            {"0": b"\0" * 4},
+        ),
+        "legacy-300GB-declared": legacy_file(
+            state_pickle([tensor_entry("conv0", "k", 75 * 10**9, (4,), (1,), legacy=True)]), ["k"]
+        ),
         "zip-bomb-5GiB": zip_bomb(5 << 30),
     }
     cases = {name: ["inspect", str(write(d / f"{name}.pth", data))] for name, data in files.items()}
     cifar = d / "cifar" / "cifar-10-batches-py" / "test_batch"
     write(cifar, CIFAR["ndarray-call-100k-images"]())
-    cases["cifar-100k-images-declared"] = ["verify", str(kit["ckpt"]), "--dataset", "CIFAR10", "--data-root",
-                                           str(d / "cifar")]
+    cases["cifar-100k-images-declared"] = [
+        "verify",
+        str(kit["ckpt"]),
+        "--dataset",
+        "CIFAR10",
+        "--data-root",
+        str(d / "cifar"),
+    ]
     write(d / "png" / "a_1.png", png(4096, 4096, ftype=4))
     cases["png-4096x4096"] = ["verify", str(kit["ckpt"]), "--images", str(d / "png")]
     run = d / "run"
@@ -243,16 +275,32 @@ def memory_results(kit: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
     with open(run / "log.txt", "wb") as f:
         f.truncate(6 << 30)
     cases["log-6GB-sparse"] = ["pack", str(run / "checkpoint.pth.tar"), "-o", str(d / "o.pth.tar")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
-                                                        os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([_sys.executable, "-c", MEMORY_SCRIPT, json.dumps(cases), str(Path(__file__).parent)],
-                          capture_output=True, text=True, timeout=120, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [_sys.executable, "-c", MEMORY_SCRIPT, json.dumps(cases), str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("case", ["zip-300MB-declared", "legacy-300GB-declared", "zip-bomb-5GiB",
-                                  "cifar-100k-images-declared", "png-4096x4096", "log-6GB-sparse"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "zip-300MB-declared",
+        "legacy-300GB-declared",
+        "zip-bomb-5GiB",
+        "cifar-100k-images-declared",
+        "png-4096x4096",
+        "log-6GB-sparse",
+    ],
+)
 def test_memory_bounded(memory_results: dict[str, list[Any]], case: str) -> None:
     code, stderr, exc = memory_results[case]
     assert code == 2, (code, stderr, exc)

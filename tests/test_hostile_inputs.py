@@ -49,8 +49,15 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     os.mkfifo(root / "fifo")
     _, w = os.pipe()  # a symlink to /proc/self/fd/W is a symlink to a pipe, like /proc/self/fd/1 in a shell
     os.symlink(f"/proc/self/fd/{w}", root / "to-stdout")
-    return {"root": root, "ckpt": ckpt, "state": state, "packed": packed, "empty": root / "empty",
-            "fifo": root / "fifo", "arch": arch}
+    return {
+        "root": root,
+        "ckpt": ckpt,
+        "state": state,
+        "packed": packed,
+        "empty": root / "empty",
+        "fifo": root / "fifo",
+        "arch": arch,
+    }
 
 
 # --- class 1: objects weights_only admits that are not plain dense CPU tensors -----------------------------------
@@ -85,9 +92,27 @@ def _odd(kind: str, t: Any) -> Any:
     return {"int": 3, "str": "w", "list": [t], "none": None, "dict": {"a": t}}[kind[4:]]
 
 
-TENSOR_KINDS = ("meta", "sparse-coo", "quantized", "non-contiguous", "zero-stride", "empty", "attributes",
-                "subclass", "dtype-int32", "dtype-bool", "dtype-complex64", "dtype-bfloat16", "dtype-int8",
-                "dtype-int16", "not-int", "not-str", "not-list", "not-none", "not-dict")
+TENSOR_KINDS = (
+    "meta",
+    "sparse-coo",
+    "quantized",
+    "non-contiguous",
+    "zero-stride",
+    "empty",
+    "attributes",
+    "subclass",
+    "dtype-int32",
+    "dtype-bool",
+    "dtype-complex64",
+    "dtype-bfloat16",
+    "dtype-int8",
+    "dtype-int16",
+    "not-int",
+    "not-str",
+    "not-list",
+    "not-none",
+    "not-dict",
+)
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -112,15 +137,22 @@ def test_tensor_kind(kit: dict[str, Any], tmp_path: Path, kind: str, key: str, c
 F4 = b"\0" * 16
 
 
-def _zip(numel: int, size: tuple[int, ...], stride: tuple[int, ...], storage: str = "FloatStorage",
-         record: bytes = F4, offset: int = 0, key: str = "0", records: dict[str, bytes] | None = None) -> bytes:
+def _zip(
+    numel: int,
+    size: tuple[int, ...],
+    stride: tuple[int, ...],
+    storage: str = "FloatStorage",
+    record: bytes = F4,
+    offset: int = 0,
+    key: str = "0",
+    records: dict[str, bytes] | None = None,
+) -> bytes:
     pkl = state_pickle([tensor_entry("conv0", key, numel, size, stride, storage, offset)])
     return torch_zip(pkl, {"0": record} if records is None else records)
 
 
 def _legacy(numel: int, storage: str = "FloatStorage", data: bytes = b"") -> bytes:
-    return legacy_file(state_pickle([tensor_entry("conv0", "k", numel, (4,), (1,), storage, legacy=True)]), ["k"],
-                       data)
+    return legacy_file(state_pickle([tensor_entry("conv0", "k", numel, (4,), (1,), storage, legacy=True)]), ["k"], data)
 
 
 DECLARED: dict[str, Callable[[], bytes]] = {
@@ -135,8 +167,9 @@ DECLARED: dict[str, Callable[[], bytes]] = {
     "zip-negative-size": lambda: _zip(4, (-4,), (1,)),
     "zip-missing-record": lambda: _zip(4, (4,), (1,), records={}),
     "zip-foreign-storage-type": lambda: _zip(4, (4,), (1,), "FancyStorage"),
-    "zip-deflated-members": lambda: torch_zip(state_pickle([tensor_entry("conv0", "0", 4, (4,), (1,))]),
-                                             {"0": F4}, zipfile.ZIP_DEFLATED),
+    "zip-deflated-members": lambda: torch_zip(
+        state_pickle([tensor_entry("conv0", "0", 4, (4,), (1,))]), {"0": F4}, zipfile.ZIP_DEFLATED
+    ),
     "zip-bomb-5GiB-data.pkl": lambda: zip_bomb(5 << 30),
     "zip-central-size-lies": lambda: patch_central_sizes(_zip(4, (4,), (1,)), "archive/data/0", 300_000_000),
     "zip-data.pkl-size-lies": lambda: patch_central_sizes(_zip(4, (4,), (1,)), "archive/data.pkl", 2**31),
@@ -172,8 +205,12 @@ def _flip_case(kind: str, i: int) -> str:
     return f"{kind}-{i}"
 
 
-FLIPS = [_flip_case("zip", i) for i in range(24)] + [_flip_case("legacy", i) for i in range(12)] + \
-    [_flip_case("real-packed", i) for i in range(12)] + [_flip_case("truncated", i) for i in range(8)]
+FLIPS = (
+    [_flip_case("zip", i) for i in range(24)]
+    + [_flip_case("legacy", i) for i in range(12)]
+    + [_flip_case("real-packed", i) for i in range(12)]
+    + [_flip_case("truncated", i) for i in range(8)]
+)
 
 
 @pytest.mark.parametrize("case", FLIPS)
@@ -219,15 +256,23 @@ OPTIONS: dict[str, list[str]] = {
     "pack-unknown-option": ["pack", "{ckpt}", "--frobnicate"],
     "unknown-command": ["frobnicate"],
     "missing-argument": ["inspect"],
-    **{f"to-onnx-batch-{v}": ["to-onnx", "{ckpt}", "--batch", v] for v in
-       ("99999999999999999999", "10000000", "4097", "0", "-1", "1e3", "abc", "", "8.5", "٣", "²", "nan")},
-    **{f"to-onnx-opset-{v}": ["to-onnx", "{ckpt}", "--opset", v] for v in
-       ("99999999999999999999", "0", "-5", "12", "abc", "1e3")},
+    **{
+        f"to-onnx-batch-{v}": ["to-onnx", "{ckpt}", "--batch", v]
+        for v in ("99999999999999999999", "10000000", "4097", "0", "-1", "1e3", "abc", "", "8.5", "٣", "²", "nan")
+    },
+    **{
+        f"to-onnx-opset-{v}": ["to-onnx", "{ckpt}", "--opset", v]
+        for v in ("99999999999999999999", "0", "-5", "12", "abc", "1e3")
+    },
     "to-onnx-weights-unknown": ["to-onnx", "{ckpt}", "--weights", "int3"],
-    **{f"demo-width-{v}": ["demo", "--width", v, "--out", "{root}/demo"] for v in
-       ("0", "nan", "inf", "-inf", "-1", "1e9", "0.3", "abc", "", "17")},
-    **{f"verify-batch-size-{v}": ["verify", "{ckpt}", "--images", "{empty}", "--batch-size", v] for v in
-       ("0", "-1", "99999999999999999999", "abc", "4097")},
+    **{
+        f"demo-width-{v}": ["demo", "--width", v, "--out", "{root}/demo"]
+        for v in ("0", "nan", "inf", "-inf", "-1", "1e9", "0.3", "abc", "", "17")
+    },
+    **{
+        f"verify-batch-size-{v}": ["verify", "{ckpt}", "--images", "{empty}", "--batch-size", v]
+        for v in ("0", "-1", "99999999999999999999", "abc", "4097")
+    },
     "verify-limit-0": ["verify", "{ckpt}", "--images", "{empty}", "--limit", "0"],
     "verify-no-data": ["verify", "{ckpt}"],
     "verify-both-data": ["verify", "{ckpt}", "--images", "{empty}", "--dataset", "CIFAR10"],
@@ -254,8 +299,10 @@ def _zero_model(tmp_path: Path, width: int, classes: int) -> Path:
     object.__setattr__(arch, "depth", 8)
     object.__setattr__(arch, "widths", (width, 2 * width, 4 * width))
     object.__setattr__(arch, "num_classes", classes)
-    state = {"module." + s.name: torch.zeros(s.shape, dtype=torch.int64 if s.name.endswith("tracked") else
-                                             torch.float32) for s in arch.specs()}
+    state = {
+        "module." + s.name: torch.zeros(s.shape, dtype=torch.int64 if s.name.endswith("tracked") else torch.float32)
+        for s in arch.specs()
+    }
     path = tmp_path / f"wrn8-{width}-{classes}.pth.tar"
     torch.save(state, path)
     return path
@@ -300,8 +347,7 @@ OUTPUTS: dict[str, list[str]] = {
 @pytest.mark.parametrize("case", list(OUTPUTS))
 def test_special_path(kit: dict[str, Any], case: str) -> None:
     root = kit["root"]
-    for name, target in (("to-fifo", str(kit["fifo"])),
-                         ("to-null", "/dev/null"), ("loop", str(root / "loop"))):
+    for name, target in (("to-fifo", str(kit["fifo"])), ("to-null", "/dev/null"), ("loop", str(root / "loop"))):
         if not os.path.lexists(root / name):
             os.symlink(target, root / name)
     (root / "empty.pth").touch()

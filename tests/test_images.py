@@ -47,8 +47,7 @@ def png_bytes(img: np.ndarray, filters: list[int] | None = None, colour: int = 2
         raw += _filter_row((filters or [0])[y % len(filters or [0])], flat[y], prev, ch)
         prev = flat[y]
     head = ihdr if ihdr is not None else struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", head) + _chunk(b"IDAT", zlib.compress(raw))
-            + _chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", head) + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b"")
 
 
 def test_every_filter_type_decodes_exactly(tmp_path: Path) -> None:
@@ -67,13 +66,16 @@ def test_rgba_and_grey_become_rgb(tmp_path: Path) -> None:
     assert np.array_equal(read_png(tmp_path / "g.png"), np.repeat(grey, 3, axis=2))
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"GIF89a", "not a PNG file"),
-    (png_bytes(np.zeros((2, 2, 3), np.uint8), ihdr=b"\x00" * 5), "IHDR chunk has 5 bytes"),
-    (png_bytes(np.zeros((2, 2, 3), np.uint8), ihdr=struct.pack(">IIBBBBB", 2, 2, 16, 2, 0, 0, 0)), "bit depth 16"),
-    (png_bytes(np.zeros((2, 2, 3), np.uint8))[:45], "truncated PNG chunk"),
-    (b"\x89PNG\r\n\x1a\n", "PNG has no IHDR chunk"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"GIF89a", "not a PNG file"),
+        (png_bytes(np.zeros((2, 2, 3), np.uint8), ihdr=b"\x00" * 5), "IHDR chunk has 5 bytes"),
+        (png_bytes(np.zeros((2, 2, 3), np.uint8), ihdr=struct.pack(">IIBBBBB", 2, 2, 16, 2, 0, 0, 0)), "bit depth 16"),
+        (png_bytes(np.zeros((2, 2, 3), np.uint8))[:45], "truncated PNG chunk"),
+        (b"\x89PNG\r\n\x1a\n", "PNG has no IHDR chunk"),
+    ],
+)
 def test_bad_pngs_are_refused(tmp_path: Path, content: bytes, message: str) -> None:
     p = tmp_path / "bad_1.png"
     p.write_bytes(content)

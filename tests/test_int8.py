@@ -27,8 +27,13 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CIFAR-10 training split and test file of random images (labels random: agreement is what counts)."""
     d = tmp_path_factory.mktemp("cifar")
     rng = np.random.default_rng(3)
-    write_cifar_testset(d, rng.integers(0, 256, (N_TRAIN, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, N_TRAIN),
-                        "CIFAR10", split="train")
+    write_cifar_testset(
+        d,
+        rng.integers(0, 256, (N_TRAIN, 32, 32, 3), dtype=np.uint8),
+        rng.integers(0, 10, N_TRAIN),
+        "CIFAR10",
+        split="train",
+    )
     write_cifar_testset(d, rng.integers(0, 256, (60, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 60), "CIFAR10")
     return d
 
@@ -48,16 +53,22 @@ def _dequantized_weights(path: Path, names: list[str]) -> dict[str, np.ndarray]:
     for node in proto.graph.node:
         if node.op_type == "Conv" and len(node.input) > 1:
             conv_w[node.input[1]] = node
-    dq = [n.output[0] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.output[0] in conv_w
-          and any(i.endswith(".wscale") for i in n.input)]
+    dq = [
+        n.output[0]
+        for n in proto.graph.node
+        if n.op_type == "DequantizeLinear" and n.output[0] in conv_w and any(i.endswith(".wscale") for i in n.input)
+    ]
     for name in dq:
         proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     s = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     outs = s.run(None, {"input": np.zeros((1, 3, 32, 32), np.float32)})[1:]
-    wscale_of = {n.output[0]: next(i for i in n.input if i.endswith(".wscale")) for n in proto.graph.node
-                 if n.output and n.output[0] in dq}
+    wscale_of = {
+        n.output[0]: next(i for i in n.input if i.endswith(".wscale"))
+        for n in proto.graph.node
+        if n.output and n.output[0] in dq
+    }
     by_layer = {wscale_of[o][: -len(".wscale")]: v for o, v in zip(dq, outs, strict=True)}
     return {k: by_layer[k] for k in names}
 
@@ -83,7 +94,9 @@ def test_folded_conv0_keeps_every_sign(exported) -> None:
 
 def test_ort_really_runs_qlinearconv_and_the_file_stays_one_bit(exported) -> None:
     model, path, report = exported
-    assert optimized_ops(str(path)).count("QLinearConv") == 6 == report.validation.int8_convs  # every block conv of a WRN-8
+    assert (
+        optimized_ops(str(path)).count("QLinearConv") == 6 == report.validation.int8_convs
+    )  # every block conv of a WRN-8
     float_bytes = sum(model.dense(k).nbytes for k in model.binary)
     assert report.output_bytes < float_bytes / 4  # the block convs are stored as bits, not int8 or float32
     names = {i.name for i in onnx.load(str(path)).graph.initializer}
@@ -105,16 +118,24 @@ def test_metadata_and_graph_input(exported) -> None:
 
 def test_normalize_inside_takes_uint8_nhwc(root: Path, tmp_path: Path) -> None:
     out = tmp_path / "u8.onnx"
-    r = export_onnx(tiny_model(), out, weights="int8", calibrate="CIFAR10", data_root=root, calibration_size=32,
-                    normalize_inside=True)
+    r = export_onnx(
+        tiny_model(),
+        out,
+        weights="int8",
+        calibrate="CIFAR10",
+        data_root=root,
+        calibration_size=32,
+        normalize_inside=True,
+    )
     s = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     assert s.get_inputs()[0].type == "tensor(uint8)" and r.input_kind == "uint8-nhwc"
 
 
 def test_full_precision_model_gets_per_channel_int8(root: Path, tmp_path: Path) -> None:
     out = tmp_path / "fp.onnx"
-    r = export_onnx(tiny_model(binarized=False), out, weights="int8", calibrate="CIFAR10", data_root=root,
-                    calibration_size=32)
+    r = export_onnx(
+        tiny_model(binarized=False), out, weights="int8", calibrate="CIFAR10", data_root=root, calibration_size=32
+    )
     meta = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
     assert "lossy" in json.loads(meta["binexport.int8"])["weights"] and r.validation.passed
 
@@ -127,8 +148,11 @@ def test_verify_holds_int8_to_its_own_tolerance(exported, root: Path, tmp_path: 
     ref.write_bytes(formats.get("packed").write(model))
     r = verify([ref, path], dataset="CIFAR10", data_root=root, device="cpu")
     row = r.artifacts[1]
-    assert row.weights == "int8" and row.tolerance == {"max_abs_logit_diff": None, "min_agreement": 0.97,
-                                                       "max_top1_drop": 0.01}
+    assert row.weights == "int8" and row.tolerance == {
+        "max_abs_logit_diff": None,
+        "min_agreement": 0.97,
+        "max_top1_drop": 0.01,
+    }
     assert row.passed == (row.agreement >= 0.97 and row.top1 >= r.reference.top1 - 0.01)
 
 
@@ -148,8 +172,9 @@ def test_calibration_refuses_test_split(root: Path, tmp_path: Path) -> None:
     test_file = root / "cifar-10-batches-py" / "test_batch"
     ckpt = tmp_path / "m.packed.pth.tar"
     ckpt.write_bytes(formats.get("packed").write(tiny_model()))
-    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "x.onnx"), "--weights",
-                                    "int8", "--calibrate", str(test_file)])
+    res = CliRunner().invoke(
+        main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "x.onnx"), "--weights", "int8", "--calibrate", str(test_file)]
+    )
     assert res.exit_code == 2 and "test split" in res.stderr and not (tmp_path / "x.onnx").exists()
     only_test = tmp_path / "only-test"
     write_cifar_testset(only_test, np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, int), "CIFAR10")
@@ -182,8 +207,15 @@ def test_real_checkpoint_int8_on_the_real_samples(real_packed: Path, tmp_path: P
     """The published WRN-20-10, calibrated on real training images, classifies the 20 real samples like 1-bit."""
     cal = real_packed.parents[1] / "cifar100-partial"
     out = tmp_path / "real-int8.onnx"
-    r = export_onnx(real_packed, out, weights="int8", calibrate="CIFAR100", data_root=cal, calibration_size=32,
-                    images=CIFAR100_SAMPLES)
+    r = export_onnx(
+        real_packed,
+        out,
+        weights="int8",
+        calibrate="CIFAR100",
+        data_root=cal,
+        calibration_size=32,
+        images=CIFAR100_SAMPLES,
+    )
     assert r.output_bytes <= 4_000_000 and r.validation.int8_convs == 18
     assert r.validation.accuracy == r.validation.reference_accuracy == 0.8
     assert r.validation.agreement >= 0.95
@@ -198,8 +230,9 @@ def test_calibration_file_is_read_within_the_cifar_size_bound(tmp_path: Path) ->
     huge = tmp_path / "data_batch_1"
     with open(huge, "wb") as f:
         f.truncate(300 * 2**20)
-    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "x.onnx"), "--weights", "int8",
-                                    "--calibrate", str(huge)])
+    res = CliRunner().invoke(
+        main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "x.onnx"), "--weights", "int8", "--calibrate", str(huge)]
+    )
     assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "larger than" in res.stderr, res.output
     assert not (tmp_path / "x.onnx").exists()
 
@@ -212,8 +245,15 @@ def both_encodings(exported, root: Path, tmp_path_factory: pytest.TempPathFactor
     for zp in int8.WEIGHT_ZERO_POINTS:
         if zp not in paths:
             paths[zp] = tmp_path_factory.mktemp("zp") / f"m-int8-zp{zp}.onnx"
-            r = export_onnx(model, paths[zp], weights="int8", calibrate="CIFAR10", data_root=root,
-                            calibration_size=48, weight_zero_point=zp)
+            r = export_onnx(
+                model,
+                paths[zp],
+                weights="int8",
+                calibrate="CIFAR10",
+                data_root=root,
+                calibration_size=48,
+                weight_zero_point=zp,
+            )
             assert r.weight_zero_point == zp and r.validation.passed
     return paths
 
@@ -224,8 +264,10 @@ def test_weight_zero_points_give_bit_identical_logits_within_int8_tolerance(expo
 
     model = exported[0]
     x = np.random.default_rng(11).normal(0, 1, (24, 3, 32, 32)).astype(np.float32)
-    got = {zp: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
-           for zp, p in both_encodings.items()}
+    got = {
+        zp: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        for zp, p in both_encodings.items()
+    }
     assert got[0].tobytes() == got[1].tobytes()
     ref = TorchRuntime(model).logits(x)
     assert check.compare(got[1], ref, "int8", min_agreement=check.EXPORT_MIN_AGREEMENT.get("int8")).passed
@@ -265,15 +307,31 @@ def test_weight_zero_point_one_keeps_full_precision_codes_in_int8(root: Path, tm
 
 def test_bad_weight_zero_point_is_refused(root: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="valid: 1, 0"):
-        export_onnx(tiny_model(), tmp_path / "a.onnx", weights="int8", calibrate="CIFAR10", data_root=root,
-                    weight_zero_point=2)
+        export_onnx(
+            tiny_model(), tmp_path / "a.onnx", weights="int8", calibrate="CIFAR10", data_root=root, weight_zero_point=2
+        )
     with pytest.raises(InputError, match="for --weights int8 only"):
         export_onnx(tiny_model(), tmp_path / "b.onnx", weights="float32", weight_zero_point=0)
     from binexport import formats
 
     ckpt = tmp_path / "m.packed.pth.tar"
     ckpt.write_bytes(formats.get("packed").write(tiny_model()))
-    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "c.onnx"), "--weights", "int8",
-                                    "--calibrate", "CIFAR10", "--data-root", str(root), "--weight-zero-point", "-1"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "to-onnx",
+            str(ckpt),
+            "-o",
+            str(tmp_path / "c.onnx"),
+            "--weights",
+            "int8",
+            "--calibrate",
+            "CIFAR10",
+            "--data-root",
+            str(root),
+            "--weight-zero-point",
+            "-1",
+        ],
+    )
     assert res.exit_code == 2 and "weight-zero-point" in res.output
     assert not any(tmp_path.glob("*.onnx"))

@@ -68,14 +68,17 @@ def test_torch_reference_matches_the_independent_forward(tiny: tuple[str, dict, 
 
 
 @pytest.mark.parametrize("weights,inside", [("1-bit", False), ("1-bit", True), ("float16", False)])
-def test_onnx_matches_the_independent_forward(tiny: tuple[str, dict, Path], tmp_path: Path, weights: str,
-                                              inside: bool) -> None:
+def test_onnx_matches_the_independent_forward(
+    tiny: tuple[str, dict, Path], tmp_path: Path, weights: str, inside: bool
+) -> None:
     import onnxruntime as ort
 
     layout, net, path = tiny
     out = tmp_path / "m.onnx"
     r = binexport.export_onnx(path, out, weights=weights, normalize_inside=inside)
-    assert r.input_kind == ("uint8-nhwc" if inside else f"{'float16' if weights == 'float16' else 'float32'}-nchw-pixels")
+    assert r.input_kind == (
+        "uint8-nhwc" if inside else f"{'float16' if weights == 'float16' else 'float32'}-nchw-pixels"
+    )
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     meta = sess.get_modelmeta().custom_metadata_map
     assert meta["binexport.family"] == f"mcdonnell-{layout}" and meta["binexport.input"] == r.input_kind
@@ -94,7 +97,7 @@ def test_bwn_round_trips_the_variant_and_flags_it(tiny: tuple[str, dict, Path], 
     binexport.load(path).check_equal(back, "the .bwn")
     raw = Path(r.output).read_bytes()
     assert int.from_bytes(raw[12:16], "little") == 1  # flags bit 0: an architecture variant
-    meta = json.loads(raw[32:32 + int.from_bytes(raw[16:24], "little")])["metadata"]
+    meta = json.loads(raw[32 : 32 + int.from_bytes(raw[16:24], "little")])["metadata"]
     assert meta["variant"]["family"] == f"mcdonnell-{layout}"
 
 
@@ -104,7 +107,7 @@ def _rewrite_header(src: Path, dst: Path, edit, flags: int | None = None) -> Pat
 
     raw = bytearray(src.read_bytes())
     hlen = int.from_bytes(raw[16:24], "little")
-    doc = json.loads(raw[32:32 + hlen])
+    doc = json.loads(raw[32 : 32 + hlen])
     start = doc["tensors"][0]["offset"]
     edit(doc["metadata"])
     new = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
@@ -152,6 +155,7 @@ def test_inspect_names_the_variant(tmp_path: Path) -> None:
 
 
 # --- malformed files: one line, exit 2 ---
+
 
 def _refused(path: Path, msg: str) -> None:
     with pytest.raises(InputError, match=msg):
@@ -210,6 +214,7 @@ def test_wrong_shapes_and_values(tmp_path: Path) -> None:
 
 
 # --- the real models (skipped where ../shared is absent) ---
+
 
 @pytest.mark.parametrize("key", list(REAL), ids=[f"{f}-{c}" for f, c in REAL])
 def test_real_models_read(key: tuple[str, int]) -> None:

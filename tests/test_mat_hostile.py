@@ -47,8 +47,16 @@ def _cap() -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "binexport.cli", *args], check=False, capture_output=True,
-                          text=True, preexec_fn=_cap, env=env, timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "binexport.cli", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        preexec_fn=_cap,
+        env=env,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 def _refused_by_cli(path: Path, fragment: str, tmp_path: Path) -> None:
@@ -125,66 +133,111 @@ def _keras_bn_huge() -> bytes:
 CASES: dict[str, tuple[Callable[[], bytes], str]] = {
     # 1. deep nesting (a cell inside a cell, 5,000 levels) and function-class matrices
     "deep-cell": (lambda: _matlab(BinaryWeights=_deep_cell(5000)), "cells of numeric arrays only"),
-    "function-class": (lambda: _matlab(BinaryWeights=matrix("BinaryWeights", MX["function"], (1, 1), _deep_cell(50))),
-                       "function handle array"),
-    "function-in-cell": (lambda: _matlab(BNG=cell("BNG", [matrix("", MX["function"], (1, 1))])),
-                         "cells of numeric arrays only"),
+    "function-class": (
+        lambda: _matlab(BinaryWeights=matrix("BinaryWeights", MX["function"], (1, 1), _deep_cell(50))),
+        "function handle array",
+    ),
+    "function-in-cell": (
+        lambda: _matlab(BNG=cell("BNG", [matrix("", MX["function"], (1, 1))])),
+        "cells of numeric arrays only",
+    ),
     # 2. unknown data-element type codes
     "top-mdtype-65000": (lambda: _matlab() + element(65000, bytes(16)), "type 65000"),
     "top-mdtype-14-compressed-14": (lambda: _matlab() + struct.pack("<II", 15, 16) + bytes(16), "damaged"),
-    "data-mdtype-14": (lambda: _matlab(LayerWeights=numeric("LayerWeights", np.ones((20, 1), np.float32),
-                                                            data_type=14)), "data of type 14"),
-    "data-mdtype-65000-in-cell": (lambda: _matlab(BNB=cell("BNB", [numeric("", np.ones((4, 1), np.float32),
-                                                                           data_type=65000)])), "type 65000"),
+    "data-mdtype-14": (
+        lambda: _matlab(LayerWeights=numeric("LayerWeights", np.ones((20, 1), np.float32), data_type=14)),
+        "data of type 14",
+    ),
+    "data-mdtype-65000-in-cell": (
+        lambda: _matlab(BNB=cell("BNB", [numeric("", np.ones((4, 1), np.float32), data_type=65000)])),
+        "type 65000",
+    ),
     "char-says-double": (lambda: _matlab(Stride=numeric("Stride", np.ones((1, 8)), cls="char")), "char array"),
-    "flags-type-wrong": (lambda: _matlab(Padding=b"\x0e\x00\x00\x00\x10\x00\x00\x00" + element(9, bytes(8))),
-                         "array flags"),
+    "flags-type-wrong": (
+        lambda: _matlab(Padding=b"\x0e\x00\x00\x00\x10\x00\x00\x00" + element(9, bytes(8))),
+        "array flags",
+    ),
     # 3. a struct with zero-length field names, where a numeric array belongs
     "struct-zero-fieldnames": (lambda: _matlab(BNG=_struct_zero_field_names("BNG")), "struct array"),
     # 4. geometry fields of the wrong class
-    "stride-char": (lambda: _matlab(Stride=numeric("Stride", np.ones((1, 8)), cls="char", data_type=4,
-                                                   data_declared=None)), "char array"),
+    "stride-char": (
+        lambda: _matlab(Stride=numeric("Stride", np.ones((1, 8)), cls="char", data_type=4, data_declared=None)),
+        "char array",
+    ),
     "stride-cell": (lambda: _matlab(Stride=cell("Stride", [numeric("", np.ones((1, 8)))])), "Stride is a cell"),
     "stride-sparse": (lambda: _matlab(Stride=matrix("Stride", MX["sparse"], (1, 8))), "sparse array"),
     "numchannels-struct": (lambda: _matlab(NumChannels=_struct_zero_field_names("NumChannels")), "struct array"),
     "stride-nan": (lambda: _matlab(Stride=numeric("Stride", np.full((1, 8), np.nan))), "whole numbers"),
-    "numchannels-1e300": (lambda: _matlab(NumChannels=numeric("NumChannels", np.full((1, 9), 1e300))),
-                          "whole numbers"),
+    "numchannels-1e300": (lambda: _matlab(NumChannels=numeric("NumChannels", np.full((1, 9), 1e300))), "whole numbers"),
     # 5. zlib bombs under the file cap
     "bomb-declared-1.5GiB": (lambda: _matlab(LayerWeights=b"") + _bomb_declared(), "honestly hold"),
-    "bomb-trailing-stream": (lambda: build({k: v for k, v in matlab_vars(NET).items() if k != "LayerWeights"})
-                             + _bomb_trailing(), "holds more or less"),
+    "bomb-trailing-stream": (
+        lambda: build({k: v for k, v in matlab_vars(NET).items() if k != "LayerWeights"}) + _bomb_trailing(),
+        "holds more or less",
+    ),
     "bytes-after-zlib-stream": (lambda: _matlab(LayerWeights=b"") + _trailing_after_stream(), "holds more or less"),
-    "data-declares-1.5GiB": (lambda: _matlab(LayerWeights=numeric("LayerWeights", np.ones((20, 1), np.float32),
-                                                                  data_declared=3 << 29)), "data element declares"),
+    "data-declares-1.5GiB": (
+        lambda: _matlab(LayerWeights=numeric("LayerWeights", np.ones((20, 1), np.float32), data_declared=3 << 29)),
+        "data element declares",
+    ),
     # 6. a big array inside a cell
-    "big-cell": (lambda: build({k: v for k, v in matlab_vars(NET).items() if k != "BinaryWeights"}) + _big_cell(),
-                 "honestly hold"),
+    "big-cell": (
+        lambda: build({k: v for k, v in matlab_vars(NET).items() if k != "BinaryWeights"}) + _big_cell(),
+        "honestly hold",
+    ),
     # 7. values that are finite in double and infinite in single
     "moments-mean-1e300": (lambda: _matlab(Moments=_moments(1e300, 0)), "infinite"),
     "moments-sigma-1e20": (lambda: _matlab(Moments=_moments(1e20, 1)), "overflows single"),
     "keras-var-1e300": (_keras_bn_huge, "infinite"),
     # 8. negative dimensions
-    "negative-dim": (lambda: _matlab(LayerWeights=numeric("LayerWeights", np.ones((20, 1), np.float32),
-                                                          dims=(-20, -1))), "can't be negative"),
-    "negative-dim-in-cell": (lambda: _matlab(BNG=cell("BNG", [numeric("", np.ones((4, 1), np.float32),
-                                                                      dims=(4, -1))])), "can't be negative"),
+    "negative-dim": (
+        lambda: _matlab(LayerWeights=numeric("LayerWeights", np.ones((20, 1), np.float32), dims=(-20, -1))),
+        "can't be negative",
+    ),
+    "negative-dim-in-cell": (
+        lambda: _matlab(BNG=cell("BNG", [numeric("", np.ones((4, 1), np.float32), dims=(4, -1))])),
+        "can't be negative",
+    ),
     # truncated elements and lying sizes
     "element-past-eof": (lambda: _matlab() + struct.pack("<II", 14, 1 << 20) + bytes(64), "truncated"),
-    "cell-child-lies": (lambda: _matlab(BNB=cell("BNB", [numeric("", np.ones((4, 1), np.float32))[:4]
-                                                         + struct.pack("<I", 4096)
-                                                         + numeric("", np.ones((4, 1), np.float32))[8:]])),
-                        "BNB"),
-    "cell-count-lies": (lambda: _matlab(BNG=cell("BNG", [numeric("", np.ones((4, 1), np.float32))], (1, 10**9))),
-                        "cells"),
-    "matrix-declares-more": (lambda: _matlab(Padding=matrix("Padding", MX["double"], (1, 8),
-                                                            element(9, np.ones(8).tobytes()), declared=4096)),
-                             "Padding"),
+    "cell-child-lies": (
+        lambda: _matlab(
+            BNB=cell(
+                "BNB",
+                [
+                    numeric("", np.ones((4, 1), np.float32))[:4]
+                    + struct.pack("<I", 4096)
+                    + numeric("", np.ones((4, 1), np.float32))[8:]
+                ],
+            )
+        ),
+        "BNB",
+    ),
+    "cell-count-lies": (
+        lambda: _matlab(BNG=cell("BNG", [numeric("", np.ones((4, 1), np.float32))], (1, 10**9))),
+        "cells",
+    ),
+    "matrix-declares-more": (
+        lambda: _matlab(
+            Padding=matrix("Padding", MX["double"], (1, 8), element(9, np.ones(8).tobytes()), declared=4096)
+        ),
+        "Padding",
+    ),
     "bad-endian": (lambda: _matlab()[:126] + b"XX" + _matlab()[128:], "endian"),
     "big-endian": (lambda: _matlab()[:126] + b"MI" + _matlab()[128:], "little-endian"),
-    "logical-double": (lambda: _matlab(BinaryWeights=cell("BinaryWeights", [
-        numeric("", NET["bits"][0].astype(np.float64))[:16] + struct.pack("<II", MX["double"] | 0x200, 0)
-        + numeric("", NET["bits"][0].astype(np.float64))[24:]])), "logical double"),
+    "logical-double": (
+        lambda: _matlab(
+            BinaryWeights=cell(
+                "BinaryWeights",
+                [
+                    numeric("", NET["bits"][0].astype(np.float64))[:16]
+                    + struct.pack("<II", MX["double"] | 0x200, 0)
+                    + numeric("", NET["bits"][0].astype(np.float64))[24:]
+                ],
+            )
+        ),
+        "logical double",
+    ),
     "bad-version": (lambda: _matlab()[:124] + b"\x00\x07" + _matlab()[126:], "version"),
 }
 
@@ -237,15 +290,25 @@ def test_random_byte_flips_never_crash(tmp_path: Path) -> None:
             pos = int(rng.integers(128, len(raw)))
             raw[pos] = int(rng.integers(0, 256)) if rng.random() < 0.7 else raw[pos] ^ 0xFF
         if rng.random() < 0.1:
-            raw = raw[:int(rng.integers(128, len(raw)))]
+            raw = raw[: int(rng.integers(128, len(raw)))]
         paths.append(tmp_path / f"f{i}.mat")
         paths[-1].write_bytes(bytes(raw))
-    script = ("import sys, binexport\nfrom binexport.errors import InputError\n"
-              "for p in sys.argv[1:]:\n"
-              "    try:\n        binexport.load(p); print('ok')\n"
-              "    except InputError as e:\n        assert '\\n' not in str(e), str(e); print('refused')\n")
-    r = subprocess.run([sys.executable, "-c", script, *map(str, paths)], check=False, capture_output=True,
-                       text=True, preexec_fn=_cap, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600, cwd=ROOT)
+    script = (
+        "import sys, binexport\nfrom binexport.errors import InputError\n"
+        "for p in sys.argv[1:]:\n"
+        "    try:\n        binexport.load(p); print('ok')\n"
+        "    except InputError as e:\n        assert '\\n' not in str(e), str(e); print('refused')\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", script, *map(str, paths)],
+        check=False,
+        capture_output=True,
+        text=True,
+        preexec_fn=_cap,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=600,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     outcomes = r.stdout.split()
     assert len(outcomes) == 300 and outcomes.count("refused") > 100  # most flips hit data that is checked

@@ -34,7 +34,7 @@ def _logits(path: Path, x: np.ndarray, batch: int | None = None) -> np.ndarray:
     s = open_session(str(path))
     if batch is None:
         return s.run(x)
-    return np.concatenate([s.run(x[i:i + batch], batch) for i in range(0, len(x), batch)])
+    return np.concatenate([s.run(x[i : i + batch], batch) for i in range(0, len(x), batch)])
 
 
 @pytest.mark.parametrize("width", [1, 0.5625])  # 16 channels, and 9 (in % 8 != 0, out*in*9 % 8 != 0)
@@ -61,12 +61,15 @@ def test_every_mode_and_batch_matches_the_spec_forward(tmp_path: Path, width: fl
     assert np.array_equal(got["1-bit", 3], got["float32", 3])
 
 
-@pytest.mark.parametrize("weights,inside,expected", [
-    ("1-bit", False, ("float32-nchw-normalized", "tensor(float)", "tensor(float)")),
-    ("float32", True, ("uint8-nhwc", "tensor(uint8)", "tensor(float)")),
-    ("float16", False, ("float16-nchw-normalized", "tensor(float16)", "tensor(float16)")),
-    ("float16", True, ("uint8-nhwc", "tensor(uint8)", "tensor(float16)")),
-])
+@pytest.mark.parametrize(
+    "weights,inside,expected",
+    [
+        ("1-bit", False, ("float32-nchw-normalized", "tensor(float)", "tensor(float)")),
+        ("float32", True, ("uint8-nhwc", "tensor(uint8)", "tensor(float)")),
+        ("float16", False, ("float16-nchw-normalized", "tensor(float16)", "tensor(float16)")),
+        ("float16", True, ("uint8-nhwc", "tensor(uint8)", "tensor(float16)")),
+    ],
+)
 def test_metadata_present_and_input_type_agrees(weights: str, inside: bool, expected: tuple[str, str, str]) -> None:
     import onnx
 
@@ -236,8 +239,9 @@ def test_real_checkpoint_every_mode_on_cifar100_samples(real_packed: Path, tmp_p
     for weights, inside in (("1-bit", False), ("float32", False), ("float16", False), ("1-bit", True)):
         out = tmp_path / f"{weights}{'-inside' if inside else ''}.onnx"
         with_images = weights == "1-bit" and not inside  # the --images path once; the check below covers all
-        r = export_onnx(model, out, weights=weights, normalize_inside=inside,
-                        images=CIFAR100_SAMPLES if with_images else None)
+        r = export_onnx(
+            model, out, weights=weights, normalize_inside=inside, images=CIFAR100_SAMPLES if with_images else None
+        )
         assert r.validation.passed and r.output_bytes == out.stat().st_size
         if with_images:
             assert r.validation.labelled_images == 20 and r.validation.accuracy == 0.8

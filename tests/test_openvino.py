@@ -74,20 +74,43 @@ def test_bf16_is_a_lossy_mode_with_its_own_tolerance(files: dict[str, Path]) -> 
     assert check.tolerance_key("int8", "bf16") == "int8"  # accuracy-bounded already: int8 keeps its own
     assert "bf16-compute" in check.TOLERANCES and "bf16-compute" not in check.WEIGHT_ENCODINGS
     tol = check.TOLERANCES["bf16-compute"]
-    assert tol.max_abs_logit_diff is not None and tol.max_abs_logit_diff > check.TOLERANCES["float32"].max_abs_logit_diff
+    assert (
+        tol.max_abs_logit_diff is not None and tol.max_abs_logit_diff > check.TOLERANCES["float32"].max_abs_logit_diff
+    )
     if not _bf16_runs_here():
         with pytest.raises(InputError, match="compiled the model with f32"):
             open_artifact(files["onnx"], runtime="openvino", precision="bf16")
         return
-    r = verify([files["packed"], files["onnx"]], dataset="CIFAR100", data_root=files["data"], device="cpu",
-               runtime="openvino", precision="bf16")
+    r = verify(
+        [files["packed"], files["onnx"]],
+        dataset="CIFAR100",
+        data_root=files["data"],
+        device="cpu",
+        runtime="openvino",
+        precision="bf16",
+    )
     row = r.artifacts[1]
     assert (row.runtime, row.precision) == ("openvino", "bf16") and r.precision == "bf16"
     assert row.tolerance == tol.to_dict() and any("lossy" in n for n in row.notes)
     assert row.max_abs_logit_diff is not None and row.max_abs_logit_diff > 1e-4  # it really ran bf16
-    res = CliRunner().invoke(main, ["verify", str(files["packed"]), str(files["onnx"]), "--runtime", "openvino",
-                                    "--precision", "bf16", "--dataset", "CIFAR100", "--data-root", str(files["data"]),
-                                    "--device", "cpu"])
+    res = CliRunner().invoke(
+        main,
+        [
+            "verify",
+            str(files["packed"]),
+            str(files["onnx"]),
+            "--runtime",
+            "openvino",
+            "--precision",
+            "bf16",
+            "--dataset",
+            "CIFAR100",
+            "--data-root",
+            str(files["data"]),
+            "--device",
+            "cpu",
+        ],
+    )
     assert "OpenVINO:CPU bf16" in res.stdout, res.output
 
 
@@ -97,11 +120,19 @@ def test_bf16_without_openvino_is_refused(files: dict[str, Path]) -> None:
 
 
 def test_kernel_summary_parsing() -> None:
-    counts = Counter({("Convolution", "brgconv_avx512_amx_I8"): 19, ("Convolution", "jit_avx512_f32"): 1,
-                      ("Eltwise", "jit_avx512_I8"): 9, ("Const", "unknown_f32"): 40, ("Reorder", "jit_uni_f32"): 3,
-                      ("Pooling", "ref_f32"): 1})
-    assert summarize_kernels(counts) == ("conv: brgconv_avx512_amx_I8 x19, jit_avx512_f32 x1; "
-                                         "other: jit_avx512_I8 x9, ref_f32 x1")
+    counts = Counter(
+        {
+            ("Convolution", "brgconv_avx512_amx_I8"): 19,
+            ("Convolution", "jit_avx512_f32"): 1,
+            ("Eltwise", "jit_avx512_I8"): 9,
+            ("Const", "unknown_f32"): 40,
+            ("Reorder", "jit_uni_f32"): 3,
+            ("Pooling", "ref_f32"): 1,
+        }
+    )
+    assert summarize_kernels(counts) == (
+        "conv: brgconv_avx512_amx_I8 x19, jit_avx512_f32 x1; other: jit_avx512_I8 x9, ref_f32 x1"
+    )
     assert summarize_kernels(Counter()) == ""
 
 
@@ -114,17 +145,36 @@ def test_openvino_reports_the_kernels_of_its_runtime_model(files: dict[str, Path
 
 def test_verify_runtime_all_gives_one_row_per_runtime_in_json(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "v.json"
-    res = CliRunner().invoke(main, ["verify", str(files["packed"]), str(files["onnx"]), str(files["float32"]),
-                                    "--runtime", "all", "--dataset", "CIFAR100", "--data-root", str(files["data"]),
-                                    "--device", "cpu", "--json", str(out)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "verify",
+            str(files["packed"]),
+            str(files["onnx"]),
+            str(files["float32"]),
+            "--runtime",
+            "all",
+            "--dataset",
+            "CIFAR100",
+            "--data-root",
+            str(files["data"]),
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     assert rep["runtimes"] == ["ort", "openvino"] and rep["precision"] == "f32"
     rows = [(Path(r["path"]).name, r["runtime"], r["provider"], r["precision"]) for r in rep["artifacts"]]
-    assert rows == [("m.packed.pth.tar", "torch", "torch:cpu", "f32"),
-                    ("m.onnx", "onnxruntime", "CPUExecutionProvider", "f32"), ("m.onnx", "openvino", "OpenVINO:CPU", "f32"),
-                    ("m32.onnx", "onnxruntime", "CPUExecutionProvider", "f32"),
-                    ("m32.onnx", "openvino", "OpenVINO:CPU", "f32")]
+    assert rows == [
+        ("m.packed.pth.tar", "torch", "torch:cpu", "f32"),
+        ("m.onnx", "onnxruntime", "CPUExecutionProvider", "f32"),
+        ("m.onnx", "openvino", "OpenVINO:CPU", "f32"),
+        ("m32.onnx", "onnxruntime", "CPUExecutionProvider", "f32"),
+        ("m32.onnx", "openvino", "OpenVINO:CPU", "f32"),
+    ]
     for r in rep["artifacts"]:
         assert r["passed"] and r["max_abs_logit_diff"] <= 1e-4 and "kernels" in r
     assert rep["artifacts"][2]["kernels"].startswith("conv: ")
@@ -143,32 +193,57 @@ def test_runtime_is_repeatable_and_default_is_ort(files: dict[str, Path]) -> Non
 
 def test_bench_runtime_all_rows_in_json(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "b.json"
-    res = CliRunner().invoke(main, ["bench", str(files["onnx"]), str(files["packed"]), "--runtime", "all",
-                                    "--seconds", "0.3", "--batch-size", "4", "--threads", "1", "--device", "cpu",
-                                    "--json", str(out)])
+    res = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            str(files["onnx"]),
+            str(files["packed"]),
+            "--runtime",
+            "all",
+            "--seconds",
+            "0.3",
+            "--batch-size",
+            "4",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     assert rep["runtimes"] == ["ort", "openvino"]
     rows = [(Path(r["path"]).name, r["runtime"], r["provider"], r["precision"]) for r in rep["rows"]]
-    assert rows == [("m.onnx", "onnxruntime", "CPUExecutionProvider", "f32"), ("m.onnx", "openvino", "OpenVINO:CPU", "f32"),
-                    ("m.packed.pth.tar", "torch", "torch:cpu", "f32")]
+    assert rows == [
+        ("m.onnx", "onnxruntime", "CPUExecutionProvider", "f32"),
+        ("m.onnx", "openvino", "OpenVINO:CPU", "f32"),
+        ("m.packed.pth.tar", "torch", "torch:cpu", "f32"),
+    ]
     assert all("kernels" in r for r in rep["rows"])  # ONNX Runtime's kernels: the int8 helper's half
     assert rep["rows"][1]["kernels"].startswith("conv: ") and rep["rows"][1]["images_per_s"] > 0
     assert "OpenVINO:CPU" in res.stdout and "kernels: m.onnx on openvino" in res.stdout
 
 
 def test_openvino_worker_does_not_import_torch(files: dict[str, Path]) -> None:
-    code = ("import sys, binexport.runtimes as r; rt, info = r.open_runtime(sys.argv[1], runtime='openvino'); "
-            "assert 'torch' not in sys.modules, 'torch imported'; print(rt.name, info['weights'])")
+    code = (
+        "import sys, binexport.runtimes as r; rt, info = r.open_runtime(sys.argv[1], runtime='openvino'); "
+        "assert 'torch' not in sys.modules, 'torch imported'; print(rt.name, info['weights'])"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(files["onnx"])], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "openvino 1-bit"
 
 
 @pytest.mark.parametrize("command", ["verify", "bench"])
 def test_device_cuda_with_openvino_is_one_line_exit_2(files: dict[str, Path], command: str) -> None:
-    extra = ["--dataset", "CIFAR100", "--data-root", str(files["data"])] if command == "verify" else ["--seconds", "0.1"]
-    res = CliRunner().invoke(main, [command, str(files["packed"]), str(files["onnx"]), "--runtime", "openvino",
-                                    "--device", "cuda", *extra])
+    extra = (
+        ["--dataset", "CIFAR100", "--data-root", str(files["data"])] if command == "verify" else ["--seconds", "0.1"]
+    )
+    res = CliRunner().invoke(
+        main, [command, str(files["packed"]), str(files["onnx"]), "--runtime", "openvino", "--device", "cuda", *extra]
+    )
     assert res.exit_code == 2 and res.stderr.count("\n") == 1
     assert "--device cuda: binexport runs OpenVINO on the CPU only" in res.stderr
 
@@ -187,9 +262,12 @@ def no_openvino(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("command", ["verify", "bench"])
-def test_missing_extra_is_one_line_naming_the_install_command(files: dict[str, Path], no_openvino: None,
-                                                              command: str) -> None:
-    extra = ["--dataset", "CIFAR100", "--data-root", str(files["data"])] if command == "verify" else ["--seconds", "0.1"]
+def test_missing_extra_is_one_line_naming_the_install_command(
+    files: dict[str, Path], no_openvino: None, command: str
+) -> None:
+    extra = (
+        ["--dataset", "CIFAR100", "--data-root", str(files["data"])] if command == "verify" else ["--seconds", "0.1"]
+    )
     res = CliRunner().invoke(main, [command, str(files["packed"]), str(files["onnx"]), "--runtime", "openvino", *extra])
     assert res.exit_code == 2, res.output
     assert res.stderr == f"binexport: error: {INSTALL_HINT}\n"
@@ -198,11 +276,16 @@ def test_missing_extra_is_one_line_naming_the_install_command(files: dict[str, P
         open_artifact(files["onnx"], runtime="openvino")
 
 
-def test_missing_extra_leaves_runtime_all_and_the_default_unchanged(files: dict[str, Path],
-                                                                     no_openvino: None) -> None:
+def test_missing_extra_leaves_runtime_all_and_the_default_unchanged(files: dict[str, Path], no_openvino: None) -> None:
     assert resolve_runtimes("all") == ["ort"]
-    r = verify([files["packed"], files["onnx"]], dataset="CIFAR100", data_root=files["data"], device="cpu",
-               runtime="all", limit=8)
+    r = verify(
+        [files["packed"], files["onnx"]],
+        dataset="CIFAR100",
+        data_root=files["data"],
+        device="cpu",
+        runtime="all",
+        limit=8,
+    )
     assert [a.runtime for a in r.artifacts] == ["torch", "onnxruntime"] and r.passed
 
 
@@ -220,8 +303,15 @@ def test_real_checkpoint_on_openvino_matches_on_the_real_samples(tmp_path: Path)
     assert row.max_abs_logit_diff is not None and row.max_abs_logit_diff <= 1e-4
 
 
-@pytest.mark.parametrize("opts", [{"weights": "float16"}, {"normalize_inside": True}, {"batch": 4},
-                                  {"weights": "float32", "batch": 3, "normalize_inside": True}])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"weights": "float16"},
+        {"normalize_inside": True},
+        {"batch": 4},
+        {"weights": "float32", "batch": 3, "normalize_inside": True},
+    ],
+)
 def test_every_input_kind_and_fixed_batch_runs_on_openvino_like_on_ort(tmp_path: Path, opts: dict) -> None:
     """float16 NCHW, uint8 NHWC, fixed batches (last chunk padded, then cut): OpenVINO within the weights'
     tolerance of the reference, as ONNX Runtime is."""

@@ -36,8 +36,9 @@ def files() -> dict[str, bytes]:
     ranges = TorchRuntime(model).activation_ranges(x, 99.999)
     out = {w: build_model(model, weights=w).SerializeToString() for w in ("float32", "1-bit")}
     for zp in int8.WEIGHT_ZERO_POINTS:
-        out[f"int8-zp{zp}"] = build_model(model, weights="int8", int8_ranges=ranges,
-                                          int8_weight_zero_point=zp).SerializeToString()
+        out[f"int8-zp{zp}"] = build_model(
+            model, weights="int8", int8_ranges=ranges, int8_weight_zero_point=zp
+        ).SerializeToString()
     return out
 
 

@@ -54,7 +54,7 @@ def test_published_evaluation_recipe_gives_the_trained_logits(make_run, tmp_path
         if v.dtype == torch.uint8:
             v = torch.from_numpy(np.unpackbits(v.numpy(), axis=1)).float() * 2 - 1
             v = v * np.sqrt(2 / (v.shape[1] * 9))
-        params[k[len("module."):]] = v.numpy()
+        params[k[len("module.") :]] = v.numpy()
     x = normalized_batch(3)
     trained = spec_forward(random_state(make_arch(8, 1, 10), 0), x, binarize=True)
     assert np.abs(spec_forward(params, x, binarize=False) - trained).max() <= 1e-5
@@ -91,8 +91,9 @@ def test_existing_output_is_kept_unless_forced(make_run, tmp_path: Path) -> None
     assert binexport.load(out).binarized
 
 
-def test_failed_round_trip_leaves_no_output_and_keeps_the_old(make_run, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_round_trip_leaves_no_output_and_keeps_the_old(
+    make_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ckpt = make_run()
     out = tmp_path / "o.pth.tar"
     out.write_bytes(b"old")
@@ -104,8 +105,11 @@ def test_failed_round_trip_leaves_no_output_and_keeps_the_old(make_run, tmp_path
         b.signs[0, 0, 0, 0] = ~b.signs[0, 0, 0, 0]
         return m
 
-    monkeypatch.setattr(formats, "REGISTRY", tuple(dataclasses.replace(f, read=flipped) if f.name == "packed" else f
-                                                   for f in formats.REGISTRY))
+    monkeypatch.setattr(
+        formats,
+        "REGISTRY",
+        tuple(dataclasses.replace(f, read=flipped) if f.name == "packed" else f for f in formats.REGISTRY),
+    )
     with pytest.raises(CheckError, match="group0.block0.conv1: 1 sign bits differ"):
         binexport.pack(ckpt, out, force=True)
     assert out.read_bytes() == b"old"

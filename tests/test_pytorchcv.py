@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-wrn1bit = pytest.importorskip("pytorchcv.models.wrn1bit_cifar",
-                              reason="pytorchcv is absent: pip install --no-deps pytorchcv==0.0.74")
+wrn1bit = pytest.importorskip(
+    "pytorchcv.models.wrn1bit_cifar", reason="pytorchcv is absent: pip install --no-deps pytorchcv==0.0.74"
+)
 import torch
 
 import binexport
@@ -58,7 +59,9 @@ def _oracle(net: torch.nn.Module, pixels: np.ndarray = PIXELS) -> np.ndarray:
 
 
 @pytest.fixture(scope="module", params=list(MODES))
-def saved(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, torch.nn.Module, Path]:
+def saved(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, torch.nn.Module, Path]:
     net = _net(MODES[request.param])
     path = tmp_path_factory.mktemp("ptcv") / f"wrn14_1_{request.param}_cifar10-0000-00000000.pth"
     torch.save(net.state_dict(), path)
@@ -69,8 +72,9 @@ def saved(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 def cifar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("cifar")
     rng = np.random.default_rng(3)
-    write_cifar_testset(d, rng.integers(0, 256, (160, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 160),
-                        "CIFAR10", split="train")
+    write_cifar_testset(
+        d, rng.integers(0, 256, (160, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 160), "CIFAR10", split="train"
+    )
     write_cifar_testset(d, PIXELS, rng.integers(0, 10, len(PIXELS)), "CIFAR10")
     return d
 
@@ -82,19 +86,25 @@ def _flag(mode: str) -> str:
 def test_the_state_dict_reads_as_the_pytorchcv_family(saved: tuple[str, torch.nn.Module, Path]) -> None:
     mode, net, path = saved
     m = binexport.load(path, binarized=MODES[mode])
-    assert (m.arch.name, m.arch.family, m.source.format, m.source.layout) == \
-        ("WRN-14-0.5", "pytorchcv", "pytorchcv", "pytorchcv-state-dict")
+    assert (m.arch.name, m.arch.family, m.source.format, m.source.layout) == (
+        "WRN-14-0.5",
+        "pytorchcv",
+        "pytorchcv",
+        "pytorchcv-state-dict",
+    )
     assert m.arch.first_conv_binary and m.arch.head == "binary-affine" and not m.arch.input_bn
     assert m.arch.pool_count_include_pad and m.binarized is MODES[mode]
     sd = net.state_dict()
     assert np.array_equal(m.floats["bn_last.weight"], sd["output.final_conv.bn.weight"].numpy())
-    assert np.array_equal(m.floats["group1.block0.bn0.running_var"],
-                          sd["features.stage2.unit1.body.conv1.bn.running_var"].numpy())
+    assert np.array_equal(
+        m.floats["group1.block0.bn0.running_var"], sd["features.stage2.unit1.body.conv1.bn.running_var"].numpy()
+    )
     if MODES[mode]:  # every conv, stem and head included, is sign bits (1 = +1)
         assert set(m.binary) == {k for k, kind in m.arch.kinds.items() if kind == "binary"} >= {"conv0", "conv_last"}
         assert np.array_equal(m.binary["conv_last"].signs, sd["output.final_conv.conv.weight"].numpy() >= 0)
-        assert np.array_equal(m.binary["group2.block1.conv1"].signs,
-                              sd["features.stage3.unit2.body.conv2.conv.weight"].numpy() >= 0)
+        assert np.array_equal(
+            m.binary["group2.block1.conv1"].signs, sd["features.stage3.unit2.body.conv2.conv.weight"].numpy() >= 0
+        )
     else:
         assert not m.binary and np.array_equal(m.floats["conv0"], sd["features.init_block.weight"].numpy())
 
@@ -119,8 +129,9 @@ def test_wrong_mode_changes_the_logits(saved: tuple[str, torch.nn.Module, Path])
     assert np.abs(got - _oracle(net)).max() > 1e-2
 
 
-def test_bwn_round_trips_bit_for_bit_and_flags_the_variant(saved: tuple[str, torch.nn.Module, Path],
-                                                            tmp_path: Path) -> None:
+def test_bwn_round_trips_bit_for_bit_and_flags_the_variant(
+    saved: tuple[str, torch.nn.Module, Path], tmp_path: Path
+) -> None:
     mode, net, path = saved
     r = binexport.pack(path, tmp_path / "m.bwn", format="bwn", binarized=MODES[mode])
     back = binexport.load(r.output)
@@ -128,25 +139,42 @@ def test_bwn_round_trips_bit_for_bit_and_flags_the_variant(saved: tuple[str, tor
     assert back.arch.family == "pytorchcv" and back.binarized is MODES[mode]
     raw = Path(r.output).read_bytes()
     assert int.from_bytes(raw[12:16], "little") == 1  # flags bit 0: an architecture variant
-    meta = json.loads(raw[32:32 + int.from_bytes(raw[16:24], "little")])["metadata"]
-    assert meta["variant"] == {"family": "pytorchcv", "input_bn": False, "input_relu": False,
-                               "first_conv_binary": True, "head": "binary-affine", "downsample_padding": "symmetric",
-                               "pool_count_include_pad": True, "bn_eps": 1e-05}
-    assert meta["normalization"] == {"input": "pixel / 255", "mean": MEAN.astype(float).round(4).tolist(),
-                                     "std": STD.astype(float).round(4).tolist()}
+    meta = json.loads(raw[32 : 32 + int.from_bytes(raw[16:24], "little")])["metadata"]
+    assert meta["variant"] == {
+        "family": "pytorchcv",
+        "input_bn": False,
+        "input_relu": False,
+        "first_conv_binary": True,
+        "head": "binary-affine",
+        "downsample_padding": "symmetric",
+        "pool_count_include_pad": True,
+        "bn_eps": 1e-05,
+    }
+    assert meta["normalization"] == {
+        "input": "pixel / 255",
+        "mean": MEAN.astype(float).round(4).tolist(),
+        "std": STD.astype(float).round(4).tolist(),
+    }
     rt = TorchRuntime(back)
     got = rt.logits(select_input(rt.input_kind, PIXELS, np.empty(0)))
     assert np.abs(got - _oracle(net)).max() <= TOLERANCES["1-bit" if MODES[mode] else "float32"].max_abs_logit_diff
     import bwn_spec_reader  # the independent reader of docs/FORMAT.md
 
-    assert bwn_spec_reader.model(raw) == {"family": "pytorchcv", "depth": 14, "widths": [8, 16, 32],
-                                          "num_classes": 10, "binarized": MODES[mode]}
+    assert bwn_spec_reader.model(raw) == {
+        "family": "pytorchcv",
+        "depth": 14,
+        "widths": [8, 16, 32],
+        "num_classes": 10,
+        "binarized": MODES[mode],
+    }
 
 
-@pytest.mark.parametrize("weights,inside", [("1-bit", False), ("1-bit", True), ("float32", False),
-                                            ("float32", True), ("float16", False)])
-def test_onnx_matches_pytorchcv(saved: tuple[str, torch.nn.Module, Path], tmp_path: Path, weights: str,
-                                inside: bool) -> None:
+@pytest.mark.parametrize(
+    "weights,inside", [("1-bit", False), ("1-bit", True), ("float32", False), ("float32", True), ("float16", False)]
+)
+def test_onnx_matches_pytorchcv(
+    saved: tuple[str, torch.nn.Module, Path], tmp_path: Path, weights: str, inside: bool
+) -> None:
     import onnxruntime as ort
 
     mode, net, path = saved
@@ -173,8 +201,9 @@ def test_onnx_matches_pytorchcv(saved: tuple[str, torch.nn.Module, Path], tmp_pa
 def test_full_precision_refuses_1bit_onnx(tmp_path: Path) -> None:
     path = tmp_path / "m.pth"
     torch.save(_net(False).state_dict(), path)
-    r = CliRunner().invoke(main, ["to-onnx", str(path), "--full-precision", "--weights", "1-bit",
-                                  "-o", str(tmp_path / "m.onnx")])
+    r = CliRunner().invoke(
+        main, ["to-onnx", str(path), "--full-precision", "--weights", "1-bit", "-o", str(tmp_path / "m.onnx")]
+    )
     assert r.exit_code == 2 and "full-precision model" in r.stderr and not (tmp_path / "m.onnx").exists()
 
 
@@ -188,14 +217,16 @@ def test_onnx_1bit_keeps_stem_and_head_at_one_bit(tmp_path: Path) -> None:
     assert inits["conv0"].data_type == onnx.TensorProto.UINT8 and inits["conv_last"].data_type == onnx.TensorProto.UINT8
 
 
-def test_onnx_int8_within_the_int8_tolerance(saved: tuple[str, torch.nn.Module, Path], cifar: Path,
-                                             tmp_path: Path) -> None:
+def test_onnx_int8_within_the_int8_tolerance(
+    saved: tuple[str, torch.nn.Module, Path], cifar: Path, tmp_path: Path
+) -> None:
     import onnxruntime as ort
 
     mode, net, path = saved
     out = tmp_path / "m-int8.onnx"
-    r = binexport.export_onnx(path, out, weights="int8", calibrate="CIFAR10", data_root=cifar,
-                              calibration_size=96, binarized=MODES[mode])
+    r = binexport.export_onnx(
+        path, out, weights="int8", calibrate="CIFAR10", data_root=cifar, calibration_size=96, binarized=MODES[mode]
+    )
     assert r.input_kind == "float32-nchw-normalized-pytorchcv"
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     x = np.ascontiguousarray(((PIXELS.astype(np.float32) / 255 - MEAN) / STD).transpose(0, 3, 1, 2))
@@ -204,15 +235,17 @@ def test_onnx_int8_within_the_int8_tolerance(saved: tuple[str, torch.nn.Module, 
     assert c.passed, c.problems
 
 
-def test_verify_runs_every_artifact_on_pytorchcv_normalisation(saved: tuple[str, torch.nn.Module, Path],
-                                                                cifar: Path, tmp_path: Path) -> None:
+def test_verify_runs_every_artifact_on_pytorchcv_normalisation(
+    saved: tuple[str, torch.nn.Module, Path], cifar: Path, tmp_path: Path
+) -> None:
     mode, _, path = saved
     flag = MODES[mode]
     bwn_path = binexport.pack(path, tmp_path / "m.bwn", format="bwn", binarized=flag).output
     onnx_path = binexport.export_onnx(path, tmp_path / "m.onnx", binarized=flag).output
     u8 = binexport.export_onnx(path, tmp_path / "u8.onnx", normalize_inside=True, binarized=flag).output
-    r = binexport.verify([path, bwn_path, onnx_path, u8], dataset="CIFAR10", data_root=cifar, binarized=flag,
-                         device="cpu")
+    r = binexport.verify(
+        [path, bwn_path, onnx_path, u8], dataset="CIFAR10", data_root=cifar, binarized=flag, device="cpu"
+    )
     assert r.passed, [a.to_dict() for a in r.artifacts]
     kinds = {Path(a.path).name: a.input for a in r.artifacts}
     assert kinds[path.name] == kinds["m.bwn"] == kinds["m.onnx"] == "float32-nchw-normalized-pytorchcv"
@@ -249,8 +282,9 @@ def test_inspect_without_the_flag_shows_the_mode_as_unknown(saved: tuple[str, to
 def test_pack_packed_refuses_in_one_line(tmp_path: Path) -> None:
     path = tmp_path / "m.pth"
     torch.save(_net(True).state_dict(), path)
-    r = CliRunner().invoke(main, ["pack", str(path), "--binarized", "--format", "packed",
-                                  "-o", str(tmp_path / "o.packed.pth.tar")])
+    r = CliRunner().invoke(
+        main, ["pack", str(path), "--binarized", "--format", "packed", "-o", str(tmp_path / "o.packed.pth.tar")]
+    )
     assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.output
     assert "pytorchcv WRN-1bit variant" in r.stderr and "--format bwn" in r.stderr
     assert "input BN" not in r.stderr and not (tmp_path / "o.packed.pth.tar").exists()
@@ -261,9 +295,12 @@ def test_missing_mode_flag_is_refused_with_how_to_tell(tmp_path: Path, cifar: Pa
     path = tmp_path / "m.pth"
     torch.save(_net(True).state_dict(), path)
     (tmp_path / "log.txt").write_text('{"binarize": true}\n')  # a log beside it is not pytorchcv's: not read
-    args = {"inspect": ["inspect", str(path), "--json"], "pack": ["pack", str(path), "--format", "bwn"],
-            "to-onnx": ["to-onnx", str(path)],
-            "verify": ["verify", str(path), "--dataset", "CIFAR10", "--data-root", str(cifar)]}[verb]
+    args = {
+        "inspect": ["inspect", str(path), "--json"],
+        "pack": ["pack", str(path), "--format", "bwn"],
+        "to-onnx": ["to-onnx", str(path)],
+        "verify": ["verify", str(path), "--dataset", "CIFAR10", "--data-root", str(cifar)],
+    }[verb]
     r = CliRunner().invoke(main, args)
     if verb == "inspect":  # inspect shows what it can, with the mode unknown
         assert r.exit_code == 0 and json.loads(r.stdout)["binarized"] is None, r.output
@@ -280,19 +317,32 @@ def _hostile(tmp_path: Path, edit) -> Path:
     return path
 
 
-@pytest.mark.parametrize("edit,msg", [
-    (lambda sd: sd.pop("features.stage2.unit1.body.conv1.bn.running_var"),
-     "missing tensor 'features.stage2.unit1.body.conv1.bn.running_var'"),
-    (lambda sd: sd.__setitem__("output.final_conv.conv.weight", torch.zeros(10, 16, 1, 1)),
-     "output.final_conv.conv.weight"),
-    (lambda sd: sd.__setitem__("features.stage1.unit1.body.conv2.conv.weight", torch.zeros(8, 8, 1, 1)),
-     "'features.stage1.unit1.body.conv2.conv.weight' has shape (8, 8, 1, 1)"),
-    (lambda sd: sd.__setitem__("output.weight", torch.zeros(10, 32)), "unexpected key(s) 'output.weight'"),
-    (lambda sd: sd.__setitem__("features.stage0.unit1.body.conv1.conv.weight", torch.zeros(8, 8, 3, 3)),
-     "'features.stage0.unit1"),
-    (lambda sd: sd.__setitem__("features.stage1.unit1.body.conv1.bn.weight", torch.ones(8)),
-     "unexpected tensor 'features.stage1.unit1.body.conv1.bn.weight'"),
-])
+@pytest.mark.parametrize(
+    "edit,msg",
+    [
+        (
+            lambda sd: sd.pop("features.stage2.unit1.body.conv1.bn.running_var"),
+            "missing tensor 'features.stage2.unit1.body.conv1.bn.running_var'",
+        ),
+        (
+            lambda sd: sd.__setitem__("output.final_conv.conv.weight", torch.zeros(10, 16, 1, 1)),
+            "output.final_conv.conv.weight",
+        ),
+        (
+            lambda sd: sd.__setitem__("features.stage1.unit1.body.conv2.conv.weight", torch.zeros(8, 8, 1, 1)),
+            "'features.stage1.unit1.body.conv2.conv.weight' has shape (8, 8, 1, 1)",
+        ),
+        (lambda sd: sd.__setitem__("output.weight", torch.zeros(10, 32)), "unexpected key(s) 'output.weight'"),
+        (
+            lambda sd: sd.__setitem__("features.stage0.unit1.body.conv1.conv.weight", torch.zeros(8, 8, 3, 3)),
+            "'features.stage0.unit1",
+        ),
+        (
+            lambda sd: sd.__setitem__("features.stage1.unit1.body.conv1.bn.weight", torch.ones(8)),
+            "unexpected tensor 'features.stage1.unit1.body.conv1.bn.weight'",
+        ),
+    ],
+)
 def test_hostile_state_dicts_are_refused_in_one_line(tmp_path: Path, edit, msg: str) -> None:
     path = _hostile(tmp_path, edit)
     with pytest.raises(InputError, match="pytorchcv") as e:
@@ -341,14 +391,16 @@ def test_the_zip_pytorchcv_publishes_reads_as_the_pth_inside(tmp_path: Path, met
     assert r.exit_code == 0, r.output
 
 
-@pytest.mark.parametrize("members,method,msg", [
-    ({"w.pth": bytes(32 * 2**20)}, 8, "at most"),  # a zip bomb: 32 MiB of zeros deflate to ~32 KB
-    ({"w.pth": b"not a torch file at all"}, 8, "not a readable PyTorch checkpoint"),
-    ({"a.pth": b"x", "b.pth": b"y"}, 8, "compressed"),  # two members: not a wrapper, and not torch.save's zip
-    ({"w.pth": b"x" * 100}, 12, "method 12"),  # bzip2
-])
-def test_hostile_zips_are_refused_in_one_line(tmp_path: Path, members: dict[str, bytes], method: int,
-                                              msg: str) -> None:
+@pytest.mark.parametrize(
+    "members,method,msg",
+    [
+        ({"w.pth": bytes(32 * 2**20)}, 8, "at most"),  # a zip bomb: 32 MiB of zeros deflate to ~32 KB
+        ({"w.pth": b"not a torch file at all"}, 8, "not a readable PyTorch checkpoint"),
+        ({"a.pth": b"x", "b.pth": b"y"}, 8, "compressed"),  # two members: not a wrapper, and not torch.save's zip
+        ({"w.pth": b"x" * 100}, 12, "method 12"),  # bzip2
+    ],
+)
+def test_hostile_zips_are_refused_in_one_line(tmp_path: Path, members: dict[str, bytes], method: int, msg: str) -> None:
     try:
         z = _zip(tmp_path / "w.pth.zip", members, method)
     except RuntimeError:

@@ -36,8 +36,9 @@ def test_full_precision_checkpoint_matches_spec_forward(make_run) -> None:
     model = binexport.load(ckpt)
     assert not model.binarized and not model.binary
     x = normalized_batch(2)
-    assert np.abs(spec_forward(random_state(model.arch, 0), x, binarize=False) - reference_logits(model, x)).max() \
-        <= 1e-5
+    assert (
+        np.abs(spec_forward(random_state(model.arch, 0), x, binarize=False) - reference_logits(model, x)).max() <= 1e-5
+    )
 
 
 def test_legacy_and_zip_files_give_the_same_model(make_run) -> None:
@@ -131,11 +132,14 @@ def test_code_running_pickle_is_refused(tmp_path: Path) -> None:
         binexport.load(path)
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"", "the file is empty"),
-    (b"hello world, not a checkpoint", "unrecognised file"),
-    (pickle.dumps({"a": 1}, protocol=2), "not a readable PyTorch checkpoint"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "the file is empty"),
+        (b"hello world, not a checkpoint", "unrecognised file"),
+        (pickle.dumps({"a": 1}, protocol=2), "not a readable PyTorch checkpoint"),
+    ],
+)
 def test_garbage_inputs(tmp_path: Path, content: bytes, match: str) -> None:
     path = tmp_path / "x.pth"
     path.write_bytes(content)
@@ -143,13 +147,16 @@ def test_garbage_inputs(tmp_path: Path, content: bytes, match: str) -> None:
         binexport.load(path, binarized=True)
 
 
-@pytest.mark.parametrize("obj,match", [
-    ([1, 2, 3], "expected a dict"),
-    ({"a": 1}, "expected a tensor"),
-    ({}, "empty dict"),
-    ({"state_dict": [1]}, "expected a dict of tensors"),
-    ({"conv0": torch.zeros(2, dtype=torch.int32)}, "has dtype int32"),
-])
+@pytest.mark.parametrize(
+    "obj,match",
+    [
+        ([1, 2, 3], "expected a dict"),
+        ({"a": 1}, "expected a tensor"),
+        ({}, "empty dict"),
+        ({"state_dict": [1]}, "expected a dict of tensors"),
+        ({"conv0": torch.zeros(2, dtype=torch.int32)}, "has dtype int32"),
+    ],
+)
 def test_torch_files_of_the_wrong_shape(tmp_path: Path, obj: object, match: str) -> None:
     path = tmp_path / "x.pth"
     torch.save(obj, path)
@@ -198,7 +205,7 @@ def test_real_checkpoint_unpacks_to_the_published_recipe(real_packed: Path) -> N
     raw = torch.load(real_packed, weights_only=True, map_location="cpu")
     model = binexport.load(real_packed)
     for key, t in raw.items():
-        name = key[len("module."):]
+        name = key[len("module.") :]
         if t.dtype == torch.uint8:
             bits = np.unpackbits(t.numpy(), axis=1).astype(np.float32) * 2 - 1
             scale = np.sqrt(2 / (t.shape[1] * 8 * 9)).astype(np.float32)

@@ -84,10 +84,23 @@ def test_to_onnx_and_verify_take_a_run_folder(make_run, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["input"] == str(ckpt)
     rng = np.random.default_rng(0)
-    write_cifar_testset(tmp_path / "data", rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
-                        rng.integers(0, 10, 4), dataset="CIFAR10")
-    r = run_cli("verify", ckpt.parent, out, "--dataset", "CIFAR10", "--data-root", tmp_path / "data", "--json",
-                tmp_path / "v.json")
+    write_cifar_testset(
+        tmp_path / "data",
+        rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8),
+        rng.integers(0, 10, 4),
+        dataset="CIFAR10",
+    )
+    r = run_cli(
+        "verify",
+        ckpt.parent,
+        out,
+        "--dataset",
+        "CIFAR10",
+        "--data-root",
+        tmp_path / "data",
+        "--json",
+        tmp_path / "v.json",
+    )
     assert r.exit_code == 0, r.output
     v = json.loads((tmp_path / "v.json").read_text())
     assert v["reference"]["path"] == str(ckpt) and v["passed"] is True

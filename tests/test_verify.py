@@ -40,7 +40,7 @@ def known(model100: Model) -> tuple[np.ndarray, np.ndarray]:
     images = np.random.default_rng(7).integers(0, 256, (N, 32, 32, 3), dtype=np.uint8)
     order = np.argsort(-reference_logits(model100, normalize(images)), axis=1)
     third = N // 3
-    labels = np.concatenate([order[:third, 0], order[third:2 * third, 1], order[2 * third:, -1]])
+    labels = np.concatenate([order[:third, 0], order[third : 2 * third, 1], order[2 * third :, -1]])
     return images, labels
 
 
@@ -82,8 +82,15 @@ def test_accuracy_is_exact_on_a_known_test_set(setup: dict[str, Path]) -> None:
 
 def test_limit_batches_and_progress(setup: dict[str, Path]) -> None:
     calls: list[tuple[str, int, int]] = []
-    r = verify([setup["ref"]], dataset="cifar100", data_root=setup["root"], device="cpu", batch_size=64, limit=150,
-               progress=lambda label, done, total: calls.append((label, done, total)))
+    r = verify(
+        [setup["ref"]],
+        dataset="cifar100",
+        data_root=setup["root"],
+        device="cpu",
+        batch_size=64,
+        limit=150,
+        progress=lambda label, done, total: calls.append((label, done, total)),
+    )
     assert r.num_images == 150 and r.batch_size == 64
     assert r.artifacts[0].top1_correct == 100 and r.artifacts[0].top5_correct == 150
     assert calls == [("model.packed.pth.tar (reference)", d, 150) for d in (64, 128, 150)]
@@ -91,8 +98,19 @@ def test_limit_batches_and_progress(setup: dict[str, Path]) -> None:
 
 def test_flipped_sign_bits_fail_with_exit_1_and_are_marked(setup: dict[str, Path]) -> None:
     out = setup["tmp"] / "report.json"
-    res = run_cli("verify", setup["bad"], setup["ref"], "--reference", setup["ref"], "--dataset", "CIFAR100",
-                  "--data-root", setup["root"], "--json", out)
+    res = run_cli(
+        "verify",
+        setup["bad"],
+        setup["ref"],
+        "--reference",
+        setup["ref"],
+        "--dataset",
+        "CIFAR100",
+        "--data-root",
+        setup["root"],
+        "--json",
+        out,
+    )
     assert res.exit_code == 1, res.output
     assert "FAIL" in res.stdout and "PASS" in res.stdout
     assert "1 of 2 artifacts do not classify like the reference" in res.stderr
@@ -118,37 +136,92 @@ def test_training_checkpoint_and_each_export_pass(make_run, tmp_path: Path) -> N
         (tmp_path / name).write_bytes(onnx_bytes(model, **opts))
         arts.append(tmp_path / name)
     out = tmp_path / "r.json"
-    res = run_cli("verify", *arts, "--reference", ckpt, "--dataset", "cifar10", "--data-root", tmp_path / "d",
-                  "--batch-size", 16, "--json", out)
+    res = run_cli(
+        "verify",
+        *arts,
+        "--reference",
+        ckpt,
+        "--dataset",
+        "cifar10",
+        "--data-root",
+        tmp_path / "d",
+        "--batch-size",
+        16,
+        "--json",
+        out,
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     assert rep["reference"]["format"] == "checkpoint" and rep["reference"]["weights"] == "1-bit"
     rows = {Path(a["path"]).name: a for a in rep["artifacts"]}
     assert rows["m.packed.pth.tar"]["runtime"] == "torch" and rows["m.packed.pth.tar"]["max_abs_logit_diff"] == 0.0
-    for name, weights, inp in (("m.onnx", "1-bit", "float32-nchw-normalized"), ("mu8.onnx", "1-bit", "uint8-nhwc"),
-                               ("m16.onnx", "float16", "float16-nchw-normalized")):
+    for name, weights, inp in (
+        ("m.onnx", "1-bit", "float32-nchw-normalized"),
+        ("mu8.onnx", "1-bit", "uint8-nhwc"),
+        ("m16.onnx", "float16", "float16-nchw-normalized"),
+    ):
         row = rows[name]
         assert (row["runtime"], row["provider"], row["weights"], row["input"]) == (
-            "onnxruntime", "CPUExecutionProvider", weights, inp)
+            "onnxruntime",
+            "CPUExecutionProvider",
+            weights,
+            inp,
+        )
         assert row["passed"] and row["agreement"] >= (0.99 if weights == "float16" else 1.0)
     assert rows["m.onnx"]["max_abs_logit_diff"] < 1e-4 < rows["m16.onnx"]["max_abs_logit_diff"]
 
 
 def test_json_report_schema(setup: dict[str, Path]) -> None:
     out = setup["tmp"] / "r.json"
-    res = run_cli("verify", setup["ref"], "--dataset", "CIFAR100", "--data-root", setup["root"], "--limit", 20,
-                  "--json", out)
+    res = run_cli(
+        "verify", setup["ref"], "--dataset", "CIFAR100", "--data-root", setup["root"], "--limit", 20, "--json", out
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
-    top = {"data": str, "data_source": str, "num_images": int, "num_classes": int, "device": str, "batch_size": int,
-           "reference": dict, "artifacts": list, "failures": list, "version": str, "passed": bool, "schema_version": int,
-           "runtimes": list, "precision": str}
+    top = {
+        "data": str,
+        "data_source": str,
+        "num_images": int,
+        "num_classes": int,
+        "device": str,
+        "batch_size": int,
+        "reference": dict,
+        "artifacts": list,
+        "failures": list,
+        "version": str,
+        "passed": bool,
+        "schema_version": int,
+        "runtimes": list,
+        "precision": str,
+    }
     assert {k: type(v) for k, v in rep.items()} == top
-    row_types = {"path": str, "role": str, "format": str, "weights": str, "runtime": str, "device": str,
-                 "provider": str, "input": str, "images": int, "top1": float, "top5": float, "top1_correct": int,
-                 "top5_correct": int, "agreement": float, "disagreements": int, "max_abs_logit_diff": float,
-                 "mean_abs_logit_diff": float, "images_per_s": float, "seconds": float, "tolerance": dict,
-                 "passed": bool, "problems": list, "notes": list, "precision": str, "kernels": str}
+    row_types = {
+        "path": str,
+        "role": str,
+        "format": str,
+        "weights": str,
+        "runtime": str,
+        "device": str,
+        "provider": str,
+        "input": str,
+        "images": int,
+        "top1": float,
+        "top5": float,
+        "top1_correct": int,
+        "top5_correct": int,
+        "agreement": float,
+        "disagreements": int,
+        "max_abs_logit_diff": float,
+        "mean_abs_logit_diff": float,
+        "images_per_s": float,
+        "seconds": float,
+        "tolerance": dict,
+        "passed": bool,
+        "problems": list,
+        "notes": list,
+        "precision": str,
+        "kernels": str,
+    }
     for row in [rep["reference"], *rep["artifacts"]]:
         assert {k: type(v) for k, v in row.items()} == row_types
         assert set(row["tolerance"]) == {"max_abs_logit_diff", "min_agreement"}
@@ -164,8 +237,9 @@ def test_device_without_cuda(setup: dict[str, Path], monkeypatch: pytest.MonkeyP
     assert r.device == "cpu" and r.artifacts[0].provider == "torch:cpu"
 
 
-def test_onnx_falling_back_to_cpu_under_cuda_is_refused(setup: dict[str, Path], model100: Model,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnx_falling_back_to_cpu_under_cuda_is_refused(
+    setup: dict[str, Path], model100: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import onnxruntime
     import torch
 
@@ -178,13 +252,16 @@ def test_onnx_falling_back_to_cpu_under_cuda_is_refused(setup: dict[str, Path], 
         verify([onnx_path], reference=setup["ref"], dataset="CIFAR100", data_root=setup["root"], device="cuda")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dataset", "CIFAR100", "--images", "."], "exactly one of --dataset"),
-    ([], "exactly one of --dataset"),
-    (["--dataset", "CIFAR10"], "CIFAR10 has 10 classes but the reference"),
-    (["--dataset", "CIFAR100", "--reference", "{onnx}"], "not an ONNX file"),
-    (["--dataset", "CIFAR100", "--json", "/nonexistent-folder/r.json"], "output folder does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "CIFAR100", "--images", "."], "exactly one of --dataset"),
+        ([], "exactly one of --dataset"),
+        (["--dataset", "CIFAR10"], "CIFAR10 has 10 classes but the reference"),
+        (["--dataset", "CIFAR100", "--reference", "{onnx}"], "not an ONNX file"),
+        (["--dataset", "CIFAR100", "--json", "/nonexistent-folder/r.json"], "output folder does not exist"),
+    ],
+)
 def test_bad_input_exits_2(setup: dict[str, Path], model100: Model, args: list[str], message: str) -> None:
     onnx_path = setup["tmp"] / "m.onnx"
     if "{onnx}" in args:
@@ -210,18 +287,27 @@ def test_refuses_images_that_are_not_32x32(setup: dict[str, Path]) -> None:
     folder = setup["tmp"] / "imgs"
     folder.mkdir()
     raw = zlib.compress(b"".join(b"\x00" + bytes(16 * 3) for _ in range(16)))
+
     def chunk(t: bytes, d: bytes) -> bytes:
         return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
 
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0)) + \
-        chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 16, 16, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", raw)
+        + chunk(b"IEND", b"")
+    )
     (folder / "small_3.png").write_bytes(png)
     res = run_cli("verify", setup["ref"], "--images", folder)
     assert res.exit_code == 2 and "expected 32x32" in res.stderr
 
 
-def test_download_through_the_cli(server, setup: dict[str, Path], known, monkeypatch: pytest.MonkeyPatch  # noqa: F811
-                                  ) -> None:
+def test_download_through_the_cli(
+    server,
+    setup: dict[str, Path],
+    known,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
     url, www = server
     images, labels = known
     (www / "kriz").mkdir()

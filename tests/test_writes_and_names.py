@@ -26,9 +26,14 @@ write_atomic(sys.argv[1], b"x" * 1000, check=slow)
 def _writer(out: Path, sig: int, disposition: object) -> subprocess.Popen[str]:
     """A child that writes ``out`` slowly, with ``sig`` set to ``disposition`` in the child itself: the test must
     not depend on how pytest was started (``nohup`` makes SIGHUP ignored, and children inherit that)."""
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(out)], stdout=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(sig, disposition),  # type: ignore[arg-type]
-                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(sig, disposition),  # type: ignore[arg-type]
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])

@@ -35,7 +35,13 @@ from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS
 from binexport.runtimes import DEFAULT_RUNTIME, DEVICES, PRECISIONS, RUNTIME_CHOICES
 from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
 from binexport.verbs.bench import DEFAULT_SECONDS as BENCH_SECONDS
-from binexport.verbs.export import CALIBRATION_SIZE, DEFAULT_WEIGHT_ZERO_POINT, MAX_CALIBRATION_SIZE, PERCENTILE, WEIGHT_ZERO_POINTS
+from binexport.verbs.export import (
+    CALIBRATION_SIZE,
+    DEFAULT_WEIGHT_ZERO_POINT,
+    MAX_CALIBRATION_SIZE,
+    PERCENTILE,
+    WEIGHT_ZERO_POINTS,
+)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,16 +55,30 @@ def _echo_json(data: object) -> None:
 
 
 _runtime_option = click.option(
-    "--runtime", "runtime", type=click.Choice(RUNTIME_CHOICES), multiple=True, default=(DEFAULT_RUNTIME,),
-    show_default=True, help="Runtime(s) for ONNX files, repeatable: ort (ONNX Runtime), openvino (needs "
+    "--runtime",
+    "runtime",
+    type=click.Choice(RUNTIME_CHOICES),
+    multiple=True,
+    default=(DEFAULT_RUNTIME,),
+    show_default=True,
+    help="Runtime(s) for ONNX files, repeatable: ort (ONNX Runtime), openvino (needs "
     'pip install "binexport[openvino]"), all (every one installed). Each ONNX file gets one row per runtime; '
-    "checkpoints, packed and .bwn files run on the PyTorch reference.")
+    "checkpoints, packed and .bwn files run on the PyTorch reference.",
+)
 _precision_option = click.option(
-    "--precision", type=click.Choice(PRECISIONS), default=PRECISIONS[0], show_default=True,
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=PRECISIONS[0],
+    show_default=True,
     help="OpenVINO compute precision: f32 (exact) or bf16 (faster where the CPU has bfloat16 instructions; "
-    "lossy, held to its own tolerance and labelled).")
-_mode_option = click.option("--binarized/--full-precision", "binarized", default=None,
-                            help="Whether the checkpoint was trained with --binarize (default: read log.txt beside it).")
+    "lossy, held to its own tolerance and labelled).",
+)
+_mode_option = click.option(
+    "--binarized/--full-precision",
+    "binarized",
+    default=None,
+    help="Whether the checkpoint was trained with --binarize (default: read log.txt beside it).",
+)
 
 
 @main.command()
@@ -79,22 +99,49 @@ def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
 @main.command()
 @click.argument("ckpt", type=path(), callback=say_run_folder)
 @click.option("-o", "--output", type=path(), help="Output file (default: beside the input).")
-@click.option("--format", "fmt", metavar="|".join(PACK_FORMATS), default=PACK_FORMATS[0], show_default=True,
-              help="Output format: 'packed' (the published layout) or 'bwn'.")
-@click.option("--encoding", metavar="|".join(ENCODING_CHOICES), default=None,
-              help="bwn only: how 1-bit tensors are stored: best (default), packed "
-              "(every tensor memory-mappable), rans or rans-ref (see docs/FORMAT.md).")
+@click.option(
+    "--format",
+    "fmt",
+    metavar="|".join(PACK_FORMATS),
+    default=PACK_FORMATS[0],
+    show_default=True,
+    help="Output format: 'packed' (the published layout) or 'bwn'.",
+)
+@click.option(
+    "--encoding",
+    metavar="|".join(ENCODING_CHOICES),
+    default=None,
+    help="bwn only: how 1-bit tensors are stored: best (default), packed "
+    "(every tensor memory-mappable), rans or rans-ref (see docs/FORMAT.md).",
+)
 @click.option("--meta", multiple=True, metavar="KEY=VALUE", help="bwn only: a user metadata entry (repeatable).")
-@click.option("--weights", type=click.Choice(BWN_WEIGHTS), default=None,
-              help="bwn only, full-precision models: float32 (default, lossless), or float16/bfloat16 (conv weights "
-              "rounded and stored half, declared lossy; BN statistics stay float32).")
+@click.option(
+    "--weights",
+    type=click.Choice(BWN_WEIGHTS),
+    default=None,
+    help="bwn only, full-precision models: float32 (default, lossless), or float16/bfloat16 (conv weights "
+    "rounded and stored half, declared lossy; BN statistics stay float32).",
+)
 @_mode_option
-@click.option("--binarize-anyway", is_flag=True,
-              help="Binarise a full-precision model (changes its outputs); needed for --format packed.")
+@click.option(
+    "--binarize-anyway",
+    is_flag=True,
+    help="Binarise a full-precision model (changes its outputs); needed for --format packed.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: tuple[str, ...], weights: str | None,
-         binarized: bool | None, binarize_anyway: bool, force: bool, as_json: bool) -> None:
+def pack(
+    ckpt: Path,
+    output: Path | None,
+    fmt: str,
+    encoding: str | None,
+    meta: tuple[str, ...],
+    weights: str | None,
+    binarized: bool | None,
+    binarize_anyway: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
     """Pack CKPT to one bit per binarised weight (.bwn: floats for a full-precision model), re-read, check every bit."""
     from binexport import pack as run
     from binexport.errors import InputError
@@ -107,8 +154,7 @@ def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: 
         if bad:
             raise InputError(f"--meta {bad[0]!r}: expected KEY=VALUE, e.g. --meta dataset=CIFAR-100")
         options["metadata"] = dict(m.split("=", 1) for m in meta)
-    report = run(ckpt, output, format=fmt, binarized=binarized, binarize_anyway=binarize_anyway, force=force,
-                 **options)
+    report = run(ckpt, output, format=fmt, binarized=binarized, binarize_anyway=binarize_anyway, force=force, **options)
     if as_json:
         _echo_json(report.to_dict())
         return
@@ -118,50 +164,118 @@ def pack(ckpt: Path, output: Path | None, fmt: str, encoding: str | None, meta: 
 @main.command("to-onnx")
 @click.argument("input_file", metavar="INPUT", type=path(), callback=say_run_folder)
 @click.option("-o", "--output", type=path(), help="Output .onnx file (default: beside INPUT).")
-@click.option("--weights", type=click.Choice([*WEIGHTS, *WEIGHT_ALIASES]), default=None,
-              help="1-bit (default for 1-bit models; 'packed' is its old name): 1 bit per binarised weight, turned "
-                   "into +-scale by standard ops when the session starts; float32 (default for full precision): "
-                   "plain weights. Both take float32 NCHW and give float32 logits. float16: half-precision weights "
-                   "and compute for GPUs; takes float16 NCHW and gives float16 logits. int8: QLinearConv on int8 "
-                   "CPU instructions (and TensorRT), 1-bit weights still stored as bits; needs --calibrate.")
-@click.option("--opset", type=click.IntRange(1, 10_000), default=DEFAULT_OPSET, show_default=True,
-              help="ONNX opset (13 or newer).")
-@click.option("--batch", type=Batch(), default="dynamic", show_default=True,
-              help="'dynamic' or a fixed batch size (at most 4096).")
-@click.option("--normalize-inside", is_flag=True,
-              help="Graph takes raw uint8 NHWC (N, 32, 32, 3) images and applies the CIFAR normalisation itself "
-                   "(default input: normalised NCHW, as in training).")
-@click.option("--images", type=path(), default=None,
-              help="Also validate on this folder of labelled 32x32 PNGs (NAME_LABEL.png) and report accuracy.")
-@click.option("--calibrate", "calibrate", metavar="CIFAR100|CIFAR10|PATH", default=None,
-              help="int8 only: training images that set the activation ranges: the training split under "
-                   "--data-root, one CIFAR training file, or a folder of labelled PNGs. Never test images.")
-@click.option("--data-root", type=click.Path(path_type=Path), default=None,
-              help="Folder holding cifar-100-python/ or cifar-10-batches-py/ (default: $BINEXPORT_DATA, else "
-                   "~/.cache/binexport/data).")
-@click.option("--calibration-size", type=click.IntRange(1, MAX_CALIBRATION_SIZE), default=CALIBRATION_SIZE,
-              show_default=True, help="int8: training images to calibrate on (the next 96 validate the export).")
-@click.option("--percentile", type=click.FloatRange(50, 100, min_open=True), default=PERCENTILE, show_default=True,
-              help="int8: each activation's range is this percentile of its values (100 = min/max).")
-@click.option("--weight-zero-point", type=click.Choice([str(z) for z in WEIGHT_ZERO_POINTS]), default=None,
-              help=f"int8: the block convs' weight zero point, which picks ONNX Runtime's CPU kernel (same logits, "
-                   f"same size). 1: codes {{0, 2}}, its QGEMM, which uses AMX on Intel Xeons that have it. 0: codes "
-                   f"{{-1, +1}}, its symmetric direct convolution (no AMX). Default: {DEFAULT_WEIGHT_ZERO_POINT}.")
+@click.option(
+    "--weights",
+    type=click.Choice([*WEIGHTS, *WEIGHT_ALIASES]),
+    default=None,
+    help="1-bit (default for 1-bit models; 'packed' is its old name): 1 bit per binarised weight, turned "
+    "into +-scale by standard ops when the session starts; float32 (default for full precision): "
+    "plain weights. Both take float32 NCHW and give float32 logits. float16: half-precision weights "
+    "and compute for GPUs; takes float16 NCHW and gives float16 logits. int8: QLinearConv on int8 "
+    "CPU instructions (and TensorRT), 1-bit weights still stored as bits; needs --calibrate.",
+)
+@click.option(
+    "--opset",
+    type=click.IntRange(1, 10_000),
+    default=DEFAULT_OPSET,
+    show_default=True,
+    help="ONNX opset (13 or newer).",
+)
+@click.option(
+    "--batch",
+    type=Batch(),
+    default="dynamic",
+    show_default=True,
+    help="'dynamic' or a fixed batch size (at most 4096).",
+)
+@click.option(
+    "--normalize-inside",
+    is_flag=True,
+    help="Graph takes raw uint8 NHWC (N, 32, 32, 3) images and applies the CIFAR normalisation itself "
+    "(default input: normalised NCHW, as in training).",
+)
+@click.option(
+    "--images",
+    type=path(),
+    default=None,
+    help="Also validate on this folder of labelled 32x32 PNGs (NAME_LABEL.png) and report accuracy.",
+)
+@click.option(
+    "--calibrate",
+    "calibrate",
+    metavar="CIFAR100|CIFAR10|PATH",
+    default=None,
+    help="int8 only: training images that set the activation ranges: the training split under "
+    "--data-root, one CIFAR training file, or a folder of labelled PNGs. Never test images.",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder holding cifar-100-python/ or cifar-10-batches-py/ (default: $BINEXPORT_DATA, else "
+    "~/.cache/binexport/data).",
+)
+@click.option(
+    "--calibration-size",
+    type=click.IntRange(1, MAX_CALIBRATION_SIZE),
+    default=CALIBRATION_SIZE,
+    show_default=True,
+    help="int8: training images to calibrate on (the next 96 validate the export).",
+)
+@click.option(
+    "--percentile",
+    type=click.FloatRange(50, 100, min_open=True),
+    default=PERCENTILE,
+    show_default=True,
+    help="int8: each activation's range is this percentile of its values (100 = min/max).",
+)
+@click.option(
+    "--weight-zero-point",
+    type=click.Choice([str(z) for z in WEIGHT_ZERO_POINTS]),
+    default=None,
+    help=f"int8: the block convs' weight zero point, which picks ONNX Runtime's CPU kernel (same logits, "
+    f"same size). 1: codes {{0, 2}}, its QGEMM, which uses AMX on Intel Xeons that have it. 0: codes "
+    f"{{-1, +1}}, its symmetric direct convolution (no AMX). Default: {DEFAULT_WEIGHT_ZERO_POINT}.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @_mode_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: int, batch: str | int,
-            normalize_inside: bool, images: Path | None, calibrate: str | None, data_root: Path | None,
-            calibration_size: int, percentile: float, weight_zero_point: str | None, force: bool,
-            binarized: bool | None, as_json: bool) -> None:
+def to_onnx(
+    input_file: Path,
+    output: Path | None,
+    weights: str | None,
+    opset: int,
+    batch: str | int,
+    normalize_inside: bool,
+    images: Path | None,
+    calibrate: str | None,
+    data_root: Path | None,
+    calibration_size: int,
+    percentile: float,
+    weight_zero_point: str | None,
+    force: bool,
+    binarized: bool | None,
+    as_json: bool,
+) -> None:
     """Export INPUT to ONNX, validated on ONNX Runtime against the PyTorch reference before it is written."""
     from binexport import export_onnx
 
-    r = export_onnx(input_file, output, weights=weights, opset=opset, batch=batch,
-                    normalize_inside=normalize_inside, force=force, images=images, binarized=binarized,
-                    calibrate=calibrate, data_root=data_root, calibration_size=calibration_size,
-                    percentile=percentile,
-                    weight_zero_point=None if weight_zero_point is None else int(weight_zero_point))
+    r = export_onnx(
+        input_file,
+        output,
+        weights=weights,
+        opset=opset,
+        batch=batch,
+        normalize_inside=normalize_inside,
+        force=force,
+        images=images,
+        binarized=binarized,
+        calibrate=calibrate,
+        data_root=data_root,
+        calibration_size=calibration_size,
+        percentile=percentile,
+        weight_zero_point=None if weight_zero_point is None else int(weight_zero_point),
+    )
     if as_json:
         _echo_json(r.to_dict())
         return
@@ -170,29 +284,72 @@ def to_onnx(input_file: Path, output: Path | None, weights: str | None, opset: i
 
 @main.command()
 @click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=path(), callback=say_run_folder)
-@click.option("--dataset", type=click.Choice(DATASET_NAMES, case_sensitive=False), default=None,
-              help="Standard test set, in torchvision's layout under --data-root.")
-@click.option("--data-root", type=path(), default=None,
-              help="Folder holding cifar-100-python/ or cifar-10-batches-py/ (default: $BINEXPORT_DATA, else "
-                   "~/.cache/binexport/data).")
+@click.option(
+    "--dataset",
+    type=click.Choice(DATASET_NAMES, case_sensitive=False),
+    default=None,
+    help="Standard test set, in torchvision's layout under --data-root.",
+)
+@click.option(
+    "--data-root",
+    type=path(),
+    default=None,
+    help="Folder holding cifar-100-python/ or cifar-10-batches-py/ (default: $BINEXPORT_DATA, else "
+    "~/.cache/binexport/data).",
+)
 @click.option("--download", is_flag=True, help="Fetch the official archive (md5-checked) if the test set is absent.")
-@click.option("--images", type=path(), default=None,
-              help="Folder of labelled 32x32 PNGs (NAME_LABEL.png, or LABEL/ subfolders) instead of --dataset.")
-@click.option("--reference", type=path(), default=None,
-              help="Checkpoint the artifacts came from (default: the first ARTIFACT that is not ONNX).")
-@click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True,
-              help="auto takes CUDA where PyTorch sees a GPU; cuda fails if any runtime would not really use it.")
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=256, show_default=True,
-              help="Images per forward call (at most 4096).")
+@click.option(
+    "--images",
+    type=path(),
+    default=None,
+    help="Folder of labelled 32x32 PNGs (NAME_LABEL.png, or LABEL/ subfolders) instead of --dataset.",
+)
+@click.option(
+    "--reference",
+    type=path(),
+    default=None,
+    help="Checkpoint the artifacts came from (default: the first ARTIFACT that is not ONNX).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default=DEVICES[0],
+    show_default=True,
+    help="auto takes CUDA where PyTorch sees a GPU; cuda fails if any runtime would not really use it.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=256,
+    show_default=True,
+    help="Images per forward call (at most 4096).",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
-@click.option("--json", "json_out", type=path(), default=None,
-              help="Also write the report here as JSON (written even when rows fail).")
+@click.option(
+    "--json",
+    "json_out",
+    type=path(),
+    default=None,
+    help="Also write the report here as JSON (written even when rows fail).",
+)
 @_runtime_option
 @_precision_option
 @_mode_option
-def verify(artifacts: tuple[Path, ...], dataset: str | None, data_root: Path | None, download: bool,
-           images: Path | None, reference: Path | None, device: str, batch_size: int, limit: int | None,
-           json_out: Path | None, runtime: tuple[str, ...], precision: str, binarized: bool | None) -> None:
+def verify(
+    artifacts: tuple[Path, ...],
+    dataset: str | None,
+    data_root: Path | None,
+    download: bool,
+    images: Path | None,
+    reference: Path | None,
+    device: str,
+    batch_size: int,
+    limit: int | None,
+    json_out: Path | None,
+    runtime: tuple[str, ...],
+    precision: str,
+    binarized: bool | None,
+) -> None:
     """Check that every ARTIFACT classifies like the reference: accuracy, agreement, logit differences, speed.
 
     Exit 0 when every artifact meets its tolerance, 1 when any fails, 2 on bad input.
@@ -211,9 +368,21 @@ def verify(artifacts: tuple[Path, ...], dataset: str | None, data_root: Path | N
         bars.update(tasks[label], completed=done)
 
     with bars:
-        report = run(list(artifacts), dataset=dataset, data_root=data_root, download=download, images=images,
-                     reference=reference, device=device, batch_size=batch_size, limit=limit, binarized=binarized,
-                     runtime=runtime, precision=precision, progress=progress)
+        report = run(
+            list(artifacts),
+            dataset=dataset,
+            data_root=data_root,
+            download=download,
+            images=images,
+            reference=reference,
+            device=device,
+            batch_size=batch_size,
+            limit=limit,
+            binarized=binarized,
+            runtime=runtime,
+            precision=precision,
+            progress=progress,
+        )
     render_verify(report)
     if json_out is not None:
         report.write_json(json_out)
@@ -224,26 +393,60 @@ def _bars() -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     con = stderr_console()  # bars only on a terminal: a piped stderr carries error lines and nothing else
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=con, transient=True, disable=not con.is_terminal)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=con,
+        transient=True,
+        disable=not con.is_terminal,
+    )
 
 
 @main.command()
 @click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=path())
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=BENCH_BATCH, show_default=True,
-              help="Batch of the throughput measurement (latency is measured at batch 1).")
-@click.option("--seconds", type=FiniteFloat(0, 3600, min_open=True), default=BENCH_SECONDS, show_default=True,
-              help="Timing budget per artifact, over interleaved rounds.")
-@click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True,
-              help="auto takes CUDA where PyTorch sees a GPU.")
-@click.option("--threads", type=Threads(), default=0, show_default=True,
-              help="Intra-op threads per runtime (0: one per core; at most 4 per CPU).")
-@click.option("--json", "json_out", type=path(), default=None,
-              help="Also write the report here as JSON.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=BENCH_BATCH,
+    show_default=True,
+    help="Batch of the throughput measurement (latency is measured at batch 1).",
+)
+@click.option(
+    "--seconds",
+    type=FiniteFloat(0, 3600, min_open=True),
+    default=BENCH_SECONDS,
+    show_default=True,
+    help="Timing budget per artifact, over interleaved rounds.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default=DEVICES[0],
+    show_default=True,
+    help="auto takes CUDA where PyTorch sees a GPU.",
+)
+@click.option(
+    "--threads",
+    type=Threads(),
+    default=0,
+    show_default=True,
+    help="Intra-op threads per runtime (0: one per core; at most 4 per CPU).",
+)
+@click.option("--json", "json_out", type=path(), default=None, help="Also write the report here as JSON.")
 @_runtime_option
 @_precision_option
-def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: str, threads: int,
-          json_out: Path | None, runtime: tuple[str, ...], precision: str) -> None:
+def bench(
+    artifacts: tuple[Path, ...],
+    batch_size: int,
+    seconds: float,
+    device: str,
+    threads: int,
+    json_out: Path | None,
+    runtime: tuple[str, ...],
+    precision: str,
+) -> None:
     """Measure what each ARTIFACT costs to deploy: size, load time, peak memory, latency, throughput.
 
     Each artifact runs in its own process on the runtime it deploys with; ratios compare with the first.
@@ -256,39 +459,96 @@ def bench(artifacts: tuple[Path, ...], batch_size: int, seconds: float, device: 
     bars = _bars()
     task = bars.add_task("timing (interleaved)", total=None)
     with bars:
-        report = run(list(artifacts), batch_size=batch_size, seconds=seconds, device=device, threads=threads,
-                     runtime=runtime, precision=precision, progress=lambda done, total: bars.update(task, completed=done, total=total))
+        report = run(
+            list(artifacts),
+            batch_size=batch_size,
+            seconds=seconds,
+            device=device,
+            threads=threads,
+            runtime=runtime,
+            precision=precision,
+            progress=lambda done, total: bars.update(task, completed=done, total=total),
+        )
     render_bench(report)
     if json_out is not None:
         report.write_json(json_out)
 
 
 @main.command()
-@click.option("--checkpoint", type=path(), default=None,
-              help="Use this model file (any format binexport reads) instead of the shipped McDonnell model.")
-@click.option("--synthetic", is_flag=True,
-              help="Write a synthetic 204.5 MiB WRN-20 training checkpoint (random weights) instead: shows "
-                   "205 MB -> 3.5 MB packing, on synthetic images.")
-@click.option("--images", type=path(), default=None,
-              help="Verify on this folder of labelled 32x32 PNGs instead of the shipped CIFAR-10 test images.")
-@click.option("--out", "out_dir", type=path(), default=Path("binexport-demo"), show_default=True,
-              help="Folder for the demo's files (replaced files inside it only).")
-@click.option("--width", type=FiniteFloat(0, MAX_WIDTH, min_open=True), default=10, show_default=True,
-              help=f"Width of the --synthetic WRN-20: a multiple of 1/16 in (0, {MAX_WIDTH}].")
-@click.option("--full-precision", "full_precision", is_flag=True,
-              help="Demo a full-precision model: a synthetic checkpoint trained without --binarize; .bwn float32 "
-              "and float16, ONNX float32, verify, and a size table.")
-@click.option("--calibrate", metavar="CIFAR100|CIFAR10|PATH", default=None,
-              help="Training images for the int8 export (as to-onnx); --synthetic makes its own.")
-@click.option("--data-root", type=click.Path(path_type=Path), default=None,
-              help="Data root whose CIFAR-10 training batches calibrate int8 (default: the 256 shipped training images).")
+@click.option(
+    "--checkpoint",
+    type=path(),
+    default=None,
+    help="Use this model file (any format binexport reads) instead of the shipped McDonnell model.",
+)
+@click.option(
+    "--synthetic",
+    is_flag=True,
+    help="Write a synthetic 204.5 MiB WRN-20 training checkpoint (random weights) instead: shows "
+    "205 MB -> 3.5 MB packing, on synthetic images.",
+)
+@click.option(
+    "--images",
+    type=path(),
+    default=None,
+    help="Verify on this folder of labelled 32x32 PNGs instead of the shipped CIFAR-10 test images.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=path(),
+    default=Path("binexport-demo"),
+    show_default=True,
+    help="Folder for the demo's files (replaced files inside it only).",
+)
+@click.option(
+    "--width",
+    type=FiniteFloat(0, MAX_WIDTH, min_open=True),
+    default=10,
+    show_default=True,
+    help=f"Width of the --synthetic WRN-20: a multiple of 1/16 in (0, {MAX_WIDTH}].",
+)
+@click.option(
+    "--full-precision",
+    "full_precision",
+    is_flag=True,
+    help="Demo a full-precision model: a synthetic checkpoint trained without --binarize; .bwn float32 "
+    "and float16, ONNX float32, verify, and a size table.",
+)
+@click.option(
+    "--calibrate",
+    metavar="CIFAR100|CIFAR10|PATH",
+    default=None,
+    help="Training images for the int8 export (as to-onnx); --synthetic makes its own.",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Data root whose CIFAR-10 training batches calibrate int8 (default: the 256 shipped training images).",
+)
 @click.option("--limit", type=click.IntRange(1), default=None, help="Verify on the first N images only.")
-@click.option("--bench-seconds", type=FiniteFloat(0, 600), default=4.0, show_default=True,
-              help="Timing budget per artifact of the closing benchmark (0 skips it).")
+@click.option(
+    "--bench-seconds",
+    type=FiniteFloat(0, 600),
+    default=4.0,
+    show_default=True,
+    help="Timing budget per artifact of the closing benchmark (0 skips it).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print every step's report as one JSON document.")
-def demo(checkpoint: Path | None, synthetic: bool, images: Path | None, out_dir: Path, width: float,
-         full_precision: bool, calibrate: str | None, data_root: Path | None, limit: int | None,
-         bench_seconds: float, as_json: bool) -> None:
+def demo(
+    checkpoint: Path | None,
+    synthetic: bool,
+    images: Path | None,
+    out_dir: Path,
+    width: float,
+    full_precision: bool,
+    calibrate: str | None,
+    data_root: Path | None,
+    limit: int | None,
+    bench_seconds: float,
+    as_json: bool,
+) -> None:
     """Run the whole job on real weights: inspect, .bwn, ONNX, verify and bench McDonnell's 1-bit WRN-20-10.
 
     The model (his MATLAB CIFAR-10 file, MIT licence), 200 real CIFAR-10 test images and 256 real CIFAR-10
@@ -302,9 +562,16 @@ def demo(checkpoint: Path | None, synthetic: bool, images: Path | None, out_dir:
     from binexport.data.synth import make_arch
 
     make_arch(20, width, 100)  # a --width off the 1/16 grid is refused before anything runs
-    renderers = {"inspect": render_inspect, "pack": render_pack, "pack-bwn": render_pack,
-                 "pack-bwn-float16": render_pack, "to-onnx": render_onnx, "to-onnx-int8": render_onnx,
-                 "verify": render_verify, "bench": render_bench}
+    renderers = {
+        "inspect": render_inspect,
+        "pack": render_pack,
+        "pack-bwn": render_pack,
+        "pack-bwn-float16": render_pack,
+        "to-onnx": render_onnx,
+        "to-onnx-int8": render_onnx,
+        "verify": render_verify,
+        "bench": render_bench,
+    }
     con = console()
 
     def show(name: str, report: Any) -> None:
@@ -313,12 +580,27 @@ def demo(checkpoint: Path | None, synthetic: bool, images: Path | None, out_dir:
             renderers[name](report)
 
     if not as_json:
-        what = ("; writing a synthetic WRN-20 training checkpoint first" if synthetic or full_precision else
-                "" if checkpoint else "; model: M. D. McDonnell's 1-bit WRN-20-10 for CIFAR-10 (MATLAB, MIT licence)")
+        what = (
+            "; writing a synthetic WRN-20 training checkpoint first"
+            if synthetic or full_precision
+            else ""
+            if checkpoint
+            else "; model: M. D. McDonnell's 1-bit WRN-20-10 for CIFAR-10 (MATLAB, MIT licence)"
+        )
         con.print(f"binexport demo: files go to [bold]{out_dir}[/bold]{what}")
-    report = run_demo(out_dir, checkpoint=checkpoint, synthetic=synthetic, width=width, images=images,
-                      calibrate=calibrate, data_root=data_root, bench_seconds=bench_seconds, limit=limit,
-                      full_precision=full_precision, on_step=show)
+    report = run_demo(
+        out_dir,
+        checkpoint=checkpoint,
+        synthetic=synthetic,
+        width=width,
+        images=images,
+        calibrate=calibrate,
+        data_root=data_root,
+        bench_seconds=bench_seconds,
+        limit=limit,
+        full_precision=full_precision,
+        on_step=show,
+    )
     if as_json:
         _echo_json(report.to_dict())
     else:
@@ -329,8 +611,10 @@ def demo(checkpoint: Path | None, synthetic: bool, images: Path | None, out_dir:
         for note in report.notes:
             con.print(note, markup=False)
         if report.synthetic_checkpoint:
-            con.print("The checkpoint has random weights, so accuracy means nothing here; agreement and logit "
-                      "differences do. Try: binexport demo (real weights) or --checkpoint CKPT --images DIR")
+            con.print(
+                "The checkpoint has random weights, so accuracy means nothing here; agreement and logit "
+                "differences do. Try: binexport demo (real weights) or --checkpoint CKPT --images DIR"
+            )
     report.steps["verify"].raise_for_failures()
 
 

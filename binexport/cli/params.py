@@ -21,8 +21,12 @@ def one_line(text: str, limit: int = 2000) -> str:
     """``text`` as one printable line: newlines and control characters (from ORT messages, odd paths) escaped,
     undecodable bytes of POSIX paths (surrogates) as ``\\udcff``, so stderr gets exactly one line."""
     text = " ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
-    out = "".join(c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF
-                  else c.encode("unicode_escape", "backslashreplace").decode("ascii") for c in text)
+    out = "".join(
+        c
+        if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF
+        else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in text
+    )
     return out if len(out) <= limit else out[:limit] + "..."
 
 
@@ -33,8 +37,14 @@ def _error(message: str) -> None:
 class Group(click.Group):
     """Turns binexport's own errors and Click's usage errors into one line on stderr and their exit code."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
@@ -67,13 +77,14 @@ class Group(click.Group):
             _error(str(e))
             ctx.exit(e.exit_code)
         except MemoryError:
-            _error("out of memory: the input asks for more memory than this machine gives; it is either far "
-                   "larger than a WRN of the training code or malformed")
+            _error(
+                "out of memory: the input asks for more memory than this machine gives; it is either far "
+                "larger than a WRN of the training code or malformed"
+            )
             ctx.exit(2)
         except OSError as e:
             name = e.filename if e.filename is not None else ""
-            _error(f"{os.fsdecode(name) if isinstance(name, bytes) else name}: {e.strerror or e}"
-                   .removeprefix(": "))
+            _error(f"{os.fsdecode(name) if isinstance(name, bytes) else name}: {e.strerror or e}".removeprefix(": "))
             ctx.exit(2)
 
 
@@ -106,8 +117,9 @@ def say_run_folder(ctx: click.Context, param: click.Parameter, value: Any) -> An
             except BinexportError:
                 continue
             log = " and the log.txt beside it" if (taken.parent / "log.txt").is_file() else ""
-            click.echo(f"binexport: {one_line(str(v))}: a training run folder; using {one_line(taken.name)}{log}",
-                       err=True)
+            click.echo(
+                f"binexport: {one_line(str(v))}: a training run folder; using {one_line(taken.name)}{log}", err=True
+            )
     return value
 
 
@@ -148,6 +160,10 @@ class Threads(click.ParamType):
         if isinstance(value, int) and not isinstance(value, bool):
             text = str(value)
         if not (text.isascii() and text.isdigit() and len(text) <= 9 and int(text) <= limit):
-            self.fail(f"{value!r}: expected 0..{limit} threads ({THREADS_PER_CPU} per CPU of this machine's "
-                      f"{os.cpu_count() or 1}; 0 = one per core)", param, ctx)
+            self.fail(
+                f"{value!r}: expected 0..{limit} threads ({THREADS_PER_CPU} per CPU of this machine's "
+                f"{os.cpu_count() or 1}; 0 = one per core)",
+                param,
+                ctx,
+            )
         return int(text)

@@ -55,11 +55,14 @@ def render_inspect(report: Any) -> None:
     kind = report.format if report.layout == report.format else f"{report.format} ({report.layout})"
     con.print(f"[bold]{_path(report.path)}[/bold]: {kind}, {mib(report.file_bytes)}")
     variant = f", {a['variant']}" if a.get("family", "pytorch") != "pytorch" else ""
-    con.print(f"architecture: {a['name']}, {a['num_classes']} classes, {a['mode']}{variant}"
-              + (f" (from {report.binarized_from})" if report.binarized_from not in ("", "unknown") else ""))
-    con.print(f"parameters: {report.binarised_params:,} binarised, {report.float_params:,} float"
-              + (f"; [yellow]{report.zero_weights:,} exact-zero weights mapped to +1[/yellow]"
-                 if report.zero_weights else ""))
+    con.print(
+        f"architecture: {a['name']}, {a['num_classes']} classes, {a['mode']}{variant}"
+        + (f" (from {report.binarized_from})" if report.binarized_from not in ("", "unknown") else "")
+    )
+    con.print(
+        f"parameters: {report.binarised_params:,} binarised, {report.float_params:,} float"
+        + (f"; [yellow]{report.zero_weights:,} exact-zero weights mapped to +1[/yellow]" if report.zero_weights else "")
+    )
     t = Table(title="Where the bytes go")
     t.add_column("part")
     t.add_column("bytes", justify="right")
@@ -73,8 +76,11 @@ def render_inspect(report: Any) -> None:
     t.add_column("vs this file", justify="right")
     for fmt, n in report.output_sizes.items():
         if isinstance(n, int):
-            rel = (f"{report.file_bytes / n:.1f}x smaller" if n < report.file_bytes
-                   else f"{n / max(report.file_bytes, 1):.2f}x larger")
+            rel = (
+                f"{report.file_bytes / n:.1f}x smaller"
+                if n < report.file_bytes
+                else f"{n / max(report.file_bytes, 1):.2f}x larger"
+            )
             t.add_row(fmt, mib(n), rel)
         else:
             t.add_row(fmt, str(n), "")
@@ -83,14 +89,14 @@ def render_inspect(report: Any) -> None:
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             t = Table(title=key)
             for col in value[0]:
-                t.add_column(col, justify="right" if isinstance(value[0][col], (int, float)) else "left",
-                             overflow="fold")
+                t.add_column(
+                    col, justify="right" if isinstance(value[0][col], (int, float)) else "left", overflow="fold"
+                )
             for row in value:
                 t.add_row(*(f"{v:,}" if type(v) is int else str(v) for v in row.values()))
             con.print(t)
         elif isinstance(value, dict):
-            con.print(f"{key}: " + ", ".join(f"{k}={v:,}" if type(v) is int else f"{k}={v}"
-                                               for k, v in value.items()))
+            con.print(f"{key}: " + ", ".join(f"{k}={v:,}" if type(v) is int else f"{k}={v}" for k, v in value.items()))
         else:
             con.print(f"{key}: {_line(value)}")
 
@@ -109,16 +115,24 @@ def render_pack(r: Any) -> None:
     t.add_row("float32 weights to output", f"{r.weights_ratio:.1f}x smaller")
     con.print(t)
     if r.input_layout == "training-checkpoint":
-        con.print("The file-to-file ratio includes the optimizer state of the training checkpoint; "
-                  "the weights-to-weights ratio is the fair one.")
-    con.print(f"wrote [bold]{_path(r.output)}[/bold]; re-read it and checked {r.tensors_checked} tensors bit for bit "
-              f"({r.seconds:.2f} s)")
+        con.print(
+            "The file-to-file ratio includes the optimizer state of the training checkpoint; "
+            "the weights-to-weights ratio is the fair one."
+        )
+    con.print(
+        f"wrote [bold]{_path(r.output)}[/bold]; re-read it and checked {r.tensors_checked} tensors bit for bit "
+        f"({r.seconds:.2f} s)"
+    )
     if r.binarized_anyway:
-        con.print("[yellow]warning: the model was full precision and was binarised (--binarize-anyway); "
-                  "its outputs changed[/yellow]")
+        con.print(
+            "[yellow]warning: the model was full precision and was binarised (--binarize-anyway); "
+            "its outputs changed[/yellow]"
+        )
     if r.zero_weights:
-        con.print(f"[yellow]warning: {r.zero_weights:,} weights were exactly zero (sign 0 at training time) "
-                  "and are stored as +1[/yellow]")
+        con.print(
+            f"[yellow]warning: {r.zero_weights:,} weights were exactly zero (sign 0 at training time) "
+            "and are stored as +1[/yellow]"
+        )
 
 
 def render_sizes(demo: Any) -> None:
@@ -132,8 +146,12 @@ def render_sizes(demo: Any) -> None:
     t.add_column("weights")
     t.add_column("size", justify="right")
     t.add_column("vs float32 weights", justify="right")
-    t.add_row("training checkpoint", "float32", mib(steps["pack-bwn"].input_bytes),
-              f"{steps['pack-bwn'].input_bytes / f32:.2f}x")
+    t.add_row(
+        "training checkpoint",
+        "float32",
+        mib(steps["pack-bwn"].input_bytes),
+        f"{steps['pack-bwn'].input_bytes / f32:.2f}x",
+    )
     t.add_row("all weights as float32", "float32", mib(f32), "1.00x")
     for name in ("pack-bwn", "pack-bwn-float16", "to-onnx"):
         r = steps[name]
@@ -159,11 +177,13 @@ def render_onnx(r: Any) -> None:
         t.add_row("QLinearConv in ORT", str(v.int8_convs))
     limit = "reported" if v.tolerance == float("inf") else f"limit {v.tolerance:g}"
     t.add_row("max |logit diff|", f"{v.max_abs_diff:.3g} ({limit})")
-    t.add_row("top-1 agreement", f"{v.agreement:.1%} of {v.random_images + v.labelled_images + v.heldout_images} "
-              f"images (needs {v.min_agreement:.0%})")
+    t.add_row(
+        "top-1 agreement",
+        f"{v.agreement:.1%} of {v.random_images + v.labelled_images + v.heldout_images} "
+        f"images (needs {v.min_agreement:.0%})",
+    )
     if v.accuracy is not None:
-        t.add_row(f"accuracy, {v.labelled_images} labelled",
-                  f"{v.accuracy:.1%} (reference {v.reference_accuracy:.1%})")
+        t.add_row(f"accuracy, {v.labelled_images} labelled", f"{v.accuracy:.1%} (reference {v.reference_accuracy:.1%})")
     t.add_row("export time", f"{r.seconds:.2f} s")
     con = console()
     con.print(t)
@@ -198,20 +218,31 @@ def render_verify(r: Any) -> None:
         return "n/a" if v is None else f"{v:.1e}"
 
     what = Path(r.data_source).name if r.data == "images" else r.data
-    t = Table(title=f"{what}: {r.num_images:,} images, {r.num_classes} classes, on {r.device}", box=box.SIMPLE_HEAD,
-              pad_edge=False, collapse_padding=True)
+    t = Table(
+        title=f"{what}: {r.num_images:,} images, {r.num_classes} classes, on {r.device}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     t.add_column("#", justify="right", no_wrap=True)  # names go below, whole: folding them is unreadable
-    for col in ("weights\nruntime", "top-1\n%", "top-5\n%", "agree\n%", "max\n|Δ|", "mean\n|Δ|",
-                "img/s", "result"):
+    for col in ("weights\nruntime", "top-1\n%", "top-5\n%", "agree\n%", "max\n|Δ|", "mean\n|Δ|", "img/s", "result"):
         t.add_column(col, justify="left" if col[0] in "wr" else "right", no_wrap=True)
     rows = [r.reference, *r.artifacts]
     for i, row in enumerate(rows):
         result = "ref" if row.role == "reference" else ("[green]PASS[/green]" if row.passed else "[bold]FAIL[/bold]")
         on = _openvino_on(row) if row.runtime == "openvino" else row.provider.replace("ExecutionProvider", "")
-        t.add_row(str(i), f"{row.weights}\n{on}",
-                  f"{100 * row.top1:.2f}", f"{100 * row.top5:.2f}", f"{100 * row.agreement:.2f}",
-                  diff(row.max_abs_logit_diff), diff(row.mean_abs_logit_diff), f"{row.images_per_s:,.0f}", result,
-                  style=None if row.passed else "red")
+        t.add_row(
+            str(i),
+            f"{row.weights}\n{on}",
+            f"{100 * row.top1:.2f}",
+            f"{100 * row.top5:.2f}",
+            f"{100 * row.agreement:.2f}",
+            diff(row.max_abs_logit_diff),
+            diff(row.mean_abs_logit_diff),
+            f"{row.images_per_s:,.0f}",
+            result,
+            style=None if row.passed else "red",
+        )
     con = console()
     con.print(t)
     for i, row in enumerate(rows):
@@ -220,8 +251,11 @@ def render_verify(r: Any) -> None:
     for row in r.artifacts:
         for note in row.notes:
             con.print(f"note: {_name(row.path)}: {_line(note)}", soft_wrap=True)
-    con.print("[green]every artifact classifies like the reference[/green]" if r.passed else
-              f"[bold red]{len(r.failures)} problem(s); rows marked FAIL[/bold red]")
+    con.print(
+        "[green]every artifact classifies like the reference[/green]"
+        if r.passed
+        else f"[bold red]{len(r.failures)} problem(s); rows marked FAIL[/bold red]"
+    )
 
 
 def render_bench(r: Any) -> None:
@@ -229,19 +263,34 @@ def render_bench(r: Any) -> None:
     from rich.table import Table
 
     flags = ", ".join(r.cpu_flags) or "none of AVX2 / AVX-512 / VNNI / AMX"
-    t = Table(title=f"{r.cpu} ({r.cores} cores; {flags}), {r.device}, batch {r.batch_size}",
-              box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    t = Table(
+        title=f"{r.cpu} ({r.cores} cores; {flags}), {r.device}, batch {r.batch_size}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     t.add_column("file", overflow="ellipsis", no_wrap=True, max_width=20)
     t.add_column("weights\non", no_wrap=True)
     for col in ("size\nMB", "load\ns", "RSS MB\npeak/own", "b=1 ms\nmed/p90", "batch\nimg/s", "speed\nvs 1st"):
         t.add_column(col, justify="right", no_wrap=True)
     for row in r.rows:
-        on = "torch" if row.runtime == "torch" else _openvino_on(row) if row.runtime == "openvino" else (
-            row.provider.replace("ExecutionProvider", "").replace("CPU", "ORT"))
-        t.add_row(_name(row.path), f"{row.weights}\n{on}", f"{row.file_bytes / 1e6:.1f}", f"{row.load_s:.2f}",
-                  f"{row.peak_rss_bytes / 1e6:,.0f}/{row.model_rss_bytes / 1e6:,.0f}",
-                  f"{row.latency_ms_median:.1f}/{row.latency_ms_p90:.1f}", f"{row.images_per_s:,.1f}",
-                  f"{row.speed_ratio:.2f}x")
+        on = (
+            "torch"
+            if row.runtime == "torch"
+            else _openvino_on(row)
+            if row.runtime == "openvino"
+            else (row.provider.replace("ExecutionProvider", "").replace("CPU", "ORT"))
+        )
+        t.add_row(
+            _name(row.path),
+            f"{row.weights}\n{on}",
+            f"{row.file_bytes / 1e6:.1f}",
+            f"{row.load_s:.2f}",
+            f"{row.peak_rss_bytes / 1e6:,.0f}/{row.model_rss_bytes / 1e6:,.0f}",
+            f"{row.latency_ms_median:.1f}/{row.latency_ms_p90:.1f}",
+            f"{row.images_per_s:,.1f}",
+            f"{row.speed_ratio:.2f}x",
+        )
     con = console()
     con.print(t)
     con.print("RSS: the peak of the artifact's own process / the part above its runtime's libraries.")

@@ -22,8 +22,9 @@ DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
 __all__ = ["DATASET_NAMES", "Dataset", "load_test_set", "normalize"]
 
 
-def normalize(images: np.ndarray, mean: tuple[float, ...] = CIFAR_MEAN,
-              std: tuple[float, ...] = CIFAR_STD) -> np.ndarray:
+def normalize(
+    images: np.ndarray, mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD
+) -> np.ndarray:
     """uint8 NHWC -> the float32 NCHW input the network was trained on: ``(pixel/255 - mean) / std``.
 
     ``mean``/``std``: the SPEC's CIFAR statistics unless a family evaluates with its own
@@ -34,8 +35,13 @@ def normalize(images: np.ndarray, mean: tuple[float, ...] = CIFAR_MEAN,
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def load_test_set(*, dataset: str | None = None, data_root: str | Path | None = None, download: bool = False,
-                  images: str | Path | None = None) -> Dataset:
+def load_test_set(
+    *,
+    dataset: str | None = None,
+    data_root: str | Path | None = None,
+    download: bool = False,
+    images: str | Path | None = None,
+) -> Dataset:
     """A labelled test set: a standard CIFAR test file (``dataset``) or a folder of PNGs (``images``).
 
     ``images`` of the result is sliced, never used whole: an array for CIFAR, a
@@ -45,8 +51,10 @@ def load_test_set(*, dataset: str | None = None, data_root: str | Path | None = 
         InputError: neither or both given, the files are missing, or they are malformed.
     """
     if (dataset is None) == (images is None):
-        raise InputError("give exactly one of --dataset CIFAR100|CIFAR10 (a test set under --data-root) or "
-                         "--images DIR (a folder of labelled images)")
+        raise InputError(
+            "give exactly one of --dataset CIFAR100|CIFAR10 (a test set under --data-root) or "
+            "--images DIR (a folder of labelled images)"
+        )
     if dataset is not None:
         return load_cifar(dataset, data_root, download=download)
     imgs, labels, _ = list_labelled_folder(images)  # type: ignore[arg-type]

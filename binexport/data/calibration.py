@@ -24,8 +24,13 @@ SOURCES: tuple[str, ...] = tuple(cifar.DATASETS)
 _TRAIN_MEMBERS = {"CIFAR100": ("train",), "CIFAR10": tuple(f"data_batch_{i}" for i in range(1, 6))}
 
 
-def load_calibration(source: str | Path, data_root: str | Path | None = None, *, limit: int | None = None,
-                     not_from: str | Path | None = None) -> Dataset:
+def load_calibration(
+    source: str | Path,
+    data_root: str | Path | None = None,
+    *,
+    limit: int | None = None,
+    not_from: str | Path | None = None,
+) -> Dataset:
     """Training images to calibrate with, in the order of the files (first ``limit`` images).
 
     Args:
@@ -48,15 +53,19 @@ def load_calibration(source: str | Path, data_root: str | Path | None = None, *,
         files = [root / spec.folder / m for m in _TRAIN_MEMBERS[name] if (root / spec.folder / m).is_file()]
         if not files:
             wanted = ", ".join(f"{spec.folder}/{m}" for m in _TRAIN_MEMBERS[name][:2])
-            raise InputError(f"{root}: no {spec.name} training batch found (expected {wanted}...); calibration "
-                             "uses training images only, never the test file: pass --data-root DIR where the "
-                             "training split is, or --calibrate FOLDER of labelled PNGs")
+            raise InputError(
+                f"{root}: no {spec.name} training batch found (expected {wanted}...); calibration "
+                "uses training images only, never the test file: pass --data-root DIR where the "
+                "training split is, or --calibrate FOLDER of labelled PNGs"
+            )
         return _from_files(files, spec, limit, f"{root / spec.folder} (training split)")
     path = Path(source)
     if path.is_dir():
         if not_from is not None and path.resolve() == Path(not_from).resolve():
-            raise InputError(f"{path}: the calibration images are the validation images; calibrate on training "
-                             "images and validate on others")
+            raise InputError(
+                f"{path}: the calibration images are the validation images; calibrate on training "
+                "images and validate on others"
+            )
         from binexport.data.png import load_labelled_folder
 
         imgs, labels, _ = load_labelled_folder(path)
@@ -64,8 +73,10 @@ def load_calibration(source: str | Path, data_root: str | Path | None = None, *,
     if path.is_file():
         obj = cifar.read_batch(path)
         return _from_files([path], _guess_spec(obj, path), limit, str(path), {path: obj})
-    raise InputError(f"{source}: not a calibration source; expected {' or '.join(SOURCES)} (training batches under "
-                     "--data-root), a CIFAR training batch file, or a folder of labelled 32x32 PNGs")
+    raise InputError(
+        f"{source}: not a calibration source; expected {' or '.join(SOURCES)} (training batches under "
+        "--data-root), a CIFAR training batch file, or a folder of labelled 32x32 PNGs"
+    )
 
 
 def _guess_spec(obj: object, path: Path) -> cifar.CifarSpec:
@@ -77,8 +88,9 @@ def _guess_spec(obj: object, path: Path) -> cifar.CifarSpec:
     raise InputError(f"{path}: not a CIFAR batch (no 'fine_labels' or 'labels'); expected a training batch file")
 
 
-def _from_files(files: list[Path], spec: cifar.CifarSpec, limit: int | None, origin: str,
-                read: dict[Path, object] | None = None) -> Dataset:
+def _from_files(
+    files: list[Path], spec: cifar.CifarSpec, limit: int | None, origin: str, read: dict[Path, object] | None = None
+) -> Dataset:
     """Images of the files in order, each read (within cifar's size bound) and unpickled once."""
     images, labels, have = [], [], 0
     for f in files:
@@ -91,8 +103,7 @@ def _from_files(files: list[Path], spec: cifar.CifarSpec, limit: int | None, ori
         images.append(imgs)
         labels.append(labs)
         have += len(labs)
-    out = Dataset(spec.name, np.concatenate(images)[:limit], np.concatenate(labels)[:limit], spec.num_classes,
-                  origin)
+    out = Dataset(spec.name, np.concatenate(images)[:limit], np.concatenate(labels)[:limit], spec.num_classes, origin)
     if not len(out.labels):
         raise InputError(f"{origin}: holds no images to calibrate with")
     return out
@@ -104,5 +115,7 @@ def _refuse_test_split(obj: object, path: Path) -> None:
     if isinstance(label, bytes):
         label = label.decode("latin1")
     if path.name in ("test", "test_batch") or (isinstance(label, str) and label.lower().startswith("testing")):
-        raise InputError(f"{path}: this is a test split ({label or path.name}); int8 calibration uses training "
-                         "images only, so that the accuracy measured on the test set stays honest")
+        raise InputError(
+            f"{path}: this is a test split ({label or path.name}); int8 calibration uses training "
+            "images only, so that the accuracy measured on the test set stays honest"
+        )

@@ -50,10 +50,24 @@ class CifarSpec:
 
 
 DATASETS: dict[str, CifarSpec] = {
-    "CIFAR100": CifarSpec("CIFAR100", "cifar-100-python", "test", "fine_labels", 100,
-                        "cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85"),
-    "CIFAR10": CifarSpec("CIFAR10", "cifar-10-batches-py", "test_batch", "labels", 10,
-                       "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a"),
+    "CIFAR100": CifarSpec(
+        "CIFAR100",
+        "cifar-100-python",
+        "test",
+        "fine_labels",
+        100,
+        "cifar-100-python.tar.gz",
+        "eb9058c3a382ffc7106e4002c42a8d85",
+    ),
+    "CIFAR10": CifarSpec(
+        "CIFAR10",
+        "cifar-10-batches-py",
+        "test_batch",
+        "labels",
+        10,
+        "cifar-10-python.tar.gz",
+        "c58f30108f718f92721af3b95e74349a",
+    ),
 }
 
 
@@ -85,17 +99,20 @@ def cifar_spec(name: str) -> CifarSpec:
     return spec
 
 
-def load_cifar(name: str, root: str | Path | None = None, *, download: bool = False,
-                  base_url: str | None = None) -> Dataset:
+def load_cifar(
+    name: str, root: str | Path | None = None, *, download: bool = False, base_url: str | None = None
+) -> Dataset:
     """The standard test set ``name`` from ``root`` (fetched first if asked and absent)."""
     spec = cifar_spec(name)
     root = Path(root).expanduser() if root is not None else default_root()
     path = spec.path(root)
     if not path.is_file():
         if not download:
-            raise InputError(f"{path}: {spec.name} test set not found (expected torchvision's layout under the data "
-                             f"root {root}); pass --download to fetch the official archive, or --data-root DIR "
-                             "where it already is")
+            raise InputError(
+                f"{path}: {spec.name} test set not found (expected torchvision's layout under the data "
+                f"root {root}); pass --download to fetch the official archive, or --data-root DIR "
+                "where it already is"
+            )
         download_cifar(spec.name, root, base_url=base_url)
     images, labels = parse_batch(_read_bounded(path), spec, str(path))
     return Dataset(spec.name, images, labels, spec.num_classes, str(path))
@@ -131,16 +148,20 @@ def parse_object(obj: Any, spec: CifarSpec, where: str) -> tuple[np.ndarray, np.
     data, labels = d.get("data"), d.get(spec.label_key)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         found = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
-        raise InputError(f"{where}: 'data' must be uint8 of shape (N, 3072) (32x32 RGB, planar), found {found}; "
-                         f"is this the {spec.name} test file?")
+        raise InputError(
+            f"{where}: 'data' must be uint8 of shape (N, 3072) (32x32 RGB, planar), found {found}; "
+            f"is this the {spec.name} test file?"
+        )
     if isinstance(labels, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
         bad = next((v for v in labels if not 0 <= v < spec.num_classes), None)
         if bad is not None:  # before np.asarray: a label beyond int64 would raise OverflowError there
             raise InputError(f"{where}: labels must lie in 0..{spec.num_classes - 1}, found {str(bad)[:30]}")
         labels = np.asarray(labels, dtype=np.int64)
     if not isinstance(labels, np.ndarray) or labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise InputError(f"{where}: {spec.label_key!r} must be a list of integers, found {type(labels).__name__}; "
-                         f"is this the {spec.name} test file?")
+        raise InputError(
+            f"{where}: {spec.label_key!r} must be a list of integers, found {type(labels).__name__}; "
+            f"is this the {spec.name} test file?"
+        )
     if len(labels) != len(data):
         raise InputError(f"{where}: {len(data)} images but {len(labels)} labels")
     if len(labels) and (labels.min() < 0 or labels.max() >= spec.num_classes):
@@ -199,15 +220,19 @@ def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
     already in the file, giving bytes of the same length; no I/O, no other codec (codecs can be arbitrary
     code, e.g. a registered one), no other argument types."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise _Refused(f"_codecs.encode is allowed only as (str, 'latin1'), got ({type(text).__name__}, "
-                       f"{str(encoding)[:20]!r})")
+        raise _Refused(
+            f"_codecs.encode is allowed only as (str, 'latin1'), got ({type(text).__name__}, {str(encoding)[:20]!r})"
+        )
     return text.encode("latin1")
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     """The only globals a CIFAR pickle needs: numpy's array and dtype reconstruction, guarded (see each)."""
-    out: dict[tuple[str, str], Any] = {("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _dtype,
-                                       ("_codecs", "encode"): _latin1}
+    out: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): _NDARRAY,
+        ("numpy", "dtype"): _dtype,
+        ("_codecs", "encode"): _latin1,
+    }
     for pkg in ("numpy.core", "numpy._core"):  # Python 2 / numpy 1 files name numpy.core
         out[(pkg + ".multiarray", "_reconstruct")] = _reconstruct
         out[(pkg + ".numeric", "_frombuffer")] = _frombuffer
@@ -235,13 +260,28 @@ def _safe_unpickle(raw: bytes, where: str) -> Any:
     try:
         obj = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except _Refused as e:
-        raise InputError(f"{where}: refused: the pickle asks for code, not data ({e}); a CIFAR test file holds only "
-                         "numpy arrays and lists, so this file is not one (or was tampered with)") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            MemoryError, OverflowError, RecursionError, LookupError) as e:
+        raise InputError(
+            f"{where}: refused: the pickle asks for code, not data ({e}); a CIFAR test file holds only "
+            "numpy arrays and lists, so this file is not one (or was tampered with)"
+        ) from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        OverflowError,
+        RecursionError,
+        LookupError,
+    ) as e:
         # only the unpickler and the guarded constructors above run here, on a stranger's bytes
-        raise InputError(f"{where}: not a readable CIFAR pickle, truncated or corrupt ({type(e).__name__}: "
-                         f"{str(e)[:120]}); delete it and fetch it again (--download)") from None
+        raise InputError(
+            f"{where}: not a readable CIFAR pickle, truncated or corrupt ({type(e).__name__}: "
+            f"{str(e)[:120]}); delete it and fetch it again (--download)"
+        ) from None
     if isinstance(obj, np.ndarray) and obj.dtype.hasobject:
         raise InputError(f"{where}: object arrays are not CIFAR data")
     return obj
@@ -266,9 +306,11 @@ def download_cifar(name: str, root: str | Path, *, base_url: str | None = None, 
         with os.fdopen(fd, "wb") as f:
             digest = _fetch(url, f, timeout)
         if digest != spec.md5:
-            raise InputError(f"{url}: md5 {digest} does not match the published {spec.md5}; the download is "
-                             "corrupt or not the official archive, and nothing was kept. Try again, or put the "
-                             f"archive's {spec.folder}/{spec.member} under --data-root yourself")
+            raise InputError(
+                f"{url}: md5 {digest} does not match the published {spec.md5}; the download is "
+                "corrupt or not the official archive, and nothing was kept. Try again, or put the "
+                f"archive's {spec.folder}/{spec.member} under --data-root yourself"
+            )
         member = f"{spec.folder}/{spec.member}"
         raw = _read_member(Path(tmp), member, url)
         parse_batch(raw, spec, f"{url}!{member}")  # refuse a bad file before it is placed
@@ -292,8 +334,9 @@ def _fetch(url: str, out: Any, timeout: float) -> str:
                 out.write(chunk)
     except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
         why = getattr(e, "reason", None) or e
-        raise InputError(f"{url}: download failed ({why}); check the network, or set BINEXPORT_DATA_URL to a "
-                         "mirror") from None
+        raise InputError(
+            f"{url}: download failed ({why}); check the network, or set BINEXPORT_DATA_URL to a mirror"
+        ) from None
     return md5.hexdigest()
 
 

@@ -44,16 +44,24 @@ def read_png(path: str | Path, expect: tuple[int, int] | None = None) -> np.ndar
     _check_crc(data, 8, 13, p)
     width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     if expect is not None and (width, height) != expect:
-        raise InputError(f"{p}: image is {width}x{height}, expected {expect[0]}x{expect[1]} RGB (CIFAR); "
-                         "resize it first")
-    if depth != 8 or colour not in _CHANNELS or interlace != 0 or not (0 < width <= _MAX_SIDE) \
-            or not (0 < height <= _MAX_SIDE):
-        raise InputError(f"{p}: unsupported PNG ({width}x{height}, bit depth {depth}, colour type {colour}, "
-                         f"interlace {interlace}); expected 8-bit non-interlaced RGB, RGBA or grey")
+        raise InputError(
+            f"{p}: image is {width}x{height}, expected {expect[0]}x{expect[1]} RGB (CIFAR); resize it first"
+        )
+    if (
+        depth != 8
+        or colour not in _CHANNELS
+        or interlace != 0
+        or not (0 < width <= _MAX_SIDE)
+        or not (0 < height <= _MAX_SIDE)
+    ):
+        raise InputError(
+            f"{p}: unsupported PNG ({width}x{height}, bit depth {depth}, colour type {colour}, "
+            f"interlace {interlace}); expected 8-bit non-interlaced RGB, RGBA or grey"
+        )
     pos, idat = 33, []
     while pos + 8 <= len(data):
-        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
-        chunk = data[pos + 8:pos + 8 + length]
+        length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
         if len(chunk) != length:
             raise InputError(f"{p}: truncated PNG chunk {ctype!r}")
         _check_crc(data, pos, length, p)
@@ -80,13 +88,15 @@ def read_png(path: str | Path, expect: tuple[int, int] | None = None) -> np.ndar
 def _check_crc(data: bytes, pos: int, length: int, p: Path) -> None:
     """The CRC-32 after the chunk at ``pos`` (of its type and data) matches: a flipped bit is a corrupt file."""
     end = pos + 8 + length
-    ctype = data[pos + 4:pos + 8]
+    ctype = data[pos + 4 : pos + 8]
     if len(data) < end + 4:
         raise InputError(f"{p}: PNG chunk {ctype!r} at byte {pos} has no CRC; the file is truncated")
-    stored, actual = struct.unpack(">I", data[end:end + 4])[0], zlib.crc32(data[pos + 4:end])
+    stored, actual = struct.unpack(">I", data[end : end + 4])[0], zlib.crc32(data[pos + 4 : end])
     if stored != actual:
-        raise InputError(f"{p}: PNG chunk {ctype!r} at byte {pos} fails its CRC (stored {stored:08x}, computed "
-                          f"{actual:08x}); the file is corrupt")
+        raise InputError(
+            f"{p}: PNG chunk {ctype!r} at byte {pos} fails its CRC (stored {stored:08x}, computed "
+            f"{actual:08x}); the file is corrupt"
+        )
 
 
 def _read_file(p: Path) -> bytes:
@@ -180,8 +190,10 @@ def list_labelled_folder(folder: str | Path) -> tuple[PngImages, np.ndarray, lis
         m = _LABEL.search(f.name) if f.parent == root else None
         text = m.group(1) if m else (f.parent.name if f.parent != root else "")
         if not _LABEL_DIGITS.fullmatch(text):
-            raise InputError(f"{f}: no label: name it NAME_LABEL.png or put it in a subfolder named by its label "
-                             "(a class number of at most 9 digits, 0-9)")
+            raise InputError(
+                f"{f}: no label: name it NAME_LABEL.png or put it in a subfolder named by its label "
+                "(a class number of at most 9 digits, 0-9)"
+            )
         labels.append(int(text))
         names.append(str(f.relative_to(root)))
     return PngImages(files), np.asarray(labels, dtype=np.int64), names

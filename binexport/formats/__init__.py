@@ -48,22 +48,56 @@ class Format:
 
 
 REGISTRY: tuple[Format, ...] = (
-    Format("checkpoint", (".pth.tar", ".pth", ".pt", ".th", ".tar"), ".pth.tar",
-           "a PyTorch checkpoint of the training code (training checkpoint or bare state_dict, zip or legacy)",
-           sniff=_torchsave.is_torch_file, read=checkpoint.read),
-    Format("packed", (".packed.pth.tar",), ".packed.pth.tar",
-           "the published packed checkpoint: uint8 packbits of every block conv, the rest as it was",
-           read=packed.read, write=packed.write),
-    Format("bwn", (".bwn",), ".bwn", "binexport's own specified, checksummed, torch-free format (docs/FORMAT.md)",
-           sniff=bwn.sniff, read=bwn.read, write=bwn.write, describe=bwn.describe),
-    Format("mat", (".mat",), ".mat",
-           "M. D. McDonnell's own 1-bit WRNs: the MATLAB/MatConvNet and tf.keras level-5 MAT files (read only)",
-           sniff=mat.sniff, read=mat.read),
-    Format("onnx", (".onnx",), ".onnx", "an ONNX graph for stock ONNX Runtime (export only)",
-           sniff=onnx.sniff, write=onnx.write),
-    Format("pytorchcv", (".pth",), ".pth",
-           "pytorchcv's pretrained WRN-1bit state_dicts (wrn20_10_1bit_*, wrn20_10_32bit_*), read only; a torch "
-           "file, so the checkpoint reader claims it and names it from its keys", read=pytorchcv.read),
+    Format(
+        "checkpoint",
+        (".pth.tar", ".pth", ".pt", ".th", ".tar"),
+        ".pth.tar",
+        "a PyTorch checkpoint of the training code (training checkpoint or bare state_dict, zip or legacy)",
+        sniff=_torchsave.is_torch_file,
+        read=checkpoint.read,
+    ),
+    Format(
+        "packed",
+        (".packed.pth.tar",),
+        ".packed.pth.tar",
+        "the published packed checkpoint: uint8 packbits of every block conv, the rest as it was",
+        read=packed.read,
+        write=packed.write,
+    ),
+    Format(
+        "bwn",
+        (".bwn",),
+        ".bwn",
+        "binexport's own specified, checksummed, torch-free format (docs/FORMAT.md)",
+        sniff=bwn.sniff,
+        read=bwn.read,
+        write=bwn.write,
+        describe=bwn.describe,
+    ),
+    Format(
+        "mat",
+        (".mat",),
+        ".mat",
+        "M. D. McDonnell's own 1-bit WRNs: the MATLAB/MatConvNet and tf.keras level-5 MAT files (read only)",
+        sniff=mat.sniff,
+        read=mat.read,
+    ),
+    Format(
+        "onnx",
+        (".onnx",),
+        ".onnx",
+        "an ONNX graph for stock ONNX Runtime (export only)",
+        sniff=onnx.sniff,
+        write=onnx.write,
+    ),
+    Format(
+        "pytorchcv",
+        (".pth",),
+        ".pth",
+        "pytorchcv's pretrained WRN-1bit state_dicts (wrn20_10_1bit_*, wrn20_10_32bit_*), read only; a torch "
+        "file, so the checkpoint reader claims it and names it from its keys",
+        read=pytorchcv.read,
+    ),
 )
 
 #: Every format name, in registry order.
@@ -108,8 +142,10 @@ def detect_file(path: str | Path) -> tuple[Path, Format]:
         raise InputError(f"{p}: the file is empty (0 bytes); expected a checkpoint")
     fmt = detect(head)
     if fmt is None:
-        raise InputError(f"{p}: unrecognised file (starts with {head[:8]!r}); expected a PyTorch checkpoint, "
-                         f"a packed checkpoint, a .bwn file or one of McDonnell's .mat models")
+        raise InputError(
+            f"{p}: unrecognised file (starts with {head[:8]!r}); expected a PyTorch checkpoint, "
+            f"a packed checkpoint, a .bwn file or one of McDonnell's .mat models"
+        )
     return p, fmt
 
 
@@ -150,10 +186,13 @@ def resolve(path: str | Path) -> Path:
         return found[0]
     names = ", ".join(f.name for f in found[:8]) + (", ..." if len(found) > 8 else "")
     if not found:
-        raise InputError(f"{p}: is a directory with no model file in it (expected a training run folder holding "
-                         f"{RUN_CHECKPOINT}, or one checkpoint, packed, .bwn or .mat file); give the file")
-    raise InputError(f"{p}: is a directory with {len(found)} model files ({names}) and no {RUN_CHECKPOINT}; "
-                     "give the one you mean")
+        raise InputError(
+            f"{p}: is a directory with no model file in it (expected a training run folder holding "
+            f"{RUN_CHECKPOINT}, or one checkpoint, packed, .bwn or .mat file); give the file"
+        )
+    raise InputError(
+        f"{p}: is a directory with {len(found)} model files ({names}) and no {RUN_CHECKPOINT}; give the one you mean"
+    )
 
 
 def _is_model_file(entry: os.DirEntry[str]) -> bool:
@@ -194,8 +233,10 @@ def load(path: str | Path, *, binarized: bool | None = None, strict: bool = True
     """
     p, fmt = detect_file(resolve(path))
     if fmt.read is None:
-        raise InputError(f"{p}: is an ONNX file; binexport exports ONNX but does not read it back into a model. "
-                         "Give the checkpoint it came from, or check the ONNX file with 'binexport verify'")
+        raise InputError(
+            f"{p}: is an ONNX file; binexport exports ONNX but does not read it back into a model. "
+            "Give the checkpoint it came from, or check the ONNX file with 'binexport verify'"
+        )
     if fmt.name == "checkpoint":
         return fmt.read(p, binarized=binarized, strict=strict)
     return fmt.read(p, **options)

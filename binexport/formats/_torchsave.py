@@ -61,8 +61,10 @@ def load_model(path: str | Path, binarized: bool | None = None, strict: bool = T
         layout = PACKED  # uint8 bits are packed whatever wraps them; binarising them again would corrupt them
     bad = sorted(k for k in packed_names if not _BLOCK_CONV.fullmatch(k))  # before shapes: unpacking changed them
     if bad:
-        raise InputError(f"{p}: uint8 (packed) tensors are only valid for block convs (group*.block*.conv0/conv1), "
-                         f"found {', '.join(bad[:3])}")
+        raise InputError(
+            f"{p}: uint8 (packed) tensors are only valid for block convs (group*.block*.conv0/conv1), "
+            f"found {', '.join(bad[:3])}"
+        )
     arch = Arch.infer({k: v.shape for k, v in arrays.items()})
     kinds = arch.kinds
     size = p.stat().st_size
@@ -70,8 +72,10 @@ def load_model(path: str | Path, binarized: bool | None = None, strict: bool = T
         source = Source("packed", str(p), size, "", _breakdown(arrays, packed_names, kinds, extra, size, True), layout)
         missing = [k for k, kind in kinds.items() if kind == "binary" and k not in packed_names]
         if missing:
-            raise InputError(f"{p}: packed checkpoint has float block convs ({', '.join(missing[:3])}); "
-                             "every group*.block*.conv* must be uint8 packed bits")
+            raise InputError(
+                f"{p}: packed checkpoint has float block convs ({', '.join(missing[:3])}); "
+                "every group*.block*.conv* must be uint8 packed bits"
+            )
         floats = {k: v for k, v in arrays.items() if k not in packed_names}
         binary = {k: BinaryWeight(arrays[k]) for k in packed_names}
         return Model(arch, True, floats, binary, 0, source, {"binarized_from": "packed layout"})
@@ -80,7 +84,8 @@ def load_model(path: str | Path, binarized: bool | None = None, strict: bool = T
         if strict:
             raise InputError(
                 f"{p}: can't tell whether this model was trained with --binarize: the checkpoint doesn't say and "
-                "there is no log.txt beside it; pass --binarized or --full-precision")
+                "there is no log.txt beside it; pass --binarized or --full-precision"
+            )
         mode, told_by = False, "unknown"
     source = Source("checkpoint", str(p), size, "", _breakdown(arrays, packed_names, kinds, extra, size, mode), layout)
     model = Model(arch, False, arrays, {}, 0, source, {"binarized_from": told_by})
@@ -94,8 +99,10 @@ def load_model(path: str | Path, binarized: bool | None = None, strict: bool = T
 def _torch_load(p: Path) -> Any:
     head = read_head(p, 4)
     if not is_torch_file(head):
-        raise InputError(f"{shown(p)}: not a PyTorch checkpoint (starts with {head!r}, expected a zip or pickle file "
-                         "written by torch.save)")
+        raise InputError(
+            f"{shown(p)}: not a PyTorch checkpoint (starts with {head!r}, expected a zip or pickle file "
+            "written by torch.save)"
+        )
     is_zip = head.startswith(_ZIP_MAGIC)
     with open(p, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -121,16 +128,19 @@ def _torch_load(p: Path) -> Any:
         except pickle.UnpicklingError as e:
             msg = str(e).strip().splitlines()
             why = next((m for m in msg if "Unsupported" in m or "global" in m.lower()), msg[0] if msg else "")
-            raise InputError(f"{shown(p)}: refused: it holds Python objects other than tensors and plain containers "
-                             f"({why.strip()[:160]}); binexport loads with weights_only=True and never runs code "
-                             "from a file") from None
+            raise InputError(
+                f"{shown(p)}: refused: it holds Python objects other than tensors and plain containers "
+                f"({why.strip()[:160]}); binexport loads with weights_only=True and never runs code "
+                "from a file"
+            ) from None
         except Exception as e:  # noqa: BLE001
             # Only torch's loader runs in this try, on bytes from a stranger; on corrupt input it raises
             # anything (AssertionError for one flipped bit, struct.error, UnicodeDecodeError, OverflowError...).
             # None of it is a bug of ours, all of it means "this file is not a readable checkpoint".
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-            raise InputError(f"{shown(p)}: not a readable PyTorch checkpoint, truncated or corrupt "
-                             f"({type(e).__name__}: {first})") from None
+            raise InputError(
+                f"{shown(p)}: not a readable PyTorch checkpoint, truncated or corrupt ({type(e).__name__}: {first})"
+            ) from None
 
 
 def _unwrap(obj: Any, p: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -159,20 +169,22 @@ def _to_numpy(state: dict[str, Any], layout: str, p: Path) -> tuple[dict[str, np
     keys = list(state)
     bad = [k for k in keys if not isinstance(k, str)]
     if bad:
-        raise InputError(f"{p}: state_dict key {bad[0]!r} is a {type(bad[0]).__name__}, expected tensor names "
-                         "(strings)")
+        raise InputError(
+            f"{p}: state_dict key {bad[0]!r} is a {type(bad[0]).__name__}, expected tensor names (strings)"
+        )
     prefixed = [k for k in keys if isinstance(k, str) and k.startswith("module.")]
     if prefixed and len(prefixed) != len(keys):
-        raise InputError(f"{p}: some keys start with 'module.' and some don't (e.g. {keys[0]!r}); "
-                         "expected all or none")
+        raise InputError(f"{p}: some keys start with 'module.' and some don't (e.g. {keys[0]!r}); expected all or none")
     arrays: dict[str, np.ndarray] = {}
     packed: set[str] = set()
     for key, t in state.items():
-        name = key[len("module."):] if prefixed else key
+        name = key[len("module.") :] if prefixed else key
         refusal = _tensor_refusal(t, torch)
         if refusal:
-            raise InputError(f"{p}: {key!r} is {refusal}; expected a tensor (plain, dense, contiguous, on the "
-                             "CPU), as torch.save writes for a state_dict")
+            raise InputError(
+                f"{p}: {key!r} is {refusal}; expected a tensor (plain, dense, contiguous, on the "
+                "CPU), as torch.save writes for a state_dict"
+            )
         if t.dtype == torch.uint8:
             if t.dim() != 4:
                 raise InputError(f"{p}: packed tensor {key!r} has shape {tuple(t.shape)}, expected (out, in/8, kh, kw)")
@@ -181,8 +193,10 @@ def _to_numpy(state: dict[str, Any], layout: str, p: Path) -> tuple[dict[str, np
         elif str(t.dtype).replace("torch.", "") in _DTYPES_NAMES:
             arrays[name] = t.detach().numpy()
         else:
-            raise InputError(f"{p}: {key!r} has dtype {str(t.dtype).replace('torch.', '')}, expected float32 "
-                             "(or uint8 packed bits, int64 counters)")
+            raise InputError(
+                f"{p}: {key!r} has dtype {str(t.dtype).replace('torch.', '')}, expected float32 "
+                "(or uint8 packed bits, int64 counters)"
+            )
     return arrays, packed
 
 
@@ -204,16 +218,20 @@ def _tensor_refusal(t: Any, torch: Any) -> str:
     checks = (
         (lambda: t.is_meta, "a meta tensor (it has a shape but no data)"),
         (lambda: t.device.type != "cpu", f"a tensor on device {t.device}"),
-        (lambda: t.layout != torch.strided, f"a {str(t.layout).replace('torch.', '')} tensor (sparse or other "
-                                             "non-dense layout)"),
+        (
+            lambda: t.layout != torch.strided,
+            f"a {str(t.layout).replace('torch.', '')} tensor (sparse or other non-dense layout)",
+        ),
         (lambda: t.is_quantized, "a quantized tensor"),
         (lambda: t.is_nested, "a nested tensor"),
         (lambda: t.is_conj() or t.is_neg(), "a tensor with a pending conjugate/negation bit"),
         (lambda: bool(getattr(t, "__dict__", None)), "a tensor with extra attributes set by its pickle"),
         (lambda: not t.is_contiguous(), f"a non-contiguous view (strides {tuple(t.stride())})"),
         (lambda: t.numel() == 0, f"empty (shape {tuple(t.shape)})"),
-        (lambda: t.untyped_storage().nbytes() < (t.storage_offset() + t.numel()) * t.element_size(),
-         "a view reaching past its storage"),
+        (
+            lambda: t.untyped_storage().nbytes() < (t.storage_offset() + t.numel()) * t.element_size(),
+            "a view reaching past its storage",
+        ),
     )
     for test, why in checks:
         if test():
@@ -221,8 +239,14 @@ def _tensor_refusal(t: Any, torch: Any) -> str:
     return ""
 
 
-def _breakdown(arrays: dict[str, np.ndarray], packed: set[str], kinds: dict[str, str], extra: dict[str, Any],
-               file_size: int, binarised: bool) -> dict[str, int]:
+def _breakdown(
+    arrays: dict[str, np.ndarray],
+    packed: set[str],
+    kinds: dict[str, str],
+    extra: dict[str, Any],
+    file_size: int,
+    binarised: bool,
+) -> dict[str, int]:
     """Bytes of the file by role; latent float block convs count as binarised weights when binarised."""
     out = {"binarised weights": 0, "float weights": 0, "BN statistics": 0, "optimizer state": 0}
     for k, v in arrays.items():
@@ -267,13 +291,16 @@ def _binarized_mode(p: Path, override: bool | None) -> tuple[bool | None, str]:
     seen: set[bool] = set()
     try:
         if not log.stat().st_size <= _MAX_LOG_BYTES:
-            raise InputError(f"{shown(log)}: larger than {_MAX_LOG_BYTES >> 20} MiB, not a training log; pass "
-                             "--binarized or --full-precision")
+            raise InputError(
+                f"{shown(log)}: larger than {_MAX_LOG_BYTES >> 20} MiB, not a training log; pass "
+                "--binarized or --full-precision"
+            )
         with open(log, "rb") as f:
             raw = f.read(_MAX_LOG_BYTES + 1)
     except OSError as e:
-        raise InputError(f"{shown(log)}: can't be read ({e.strerror or e}); pass --binarized or --full-precision") \
-            from None
+        raise InputError(
+            f"{shown(log)}: can't be read ({e.strerror or e}); pass --binarized or --full-precision"
+        ) from None
     for line in raw[:_MAX_LOG_BYTES].decode("utf-8", errors="replace").splitlines():
         line = line.strip()
         if not line.startswith("{") or len(line) > _MAX_LOG_LINE or _json_depth(line) > _MAX_JSON_DEPTH:
@@ -285,7 +312,7 @@ def _binarized_mode(p: Path, override: bool | None) -> tuple[bool | None, str]:
         if isinstance(entry, dict) and isinstance(entry.get("binarize"), bool):
             seen.add(entry["binarize"])
     if len(seen) > 1:
-        raise InputError(f"{log}: lines disagree on \"binarize\"; pass --binarized or --full-precision")
+        raise InputError(f'{log}: lines disagree on "binarize"; pass --binarized or --full-precision')
     if not seen:
         return None, "unknown"
     return seen.pop(), "log.txt"

@@ -22,9 +22,19 @@ from binexport.errors import InputError
 MAX_PICKLE_BYTES = 4 * 2**20
 #: Storage types torch.save writes, by the element size of their dtype.
 STORAGE_ITEMSIZE = {
-    "UntypedStorage": 1, "ByteStorage": 1, "CharStorage": 1, "BoolStorage": 1, "ShortStorage": 2,
-    "HalfStorage": 2, "BFloat16Storage": 2, "IntStorage": 4, "FloatStorage": 4, "LongStorage": 8,
-    "DoubleStorage": 8, "ComplexFloatStorage": 8, "ComplexDoubleStorage": 16,
+    "UntypedStorage": 1,
+    "ByteStorage": 1,
+    "CharStorage": 1,
+    "BoolStorage": 1,
+    "ShortStorage": 2,
+    "HalfStorage": 2,
+    "BFloat16Storage": 2,
+    "IntStorage": 4,
+    "FloatStorage": 4,
+    "LongStorage": 8,
+    "DoubleStorage": 8,
+    "ComplexFloatStorage": 8,
+    "ComplexDoubleStorage": 16,
 }
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
@@ -65,10 +75,13 @@ class _Scanner(pickle.Unpickler):
             raise InputError(f"refused: unexpected persistent id {str(pid)[:80]!r}; torch.save writes ('storage', ...)")
         stype, key, numel = pid[1], pid[2], pid[4]
         name = getattr(stype, "short", None)
-        if not (isinstance(name, str) and name in STORAGE_ITEMSIZE and getattr(stype, "qualname", "").startswith(
-                "torch.")):
-            raise InputError(f"refused: storage type {getattr(stype, 'qualname', type(stype).__name__)} is not one torch "
-                             "writes for tensors")
+        if not (
+            isinstance(name, str) and name in STORAGE_ITEMSIZE and getattr(stype, "qualname", "").startswith("torch.")
+        ):
+            raise InputError(
+                f"refused: storage type {getattr(stype, 'qualname', type(stype).__name__)} is not one torch "
+                "writes for tensors"
+            )
         if not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
             raise InputError(f"refused: storage {str(key)[:40]!r} declares {str(numel)[:40]} elements")
         self.storages.append((name, str(key), numel))
@@ -84,8 +97,9 @@ class _Capped:
 
     def _take(self, data: bytes) -> bytes:
         if len(data) > self.left:
-            raise InputError(f"refused: its object pickle is larger than {self.limit >> 20} MiB; a WRN checkpoint's is a "
-                             "few KB")
+            raise InputError(
+                f"refused: its object pickle is larger than {self.limit >> 20} MiB; a WRN checkpoint's is a few KB"
+            )
         self.left -= len(data)
         return data
 
@@ -107,16 +121,22 @@ def scan_zip(f: IO[bytes], size: int) -> None:
     zf = zipfile.ZipFile(f)
     infos = zf.infolist()
     if not infos or len(infos) > 100_000:
-        raise InputError(f"refused: holds {len(infos)} zip members; a torch.save file holds data.pkl and a few storages")
+        raise InputError(
+            f"refused: holds {len(infos)} zip members; a torch.save file holds data.pkl and a few storages"
+        )
     prefix = infos[0].filename.split("/", 1)[0]
     records = {}
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED:
-            raise InputError(f"refused: zip member {info.filename[:60]!r} is compressed (method {info.compress_type}); "
-                             "torch.save stores every member uncompressed, so this file was not written by it")
+            raise InputError(
+                f"refused: zip member {info.filename[:60]!r} is compressed (method {info.compress_type}); "
+                "torch.save stores every member uncompressed, so this file was not written by it"
+            )
         if info.file_size != info.compress_size or info.header_offset + info.compress_size > size:
-            raise InputError(f"refused: zip member {info.filename[:60]!r} declares {info.file_size:,} bytes, more than the "
-                             f"{size:,}-byte file can hold")
+            raise InputError(
+                f"refused: zip member {info.filename[:60]!r} declares {info.file_size:,} bytes, more than the "
+                f"{size:,}-byte file can hold"
+            )
         records[info.filename] = info.file_size
     pkl = f"{prefix}/data.pkl"
     if pkl not in records:
@@ -132,8 +152,10 @@ def scan_zip(f: IO[bytes], size: int) -> None:
         if have is None:
             raise InputError(f"refused: storage {key[:40]!r} has no record {rec[:60]!r} in the zip")
         if need > have:
-            raise InputError(f"refused: storage {key[:40]!r} declares {numel:,} elements of {name} ({need:,} bytes) but its "
-                             f"record holds {have:,} bytes")
+            raise InputError(
+                f"refused: storage {key[:40]!r} declares {numel:,} elements of {name} ({need:,} bytes) but its "
+                f"record holds {have:,} bytes"
+            )
 
 
 def scan_legacy(f: IO[bytes], size: int) -> None:
@@ -147,8 +169,10 @@ def scan_legacy(f: IO[bytes], size: int) -> None:
     need = sum(numel * STORAGE_ITEMSIZE[name] + 8 for name, _, numel in scanner.storages)
     if need > left:
         biggest = max(scanner.storages, key=lambda s: s[2] * STORAGE_ITEMSIZE[s[0]])
-        raise InputError(f"refused: truncated or corrupt: its storages declare {need:,} bytes but only {max(left, 0):,} bytes of the file follow "
-                         f"(e.g. storage {biggest[1][:40]!r}: {biggest[2]:,} elements of {biggest[0]})")
+        raise InputError(
+            f"refused: truncated or corrupt: its storages declare {need:,} bytes but only {max(left, 0):,} bytes of the file follow "
+            f"(e.g. storage {biggest[1][:40]!r}: {biggest[2]:,} elements of {biggest[0]})"
+        )
 
 
 def scan(f: IO[bytes], size: int, is_zip: bool) -> None:
@@ -157,9 +181,24 @@ def scan(f: IO[bytes], size: int, is_zip: bool) -> None:
         (scan_zip if is_zip else scan_legacy)(f, size)
     except InputError:
         raise
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, TypeError, KeyError, IndexError,
-            AttributeError, OverflowError, RecursionError, MemoryError, LookupError, OSError, NotImplementedError) as e:
+    except (
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        EOFError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+        MemoryError,
+        LookupError,
+        OSError,
+        NotImplementedError,
+    ) as e:
         # the scan builds plain containers and stubs only: any failure here is the file's, not ours
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise InputError(f"not a readable PyTorch checkpoint, truncated or corrupt ({type(e).__name__}: {first})"
-                         ) from None
+        raise InputError(
+            f"not a readable PyTorch checkpoint, truncated or corrupt ({type(e).__name__}: {first})"
+        ) from None

@@ -39,12 +39,16 @@ def wrapped_member(f: IO[bytes], size: int) -> bytes | None:
     info = infos[0]
     name = repr(info.filename[:60])
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise InputError(f"refused: zip member {name} is compressed with method {info.compress_type}; a "
-                         "checkpoint in a zip is stored or deflated")
+        raise InputError(
+            f"refused: zip member {name} is compressed with method {info.compress_type}; a "
+            "checkpoint in a zip is stored or deflated"
+        )
     bound = min(MAX_BYTES, MAX_RATIO * info.compress_size + 2**20)
     if info.header_offset + info.compress_size > size or info.file_size > bound:
-        raise InputError(f"refused: zip member {name} declares {info.file_size:,} bytes from {info.compress_size:,} "
-                         f"compressed in a {size:,}-byte file; at most {bound:,} are plausible for a checkpoint")
+        raise InputError(
+            f"refused: zip member {name} declares {info.file_size:,} bytes from {info.compress_size:,} "
+            f"compressed in a {size:,}-byte file; at most {bound:,} are plausible for a checkpoint"
+        )
     try:
         with zf.open(info) as member:
             data = member.read(info.file_size + 1)

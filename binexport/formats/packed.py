@@ -27,16 +27,20 @@ def write(model: Model, **options: object) -> bytes:
     if options:
         raise InputError(f"the 'packed' format takes no options, got {', '.join(sorted(options))}")
     if not model.arch.is_port:
-        raise InputError(f"the published packed layout holds the binary-wide-resnet PyTorch port only, and this "
-                         f"{model.arch.name} is the {model.arch.label} ("
-                         f"{'input BN, ' if model.arch.input_bn else ''}1-bit conv0 and head); use "
-                         "--format bwn, which holds every variant")
+        raise InputError(
+            f"the published packed layout holds the binary-wide-resnet PyTorch port only, and this "
+            f"{model.arch.name} is the {model.arch.label} ("
+            f"{'input BN, ' if model.arch.input_bn else ''}1-bit conv0 and head); use "
+            "--format bwn, which holds every variant"
+        )
     if not model.binarized:
         raise InputError("the 'packed' format holds binarised weights only; binarise the model first")
     odd = [f"{k} (in={b.shape[1]})" for k, b in model.binary.items() if b.shape[1] % 8]
     if odd:
-        raise InputError(f"the published packed layout needs in_channels % 8 == 0, but {', '.join(odd[:3])} "
-                         "is not; use --format bwn, which holds any channel count")
+        raise InputError(
+            f"the published packed layout needs in_channels % 8 == 0, but {', '.join(odd[:3])} "
+            "is not; use --format bwn, which holds any channel count"
+        )
     import torch
 
     state = {}

@@ -34,29 +34,39 @@ _MARKERS = ("features.init_block.weight", "output.final_conv.conv.weight")
 _N = r"([1-9]\d{0,3})"  # stage / unit numbers count from 1
 _RULES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
     (re.compile(r"features\.init_block\.weight"), lambda m: "conv0"),
-    (re.compile(rf"features\.stage{_N}\.unit{_N}\.body\.conv([12])\.conv\.weight"),
-     lambda m: f"group{int(m[1]) - 1}.block{int(m[2]) - 1}.conv{int(m[3]) - 1}"),
-    (re.compile(rf"features\.stage{_N}\.unit{_N}\.body\.conv([12])\.bn\.(\w+)"),
-     lambda m: f"group{int(m[1]) - 1}.block{int(m[2]) - 1}.bn{int(m[3]) - 1}.{m[4]}"),
+    (
+        re.compile(rf"features\.stage{_N}\.unit{_N}\.body\.conv([12])\.conv\.weight"),
+        lambda m: f"group{int(m[1]) - 1}.block{int(m[2]) - 1}.conv{int(m[3]) - 1}",
+    ),
+    (
+        re.compile(rf"features\.stage{_N}\.unit{_N}\.body\.conv([12])\.bn\.(\w+)"),
+        lambda m: f"group{int(m[1]) - 1}.block{int(m[2]) - 1}.bn{int(m[3]) - 1}.{m[4]}",
+    ),
     (re.compile(r"features\.post_activ\.bn\.(\w+)"), lambda m: f"bn.{m[1]}"),
     (re.compile(r"output\.final_conv\.conv\.weight"), lambda m: "conv_last"),
     (re.compile(r"output\.final_conv\.bn\.(\w+)"), lambda m: f"bn_last.{m[1]}"),
 )
 _BACK: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...] = (
-    (re.compile(r"group(\d+)\.block(\d+)\.conv([01])"),
-     lambda m: f"features.stage{int(m[1]) + 1}.unit{int(m[2]) + 1}.body.conv{int(m[3]) + 1}.conv.weight"),
-    (re.compile(r"group(\d+)\.block(\d+)\.bn([01])\.(\w+)"),
-     lambda m: f"features.stage{int(m[1]) + 1}.unit{int(m[2]) + 1}.body.conv{int(m[3]) + 1}.bn.{m[4]}"),
+    (
+        re.compile(r"group(\d+)\.block(\d+)\.conv([01])"),
+        lambda m: f"features.stage{int(m[1]) + 1}.unit{int(m[2]) + 1}.body.conv{int(m[3]) + 1}.conv.weight",
+    ),
+    (
+        re.compile(r"group(\d+)\.block(\d+)\.bn([01])\.(\w+)"),
+        lambda m: f"features.stage{int(m[1]) + 1}.unit{int(m[2]) + 1}.body.conv{int(m[3]) + 1}.bn.{m[4]}",
+    ),
     (re.compile(r"conv0"), lambda m: "features.init_block.weight"),
     (re.compile(r"conv_last"), lambda m: "output.final_conv.conv.weight"),
     (re.compile(r"bn\.(\w+)"), lambda m: f"features.post_activ.bn.{m[1]}"),
     (re.compile(r"bn_last\.(\w+)"), lambda m: f"output.final_conv.bn.{m[1]}"),
 )
 #: How to tell a 1-bit file from a full-precision one, for the refusal.
-HOW_TO_TELL = ("pytorchcv's 1-bit (wrn20_10_1bit_*) and full-precision (wrn20_10_32bit_*) models have the same "
-               "keys and float latent weights, so the file can't say which it is; pass --binarized for a "
-               "wrn20_10_1bit_* download or --full-precision for a wrn20_10_32bit_* one (pytorchcv names the "
-               "file after the model, e.g. wrn20_10_1bit_cifar10-0326-e6140f8a.pth)")
+HOW_TO_TELL = (
+    "pytorchcv's 1-bit (wrn20_10_1bit_*) and full-precision (wrn20_10_32bit_*) models have the same "
+    "keys and float latent weights, so the file can't say which it is; pass --binarized for a "
+    "wrn20_10_1bit_* download or --full-precision for a wrn20_10_32bit_* one (pytorchcv names the "
+    "file after the model, e.g. wrn20_10_1bit_cifar10-0326-e6140f8a.pth)"
+)
 
 
 def matches(keys: object) -> bool:
@@ -101,8 +111,10 @@ def read(path: str | Path, binarized: bool | None = None, strict: bool = True) -
     """
     model = _torchsave.load_model(path, binarized=binarized, strict=strict)
     if model.source.format != "pytorchcv":
-        raise InputError(f"{path}: expected one of pytorchcv's WRN-1bit state_dicts (keys "
-                         f"{_MARKERS[0]!r}, ...), found a {model.source.layout} of the {model.arch.label}")
+        raise InputError(
+            f"{path}: expected one of pytorchcv's WRN-1bit state_dicts (keys "
+            f"{_MARKERS[0]!r}, ...), found a {model.source.layout} of the {model.arch.label}"
+        )
     return model
 
 
@@ -117,10 +129,12 @@ def to_model(p: Path, arrays: dict[str, np.ndarray], binarized: bool | None, str
         else:
             renamed[name] = arr
     if foreign:
-        raise InputError(f"{shown(p)}: a pytorchcv state_dict, but not of its CIFAR WRN-1bit (wrn1bit_cifar): "
-                         f"unexpected key(s) {', '.join(repr(k) for k in foreign[:3])}"
-                         + (f" (and {len(foreign) - 3} more)" if len(foreign) > 3 else "")
-                         + "; binexport reads wrn20_10_1bit_* and wrn20_10_32bit_* models")
+        raise InputError(
+            f"{shown(p)}: a pytorchcv state_dict, but not of its CIFAR WRN-1bit (wrn1bit_cifar): "
+            f"unexpected key(s) {', '.join(repr(k) for k in foreign[:3])}"
+            + (f" (and {len(foreign) - 3} more)" if len(foreign) > 3 else "")
+            + "; binexport reads wrn20_10_1bit_* and wrn20_10_32bit_* models"
+        )
     try:
         arch = Arch.infer({k: tuple(v.shape) for k, v in renamed.items()}, "pytorchcv")
     except InputError as e:

@@ -42,8 +42,15 @@ INPUT_NCHW_PIXELS_F16 = "float16-nchw-pixels"
 INPUT_NCHW_PYTORCHCV = "float32-nchw-normalized-pytorchcv"
 INPUT_NCHW_PYTORCHCV_F16 = "float16-nchw-normalized-pytorchcv"
 #: Every input kind a runtime may take.
-INPUT_KINDS = (INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, INPUT_NCHW_PIXELS, INPUT_NCHW_PIXELS_F16,
-               INPUT_NCHW_PYTORCHCV, INPUT_NCHW_PYTORCHCV_F16)
+INPUT_KINDS = (
+    INPUT_NCHW,
+    INPUT_NCHW_F16,
+    INPUT_NHWC,
+    INPUT_NCHW_PIXELS,
+    INPUT_NCHW_PIXELS_F16,
+    INPUT_NCHW_PYTORCHCV,
+    INPUT_NCHW_PYTORCHCV_F16,
+)
 #: Images run once, untimed, before a timed run: one-off setup (CUDA context, allocator) is not throughput.
 WARMUP = 2
 
@@ -67,8 +74,10 @@ def check_threads(threads: int) -> int:
     """
     limit = max_threads()
     if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= limit:
-        raise InputError(f"--threads must be 0..{limit} ({THREADS_PER_CPU} per CPU on this machine's "
-                         f"{os.cpu_count() or 1}; 0 = one per core), got {threads!r}")
+        raise InputError(
+            f"--threads must be 0..{limit} ({THREADS_PER_CPU} per CPU on this machine's "
+            f"{os.cpu_count() or 1}; 0 = one per core), got {threads!r}"
+        )
     return threads
 
 
@@ -126,8 +135,9 @@ def runtime_device(runtime: str, device: str, resolved: str) -> str:
     """
     if runtime == "openvino":
         if device == "cuda":
-            raise InputError("--device cuda: binexport runs OpenVINO on the CPU only; use --runtime ort for CUDA, "
-                             "or --device cpu")
+            raise InputError(
+                "--device cuda: binexport runs OpenVINO on the CPU only; use --runtime ort for CUDA, or --device cpu"
+            )
         return "cpu"
     return resolved
 
@@ -141,8 +151,10 @@ def check_precision(precision: str, runtimes: Sequence[str]) -> None:
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision != "f32" and "openvino" not in runtimes:
-        raise InputError(f"--precision {precision} is an OpenVINO execution mode; add --runtime openvino "
-                         f"(ONNX Runtime and the PyTorch reference compute in the file's own precision)")
+        raise InputError(
+            f"--precision {precision} is an OpenVINO execution mode; add --runtime openvino "
+            f"(ONNX Runtime and the PyTorch reference compute in the file's own precision)"
+        )
 
 
 def model_input_kind(arch: Arch) -> str:
@@ -198,8 +210,9 @@ class Runtime:
         """Float32 logits (N, classes) of ``x`` (in this runtime's ``input_kind``), in batches."""
         return self.timed_logits(x, batch_size, progress, warmup=0)[0]
 
-    def timed_logits(self, x: np.ndarray, batch_size: int = 256, progress: Progress | None = None,
-                     warmup: int = WARMUP) -> tuple[np.ndarray, float]:
+    def timed_logits(
+        self, x: np.ndarray, batch_size: int = 256, progress: Progress | None = None, warmup: int = WARMUP
+    ) -> tuple[np.ndarray, float]:
         """Logits, and the seconds the batches took after an untimed warm-up of ``warmup`` images.
 
         Inputs are placed on the device once before the clock starts, so the time is the model's.
@@ -257,11 +270,15 @@ class Runtime:
 STREAM_CHUNK = 1024
 
 
-def stream_logits(runtimes: list[Runtime], images: Any, n: int, batch_size: int = 256,
-                  progress: Callable[[int, int, int], None] | None = None,
-                  catch: tuple[type[Exception], ...] = (),
-                  on_error: Callable[[int, tuple[int, ...], Exception], Exception] | None = None,
-                  ) -> list[tuple[np.ndarray, float]]:
+def stream_logits(
+    runtimes: list[Runtime],
+    images: Any,
+    n: int,
+    batch_size: int = 256,
+    progress: Callable[[int, int, int], None] | None = None,
+    catch: tuple[type[Exception], ...] = (),
+    on_error: Callable[[int, tuple[int, ...], Exception], Exception] | None = None,
+) -> list[tuple[np.ndarray, float]]:
     """Logits and timed seconds of every runtime over the first ``n`` of ``images``, one chunk at a time.
 
     Each chunk of uint8 NHWC pixels (``images[a:b]``: an array, or a folder that decodes on demand) is
@@ -287,12 +304,11 @@ def stream_logits(runtimes: list[Runtime], images: Any, n: int, batch_size: int 
     outs: list[list[np.ndarray]] = [[] for _ in runtimes]
     secs = [0.0] * len(runtimes)
     for start in range(0, n, chunk):
-        pixels = np.asarray(images[start:min(start + chunk, n)])
+        pixels = np.asarray(images[start : min(start + chunk, n)])
         normalized = normalize(pixels)
         for i, rt in enumerate(runtimes):
             x = select_input(rt.input_kind, pixels, normalized)
-            tick = None if progress is None else (
-                lambda done, _, i=i, start=start: progress(i, start + done, n))  # type: ignore[misc]
+            tick = None if progress is None else (lambda done, _, i=i, start=start: progress(i, start + done, n))  # type: ignore[misc]
             try:
                 logits, s = rt.timed_logits(x, batch_size, tick, warmup=WARMUP if start == 0 else 0)
             except catch as e:
@@ -302,8 +318,10 @@ def stream_logits(runtimes: list[Runtime], images: Any, n: int, batch_size: int 
             outs[i].append(logits)
             secs[i] += s
         del pixels, normalized, x  # before the next chunk is decoded: one chunk alive at a time
-    return [(np.concatenate(o) if o else rt.logits(np.zeros((0, 3, 32, 32), np.float32)), t)
-            for o, t, rt in zip(outs, secs, runtimes)]
+    return [
+        (np.concatenate(o) if o else rt.logits(np.zeros((0, 3, 32, 32), np.float32)), t)
+        for o, t, rt in zip(outs, secs, runtimes)
+    ]
 
 
 @dataclass
@@ -330,8 +348,14 @@ def is_onnx(path: str | Path) -> bool:
     return formats.detect_file(path)[1].read is None
 
 
-def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binarized: bool | None = None,
-                  runtime: str = DEFAULT_RUNTIME, precision: str = "f32") -> Artifact:
+def open_artifact(
+    path: str | Path,
+    device: str = "cpu",
+    threads: int = 0,
+    binarized: bool | None = None,
+    runtime: str = DEFAULT_RUNTIME,
+    precision: str = "f32",
+) -> Artifact:
     """Open any file binexport knows on the runtime it deploys with, detected from its content.
 
     Model files (checkpoint, packed, ``.bwn``) run on the PyTorch reference; ONNX files on ``runtime``
@@ -392,8 +416,9 @@ def open_artifact(path: str | Path, device: str = "cpu", threads: int = 0, binar
     return Artifact(p, fmt.name, WEIGHT_ALIASES.get(weights, weights), rt, None, meta, notes)
 
 
-def open_runtime(path: str | Path, device: str = "cpu", threads: int = 0, runtime: str = DEFAULT_RUNTIME,
-                 precision: str = "f32") -> tuple[Runtime, dict[str, Any]]:
+def open_runtime(
+    path: str | Path, device: str = "cpu", threads: int = 0, runtime: str = DEFAULT_RUNTIME, precision: str = "f32"
+) -> tuple[Runtime, dict[str, Any]]:
     """:func:`open_artifact`, as (runtime, a JSON-able description): what the bench worker needs."""
     a = open_artifact(path, device, threads, runtime=runtime, precision=precision)
     return a.runtime, {"format": a.format, "weights": a.weights, "file_bytes": a.path.stat().st_size}

@@ -82,20 +82,26 @@ class OpenVinoRuntime(Runtime):
         self.threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
         inputs = compiled.inputs
         if len(inputs) != 1 or not compiled.outputs:
-            raise InputError(f"the graph has {len(inputs)} inputs and {len(compiled.outputs)} outputs; a WRN "
-                             "classifier takes one image batch and gives logits")
+            raise InputError(
+                f"the graph has {len(inputs)} inputs and {len(compiled.outputs)} outputs; a WRN "
+                "classifier takes one image batch and gives logits"
+            )
         inp = inputs[0]
         self.input_type = _element_name(inp.get_element_type())
         if self.input_type not in _NP_TYPES:
             raise InputError(f"the graph input is {self.input_type}; expected float, float16 or uint8 images")
         shape = inp.get_partial_shape()
         if shape.rank.is_dynamic or shape.rank.get_length() != 4:
-            raise InputError(f"the graph input has shape {shape}; expected 4 dimensions (N, 3, 32, 32) or "
-                             "(N, 32, 32, 3)")
+            raise InputError(
+                f"the graph input has shape {shape}; expected 4 dimensions (N, 3, 32, 32) or (N, 32, 32, 3)"
+            )
         self.fixed_batch: int | None = shape[0].get_length() if shape[0].is_static else None
         kind = metadata.get("binexport.input")
-        self.input_kind = kind if kind in INPUT_KINDS else (
-            INPUT_NHWC if self.input_type == "u8" else INPUT_NCHW_F16 if self.input_type == "f16" else INPUT_NCHW)
+        self.input_kind = (
+            kind
+            if kind in INPUT_KINDS
+            else (INPUT_NHWC if self.input_type == "u8" else INPUT_NCHW_F16 if self.input_type == "f16" else INPUT_NCHW)
+        )
         self._request = compiled.create_infer_request()
 
     @property
@@ -112,7 +118,7 @@ class OpenVinoRuntime(Runtime):
         x = np.ascontiguousarray(x, dtype=_NP_TYPES[self.input_type])
         out = []
         for i in range(0, len(x), bs):
-            chunk = x[i:i + bs]
+            chunk = x[i : i + bs]
             if self.fixed_batch and len(chunk) < bs:
                 chunk = np.concatenate([chunk, np.zeros((bs - len(chunk), *chunk.shape[1:]), chunk.dtype)])
             out.append(np.ascontiguousarray(chunk))
@@ -182,8 +188,9 @@ def open_compiled(path: str, device: str = "cpu", threads: int = 0, precision: s
             not run it, or a file OpenVINO cannot read.
     """
     if device != "cpu":
-        raise InputError(f"--device {device}: binexport runs OpenVINO on the CPU only; use --runtime ort for CUDA, "
-                         "or --device cpu")
+        raise InputError(
+            f"--device {device}: binexport runs OpenVINO on the CPU only; use --runtime ort for CUDA, or --device cpu"
+        )
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     ov = import_openvino()
@@ -199,8 +206,10 @@ def open_compiled(path: str, device: str = "cpu", threads: int = 0, precision: s
         raise InputError(f"OpenVINO cannot open it ({' '.join(str(e).split())[:200]})") from None
     runtime = OpenVinoRuntime(compiled, metadata, device)
     if runtime.precision != precision:  # a CPU without bf16 instructions quietly runs f32: say so, don't label it
-        raise InputError(f"--precision {precision}: OpenVINO compiled the model with {runtime.precision} on this CPU "
-                         f"(it runs {precision} only where the CPU has the instructions); use --precision f32")
+        raise InputError(
+            f"--precision {precision}: OpenVINO compiled the model with {runtime.precision} on this CPU "
+            f"(it runs {precision} only where the CPU has the instructions); use --precision f32"
+        )
     return runtime
 
 

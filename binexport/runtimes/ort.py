@@ -40,8 +40,10 @@ class OrtRuntime(Runtime):
         self._kernels: str | None = None
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or not outputs:
-            raise InputError(f"the graph has {len(inputs)} inputs and {len(outputs)} outputs; a WRN classifier "
-                             "takes one image batch and gives logits")
+            raise InputError(
+                f"the graph has {len(inputs)} inputs and {len(outputs)} outputs; a WRN classifier "
+                "takes one image batch and gives logits"
+            )
         inp = inputs[0]
         self.input_name: str = inp.name
         self.input_type: str = inp.type
@@ -49,18 +51,30 @@ class OrtRuntime(Runtime):
             raise InputError(f"the graph input {inp.name!r} is {inp.type}; expected float, float16 or uint8 images")
         shape = list(inp.shape or [])
         if len(shape) != 4:
-            raise InputError(f"the graph input {inp.name!r} has shape {shape}; expected 4 dimensions "
-                             "(N, 3, 32, 32) or (N, 32, 32, 3)")
+            raise InputError(
+                f"the graph input {inp.name!r} has shape {shape}; expected 4 dimensions "
+                "(N, 3, 32, 32) or (N, 32, 32, 3)"
+            )
         dim = shape[0]
         self.fixed_batch: int | None = dim if isinstance(dim, int) and dim > 0 else None
         if self.fixed_batch is not None and self.fixed_batch > MAX_FIXED_BATCH:
-            raise InputError(f"the graph has a fixed batch of {self.fixed_batch:,} images; binexport runs fixed "
-                             f"batches of at most {MAX_FIXED_BATCH} (every chunk is padded to the batch)")
+            raise InputError(
+                f"the graph has a fixed batch of {self.fixed_batch:,} images; binexport runs fixed "
+                f"batches of at most {MAX_FIXED_BATCH} (every chunk is padded to the batch)"
+            )
         meta = self.metadata
         kind = meta.get("binexport.input")
-        self.input_kind = kind if kind in INPUT_KINDS else (
-            INPUT_NHWC if inp.type == "tensor(uint8)" else INPUT_NCHW_F16 if inp.type == "tensor(float16)"
-            else INPUT_NCHW)
+        self.input_kind = (
+            kind
+            if kind in INPUT_KINDS
+            else (
+                INPUT_NHWC
+                if inp.type == "tensor(uint8)"
+                else INPUT_NCHW_F16
+                if inp.type == "tensor(float16)"
+                else INPUT_NCHW
+            )
+        )
 
     @property
     def input_dtype(self) -> type:
@@ -97,7 +111,7 @@ class OrtRuntime(Runtime):
         x = np.ascontiguousarray(x, dtype=self.input_dtype)
         slices = []
         for i in range(0, len(x), bs):
-            chunk = x[i:i + bs]
+            chunk = x[i : i + bs]
             if self.fixed_batch and len(chunk) < bs:
                 chunk = np.concatenate([chunk, np.zeros((bs - len(chunk), *chunk.shape[1:]), chunk.dtype)])
             slices.append(chunk)
@@ -167,8 +181,10 @@ def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> O
     session = ort.InferenceSession(model, sess_options=opts, providers=providers)
     used = session.get_providers()[0]
     if device == "cuda" and used != "CUDAExecutionProvider":
-        raise InputError(f"--device cuda: ONNX Runtime fell back to {used} (its CUDA provider could not load); "
-                         "install the CUDA libraries onnxruntime-gpu needs, or use --device cpu")
+        raise InputError(
+            f"--device cuda: ONNX Runtime fell back to {used} (its CUDA provider could not load); "
+            "install the CUDA libraries onnxruntime-gpu needs, or use --device cpu"
+        )
     return OrtRuntime(session, used, device, source=model)
 
 
@@ -237,7 +253,7 @@ def describe_kernels(ops: OptimizedOps, mlas: bool = True) -> str:
     """One short line: the arithmetic ops by count, and which MLAS path each QLinearConv takes (``mlas``: the
     CPU provider runs them). E.g. ``"18 QLinearConv (MLAS QGEMM: weight zp != 0; AMX on this CPU), 3 Conv"``."""
     amx = cpu_has_amx()
-    where = ("AMX where the CPU has it" if amx is None else "AMX on this CPU" if amx else "this CPU has no AMX")
+    where = "AMX where the CPU has it" if amx is None else "AMX on this CPU" if amx else "this CPU has no AMX"
     parts = []
     for op in KERNEL_OPS:
         n = ops.count(op)
@@ -252,7 +268,9 @@ def describe_kernels(ops: OptimizedOps, mlas: bool = True) -> str:
             if n - zero - nonzero:
                 parts.append(f"{n - zero - nonzero} QLinearConv")
         elif op == "Conv" and mlas and ops.nchwc_convs:
-            parts.append(f"{n} Conv ({ops.nchwc_convs} MLAS NCHWc)" if ops.nchwc_convs < n else f"{n} Conv (MLAS NCHWc)")
+            parts.append(
+                f"{n} Conv ({ops.nchwc_convs} MLAS NCHWc)" if ops.nchwc_convs < n else f"{n} Conv (MLAS NCHWc)"
+            )
         else:
             parts.append(f"{n} {op}")
     return ", ".join(parts)
@@ -277,8 +295,17 @@ def ort_errors() -> tuple[type[Exception], ...]:
     """
     from onnxruntime.capi import onnxruntime_pybind11_state as state
 
-    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NoModel",
-             "RuntimeException", "NotImplemented", "EPFail")
+    names = (
+        "Fail",
+        "InvalidArgument",
+        "InvalidGraph",
+        "InvalidProtobuf",
+        "NoSuchFile",
+        "NoModel",
+        "RuntimeException",
+        "NotImplemented",
+        "EPFail",
+    )
     return (RuntimeError, *(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type)))
 
 

@@ -51,9 +51,15 @@ class WRNReference(torch.nn.Module):
 
     def _bn(self, x: torch.Tensor, name: str) -> torch.Tensor:
         affine = hasattr(self, name.replace(".", "__") + "__weight")
-        return F.batch_norm(x, self._p(name + ".running_mean"), self._p(name + ".running_var"),
-                            self._p(name + ".weight") if affine else None, self._p(name + ".bias") if affine else None,
-                            training=False, eps=self.arch.bn_eps)
+        return F.batch_norm(
+            x,
+            self._p(name + ".running_mean"),
+            self._p(name + ".running_var"),
+            self._p(name + ".weight") if affine else None,
+            self._p(name + ".bias") if affine else None,
+            training=False,
+            eps=self.arch.bn_eps,
+        )
 
     def _bn_relu(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return F.relu(self._bn(x, name))
@@ -79,6 +85,7 @@ class WRNReference(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, tap: Tap | None = None) -> torch.Tensor:
         """Logits; ``tap(name, tensor)`` sees every activation an int8 graph quantizes (see :data:`TAPS`)."""
+
         def see(name: str, t: torch.Tensor) -> torch.Tensor:
             if tap is not None:
                 tap(name, t)
@@ -122,8 +129,9 @@ class TorchRuntime(Runtime):
         self.provider = f"torch:{device}"
         self.net = WRNReference(model).to(device).eval()
 
-    def timed_logits(self, x: np.ndarray, batch_size: int = 256, progress: Any = None,
-                     warmup: int = 2) -> tuple[np.ndarray, float]:
+    def timed_logits(
+        self, x: np.ndarray, batch_size: int = 256, progress: Any = None, warmup: int = 2
+    ) -> tuple[np.ndarray, float]:
         with torch.inference_mode(), exact_cuda(self.device):
             return super().timed_logits(x, batch_size, progress, warmup)
 
@@ -135,7 +143,7 @@ class TorchRuntime(Runtime):
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if self.device == "cuda" and t.numel() * 4 < torch.cuda.mem_get_info()[0] // 2:
             t = t.to(self.device)  # the whole set stays on the GPU: no per-batch copies
-        return [t[i:i + batch_size] for i in range(0, len(t), batch_size)]
+        return [t[i : i + batch_size] for i in range(0, len(t), batch_size)]
 
     def _run(self, batch: Any) -> Any:
         return self.net(batch.to(self.device, non_blocking=True))
@@ -150,9 +158,9 @@ class TorchRuntime(Runtime):
         if self.device == "cuda":
             torch.cuda.synchronize()
 
-
-    def activation_ranges(self, x: np.ndarray, percentile: float = 99.999, batch_size: int = 64,
-                          progress: Any = None) -> dict[str, tuple[float, float]]:
+    def activation_ranges(
+        self, x: np.ndarray, percentile: float = 99.999, batch_size: int = 64, progress: Any = None
+    ) -> dict[str, tuple[float, float]]:
         """Per tapped activation (see :data:`Tap`), the (low, high) percentiles over every value of every image.
 
         The ``percentile``-th largest and smallest values are found exactly, batch by batch, by keeping only
@@ -175,7 +183,7 @@ class TorchRuntime(Runtime):
 
         with torch.inference_mode(), exact_cuda(self.device):
             for i in range(0, n, batch_size):
-                xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32)).to(self.device)
+                xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32)).to(self.device)
                 self.net(xb, tap)
                 if progress is not None:
                     progress(min(i + batch_size, n), n)

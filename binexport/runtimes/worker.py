@@ -79,9 +79,19 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "ort", preci
         _answer({"ok": False, "error": str(e)})
         return 2
     load_s = time.perf_counter() - t0
-    _answer({"ok": True, "load_s": load_s, "provider": runtime.provider, "runtime": runtime.name,
-             "precision": runtime.precision, "input_kind": runtime.input_kind, "rss_before_load": before, **info,
-             "rss_after_load": peak_rss()})
+    _answer(
+        {
+            "ok": True,
+            "load_s": load_s,
+            "provider": runtime.provider,
+            "runtime": runtime.name,
+            "precision": runtime.precision,
+            "input_kind": runtime.input_kind,
+            "rss_before_load": before,
+            **info,
+            "rss_after_load": peak_rss(),
+        }
+    )
     cache: dict[int, np.ndarray] = {}
     for line in sys.stdin:
         req = json.loads(line)

@@ -142,17 +142,39 @@ class _Worker:
     ``command`` replaces the worker's command line (tests).
     """
 
-    def __init__(self, path: Path, device: str, threads: int, runtime: str = "ort", precision: str = "f32",
-                 command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        device: str,
+        threads: int,
+        runtime: str = "ort",
+        precision: str = "f32",
+        command: list[str] | None = None,
+    ) -> None:
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
         self.path = path
         self.threads = threads
         self.kernels = ""
         self.err = tempfile.TemporaryFile()  # the worker's stderr: its last line explains a crash
-        argv = command or [sys.executable, "-m", "binexport.runtimes.worker", str(path), device, str(threads),
-                           runtime, precision]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err,
-                                     text=True, env=env, start_new_session=True)
+        argv = command or [
+            sys.executable,
+            "-m",
+            "binexport.runtimes.worker",
+            str(path),
+            device,
+            str(threads),
+            runtime,
+            precision,
+        ]
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.err,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         # a thread reads the answers: a pipe read can't time out, a queue get can
         threading.Thread(target=self._pump, daemon=True).start()
@@ -174,10 +196,12 @@ class _Worker:
         except queue.Empty:
             self.kill()
             threads = f"--threads {self.threads}" if self.threads else "the default threads"
-            raise InputError(f"{self.path}: the benchmark worker gave no answer within {timeout:.0f} s while "
-                             f"{doing}, so it was stopped; with {threads} on {os.cpu_count() or 1} CPUs, try "
-                             "fewer --threads, a smaller --batch-size or fewer --seconds, or a less loaded "
-                             "machine") from None
+            raise InputError(
+                f"{self.path}: the benchmark worker gave no answer within {timeout:.0f} s while "
+                f"{doing}, so it was stopped; with {threads} on {os.cpu_count() or 1} CPUs, try "
+                "fewer --threads, a smaller --batch-size or fewer --seconds, or a less loaded "
+                "machine"
+            ) from None
         if not line:
             code = self.proc.wait()
             self.err.seek(0)
@@ -187,8 +211,10 @@ class _Worker:
         try:
             return dict(json.loads(line))
         except (ValueError, TypeError):
-            return {"ok": False, "error": f"{self.path}: the benchmark worker answered {line.strip()[:80]!r}, "
-                                          "not a JSON object"}
+            return {
+                "ok": False,
+                "error": f"{self.path}: the benchmark worker answered {line.strip()[:80]!r}, not a JSON object",
+            }
 
     def ask(self, req: dict[str, Any], timeout: float, doing: str) -> dict[str, Any]:
         if self.proc.stdin is None or self.proc.poll() is not None:
@@ -239,9 +265,17 @@ def slice_timeout(per_call_s: float, iters: int) -> float:
     return SLICE_SLACK * per_call_s * (iters + 1) + SLICE_MARGIN_S
 
 
-def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, seconds: float = DEFAULT_SECONDS,
-          device: str = "auto", threads: int = 0, runtime: str | Sequence[str] = "ort", precision: str = "f32",
-          progress: Progress | None = None) -> BenchReport:
+def bench(
+    artifacts: list[str | Path],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    seconds: float = DEFAULT_SECONDS,
+    device: str = "auto",
+    threads: int = 0,
+    runtime: str | Sequence[str] = "ort",
+    precision: str = "f32",
+    progress: Progress | None = None,
+) -> BenchReport:
     """Measure what each artifact costs to deploy, side by side.
 
     Args:
@@ -290,8 +324,11 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
     try:
         for a in artifacts:
             for rt in runtimes if is_onnx(a) else ["ort"]:  # model files: the PyTorch reference, one row
-                workers.append(_Worker(Path(a), runtime_device(rt, device, dev), threads, rt,
-                                       precision if rt == "openvino" else "f32"))
+                workers.append(
+                    _Worker(
+                        Path(a), runtime_device(rt, device, dev), threads, rt, precision if rt == "openvino" else "f32"
+                    )
+                )
         lat, thr = _measure(workers, batch_size, seconds, progress)
     finally:
         peaks = [w.close() for w in workers]
@@ -308,12 +345,25 @@ def bench(artifacts: list[str | Path], *, batch_size: int = DEFAULT_BATCH_SIZE, 
     notes = []
     if dev == "cpu" and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
         notes.append("this CPU has no VNNI or AMX: int8 convolutions run without their int8 dot-product instructions")
-    return BenchReport(cpu, flags, os.cpu_count() or 0, dev, threads, batch_size, seconds, rows, __version__, notes,
-                       runtimes, precision)
+    return BenchReport(
+        cpu,
+        flags,
+        os.cpu_count() or 0,
+        dev,
+        threads,
+        batch_size,
+        seconds,
+        rows,
+        __version__,
+        notes,
+        runtimes,
+        precision,
+    )
 
 
-def _measure(workers: list[_Worker], batch: int, seconds: float,
-             progress: Progress | None) -> tuple[list[list[float]], list[list[float]]]:
+def _measure(
+    workers: list[_Worker], batch: int, seconds: float, progress: Progress | None
+) -> tuple[list[list[float]], list[list[float]]]:
     """Interleaved rounds of batch-1 and batch-N calls; per worker, every call's seconds."""
     lat: list[list[float]] = [[] for _ in workers]
     thr: list[list[float]] = [[] for _ in workers]
@@ -340,8 +390,19 @@ def _row(w: _Worker, peak: int, lat: list[float], thr: list[float], batch: int) 
     info = w.info
     ms = np.asarray(lat) * 1000
     return BenchRow(
-        path=str(w.path), format=info["format"], weights=info["weights"], runtime=info["runtime"],
-        provider=info["provider"], file_bytes=int(info["file_bytes"]), load_s=float(info["load_s"]),
-        peak_rss_bytes=peak, runtime_rss_bytes=int(info.get("rss_before_load", 0)), latency_ms_median=float(np.median(ms)), latency_ms_p90=float(np.percentile(ms, 90)),
-        images_per_s=batch * len(thr) / sum(thr) if thr else 0.0, batch_size=batch,
-        precision=str(info.get("precision", "f32")), kernels=w.kernels)
+        path=str(w.path),
+        format=info["format"],
+        weights=info["weights"],
+        runtime=info["runtime"],
+        provider=info["provider"],
+        file_bytes=int(info["file_bytes"]),
+        load_s=float(info["load_s"]),
+        peak_rss_bytes=peak,
+        runtime_rss_bytes=int(info.get("rss_before_load", 0)),
+        latency_ms_median=float(np.median(ms)),
+        latency_ms_p90=float(np.percentile(ms, 90)),
+        images_per_s=batch * len(thr) / sum(thr) if thr else 0.0,
+        batch_size=batch,
+        precision=str(info.get("precision", "f32")),
+        kernels=w.kernels,
+    )

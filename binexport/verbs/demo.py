@@ -42,16 +42,32 @@ class DemoReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
-        return {"schema_version": 1, "folder": self.folder, "checkpoint": self.checkpoint,
-                "synthetic_checkpoint": self.synthetic_checkpoint, "data": self.data,
-                "steps": {k: v.to_dict() for k, v in self.steps.items()}, "notes": list(self.notes)}
+        return {
+            "schema_version": 1,
+            "folder": self.folder,
+            "checkpoint": self.checkpoint,
+            "synthetic_checkpoint": self.synthetic_checkpoint,
+            "data": self.data,
+            "steps": {k: v.to_dict() for k, v in self.steps.items()},
+            "notes": list(self.notes),
+        }
 
 
-def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, synthetic: bool = False,
-             width: float = 10, images: str | Path | None = None, n_images: int = 200,
-             calibrate: str | Path | None = None, data_root: str | Path | None = None, bench_seconds: float = 4.0,
-             limit: int | None = None, full_precision: bool = False,
-             on_step: Callable[[str, Any], None] | None = None) -> DemoReport:
+def run_demo(
+    out_dir: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    synthetic: bool = False,
+    width: float = 10,
+    images: str | Path | None = None,
+    n_images: int = 200,
+    calibrate: str | Path | None = None,
+    data_root: str | Path | None = None,
+    bench_seconds: float = 4.0,
+    limit: int | None = None,
+    full_precision: bool = False,
+    on_step: Callable[[str, Any], None] | None = None,
+) -> DemoReport:
     """Run every capability once, ending with ``bench``; ``on_step(name, report)`` sees each report as it is made.
 
     Args:
@@ -94,8 +110,9 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, synth
 
     test: dict[str, Any] = {"images": images} if images is not None else {}
     if synthetic:
-        checkpoint, calibrate, data_root, test = _synthetic(out, width, n_images, images, calibrate, data_root, report,
-                                                            binarize=not full_precision)
+        checkpoint, calibrate, data_root, test = _synthetic(
+            out, width, n_images, images, calibrate, data_root, report, binarize=not full_precision
+        )
     elif checkpoint is None:
         checkpoint = DEMO_MODEL
         calibrate, data_root = _demo_calibration(calibrate, data_root, report)
@@ -124,9 +141,19 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, synth
     step("to-onnx", export_onnx(ckpt, out / "model.onnx", force=True, images=images))
     names += ["pack-bwn", "to-onnx"]
     if calibrate is not None:
-        step("to-onnx-int8", export_onnx(ckpt, out / "model-int8.onnx", weights="int8", calibrate=calibrate,
-                                         data_root=data_root, calibration_size=64 if synthetic else 256,
-                                         force=True, images=images))
+        step(
+            "to-onnx-int8",
+            export_onnx(
+                ckpt,
+                out / "model-int8.onnx",
+                weights="int8",
+                calibrate=calibrate,
+                data_root=data_root,
+                calibration_size=64 if synthetic else 256,
+                force=True,
+                images=images,
+            ),
+        )
         names.append("to-onnx-int8")
     artifacts = [report.steps[s].output for s in names]
     # runtime "all": ONNX files also run on OpenVINO where its extra is installed (one more row each)
@@ -142,8 +169,9 @@ def run_demo(out_dir: str | Path, *, checkpoint: str | Path | None = None, synth
     return report
 
 
-def _demo_calibration(calibrate: str | Path | None, data_root: str | Path | None,
-                      report: DemoReport) -> tuple[str | Path | None, str | Path | None]:
+def _demo_calibration(
+    calibrate: str | Path | None, data_root: str | Path | None, report: DemoReport
+) -> tuple[str | Path | None, str | Path | None]:
     """int8 calibrates on training images, never on the test images it is verified on.
 
     By default these are the 256 CIFAR-10 training images shipped in ``DEMO_DIR`` (``data_batch_4``: the first
@@ -153,21 +181,32 @@ def _demo_calibration(calibrate: str | Path | None, data_root: str | Path | None
     if calibrate is not None:
         return calibrate, data_root
     if data_root is None:
-        report.notes.append(f"int8 calibrated on {DEMO_CALIBRATION_COUNT} CIFAR-10 training images shipped with "
-                            f"binexport ({DEMO_CALIBRATION.name}), not on the test images it is verified on")
+        report.notes.append(
+            f"int8 calibrated on {DEMO_CALIBRATION_COUNT} CIFAR-10 training images shipped with "
+            f"binexport ({DEMO_CALIBRATION.name}), not on the test images it is verified on"
+        )
         return "CIFAR10", DEMO_DIR
     root = Path(data_root).expanduser()
     if any((root / "cifar-10-batches-py" / f"data_batch_{i}").is_file() for i in range(1, 6)):
         return "CIFAR10", root
-    report.notes.append(f"int8 left out: no CIFAR-10 training batches under {root} to calibrate on. Pass "
-                        "--data-root DIR, where DIR/cifar-10-batches-py/data_batch_1..5 exist, or --calibrate "
-                        "FILE, or leave both out to calibrate on the shipped training images.")
+    report.notes.append(
+        f"int8 left out: no CIFAR-10 training batches under {root} to calibrate on. Pass "
+        "--data-root DIR, where DIR/cifar-10-batches-py/data_batch_1..5 exist, or --calibrate "
+        "FILE, or leave both out to calibrate on the shipped training images."
+    )
     return None, None
 
 
-def _synthetic(out: Path, width: float, n_images: int, images: str | Path | None, calibrate: str | Path | None,
-               data_root: str | Path | None, report: DemoReport,
-               binarize: bool = True) -> tuple[Path, Any, Any, dict[str, Any]]:
+def _synthetic(
+    out: Path,
+    width: float,
+    n_images: int,
+    images: str | Path | None,
+    calibrate: str | Path | None,
+    data_root: str | Path | None,
+    report: DemoReport,
+    binarize: bool = True,
+) -> tuple[Path, Any, Any, dict[str, Any]]:
     """A synthetic training checkpoint, test set (CIFAR-100 layout) and training split (for int8) under ``out``."""
     from binexport.data.synth import make_arch, write_cifar_testset, write_training_run
 
@@ -178,8 +217,12 @@ def _synthetic(out: Path, width: float, n_images: int, images: str | Path | None
         test = _synthetic_test(out, n_images, rng, report)
     if calibrate is None and binarize:
         n_train = 64 + 96
-        write_cifar_testset(out / "data", rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
-                            rng.integers(0, 100, n_train), split="train")
+        write_cifar_testset(
+            out / "data",
+            rng.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8),
+            rng.integers(0, 100, n_train),
+            split="train",
+        )
         calibrate, data_root = "CIFAR100", out / "data"
     return ckpt, calibrate, data_root, test
 

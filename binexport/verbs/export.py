@@ -104,12 +104,24 @@ class OnnxReport:
         return asdict(self)
 
 
-def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weights: str | None = None,
-                opset: int = DEFAULT_OPSET, batch: str | int = "dynamic", normalize_inside: bool = False, force: bool = False,
-                images: str | Path | None = None, device: str = "cpu", binarized: bool | None = None,
-                calibrate: str | Path | None = None, data_root: str | Path | None = None,
-                calibration_size: int = CALIBRATION_SIZE, percentile: float = PERCENTILE,
-                weight_zero_point: int | None = None) -> OnnxReport:
+def export_onnx(
+    src: str | Path | Model,
+    out: str | Path | None = None,
+    *,
+    weights: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    batch: str | int = "dynamic",
+    normalize_inside: bool = False,
+    force: bool = False,
+    images: str | Path | None = None,
+    device: str = "cpu",
+    binarized: bool | None = None,
+    calibrate: str | Path | None = None,
+    data_root: str | Path | None = None,
+    calibration_size: int = CALIBRATION_SIZE,
+    percentile: float = PERCENTILE,
+    weight_zero_point: int | None = None,
+) -> OnnxReport:
     """Export ``src`` (any file binexport reads, or a Model) to a validated ONNX file.
 
     Args:
@@ -159,9 +171,11 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
         model = formats.load(src, binarized=binarized)
     weights, opset, batch = fmt.check_options(model, weights, opset, batch)
     if (weights == "int8") != (calibrate is not None):
-        raise InputError("--weights int8 needs --calibrate SOURCE (training images: CIFAR100, CIFAR10 or a folder "
-                         "of PNGs)" if weights == "int8" else
-                         f"--calibrate is for --weights int8 only (this export is {weights})")
+        raise InputError(
+            "--weights int8 needs --calibrate SOURCE (training images: CIFAR100, CIFAR10 or a folder of PNGs)"
+            if weights == "int8"
+            else f"--calibrate is for --weights int8 only (this export is {weights})"
+        )
     if weight_zero_point is not None and weights != "int8":
         raise InputError(f"--weight-zero-point is for --weights int8 only (this export is {weights})")
     zp_w = int8_fmt.check_zero_point(DEFAULT_WEIGHT_ZERO_POINT if weight_zero_point is None else weight_zero_point)
@@ -187,16 +201,35 @@ def export_onnx(src: str | Path | Model, out: str | Path | None = None, *, weigh
     timings["write"] = time.perf_counter() - t - timings.get("checker", 0.0) - timings.get("runtime", 0.0)
     in_bytes = model.source.size
     return OnnxReport(
-        input=str(model.source.path if isinstance(src, Model) else src), input_format=model.source.format,
-        input_layout=model.source.layout, input_bytes=in_bytes, output=str(dest), output_bytes=len(data), architecture=model.arch.name,
-        num_classes=model.arch.num_classes, binarized=model.binarized, weights=weights, opset=opset, batch=batch,
+        input=str(model.source.path if isinstance(src, Model) else src),
+        input_format=model.source.format,
+        input_layout=model.source.layout,
+        input_bytes=in_bytes,
+        output=str(dest),
+        output_bytes=len(data),
+        architecture=model.arch.name,
+        num_classes=model.arch.num_classes,
+        binarized=model.binarized,
+        weights=weights,
+        opset=opset,
+        batch=batch,
         input_kind=fmt.input_kind(weights, normalize_inside, model.arch.input_bn, model.arch.normalization),
-        validation=result[0], seconds=time.perf_counter() - t0, timings=timings, calibration=cal,
-        weight_zero_point=zp_w if weights == "int8" else None)
+        validation=result[0],
+        seconds=time.perf_counter() - t0,
+        timings=timings,
+        calibration=cal,
+        weight_zero_point=zp_w if weights == "int8" else None,
+    )
 
 
-def _calibrate(model: Model, source: str | Path, data_root: str | Path | None, size: int, percentile: float,
-               images: str | Path | None) -> tuple[Calibration, np.ndarray | None, dict[str, Any]]:
+def _calibrate(
+    model: Model,
+    source: str | Path,
+    data_root: str | Path | None,
+    size: int,
+    percentile: float,
+    images: str | Path | None,
+) -> tuple[Calibration, np.ndarray | None, dict[str, Any]]:
     """Activation ranges from ``size`` training images; the next few are held out to validate the export on."""
     from binexport.data import normalize
     from binexport.data.calibration import load_calibration
@@ -213,8 +246,13 @@ def _calibrate(model: Model, source: str | Path, data_root: str | Path | None, s
     heldout = ds.images[size:] if len(ds.images) > size else None
     ref = TorchRuntime(model)
     ranges = ref.activation_ranges(select_input(ref.input_kind, use, normalize(use)), percentile)
-    cal = Calibration(source=ds.origin, images=len(use), percentile=percentile,
-                      heldout_images=0 if heldout is None else len(heldout), seconds=time.perf_counter() - t)
+    cal = Calibration(
+        source=ds.origin,
+        images=len(use),
+        percentile=percentile,
+        heldout_images=0 if heldout is None else len(heldout),
+        seconds=time.perf_counter() - t,
+    )
     info = {"calibration": {"source": Path(ds.origin).name, "images": cal.images, "percentile": percentile}}
     return cal, heldout, {"int8_ranges": ranges, "int8_info": info}
 
@@ -225,9 +263,17 @@ def _labelled(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return load_labelled_folder(folder)
 
 
-def validate(path: Path, model: Model, weights: str, batch: str | int, normalize_inside: bool,
-             labelled: tuple[np.ndarray, np.ndarray, list[str]] | None = None, device: str = "cpu",
-             timings: dict[str, float] | None = None, heldout: np.ndarray | None = None) -> Validation:
+def validate(
+    path: Path,
+    model: Model,
+    weights: str,
+    batch: str | int,
+    normalize_inside: bool,
+    labelled: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
+    device: str = "cpu",
+    timings: dict[str, float] | None = None,
+    heldout: np.ndarray | None = None,
+) -> Validation:
     """onnx.checker (full_check), then ONNX Runtime vs the PyTorch reference; CheckError on any failure.
 
     The images are a fixed random batch, then ``heldout`` (unlabelled: training images no calibration saw),
@@ -245,8 +291,9 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise CheckError("the exported graph fails onnx.checker (full_check)", [str(e).strip().splitlines()[0]]) \
-            from None
+        raise CheckError(
+            "the exported graph fails onnx.checker (full_check)", [str(e).strip().splitlines()[0]]
+        ) from None
     timings["checker"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -269,37 +316,48 @@ def validate(path: Path, model: Model, weights: str, batch: str | int, normalize
             import onnxruntime
 
             why = text.splitlines()[-1].rsplit(") ", 1)[-1].strip().split(". ")[-1]  # its last sentence
-            raise InputError(f"ONNX Runtime {onnxruntime.__version__} here can't load this opset ({why}); "
-                             "choose a lower --opset (default 18)") from None
+            raise InputError(
+                f"ONNX Runtime {onnxruntime.__version__} here can't load this opset ({why}); "
+                "choose a lower --opset (default 18)"
+            ) from None
         raise CheckError("ONNX Runtime could not run the exported graph", [f"{type(e).__name__}: {text}"]) from None
     torch_rt = TorchRuntime(model)
     ref = torch_rt.logits(select_input(torch_rt.input_kind, raw, x))
     timings["runtime"] = time.perf_counter() - t
     labels = labelled[1] if labelled is not None else None
     try:
-        c = check.compare(got, ref, weights, names=names, what="ONNX",
-                          min_agreement=check.EXPORT_MIN_AGREEMENT.get(weights))
+        c = check.compare(
+            got, ref, weights, names=names, what="ONNX", min_agreement=check.EXPORT_MIN_AGREEMENT.get(weights)
+        )
     except InputError as e:
         raise CheckError("the exported graph gives logits of the wrong shape", [str(e)]) from None
     n_held = 0 if heldout is None else len(heldout)
-    v = Validation(provider=runtime.provider, random_images=RANDOM_IMAGES,
-                   labelled_images=len(names) - RANDOM_IMAGES - n_held, heldout_images=n_held,
-                   max_abs_diff=c.max_abs_logit_diff if c.max_abs_logit_diff is not None else float("inf"),
-                   tolerance=c.tolerance.max_abs_logit_diff if c.tolerance.max_abs_logit_diff is not None
-                   else float("inf"), worst_output=c.worst_output, agreement=c.agreement,
-                   min_agreement=c.tolerance.min_agreement, passed=c.passed)
+    v = Validation(
+        provider=runtime.provider,
+        random_images=RANDOM_IMAGES,
+        labelled_images=len(names) - RANDOM_IMAGES - n_held,
+        heldout_images=n_held,
+        max_abs_diff=c.max_abs_logit_diff if c.max_abs_logit_diff is not None else float("inf"),
+        tolerance=c.tolerance.max_abs_logit_diff if c.tolerance.max_abs_logit_diff is not None else float("inf"),
+        worst_output=c.worst_output,
+        agreement=c.agreement,
+        min_agreement=c.tolerance.min_agreement,
+        passed=c.passed,
+    )
     if labels is not None:
         n = len(labels)
         v.accuracy = float(np.mean(got[-n:].argmax(1) == labels))
         v.reference_accuracy = float(np.mean(ref[-n:].argmax(1) == labels))
     if not c.passed:
-        raise CheckError(f"ONNX Runtime ({runtime.provider}) disagrees with the PyTorch reference; no file written",
-                         c.problems)
+        raise CheckError(
+            f"ONNX Runtime ({runtime.provider}) disagrees with the PyTorch reference; no file written", c.problems
+        )
     if weights == "int8":
         v.int8_convs = optimized_ops(str(path)).count("QLinearConv")
         blocks = 2 * 3 * model.arch.blocks_per_group
         if v.int8_convs < blocks:
-            v.notes.append(f"ONNX Runtime ({runtime.provider}) fused only {v.int8_convs} of the {blocks} block convs "
-                           "into QLinearConv: this graph will not run faster than float here")
+            v.notes.append(
+                f"ONNX Runtime ({runtime.provider}) fused only {v.int8_convs} of the {blocks} block convs "
+                "into QLinearConv: this graph will not run faster than float here"
+            )
     return v
-

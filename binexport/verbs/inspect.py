@@ -69,27 +69,52 @@ def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport
         details = describe(path)
     nb, nf = model.param_counts()
     return InspectReport(
-        path=str(path), format=model.source.format, layout=model.source.layout, sha256=model.source.sha256, file_bytes=model.source.size,
-        architecture={**model.arch.to_dict(), "mode": "1-bit" if model.binarized else
-                      ("full precision" if told != "unknown" else
-                       f"unknown ({model.metadata.get('binarized_unknown', 'no log.txt')})")},
-        binarized=None if told == "unknown" else model.binarized, binarized_from=told,
-        binarised_params=nb, float_params=nf, zero_weights=model.zero_weights,
-        breakdown=dict(model.source.breakdown), output_sizes=sizes, details=details, weights=model.weights)
+        path=str(path),
+        format=model.source.format,
+        layout=model.source.layout,
+        sha256=model.source.sha256,
+        file_bytes=model.source.size,
+        architecture={
+            **model.arch.to_dict(),
+            "mode": "1-bit"
+            if model.binarized
+            else (
+                "full precision"
+                if told != "unknown"
+                else f"unknown ({model.metadata.get('binarized_unknown', 'no log.txt')})"
+            ),
+        },
+        binarized=None if told == "unknown" else model.binarized,
+        binarized_from=told,
+        binarised_params=nb,
+        float_params=nf,
+        zero_weights=model.zero_weights,
+        breakdown=dict(model.source.breakdown),
+        output_sizes=sizes,
+        details=details,
+        weights=model.weights,
+    )
 
 
 #: Extra outputs of a full-precision model: (size key, format, writer options).
-_FULL_PRECISION_VARIANTS: tuple[tuple[str, str, dict[str, object]], ...] = (("bwn", "bwn", {"weights": "float32"}), ("bwn float16", "bwn", {"weights": "float16"}),
-                            ("bwn bfloat16", "bwn", {"weights": "bfloat16"}), ("onnx", "onnx", {"weights": "float32"}),
-                            ("onnx float16", "onnx", {"weights": "float16"}), ("onnx int8", "onnx", {"weights": "int8"}))
+_FULL_PRECISION_VARIANTS: tuple[tuple[str, str, dict[str, object]], ...] = (
+    ("bwn", "bwn", {"weights": "float32"}),
+    ("bwn float16", "bwn", {"weights": "float16"}),
+    ("bwn bfloat16", "bwn", {"weights": "bfloat16"}),
+    ("onnx", "onnx", {"weights": "float32"}),
+    ("onnx float16", "onnx", {"weights": "float16"}),
+    ("onnx int8", "onnx", {"weights": "int8"}),
+)
 
 
 def _sizes(model: Model) -> dict[str, object]:
     """Bytes of each writable format (every variant for a full-precision model), or why it can't be written."""
     sizes: dict[str, object] = {}
     if not model.binarized:
-        sizes["packed"] = ("n/a: the published packed layout holds 1-bit block convs only and this model is full "
-                           "precision (binarising changes its outputs: pack --binarize-anyway)")
+        sizes["packed"] = (
+            "n/a: the published packed layout holds 1-bit block convs only and this model is full "
+            "precision (binarising changes its outputs: pack --binarize-anyway)"
+        )
         for key, name, options in _FULL_PRECISION_VARIANTS:
             if options["weights"] == "int8":  # placeholder ranges: calibration moves scales, not bytes
                 from binexport.formats.onnx.int8 import required_ranges

@@ -49,8 +49,16 @@ class PackReport:
         return asdict(self)
 
 
-def pack(src: str | Path, out: str | Path | None = None, *, format: str = "packed", binarized: bool | None = None,
-         binarize_anyway: bool = False, force: bool = False, **write_options: object) -> PackReport:
+def pack(
+    src: str | Path,
+    out: str | Path | None = None,
+    *,
+    format: str = "packed",
+    binarized: bool | None = None,
+    binarize_anyway: bool = False,
+    force: bool = False,
+    **write_options: object,
+) -> PackReport:
     """Convert a checkpoint to one bit per binarised weight (or ``.bwn`` floats), write it atomically, prove it.
 
     The output is re-read from its temp file and compared bit for bit with the
@@ -85,8 +93,9 @@ def pack(src: str | Path, out: str | Path | None = None, *, format: str = "packe
     """
     t0 = time.perf_counter()
     if format not in FORMATS:
-        raise InputError(f"pack writes {' or '.join(repr(f) for f in FORMATS)}, not {format!r}; "
-                         "for ONNX use 'binexport to-onnx'")
+        raise InputError(
+            f"pack writes {' or '.join(repr(f) for f in FORMATS)}, not {format!r}; for ONNX use 'binexport to-onnx'"
+        )
     fmt = formats.get(format)
     write, read = fmt.write, fmt.read
     if write is None or read is None:  # every pack format has both; the registry says so
@@ -101,7 +110,8 @@ def pack(src: str | Path, out: str | Path | None = None, *, format: str = "packe
                 f"{src}: this is a full-precision model, and the published packed layout holds 1-bit block convs "
                 "only; binarising it changes its outputs (the network was not trained with sign weights). Use "
                 "--format bwn (float weights), pass --binarize-anyway to binarise it regardless, or export it with "
-                "'binexport to-onnx --weights float32'")
+                "'binexport to-onnx --weights float32'"
+            )
         model = binarize(model)
         anyway = True
     weights = write_options.get("weights")
@@ -118,12 +128,22 @@ def pack(src: str | Path, out: str | Path | None = None, *, format: str = "packe
     f32 = model.float32_weight_bytes()
     size_in = model.source.size
     return PackReport(
-        input=str(src), input_format=model.source.format, input_layout=model.source.layout, output=str(dest),
+        input=str(src),
+        input_format=model.source.format,
+        input_layout=model.source.layout,
+        output=str(dest),
         output_format=fmt.name,
-        architecture=model.arch.name, num_classes=model.arch.num_classes, input_bytes=size_in,
-        output_bytes=len(data), float32_bytes=f32, file_ratio=size_in / len(data), weights_ratio=f32 / len(data),
-        zero_weights=model.zero_weights, binarized_anyway=anyway,
-        tensors_checked=len(model.floats) + len(model.binary), seconds=time.perf_counter() - t0,
-        options=dict(write_options), weights=expect.weights)
-
-
+        architecture=model.arch.name,
+        num_classes=model.arch.num_classes,
+        input_bytes=size_in,
+        output_bytes=len(data),
+        float32_bytes=f32,
+        file_ratio=size_in / len(data),
+        weights_ratio=f32 / len(data),
+        zero_weights=model.zero_weights,
+        binarized_anyway=anyway,
+        tensors_checked=len(model.floats) + len(model.binary),
+        seconds=time.perf_counter() - t0,
+        options=dict(write_options),
+        weights=expect.weights,
+    )

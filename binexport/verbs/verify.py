@@ -99,15 +99,27 @@ class VerifyReport:
         """A CheckError listing every failing row (the CLI calls it after rendering)."""
         if self.failures:
             bad = sum(not r.passed for r in self.artifacts)
-            raise CheckError(f"{bad} of {len(self.artifacts)} artifacts do not classify like the reference",
-                             self.failures)
+            raise CheckError(
+                f"{bad} of {len(self.artifacts)} artifacts do not classify like the reference", self.failures
+            )
 
 
-def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root: str | Path | None = None,
-           download: bool = False, images: str | Path | None = None, reference: str | Path | None = None,
-           device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE, limit: int | None = None,
-           binarized: bool | None = None, runtime: str | Sequence[str] = "ort", precision: str = "f32",
-           progress: Progress | None = None) -> VerifyReport:
+def verify(
+    artifacts: list[str | Path],
+    *,
+    dataset: str | None = None,
+    data_root: str | Path | None = None,
+    download: bool = False,
+    images: str | Path | None = None,
+    reference: str | Path | None = None,
+    device: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    limit: int | None = None,
+    binarized: bool | None = None,
+    runtime: str | Sequence[str] = "ort",
+    precision: str = "f32",
+    progress: Progress | None = None,
+) -> VerifyReport:
     """Run the reference and every artifact over one test set; rows that miss their tolerance are failures.
 
     Args:
@@ -144,8 +156,10 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
     if not artifacts:
         raise InputError("verify needs at least one ARTIFACT file")
     if (dataset is None) == (images is None):
-        raise InputError("give exactly one of --dataset CIFAR100|CIFAR10 (a test set under --data-root) or "
-                         "--images DIR (a folder of labelled images)")
+        raise InputError(
+            "give exactly one of --dataset CIFAR100|CIFAR10 (a test set under --data-root) or "
+            "--images DIR (a folder of labelled images)"
+        )
     if batch_size < 1 or (limit is not None and limit < 1):
         raise InputError(f"--batch-size and --limit must be at least 1, got {batch_size} and {limit}")
     runtimes = resolve_runtimes(runtime)
@@ -164,8 +178,10 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
     ds = load_test_set(dataset=dataset, data_root=data_root, download=download, images=images)
     n_cls = ref_model.arch.num_classes
     if ds.num_classes is not None and ds.num_classes != n_cls:
-        raise InputError(f"{ds.name} has {ds.num_classes} classes but the reference {ref.path} has {n_cls}; "
-                         f"use the dataset the model was trained on")
+        raise InputError(
+            f"{ds.name} has {ds.num_classes} classes but the reference {ref.path} has {n_cls}; "
+            f"use the dataset the model was trained on"
+        )
     n = len(ds.labels) if limit is None else min(limit, len(ds.labels))
     labels = ds.labels[:n]
     if not len(labels):
@@ -180,11 +196,12 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
 
     def failed(i: int, shape: tuple[int, ...], e: Exception) -> Exception:
         a = runs[i]
-        return InputError(f"{a.path}: {a.runtime.name} failed on {a.runtime.input_kind} input of shape "
-                          f"{shape} ({str(e).strip()[:200]}); expected a binexport WRN export")
+        return InputError(
+            f"{a.path}: {a.runtime.name} failed on {a.runtime.input_kind} input of shape "
+            f"{shape} ({str(e).strip()[:200]}); expected a binexport WRN export"
+        )
 
-    results = iter(stream_logits([a.runtime for a in runs], ds.images, n, batch_size, tick, _runtime_errors(),
-                                 failed))
+    results = iter(stream_logits([a.runtime for a in runs], ds.images, n, batch_size, tick, _runtime_errors(), failed))
     ref_logits, ref_secs = next(results)
     ref_row = _row(ref, "reference", ref_logits, ref_secs, ref_logits, labels)
     rows = []
@@ -195,8 +212,20 @@ def verify(artifacts: list[str | Path], *, dataset: str | None = None, data_root
         logits, secs = next(results)
         rows.append(_row(a, "artifact", logits, secs, ref_logits, labels, ref_model.source.sha256))
     failures = [f"{r.path}{' (openvino)' if r.runtime == 'openvino' else ''}: {p}" for r in rows for p in r.problems]
-    return VerifyReport(ds.name, ds.origin, len(labels), n_cls, dev, batch_size, ref_row, rows, failures, __version__,
-                        runtimes, precision)
+    return VerifyReport(
+        ds.name,
+        ds.origin,
+        len(labels),
+        n_cls,
+        dev,
+        batch_size,
+        ref_row,
+        rows,
+        failures,
+        __version__,
+        runtimes,
+        precision,
+    )
 
 
 def _runtime_errors() -> tuple[type[Exception], ...]:
@@ -217,8 +246,10 @@ def _open_all(p: Path, dev: str, devs: dict[str, str], binarized: bool | None, p
 
     if not is_onnx(p):
         return [_open(p, dev, binarized)]
-    return [open_artifact(p, d, binarized=binarized, runtime=rt, precision=precision if rt == "openvino" else "f32")
-            for rt, d in devs.items()]
+    return [
+        open_artifact(p, d, binarized=binarized, runtime=rt, precision=precision if rt == "openvino" else "f32")
+        for rt, d in devs.items()
+    ]
 
 
 def _reference(arts: list[Artifact], reference: str | Path | None, dev: str, binarized: bool | None) -> Artifact:
@@ -226,36 +257,47 @@ def _reference(arts: list[Artifact], reference: str | Path | None, dev: str, bin
         same = [a for a in arts if a.path.resolve() == Path(reference).resolve()]
         ref = same[0] if same else _open(Path(reference), dev, binarized)
         if ref.model is None:
-            raise InputError(f"{reference}: the reference must be the checkpoint the artifacts were made from "
-                             "(training checkpoint, packed checkpoint or .bwn), not an ONNX file")
+            raise InputError(
+                f"{reference}: the reference must be the checkpoint the artifacts were made from "
+                "(training checkpoint, packed checkpoint or .bwn), not an ONNX file"
+            )
         return ref
     for a in arts:
         if a.model is not None:
             return a
-    raise InputError("every artifact is an ONNX file, so there is no reference to compare with; pass "
-                     "--reference CKPT (the checkpoint they were exported from)")
+    raise InputError(
+        "every artifact is an ONNX file, so there is no reference to compare with; pass "
+        "--reference CKPT (the checkpoint they were exported from)"
+    )
 
 
 def _check_compatible(a: Artifact, ref: Artifact, r: Model) -> None:
     if a.model is not None and a.model.arch != r.arch:
-        raise InputError(f"{a.path} is {a.model.arch.name} with {a.model.arch.num_classes} classes but the "
-                         f"reference {ref.path} is {r.arch.name} with {r.arch.num_classes}; pass the checkpoint "
-                         "it was made from as --reference")
+        raise InputError(
+            f"{a.path} is {a.model.arch.name} with {a.model.arch.num_classes} classes but the "
+            f"reference {ref.path} is {r.arch.name} with {r.arch.num_classes}; pass the checkpoint "
+            "it was made from as --reference"
+        )
     if a.model is None:
         meta = a.metadata
         arch, classes = meta.get("binexport.architecture", r.arch.name), meta.get("binexport.num_classes")
         if arch != r.arch.name or (classes is not None and classes != str(r.arch.num_classes)):
-            raise InputError(f"{a.path} is an export of {arch} with {classes} classes but the reference {ref.path} "
-                             f"is {r.arch.name} with {r.arch.num_classes}; pass the checkpoint it was exported from "
-                             "as --reference")
+            raise InputError(
+                f"{a.path} is an export of {arch} with {classes} classes but the reference {ref.path} "
+                f"is {r.arch.name} with {r.arch.num_classes}; pass the checkpoint it was exported from "
+                "as --reference"
+            )
 
 
-def _row(a: Artifact, role: str, logits: np.ndarray, secs: float, ref: np.ndarray, labels: np.ndarray,
-         ref_sha: str = "") -> ArtifactResult:
+def _row(
+    a: Artifact, role: str, logits: np.ndarray, secs: float, ref: np.ndarray, labels: np.ndarray, ref_sha: str = ""
+) -> ArtifactResult:
     weights, notes = a.weights, list(a.notes)
     if weights not in check.TOLERANCES:
-        raise InputError(f"{a.path}: its weights are {weights!r}, for which no tolerance is defined; known: "
-                         f"{', '.join(check.WEIGHT_ENCODINGS)}")
+        raise InputError(
+            f"{a.path}: its weights are {weights!r}, for which no tolerance is defined; known: "
+            f"{', '.join(check.WEIGHT_ENCODINGS)}"
+        )
     precision = a.runtime.precision
     key = check.tolerance_key(weights, precision)
     if precision != "f32":
@@ -270,10 +312,29 @@ def _row(a: Artifact, role: str, logits: np.ndarray, secs: float, ref: np.ndarra
     n = c.images
     c1, c5 = c.top1_correct or 0, c.top5_correct or 0
     return ArtifactResult(
-        path=str(a.path), role=role, format=a.format, weights=weights, runtime=a.runtime.name,
-        device=a.runtime.device, provider=a.runtime.provider, input=a.runtime.input_kind, images=n,
-        top1=c1 / n if n else 0.0, top5=c5 / n if n else 0.0, top1_correct=c1, top5_correct=c5,
-        agreement=c.agreement, disagreements=len(c.disagreements), max_abs_logit_diff=c.max_abs_logit_diff,
-        mean_abs_logit_diff=c.mean_abs_logit_diff, images_per_s=n / secs if secs > 0 else 0.0, seconds=secs,
-        tolerance=c.tolerance.to_dict(), passed=c.passed, problems=c.problems, notes=notes, precision=precision,
-        kernels=a.runtime.kernels())
+        path=str(a.path),
+        role=role,
+        format=a.format,
+        weights=weights,
+        runtime=a.runtime.name,
+        device=a.runtime.device,
+        provider=a.runtime.provider,
+        input=a.runtime.input_kind,
+        images=n,
+        top1=c1 / n if n else 0.0,
+        top5=c5 / n if n else 0.0,
+        top1_correct=c1,
+        top5_correct=c5,
+        agreement=c.agreement,
+        disagreements=len(c.disagreements),
+        max_abs_logit_diff=c.max_abs_logit_diff,
+        mean_abs_logit_diff=c.mean_abs_logit_diff,
+        images_per_s=n / secs if secs > 0 else 0.0,
+        seconds=secs,
+        tolerance=c.tolerance.to_dict(),
+        passed=c.passed,
+        problems=c.problems,
+        notes=notes,
+        precision=precision,
+        kernels=a.runtime.kernels(),
+    )

@@ -22,16 +22,20 @@ from binexport.formats.bwn import codec, planes, rans
 from binexport.formats.bwn import container as box
 from binexport.formats.bwn.describe import describe  # noqa: F401 (part of this format's surface)
 from binexport.formats.bwn.metadata import HALF_DTYPE as _HALF_DTYPE
-from binexport.formats.bwn.metadata import (COUNTER_DTYPES, FLOAT_DTYPES, WEIGHTS_CHOICES, check_metadata,
-                                             check_weights)
+from binexport.formats.bwn.metadata import COUNTER_DTYPES, FLOAT_DTYPES, WEIGHTS_CHOICES, check_metadata, check_weights
 from binexport.model import Arch, BinaryWeight, Model, Source, input_normalization
 from binexport.precision import HALF_KINDS, round_weights, to_bfloat16_bits
 
 #: Values of ``encoding=`` (``binexport pack --encoding``): how 1-bit tensors are stored.
 ENCODING_CHOICES = ("best", "packed", "rans", "rans-ref")
 #: ``WEIGHTS_CHOICES``, the values of ``weights=`` (``binexport pack --weights``), come from metadata.py.
-_DTYPES = {np.dtype("float16"): "f16", np.dtype("float32"): "f32", np.dtype("float64"): "f64",
-           np.dtype("int32"): "i32", np.dtype("int64"): "i64"}
+_DTYPES = {
+    np.dtype("float16"): "f16",
+    np.dtype("float32"): "f32",
+    np.dtype("float64"): "f64",
+    np.dtype("int32"): "i32",
+    np.dtype("int64"): "i64",
+}
 
 
 def sniff(head: bytes) -> bool:
@@ -39,8 +43,9 @@ def sniff(head: bytes) -> bool:
     return head.startswith(box.MAGIC)
 
 
-def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | None = None,
-          weights: str | None = None) -> bytes:
+def write(
+    model: Model, encoding: str | None = None, metadata: dict[str, str] | None = None, weights: str | None = None
+) -> bytes:
     """The ``.bwn`` bytes of ``model``.
 
     Args:
@@ -87,12 +92,15 @@ def write(model: Model, encoding: str | None = None, metadata: dict[str, str] | 
         else:
             dtype = _DTYPES.get(arr.dtype.newbyteorder("="))
             if dtype is None:
-                raise InputError(f"tensor {spec.name!r} has dtype {arr.dtype}, which .bwn can't hold; expected one "
-                                 f"of {', '.join(str(d) for d in _DTYPES)}")
+                raise InputError(
+                    f"tensor {spec.name!r} has dtype {arr.dtype}, which .bwn can't hold; expected one "
+                    f"of {', '.join(str(d) for d in _DTYPES)}"
+                )
             want = COUNTER_DTYPES if spec.name.endswith(".num_batches_tracked") else FLOAT_DTYPES
             if dtype not in want:  # what every model reader refuses (FORMAT.md section 4)
-                raise InputError(f"tensor {spec.name!r} has dtype {arr.dtype}; a .bwn model stores it as one of "
-                                 f"{', '.join(want)}")
+                raise InputError(
+                    f"tensor {spec.name!r} has dtype {arr.dtype}; a .bwn model stores it as one of {', '.join(want)}"
+                )
             bits = np.ascontiguousarray(arr).astype(box.NUMPY[dtype], copy=False)
         enc, payload = _choose_float(bits, dtype, mode, with_planes=not model.binarized)
         tensors.append((spec.name, dtype, tuple(arr.shape), enc, payload))
@@ -171,9 +179,13 @@ def _metadata(model: Model, user: dict[str, str]) -> dict[str, object]:
         norm = {"input": "pixel", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
     return {
         "model": "WRN_McDonnell",
-        "architecture": {"name": a.name, "depth": a.depth, "width": int(a.width) if a.width.is_integer() else a.width,
-                         "widths": list(a.widths),
-                         "num_classes": a.num_classes},
+        "architecture": {
+            "name": a.name,
+            "depth": a.depth,
+            "width": int(a.width) if a.width.is_integer() else a.width,
+            "widths": list(a.widths),
+            "num_classes": a.num_classes,
+        },
         "binarized": model.binarized,
         "binary_scale": "sqrt(2 / (in_channels * kh * kw))",
         "normalization": norm,
@@ -206,20 +218,29 @@ def read(path: str | Path, verify_checksums: bool = True, max_decoded_bytes: int
     meta = c.metadata
     binarized = meta["binarized"]
     if bool(bits) != binarized:
-        raise FormatError(f"{p}: metadata says binarized={binarized} but the file has "
-                          f"{len(bits)} 1-bit tensors (field 'binarized')")
+        raise FormatError(
+            f"{p}: metadata says binarized={binarized} but the file has {len(bits)} 1-bit tensors (field 'binarized')"
+        )
     user = meta.get("user", {})
     try:
-        model = Model(arch, binarized, floats, {k: BinaryWeight(v) for k, v in bits.items()}, meta["zero_weights"],
-                      Source("bwn", str(p), int(c.data.size), "", _breakdown(c, arch)),
-                      {"binarized_from": "bwn header", **{f"user.{k}": v for k, v in user.items()}}, weights)
+        model = Model(
+            arch,
+            binarized,
+            floats,
+            {k: BinaryWeight(v) for k, v in bits.items()},
+            meta["zero_weights"],
+            Source("bwn", str(p), int(c.data.size), "", _breakdown(c, arch)),
+            {"binarized_from": "bwn header", **{f"user.{k}": v for k, v in user.items()}},
+            weights,
+        )
     except InputError as e:
         raise FormatError(f"{p}: the tensors don't form a valid model: {e}") from None
     return model
 
 
-def read_tensors(path: str | Path, verify_checksums: bool = True,
-                 max_decoded_bytes: int | None = None) -> dict[str, np.ndarray]:
+def read_tensors(
+    path: str | Path, verify_checksums: bool = True, max_decoded_bytes: int | None = None
+) -> dict[str, np.ndarray]:
     """Every tensor of any ``.bwn`` file by name, model or not: floats as stored, b1 as bools (True = +1)."""
     c = box.Container.open(path, max_decoded_bytes)
     if verify_checksums:
@@ -230,8 +251,9 @@ def read_tensors(path: str | Path, verify_checksums: bool = True,
 def _check_crcs(c: box.Container) -> None:
     bad = [e.name for e in c.entries if not c.check_crc(e)]
     if bad:
-        raise FormatError(f"{c.path}: checksum mismatch in tensor(s) {', '.join(bad[:3])} (field 'crc32'); "
-                          "the file is corrupt")
+        raise FormatError(
+            f"{c.path}: checksum mismatch in tensor(s) {', '.join(bad[:3])} (field 'crc32'); the file is corrupt"
+        )
 
 
 def _decode(c: box.Container, verify_checksums: bool, widen: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
@@ -256,8 +278,9 @@ def _decode(c: box.Container, verify_checksums: bool, widen: frozenset[str] = fr
         elif e.encoding == "planes":
             job, finish = planes.parse(buf, e.shape, e.dtype, what)
             view = box.NUMPY[e.dtype]
-            pending.append((e, codec.Pending([job], lambda f=finish, v=view, s=e.shape: f().view(v).reshape(s)),
-                            e.count))
+            pending.append(
+                (e, codec.Pending([job], lambda f=finish, v=view, s=e.shape: f().view(v).reshape(s)), e.count)
+            )
         else:
             pend = codec.parse_kernels(buf, e.shape, e.encoding == "rans-ref", what)
             pending.append((e, pend, pend.jobs[0].n))
@@ -276,8 +299,10 @@ def _decode(c: box.Container, verify_checksums: bool, widen: frozenset[str] = fr
 def _checked(c: box.Container, e: box.Entry, arr: np.ndarray, verify: bool, widen: frozenset[str]) -> np.ndarray:
     """``arr`` after its ``data_crc32`` check; as float32 if its dtype is in ``widen`` (bf16: exact, in place)."""
     if verify and e.data_crc32 is not None and data_crc32(arr, e.dtype) != e.data_crc32:
-        raise FormatError(f"{c.path}: the decoded data of tensor {e.name!r} does not match its checksum "
-                          "(field 'data_crc32'); the file is corrupt or the decoder is wrong")
+        raise FormatError(
+            f"{c.path}: the decoded data of tensor {e.name!r} does not match its checksum "
+            "(field 'data_crc32'); the file is corrupt or the decoder is wrong"
+        )
     if e.dtype not in widen:
         return arr
     if e.dtype == "bf16":  # from_bfloat16_bits, with the shift in place: no second tensor-sized temporary

@@ -41,8 +41,9 @@ def encode_packed(signs: np.ndarray) -> bytes:
 def decode_packed(raw: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
     n = math.prod(shape)
     if raw.size != (n + 7) // 8:
-        raise FormatError(f"{what}: packed payload is {raw.size} bytes, expected ceil({n}/8) = {(n + 7) // 8} "
-                          "(field 'length')")
+        raise FormatError(
+            f"{what}: packed payload is {raw.size} bytes, expected ceil({n}/8) = {(n + 7) // 8} (field 'length')"
+        )
     if n % 8 and int(raw[-1]) & ((1 << (8 - n % 8)) - 1):
         raise FormatError(f"{what}: the padding bits of the last byte are not zero; the file is corrupt")
     return np.unpackbits(raw, count=n).view(bool).reshape(shape)
@@ -135,8 +136,9 @@ def _levels(parent: np.ndarray, what: str) -> np.ndarray:
 # --- kernel rANS ------------------------------------------------------------------------------------------
 
 
-def encode_kernels(signs: np.ndarray, refs: bool, beat: int | None = None, lanes: int | None = None,
-                   axis: int | None = None) -> bytes | None:
+def encode_kernels(
+    signs: np.ndarray, refs: bool, beat: int | None = None, lanes: int | None = None, axis: int | None = None
+) -> bytes | None:
     """The 'rans' (refs=False) or 'rans-ref' payload, or None where the format's limits rule it out.
 
     With ``beat`` (a size in bytes), also None as soon as the ideal code length shows the payload can't be
@@ -198,16 +200,22 @@ def encode_kernels(signs: np.ndarray, refs: bool, beat: int | None = None, lanes
 
 def parse_kernels(buf: np.ndarray, shape: tuple[int, ...], refs: bool, what: str) -> Pending:
     if not kernel_codable(shape):
-        raise FormatError(f"{what}: shape {list(shape)} can't be kernel-coded: expected (O, I, KH, KW) with O, I >= 1 "
-                          f"and 1 <= KH*KW <= {MAX_KERNEL_BITS} (field 'shape')")
+        raise FormatError(
+            f"{what}: shape {list(shape)} can't be kernel-coded: expected (O, I, KH, KW) with O, I >= 1 "
+            f"and 1 <= KH*KW <= {MAX_KERNEL_BITS} (field 'shape')"
+        )
     size = buf.size
     if math.prod(shape) > MAX_WEIGHTS_PER_BYTE * size:
-        raise FormatError(f"{what}: {math.prod(shape)} weights in a {size}-byte payload is more than "
-                          f"{MAX_WEIGHTS_PER_BYTE} per byte (field 'length'); the file lies about the shape or is corrupt")
+        raise FormatError(
+            f"{what}: {math.prod(shape)} weights in a {size}-byte payload is more than "
+            f"{MAX_WEIGHTS_PER_BYTE} per byte (field 'length'); the file lies about the shape or is corrupt"
+        )
     k = shape[2] * shape[3]
     a = 1 << k
     if size < _HEAD + a:
-        raise FormatError(f"{what}: the payload is {size} bytes, shorter than its {_HEAD + a}-byte model (field 'length')")
+        raise FormatError(
+            f"{what}: the payload is {size} bytes, shorter than its {_HEAD + a}-byte model (field 'length')"
+        )
     axis, wq, r0, r1 = (int(v) for v in buf[:4])
     lanes = int(buf[4:8].view("<u4")[0])
     if axis not in (0, 1) or (not refs and axis != 0):
@@ -217,7 +225,7 @@ def parse_kernels(buf: np.ndarray, shape: tuple[int, ...], refs: bool, what: str
     if not refs and wq != 0:
         raise FormatError(f"{what}: wq is {wq}, expected 0 for encoding 'rans' (field 'wq')")
     g, p = (shape[0], shape[1]) if axis == 0 else (shape[1], shape[0])
-    q0 = buf[_HEAD:_HEAD + a]
+    q0 = buf[_HEAD : _HEAD + a]
     present = np.flatnonzero(q0 != rans.ABSENT)
     if present.size == 0:
         raise FormatError(f"{what}: the symbol table marks every symbol absent (field 'table')")
@@ -228,8 +236,8 @@ def parse_kernels(buf: np.ndarray, shape: tuple[int, ...], refs: bool, what: str
         nbytes = (g * (g.bit_length() + 1) + 7) // 8
         if size < pos + nbytes + present.size:
             raise FormatError(f"{what}: the payload ends inside the parent or rank table (field 'parents')")
-        parent, flip = _unpack_parents(buf[pos:pos + nbytes], g, what)
-        qr = buf[pos + nbytes:pos + nbytes + present.size]
+        parent, flip = _unpack_parents(buf[pos : pos + nbytes], g, what)
+        qr = buf[pos + nbytes : pos + nbytes + present.size]
         pos += nbytes + present.size
         if not np.any(qr != rans.ABSENT):
             raise FormatError(f"{what}: the rank table marks every rank absent (field 'rank_table')")
@@ -249,7 +257,7 @@ def parse_kernels(buf: np.ndarray, shape: tuple[int, ...], refs: bool, what: str
             sym = np.empty((g, p), dtype=np.uint16)
             by_level = np.argsort(level, kind="stable")
             ends = np.cumsum(np.bincount(level))
-            roots = by_level[:ends[0]]
+            roots = by_level[: ends[0]]
             sym[roots] = perm[a][ranks[roots]]
             for lo, hi in zip(ends[:-1], ends[1:], strict=True):
                 grp = by_level[lo:hi]
@@ -274,29 +282,39 @@ def encode_f32(arr: np.ndarray, lanes: int | None = None) -> bytes:
     remap = np.cumsum(q != rans.ABSENT) - 1
     lanes = lanes or rans.lanes_for(n)
     low = u.view(np.uint8).reshape(n, 4)[:, :3]
-    return (np.uint32(lanes).astype("<u4").tobytes() + bytes([first, last - first]) + q.tobytes() + low.tobytes()
-            + rans.encode(remap[top - first], rans.frequencies(q), lanes))
+    return (
+        np.uint32(lanes).astype("<u4").tobytes()
+        + bytes([first, last - first])
+        + q.tobytes()
+        + low.tobytes()
+        + rans.encode(remap[top - first], rans.frequencies(q), lanes)
+    )
 
 
 def parse_f32(buf: np.ndarray, shape: tuple[int, ...], what: str) -> Pending:
     n = math.prod(shape)
     if buf.size < 6:
-        raise FormatError(f"{what}: the f32-rans payload is {buf.size} bytes, shorter than its 6-byte head "
-                          "(field 'length')")
+        raise FormatError(
+            f"{what}: the f32-rans payload is {buf.size} bytes, shorter than its 6-byte head (field 'length')"
+        )
     lanes = int(buf[:4].view("<u4")[0])
     first, span = int(buf[4]), int(buf[5])
     if first + span > 255:
         raise FormatError(f"{what}: the table covers top bytes {first}..{first + span}, beyond 255 (field 'span')")
     head = 6 + span + 1 + 3 * n
     if n == 0 or buf.size < head + 4:
-        raise FormatError(f"{what}: the f32-rans payload is {buf.size} bytes, too short for {n} values "
-                          f"(at least {head + 4}) (field 'length')")
-    q = buf[6:7 + span]
+        raise FormatError(
+            f"{what}: the f32-rans payload is {buf.size} bytes, too short for {n} values "
+            f"(at least {head + 4}) (field 'length')"
+        )
+    q = buf[6 : 7 + span]
     if q[0] == rans.ABSENT or q[span] == rans.ABSENT:
-        raise FormatError(f"{what}: the table's first and last entries (top bytes {first} and {first + span}) "
-                          "must be present, not 255 (field 'table')")
+        raise FormatError(
+            f"{what}: the table's first and last entries (top bytes {first} and {first + span}) "
+            "must be present, not 255 (field 'table')"
+        )
     job = rans.parse_stream(buf[head:], n, lanes, rans.frequencies(q), what)
-    low = buf[7 + span:head]
+    low = buf[7 + span : head]
 
     def finish() -> np.ndarray:
         out = np.empty((n, 4), dtype=np.uint8)

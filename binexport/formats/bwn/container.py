@@ -43,8 +43,14 @@ _PREAMBLE = struct.Struct("<8sIIQII")
 ITEMSIZE = {"f16": 2, "f32": 4, "f64": 8, "i32": 4, "i64": 8, "bf16": 2}
 #: numpy types of raw payloads; bf16 (the top half of an f32, FORMAT.md section 13) has none, so its bits are u2.
 NUMPY = {"f16": "<f2", "f32": "<f4", "f64": "<f8", "i32": "<i4", "i64": "<i8", "bf16": "<u2"}
-ENCODINGS = {"raw": set(ITEMSIZE), "packed": {"b1"}, "rans": {"b1"}, "rans-ref": {"b1"}, "f32-rans": {"f32"},
-             "planes": {"f32", "f16", "bf16"}}
+ENCODINGS = {
+    "raw": set(ITEMSIZE),
+    "packed": {"b1"},
+    "rans": {"b1"},
+    "rans-ref": {"b1"},
+    "f32-rans": {"f32"},
+    "planes": {"f32", "f16", "bf16"},
+}
 _KEYS = ("name", "dtype", "shape", "encoding", "offset", "length", "crc32")
 _OPTIONAL = ("data_crc32",)
 #: Bytes per decoded element (FORMAT.md section 10, "Decoded size"): what a reader returns. A sign is one byte,
@@ -93,8 +99,9 @@ def _align(x: int, a: int) -> int:
 Tensor = tuple[str, str, tuple[int, ...], str, bytes]
 
 
-def build(metadata: dict[str, Any], tensors: list[Tensor], data_crc32: dict[str, int] | None = None,
-          flags: int = 0) -> bytes:
+def build(
+    metadata: dict[str, Any], tensors: list[Tensor], data_crc32: dict[str, int] | None = None, flags: int = 0
+) -> bytes:
     """The file bytes for (name, dtype, shape, encoding, payload) in order; offsets depend on the header length.
 
     ``data_crc32``: the CRC of each coded tensor's decoded data (section 7), by name. ``flags``: the
@@ -103,14 +110,27 @@ def build(metadata: dict[str, Any], tensors: list[Tensor], data_crc32: dict[str,
     offsets = [0] * len(tensors)
     extra = data_crc32 or {}
     for _ in range(8):  # offsets are written in the header, whose length moves them: iterate to a fixed point
-        table = [{"name": n, "dtype": d, "shape": list(s), "encoding": e, "offset": o, "length": len(p),
-                  "crc32": zlib.crc32(p), **({"data_crc32": extra[n]} if n in extra else {})}
-                 for (n, d, s, e, p), o in zip(tensors, offsets, strict=True)]
-        header = json.dumps({"metadata": metadata, "tensors": table}, separators=(",", ":"),
-                            ensure_ascii=False, allow_nan=False).encode("utf-8")
+        table = [
+            {
+                "name": n,
+                "dtype": d,
+                "shape": list(s),
+                "encoding": e,
+                "offset": o,
+                "length": len(p),
+                "crc32": zlib.crc32(p),
+                **({"data_crc32": extra[n]} if n in extra else {}),
+            }
+            for (n, d, s, e, p), o in zip(tensors, offsets, strict=True)
+        ]
+        header = json.dumps(
+            {"metadata": metadata, "tensors": table}, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8")
         if len(header) > MAX_HEADER:
-            raise InputError(f"the .bwn header would be {len(header):,} bytes, over the format's {MAX_HEADER:,} "
-                             "(FORMAT.md section 2); store less user metadata (--meta)")
+            raise InputError(
+                f"the .bwn header would be {len(header):,} bytes, over the format's {MAX_HEADER:,} "
+                "(FORMAT.md section 2); store less user metadata (--meta)"
+            )
         pos, new = _align(32 + len(header), ALIGNMENT), []
         for _, _, _, _, p in tensors:
             new.append(pos)
@@ -128,8 +148,16 @@ def build(metadata: dict[str, Any], tensors: list[Tensor], data_crc32: dict[str,
 class Container:
     """A memory-mapped, structurally checked ``.bwn`` file: its metadata and tensor entries."""
 
-    def __init__(self, path: Path, data: np.ndarray, metadata: dict[str, Any], entries: list[Entry],
-                 header_length: int, alignment: int, flags: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        data: np.ndarray,
+        metadata: dict[str, Any],
+        entries: list[Entry],
+        header_length: int,
+        alignment: int,
+        flags: int = 0,
+    ) -> None:
         self.path, self.data, self.metadata, self.entries = path, data, metadata, entries
         self.header_length, self.alignment, self.flags = header_length, alignment, flags
 
@@ -141,8 +169,10 @@ class Container:
         payload is decoded or anything of a tensor's size is allocated.
         """
         if max_decoded_bytes is not None and (type(max_decoded_bytes) is not int or max_decoded_bytes < 0):
-            raise InputError(f"max_decoded_bytes must be a whole number of bytes >= 0 or None (the default limit), "
-                             f"got {max_decoded_bytes!r}; there is no unlimited read (FORMAT.md 10.5)")
+            raise InputError(
+                f"max_decoded_bytes must be a whole number of bytes >= 0 or None (the default limit), "
+                f"got {max_decoded_bytes!r}; there is no unlimited read (FORMAT.md 10.5)"
+            )
         p = check_input(path)
         size = p.stat().st_size
         if size < 32:
@@ -155,17 +185,23 @@ class Container:
             raise FormatError(f"{p}: not a .bwn file (magic {magic!r}, expected {MAGIC!r})")
         if version != VERSION:
             newer = " by a newer binexport; upgrade binexport to read it" if version > VERSION else ""
-            raise FormatError(f"{p}: .bwn format version {version} (field 'version'); this binexport reads "
-                              f"version {VERSION} only{newer}")
+            raise FormatError(
+                f"{p}: .bwn format version {version} (field 'version'); this binexport reads "
+                f"version {VERSION} only{newer}"
+            )
         if flags & ~KNOWN_FLAGS:
-            raise FormatError(f"{p}: flags is {flags:#x}, expected 0 or {KNOWN_FLAGS:#x} (bit 0: an architecture "
-                              "variant) (field 'flags'); the file is corrupt or newer")
+            raise FormatError(
+                f"{p}: flags is {flags:#x}, expected 0 or {KNOWN_FLAGS:#x} (bit 0: an architecture "
+                "variant) (field 'flags'); the file is corrupt or newer"
+            )
         if not 2 <= hlen <= MAX_HEADER or 32 + hlen > size:
-            raise FormatError(f"{p}: header_length is {hlen}, expected 2..{MAX_HEADER} and within the "
-                              f"{size}-byte file (field 'header_length')")
+            raise FormatError(
+                f"{p}: header_length is {hlen}, expected 2..{MAX_HEADER} and within the "
+                f"{size}-byte file (field 'header_length')"
+            )
         if align & (align - 1) or not 64 <= align <= 65536:
             raise FormatError(f"{p}: alignment is {align}, expected a power of two in 64..65536 (field 'alignment')")
-        header = mm[32:32 + hlen]
+        header = mm[32 : 32 + hlen]
         if zlib.crc32(header, zlib.crc32(mm[:28])) != hcrc:
             raise FormatError(f"{p}: header checksum mismatch (field 'header_crc32'); the file is corrupt")
         doc = hdr.parse(header, p)
@@ -177,7 +213,7 @@ class Container:
 
     def payload(self, e: Entry) -> np.ndarray:
         """The payload's bytes, a view into the mapping (no copy)."""
-        return self.data[e.offset:e.offset + e.length]
+        return self.data[e.offset : e.offset + e.length]
 
     def check_crc(self, e: Entry) -> bool:
         return zlib.crc32(self.payload(e)) == e.crc32  # type: ignore[arg-type]  # an ndarray is a buffer
@@ -191,30 +227,38 @@ def _entry(e: object, k: int, p: Path) -> Entry:
     where = f"{p}: tensor #{k}"
     if not isinstance(e, dict) or not set(_KEYS) <= set(e) <= {*_KEYS, *_OPTIONAL}:
         found = sorted(e) if isinstance(e, dict) else type(e).__name__
-        raise FormatError(f"{where}: expected an object with keys {', '.join(_KEYS)} and optionally "
-                          f"{', '.join(_OPTIONAL)}, found {found}")
+        raise FormatError(
+            f"{where}: expected an object with keys {', '.join(_KEYS)} and optionally "
+            f"{', '.join(_OPTIONAL)}, found {found}"
+        )
     name = hdr.check_name(e["name"], where)
     where = f"{p}: tensor {name!r}"
     dtype, enc, shape = e["dtype"], e["encoding"], e["shape"]
     if not isinstance(dtype, str) or dtype not in (*ITEMSIZE, "b1"):
-        raise FormatError(f"{where}: dtype {dtype!r} is unknown; expected one of {', '.join([*ITEMSIZE, 'b1'])} "
-                          "(field 'dtype')")
+        raise FormatError(
+            f"{where}: dtype {dtype!r} is unknown; expected one of {', '.join([*ITEMSIZE, 'b1'])} (field 'dtype')"
+        )
     if not isinstance(enc, str) or enc not in ENCODINGS:
-        raise FormatError(f"{where}: encoding {enc!r} is unknown; expected one of {', '.join(ENCODINGS)} "
-                          "(field 'encoding'); the file may need a newer binexport")
+        raise FormatError(
+            f"{where}: encoding {enc!r} is unknown; expected one of {', '.join(ENCODINGS)} "
+            "(field 'encoding'); the file may need a newer binexport"
+        )
     if dtype not in ENCODINGS[enc]:
         raise FormatError(f"{where}: encoding {enc!r} can't hold dtype {dtype!r} (field 'encoding')")
     if not isinstance(shape, list) or len(shape) > 8 or not all(_int(d, 0, 2**31 - 1) for d in shape):
         raise FormatError(f"{where}: 'shape' must be 0 to 8 integers in 0..2^31-1, found {shape!r} (field 'shape')")
     if math.prod(d for d in shape if d) > MAX_COUNT:  # zeros skipped: the rule can't depend on where a 0 stands
-        raise FormatError(f"{where}: shape {shape}: the product of its non-zero dimensions exceeds 2^53 "
-                          "(field 'shape')")
+        raise FormatError(
+            f"{where}: shape {shape}: the product of its non-zero dimensions exceeds 2^53 (field 'shape')"
+        )
     for key, hi in (("offset", 2**64 - 1), ("length", 2**64 - 1), ("crc32", 2**32 - 1), ("data_crc32", 2**32 - 1)):
         if key in e and not _int(e[key], 0, hi):
             raise FormatError(f"{where}: {key!r} must be an integer in 0..{hi}, found {e[key]!r} (field {key!r})")
     if enc in ("raw", "packed") and "data_crc32" in e and e["data_crc32"] != e["crc32"]:
-        raise FormatError(f"{where}: data_crc32 {e['data_crc32']} differs from crc32 {e['crc32']}, but a {enc} "
-                          "payload is its decoded data (field 'data_crc32'); the file is corrupt")
+        raise FormatError(
+            f"{where}: data_crc32 {e['data_crc32']} differs from crc32 {e['crc32']}, but a {enc} "
+            "payload is its decoded data (field 'data_crc32'); the file is corrupt"
+        )
     return Entry(name, dtype, tuple(shape), enc, e["offset"], e["length"], e["crc32"], e.get("data_crc32"))
 
 
@@ -226,28 +270,39 @@ def _check_layout(p: Path, data: np.ndarray, entries: list[Entry], hlen: int, al
             raise FormatError(f"{p}: tensor name {e.name!r} appears twice (field 'name')")
         names.add(e.name)
         if e.offset != pos:
-            raise FormatError(f"{p}: tensor {e.name!r} has offset {e.offset}, expected {pos} (field 'offset'): "
-                              "payloads follow each other in table order, each aligned, with no holes or overlaps")
+            raise FormatError(
+                f"{p}: tensor {e.name!r} has offset {e.offset}, expected {pos} (field 'offset'): "
+                "payloads follow each other in table order, each aligned, with no holes or overlaps"
+            )
         if e.length > size - e.offset:
-            raise FormatError(f"{p}: tensor {e.name!r} needs bytes {e.offset}..{e.offset + e.length} of a "
-                              f"{size}-byte file (field 'length'); the file is truncated")
+            raise FormatError(
+                f"{p}: tensor {e.name!r} needs bytes {e.offset}..{e.offset + e.length} of a "
+                f"{size}-byte file (field 'length'); the file is truncated"
+            )
         _check_zero(p, data, pad_from, e.offset)
         _check_length(p, e)
         pad_from, pos = e.offset + e.length, _align(e.offset + e.length, align)
     end = pad_from if entries else 32 + hlen
     if size != end:
-        raise FormatError(f"{p}: the file is {size} bytes but its tensors end at byte {end}; "
-                          f"{'trailing bytes' if size > end else 'the file is truncated'} (file length)")
+        raise FormatError(
+            f"{p}: the file is {size} bytes but its tensors end at byte {end}; "
+            f"{'trailing bytes' if size > end else 'the file is truncated'} (file length)"
+        )
 
 
 def _check_decoded_size(p: Path, entries: list[Entry], size: int, limit: int | None) -> None:
     total = sum(e.decoded_bytes for e in entries)
     cap = default_limit(size) if limit is None else limit
     if total > cap:
-        how = "max_decoded_bytes" if limit is not None else \
-            f"the default for a {size:,}-byte file, min(4 GiB, max(256 MiB, 64 x file size))"
-        raise FormatError(f"{p}: the tensors decode to {total:,} bytes, over the limit of {cap:,} ({how}) "
-                          "(field 'shape'); if you trust the file, read it with a larger max_decoded_bytes")
+        how = (
+            "max_decoded_bytes"
+            if limit is not None
+            else f"the default for a {size:,}-byte file, min(4 GiB, max(256 MiB, 64 x file size))"
+        )
+        raise FormatError(
+            f"{p}: the tensors decode to {total:,} bytes, over the limit of {cap:,} ({how}) "
+            "(field 'shape'); if you trust the file, read it with a larger max_decoded_bytes"
+        )
 
 
 def _check_zero(p: Path, data: np.ndarray, start: int, end: int) -> None:
@@ -258,11 +313,15 @@ def _check_zero(p: Path, data: np.ndarray, start: int, end: int) -> None:
 def _check_length(p: Path, e: Entry) -> None:
     """Lengths the encoding fixes exactly; coded encodings are bounded by their count limits."""
     if e.encoding == "raw" and e.length != e.count * ITEMSIZE[e.dtype]:
-        raise FormatError(f"{p}: tensor {e.name!r} is raw {e.dtype} {list(e.shape)}: {e.count * ITEMSIZE[e.dtype]} "
-                          f"bytes expected, length says {e.length} (field 'length')")
+        raise FormatError(
+            f"{p}: tensor {e.name!r} is raw {e.dtype} {list(e.shape)}: {e.count * ITEMSIZE[e.dtype]} "
+            f"bytes expected, length says {e.length} (field 'length')"
+        )
     if e.encoding == "packed" and e.length != (e.count + 7) // 8:
-        raise FormatError(f"{p}: tensor {e.name!r} is packed b1 {list(e.shape)}: {(e.count + 7) // 8} bytes "
-                          f"expected, length says {e.length} (field 'length')")
+        raise FormatError(
+            f"{p}: tensor {e.name!r} is packed b1 {list(e.shape)}: {(e.count + 7) // 8} bytes "
+            f"expected, length says {e.length} (field 'length')"
+        )
 
 
 def to_array(c: Container, e: Entry) -> np.ndarray:

@@ -35,8 +35,9 @@ def parents(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return parent, flip.astype(np.int64)
 
 
-def weight(sym: np.ndarray, parent: np.ndarray, flip: np.ndarray, k: int, q0: np.ndarray,
-           ham: np.ndarray) -> tuple[int, np.ndarray, float]:
+def weight(
+    sym: np.ndarray, parent: np.ndarray, flip: np.ndarray, k: int, q0: np.ndarray, ham: np.ndarray
+) -> tuple[int, np.ndarray, float]:
     """wq and the groups that keep a parent, minimising the ideal code length of P(s|r) ~ P0(s) 2^(-wq*ham/16)."""
     a = 1 << k
     present = q0 != rans.ABSENT

@@ -20,6 +20,7 @@ MAX_DEPTH = 64
 
 def parse(header: bytes, p: Path) -> dict[str, Any]:
     """The header object, or a FormatError naming what breaks section 3."""
+
     def no_dupes(pairs: list[tuple[str, object]]) -> dict[str, object]:
         d = dict(pairs)
         if len(d) != len(pairs):
@@ -73,7 +74,7 @@ def _check_strings(doc: object, p: Path) -> None:
         o = todo.pop()
         items = list(o.items()) if isinstance(o, dict) else o if isinstance(o, list) else ()
         for item in items:
-            for s in (item if isinstance(o, dict) else (item,)):
+            for s in item if isinstance(o, dict) else (item,):
                 if isinstance(s, str):
                     _check_text(s, p)
                 elif isinstance(s, (dict, list)):
@@ -86,8 +87,9 @@ def _check_text(s: str, p: Path) -> None:
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
-        raise FormatError(f"{p}: a header string contains a lone surrogate escape (field 'header'): "
-                          f"{s[:40]!r}") from None
+        raise FormatError(
+            f"{p}: a header string contains a lone surrogate escape (field 'header'): {s[:40]!r}"
+        ) from None
 
 
 def check_name(name: object, where: str) -> str:

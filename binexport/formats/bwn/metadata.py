@@ -28,16 +28,24 @@ def check_metadata(c: box.Container) -> Arch:
     """The architecture the metadata names, which MUST be the one the tensors form (FORMAT.md section 4)."""
     p, meta = c.path, c.metadata
     if "model" not in meta:
-        raise FormatError(f"{p}: not a model file: its metadata has no 'model' key, so it is a plain tensor "
-                          "container (field 'metadata.model'); read its tensors with bwn.read_tensors")
+        raise FormatError(
+            f"{p}: not a model file: its metadata has no 'model' key, so it is a plain tensor "
+            "container (field 'metadata.model'); read its tensors with bwn.read_tensors"
+        )
     if meta["model"] != MODEL:
         raise FormatError(f"{p}: metadata 'model' is {meta['model']!r}, expected {MODEL!r} (field 'metadata.model')")
     a = meta.get("architecture")
-    if not isinstance(a, dict) or not all(type(a.get(k)) is int for k in ("depth", "num_classes")) \
-            or not isinstance(a.get("widths"), list) or len(a["widths"]) != 3 \
-            or not all(type(w) is int for w in a["widths"]):
-        raise FormatError(f"{p}: metadata 'architecture' must give integer depth, num_classes and three widths "
-                          "(field 'metadata.architecture')")
+    if (
+        not isinstance(a, dict)
+        or not all(type(a.get(k)) is int for k in ("depth", "num_classes"))
+        or not isinstance(a.get("widths"), list)
+        or len(a["widths"]) != 3
+        or not all(type(w) is int for w in a["widths"])
+    ):
+        raise FormatError(
+            f"{p}: metadata 'architecture' must give integer depth, num_classes and three widths "
+            "(field 'metadata.architecture')"
+        )
     if not _int(meta.get("zero_weights")):
         raise FormatError(f"{p}: metadata 'zero_weights' must be an integer >= 0 (field 'metadata.zero_weights')")
     if type(meta.get("binarized")) is not bool:
@@ -52,29 +60,38 @@ def check_metadata(c: box.Container) -> Arch:
         raise FormatError(f"{p}: {e}") from None
     said = (a["depth"], tuple(a["widths"]), a["num_classes"])
     if said != (arch.depth, arch.widths, arch.num_classes):
-        raise FormatError(f"{p}: metadata says depth {said[0]}, widths {list(said[1])}, {said[2]} classes, but the "
-                          f"tensors form a {arch.name} with widths {list(arch.widths)} and {arch.num_classes} classes "
-                          "(field 'metadata.architecture')")
+        raise FormatError(
+            f"{p}: metadata says depth {said[0]}, widths {list(said[1])}, {said[2]} classes, but the "
+            f"tensors form a {arch.name} with widths {list(arch.widths)} and {arch.num_classes} classes "
+            "(field 'metadata.architecture')"
+        )
     kinds = arch.kinds
     wrong = [e.name for e in c.entries if e.dtype == "b1" and kinds[e.name] != "binary"]
     if wrong:
         where = "block convs" + (" and conv0/conv_last" if arch.first_conv_binary else "")
-        raise FormatError(f"{p}: only {where} may be 1-bit in a {arch.label}, found b1 {', '.join(wrong[:3])} "
-                          "(field 'dtype')")
+        raise FormatError(
+            f"{p}: only {where} may be 1-bit in a {arch.label}, found b1 {', '.join(wrong[:3])} (field 'dtype')"
+        )
     for e in c.entries:
         want = COUNTER_DTYPES if e.name.endswith(".num_batches_tracked") else FLOAT_DTYPES
         if e.dtype != "b1" and e.dtype not in want:
-            raise FormatError(f"{p}: tensor {e.name!r} is {e.dtype}, expected one of {', '.join(want)} "
-                              "(field 'dtype')")
+            raise FormatError(f"{p}: tensor {e.name!r} is {e.dtype}, expected one of {', '.join(want)} (field 'dtype')")
     # pytorchcv's 32bit models are its 1-bit network run in full precision (FORMAT.md section 4.1): false allowed
-    if arch.family not in ("pytorch", "pytorchcv") and (arch.first_conv_binary or arch.head == "binary") \
-            and meta["binarized"] is not True:
-        raise FormatError(f"{p}: a {arch.label} has 1-bit conv0/conv_last, so metadata 'binarized' must be true "
-                          "(field 'metadata.binarized')")
+    if (
+        arch.family not in ("pytorch", "pytorchcv")
+        and (arch.first_conv_binary or arch.head == "binary")
+        and meta["binarized"] is not True
+    ):
+        raise FormatError(
+            f"{p}: a {arch.label} has 1-bit conv0/conv_last, so metadata 'binarized' must be true "
+            "(field 'metadata.binarized')"
+        )
     most = sum(math.prod(s.shape) for s in arch.specs() if s.kind == "binary")
     if meta["zero_weights"] > most:
-        raise FormatError(f"{p}: metadata 'zero_weights' is {meta['zero_weights']}, more than the {most} weights "
-                          "that are binarised in this architecture (field 'metadata.zero_weights')")
+        raise FormatError(
+            f"{p}: metadata 'zero_weights' is {meta['zero_weights']}, more than the {most} weights "
+            "that are binarised in this architecture (field 'metadata.zero_weights')"
+        )
     return arch
 
 
@@ -82,19 +99,24 @@ def check_weights(c: box.Container, arch: Arch) -> str:
     """Metadata 'weights' (absent = float32), which MUST match the dtypes of the conv tensors."""
     p, w = c.path, c.metadata.get("weights", "float32")
     if w not in WEIGHTS_CHOICES:
-        raise FormatError(f"{p}: metadata 'weights' is {w!r}, expected one of {', '.join(WEIGHTS_CHOICES)} "
-                          "(field 'metadata.weights')")
+        raise FormatError(
+            f"{p}: metadata 'weights' is {w!r}, expected one of {', '.join(WEIGHTS_CHOICES)} (field 'metadata.weights')"
+        )
     kinds = arch.kinds
     if w != "float32" and c.metadata.get("binarized") is not False:
-        raise FormatError(f"{p}: metadata 'weights' is {w!r} but the model is binarised; half-precision weights "
-                          "are for full-precision models (field 'metadata.weights')")
+        raise FormatError(
+            f"{p}: metadata 'weights' is {w!r} but the model is binarised; half-precision weights "
+            "are for full-precision models (field 'metadata.weights')"
+        )
     want = HALF_DTYPE.get(w)
     for e in c.entries:
         conv = kinds[e.name] in HALF_KINDS and e.dtype != "b1"
         if (want is not None and conv and e.dtype != want) or (e.dtype == "bf16" and not (conv and want == "bf16")):
-            raise FormatError(f"{p}: tensor {e.name!r} is {e.dtype} but metadata 'weights' is {w!r}: with "
-                              f"'{w}' the convs are {want or 'f32 (or f16)'}, and bf16 holds bfloat16 conv weights "
-                              "only (field 'dtype')")
+            raise FormatError(
+                f"{p}: tensor {e.name!r} is {e.dtype} but metadata 'weights' is {w!r}: with "
+                f"'{w}' the convs are {want or 'f32 (or f16)'}, and bf16 holds bfloat16 conv weights "
+                "only (field 'dtype')"
+            )
     return w
 
 
@@ -110,19 +132,23 @@ def read_family(c: box.Container) -> str:
             raise FormatError(f"{p}: metadata has 'variant' but flags bit 0 is not set (field 'metadata.variant')")
         return "pytorch"
     if not isinstance(v, dict) or v.get("family") not in VARIANTS:
-        raise FormatError(f"{p}: flags bit 0 says the network is a variant, but metadata 'variant' names no known "
-                          f"family (expected one of {', '.join(VARIANTS)}) (field 'metadata.variant')")
+        raise FormatError(
+            f"{p}: flags bit 0 says the network is a variant, but metadata 'variant' names no known "
+            f"family (expected one of {', '.join(VARIANTS)}) (field 'metadata.variant')"
+        )
     fam = str(v["family"])
     want = {"family": fam, **VARIANTS[fam]}
     if set(v) != set(want) or not all(same_value(v[k], want[k]) for k in want):
-        raise FormatError(f"{p}: metadata 'variant' is {v}, expected exactly {want} for family {fam!r} "
-                          "(field 'metadata.variant')")
+        raise FormatError(
+            f"{p}: metadata 'variant' is {v}, expected exactly {want} for family {fam!r} (field 'metadata.variant')"
+        )
     return fam
 
 
 def same_value(got: object, want: object) -> bool:
     """JSON values equal as section 4.1 compares them: numbers by value (``0`` is ``0.0``, ``1e-05`` is ``1e-5``:
     the binary64 nearest each decimal), booleans and strings exactly (``true`` is not ``1``)."""
+
     def number(x: object) -> bool:
         return type(x) in (int, float)
 

@@ -91,8 +91,14 @@ def encode(bits: np.ndarray, dtype: str) -> bytes | None:
         fb_all[ex, present], cb_all[ex, present] = f, _starts(f)
     lanes = rans.lanes_for(n)
     stream = _encode_pairs(fa, ca_, fb_all[e, bb], cb_all[e, bb], lanes)
-    head = (np.array([lanes], "<u4").tobytes() + np.array([a_first, a_last - a_first], "<u2").tobytes()
-            + qa.tobytes() + np.array([len(ctx)], "<u2").tobytes() + bytes(ctx) + b"".join(q.tobytes() for q in qbs))
+    head = (
+        np.array([lanes], "<u4").tobytes()
+        + np.array([a_first, a_last - a_first], "<u2").tobytes()
+        + qa.tobytes()
+        + np.array([len(ctx)], "<u2").tobytes()
+        + bytes(ctx)
+        + b"".join(q.tobytes() for q in qbs)
+    )
     low = (b & ((1 << (8 * lay.r)) - 1)).astype(f"<u{lay.r}").tobytes() if lay.r else b""
     out = head + low + stream
     if lay.r == 0 and n > BF16_MAX_PER_BYTE * len(out):
@@ -158,45 +164,64 @@ def parse(buf: np.ndarray, shape: tuple[int, ...], dtype: str, what: str) -> tup
     if n < 1:
         raise FormatError(f"{what}: a planes tensor needs at least one value (field 'shape')")
     if lay.r == 0 and n > BF16_MAX_PER_BYTE * size:
-        raise FormatError(f"{what}: {n} bf16 values in a {size}-byte payload is more than {BF16_MAX_PER_BYTE} per "
-                          "byte (field 'length'); the file lies about the shape or is corrupt")
+        raise FormatError(
+            f"{what}: {n} bf16 values in a {size}-byte payload is more than {BF16_MAX_PER_BYTE} per "
+            "byte (field 'length'); the file lies about the shape or is corrupt"
+        )
     if size < 8:
         raise FormatError(f"{what}: the planes payload is {size} bytes, shorter than its 8-byte head (field 'length')")
     lanes = int(buf[:4].view("<u4")[0])
     a_first, a_span = (int(v) for v in buf[4:8].view("<u2"))
     if not 1 <= lanes <= n or -(-n // lanes) > rans.MAX_ROUNDS:
-        raise FormatError(f"{what}: lanes is {lanes}, expected {max(1, -(-n // rans.MAX_ROUNDS))}..{n} for {n} "
-                          f"values (at most {rans.MAX_ROUNDS} per lane) (field 'lanes')")
+        raise FormatError(
+            f"{what}: lanes is {lanes}, expected {max(1, -(-n // rans.MAX_ROUNDS))}..{n} for {n} "
+            f"values (at most {rans.MAX_ROUNDS} per lane) (field 'lanes')"
+        )
     if a_first + a_span > (2 << lay.ebits) - 1:
-        raise FormatError(f"{what}: the A table covers {a_first}..{a_first + a_span}, beyond "
-                          f"{(2 << lay.ebits) - 1} for {dtype} (field 'a_span')")
+        raise FormatError(
+            f"{what}: the A table covers {a_first}..{a_first + a_span}, beyond "
+            f"{(2 << lay.ebits) - 1} for {dtype} (field 'a_span')"
+        )
     p = 9 + a_span
     if size < p + 2:
         raise FormatError(f"{what}: the payload ends inside the A table (field 'length')")
     qa = buf[8:p]
     if not np.any(qa != ABSENT):
         raise FormatError(f"{what}: the A table marks every symbol absent (field 'a_table')")
-    n_ctx = int(buf[p:p + 2].view("<u2")[0])
+    n_ctx = int(buf[p : p + 2].view("<u2")[0])
     if n_ctx > (1 << lay.ebits):
-        raise FormatError(f"{what}: n_ctx is {n_ctx}, more than the {1 << lay.ebits} exponents of {dtype} "
-                          "(field 'n_ctx')")
+        raise FormatError(
+            f"{what}: n_ctx is {n_ctx}, more than the {1 << lay.ebits} exponents of {dtype} (field 'n_ctx')"
+        )
     q = p + 2 + n_ctx * (1 + nb)
     low_end = q + lay.r * n
     if size < low_end + 4 * lanes or (size - low_end - 4 * lanes) % 2:
-        raise FormatError(f"{what}: the payload is {size} bytes; its tables, {lay.r * n} LOW bytes, {lanes} lane "
-                          "states and whole 16-bit words don't fit it (field 'length')")
-    ctx = buf[p + 2:p + 2 + n_ctx].astype(np.int64)
+        raise FormatError(
+            f"{what}: the payload is {size} bytes; its tables, {lay.r * n} LOW bytes, {lanes} lane "
+            "states and whole 16-bit words don't fit it (field 'length')"
+        )
+    ctx = buf[p + 2 : p + 2 + n_ctx].astype(np.int64)
     if n_ctx and (np.any(np.diff(ctx) <= 0) or int(ctx.max()) >= (1 << lay.ebits)):
-        raise FormatError(f"{what}: the context exponents are not strictly increasing and below "
-                          f"{1 << lay.ebits} (field 'ctx')")
-    bt = buf[p + 2 + n_ctx:q].reshape(n_ctx, nb)
+        raise FormatError(
+            f"{what}: the context exponents are not strictly increasing and below {1 << lay.ebits} (field 'ctx')"
+        )
+    bt = buf[p + 2 + n_ctx : q].reshape(n_ctx, nb)
     if n_ctx and np.any(np.all(bt == ABSENT, axis=1)):
         raise FormatError(f"{what}: a B table marks every symbol absent (field 'b_tables')")
-    states = buf[low_end:low_end + 4 * lanes].view("<u4")
+    states = buf[low_end : low_end + 4 * lanes].view("<u4")
     if int(states.min()) < rans.RANS_L:
         raise FormatError(f"{what}: a lane's initial rANS state is below 2^16 (field 'states'); the file is corrupt")
-    job = PlaneJob(what, n, lay, states, buf[low_end + 4 * lanes:].view("<u2"),
-                   a_first + np.flatnonzero(qa != ABSENT), rans.frequencies(qa), ctx, bt)
+    job = PlaneJob(
+        what,
+        n,
+        lay,
+        states,
+        buf[low_end + 4 * lanes :].view("<u2"),
+        a_first + np.flatnonzero(qa != ABSENT),
+        rans.frequencies(qa),
+        ctx,
+        bt,
+    )
     low = buf[q:low_end]
 
     def finish() -> np.ndarray:

@@ -117,7 +117,7 @@ def _decode(jobs: list[PlaneJob]) -> None:
                     if sel.size:
                         cuts = np.searchsorted(sel, bext)
                         cnt = cuts[1:] - cuts[:-1]
-                        idx = ar[:sel.size] + np.repeat(hwp - cuts[:-1], cnt)
+                        idx = ar[: sel.size] + np.repeat(hwp - cuts[:-1], cnt)
                         np.minimum(idx, top, out=idx)  # a stream that runs dry reads padding; the end check fails it
                         x[sel] = (x[sel] << 16) | words[idx]
                         hwp += cnt
@@ -128,8 +128,11 @@ def _decode(jobs: list[PlaneJob]) -> None:
     for i, j in enumerate(jobs):
         if int(wp[i]) != int(wend[i]):
             how = "ends early" if wp[i] > wend[i] else f"has {int(wend[i] - wp[i])} unused 16-bit words"
-            raise FormatError(f"{j.what}: the planes rANS stream {how} (field 'words'); the file is truncated or corrupt")
-        st = state[base[i]:base[i + 1]]
+            raise FormatError(
+                f"{j.what}: the planes rANS stream {how} (field 'words'); the file is truncated or corrupt"
+            )
+        st = state[base[i] : base[i + 1]]
         if int(st.min()) != rans.RANS_L or int(st.max()) != rans.RANS_L:
-            raise FormatError(f"{j.what}: the rANS lanes did not end in their initial state (field 'stream'); "
-                              "the stream is corrupt")
+            raise FormatError(
+                f"{j.what}: the rANS lanes did not end in their initial state (field 'stream'); the stream is corrupt"
+            )

@@ -23,9 +23,27 @@ RANS_L = 1 << 16
 ABSENT = 255
 
 #: floor(2**31 * 2**(-j/16) + 0.5), j = 0..15: the integer 2^(-v/16) of FORMAT.md, "Frequency tables".
-EXP16 = np.array([2147483648, 2056437387, 1969251188, 1885761398, 1805811301, 1729250827, 1655936265,
-                  1585730000, 1518500250, 1454120821, 1392470869, 1333434672, 1276901417, 1222764986,
-                  1170923762, 1121280436], dtype=np.int64)
+EXP16 = np.array(
+    [
+        2147483648,
+        2056437387,
+        1969251188,
+        1885761398,
+        1805811301,
+        1729250827,
+        1655936265,
+        1585730000,
+        1518500250,
+        1454120821,
+        1392470869,
+        1333434672,
+        1276901417,
+        1222764986,
+        1170923762,
+        1121280436,
+    ],
+    dtype=np.int64,
+)
 
 
 def frequencies(q: np.ndarray) -> np.ndarray:
@@ -105,15 +123,18 @@ class Job:
 def parse_stream(buf: np.ndarray, n: int, lanes: int, freq: np.ndarray, what: str) -> Job:
     """Check the lane count, state count and word alignment of ``buf`` (states then words) before any allocation."""
     if not 1 <= lanes <= n or -(-n // lanes) > MAX_ROUNDS:
-        raise FormatError(f"{what}: lanes is {lanes}, expected {max(1, -(-n // MAX_ROUNDS))}..{n} for {n} symbols "
-                          f"(at most {MAX_ROUNDS} symbols per lane) (field 'lanes')")
+        raise FormatError(
+            f"{what}: lanes is {lanes}, expected {max(1, -(-n // MAX_ROUNDS))}..{n} for {n} symbols "
+            f"(at most {MAX_ROUNDS} symbols per lane) (field 'lanes')"
+        )
     if buf.size < 4 * lanes or (buf.size - 4 * lanes) % 2:
-        raise FormatError(f"{what}: {buf.size} stream bytes can't hold {lanes} lane states and whole 16-bit words "
-                          "(field 'length')")
-    states = buf[:4 * lanes].view("<u4")
+        raise FormatError(
+            f"{what}: {buf.size} stream bytes can't hold {lanes} lane states and whole 16-bit words (field 'length')"
+        )
+    states = buf[: 4 * lanes].view("<u4")
     if int(states.min()) < RANS_L:
         raise FormatError(f"{what}: a lane's initial rANS state is below 2^16 (field 'states'); the file is corrupt")
-    return Job(what, n, states, buf[4 * lanes:].view("<u2"), freq)
+    return Job(what, n, states, buf[4 * lanes :].view("<u2"), freq)
 
 
 #: Streams decoded together, at most: their slot tables (128 KB each) and lane vectors stay bounded.
@@ -160,9 +181,9 @@ def scatter(jobs: list, g: np.ndarray, c0: int, cols: list[tuple[int, int, int]]
         j = jobs[jb]
         lo = c0 * j.lanes
         if b - a == j.lanes:
-            j.out[lo:lo + g.shape[0] * j.lanes] = g[:, a:b].reshape(-1)
+            j.out[lo : lo + g.shape[0] * j.lanes] = g[:, a:b].reshape(-1)
         else:
-            j.out[lo:lo + b - a] = g[0, a:b]
+            j.out[lo : lo + b - a] = g[0, a:b]
 
 
 def columns(ja: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
@@ -223,7 +244,7 @@ def _decode(jobs: list[Job]) -> None:
         if int(wptr[i]) != int(wend[i]):
             how = "ends early" if wptr[i] > wend[i] else f"has {int(wend[i] - wptr[i])} unused 16-bit words"
             raise FormatError(f"{j.what}: the rANS stream {how} (field 'words'); the file is truncated or corrupt")
-        st = state[base[i]:base[i + 1]]
+        st = state[base[i] : base[i + 1]]
         if int(st.min()) != RANS_L or int(st.max()) != RANS_L:
             raise FormatError(f"{j.what}: the rANS lanes did not end in their initial state; the stream is corrupt")
 
@@ -245,6 +266,10 @@ def _segments(jobs: list[Job], base: np.ndarray):
         nfull = int(np.count_nonzero(full > k0))
         part = np.flatnonzero((full == k0) & (rem > 0))
         if part.size:
-            yield k0, k1, np.concatenate([np.arange(base[nfull])] + [np.arange(base[p], base[p] + rem[p]) for p in part])
+            yield (
+                k0,
+                k1,
+                np.concatenate([np.arange(base[nfull])] + [np.arange(base[p], base[p] + rem[p]) for p in part]),
+            )
         elif nfull:
             yield k0, k1, slice(0, int(base[nfull]))

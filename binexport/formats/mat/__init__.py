@@ -73,13 +73,17 @@ def read(path: str | Path) -> Model:
     p = check_input(path)
     size = p.stat().st_size
     if size > MAX_FILE_BYTES:
-        raise InputError(f"{p}: {size:,} bytes; McDonnell's .mat models are about 4 MB and binexport reads "
-                         f".mat files of at most {MAX_FILE_BYTES >> 20} MiB")
+        raise InputError(
+            f"{p}: {size:,} bytes; McDonnell's .mat models are about 4 MB and binexport reads "
+            f".mat files of at most {MAX_FILE_BYTES >> 20} MiB"
+        )
     with open(p, "rb") as f:
         head = f.read(520)
     if head[512:520] == _HDF5 or head.startswith(b"MATLAB 7.3"):
-        raise InputError(f"{p}: a MATLAB v7.3 (HDF5) MAT file; binexport reads level-5 MAT files, as McDonnell's "
-                         "models are: re-save it in MATLAB with save(..., '-v7')")
+        raise InputError(
+            f"{p}: a MATLAB v7.3 (HDF5) MAT file; binexport reads level-5 MAT files, as McDonnell's "
+            "models are: re-save it in MATLAB with save(..., '-v7')"
+        )
     if len(head) < 128:
         raise InputError(f"{p}: {size} bytes, shorter than the 128-byte MAT-file header; the file is truncated")
     mat = _open(p, size)
@@ -91,9 +95,11 @@ def read(path: str | Path) -> Model:
     if convs and bns:
         return _read_keras(p, size, mat, names, convs, bns)
     found = ", ".join(sorted(names)[:6]) or "no variables"
-    raise InputError(f"{p}: a MAT file of neither McDonnell layout: expected the MATLAB variables "
-                     f"({', '.join(_MATLAB_VARS[:3])}, ...) or Keras conv2d_N and batch_normalization_N, "
-                     f"found {found}")
+    raise InputError(
+        f"{p}: a MAT file of neither McDonnell layout: expected the MATLAB variables "
+        f"({', '.join(_MATLAB_VARS[:3])}, ...) or Keras conv2d_N and batch_normalization_N, "
+        f"found {found}"
+    )
 
 
 def decode_limit(size: int) -> int:
@@ -118,18 +124,24 @@ def _read_matlab(p: Path, size: int, mat: mat5.MatFile) -> Model:
     gammas = [_floats(c, p, f"BNG{{{i + 1}}}").ravel() for i, c in enumerate(_cells(m["BNG"], p, "BNG"))]
     betas = [_floats(c, p, f"BNB{{{i + 1}}}").ravel() for i, c in enumerate(_cells(m["BNB"], p, "BNB"))]
     if not (len(moments) == len(gammas) == len(betas) == len(bits) + 1):
-        raise InputError(f"{p}: {len(bits)} convs need {len(bits) + 1} BNs, found Moments {len(moments)}, "
-                         f"BNG {len(gammas)}, BNB {len(betas)}")
+        raise InputError(
+            f"{p}: {len(bits)} convs need {len(bits) + 1} BNs, found Moments {len(moments)}, "
+            f"BNG {len(gammas)}, BNB {len(betas)}"
+        )
     bns: list[tuple[np.ndarray, ...]] = []
     for i, mo in enumerate(moments):
         if mo.ndim != 2 or mo.shape[1] != 2 or gammas[i].shape != (mo.shape[0],) or betas[i].shape != gammas[i].shape:
-            raise InputError(f"{p}: BN {i + 1} has Moments {mo.shape}, BNG {gammas[i].shape}, BNB {betas[i].shape}; "
-                             "expected (C, 2) [mean, sigma], (C, 1) and (C, 1)")
+            raise InputError(
+                f"{p}: BN {i + 1} has Moments {mo.shape}, BNG {gammas[i].shape}, BNB {betas[i].shape}; "
+                "expected (C, 2) [mean, sigma], (C, 1) and (C, 1)"
+            )
         with np.errstate(over="ignore"):
             var = (mo[:, 1].astype(np.float64) ** 2).astype(np.float32)  # sigma holds eps: var = sigma^2, eps 0
         if not np.isfinite(var).all():
-            raise InputError(f"{p}: Moments{{{i + 1}}} has a sigma whose square overflows single precision "
-                             f"(largest |sigma| {float(np.abs(mo[:, 1]).max()):.3g}); expected finite statistics")
+            raise InputError(
+                f"{p}: Moments{{{i + 1}}} has a sigma whose square overflows single precision "
+                f"(largest |sigma| {float(np.abs(mo[:, 1]).max()):.3g}); expected finite statistics"
+            )
         bns.append((gammas[i], betas[i], np.ascontiguousarray(mo[:, 0]), var))
     signs = [np.ascontiguousarray(b.transpose(3, 2, 0, 1)) for b in bits]  # (kh, kw, in, out) -> (out, in, kh, kw)
     model = _assemble(p, size, "mcdonnell-matlab", "matlab-mat", signs, bns)
@@ -137,24 +149,37 @@ def _read_matlab(p: Path, size: int, mat: mat5.MatFile) -> Model:
     return model
 
 
-def _read_keras(p: Path, size: int, mat: mat5.MatFile, names: dict[str, tuple[tuple[int, ...], str]],
-                convs: list[str], bns: list[str]) -> Model:
+def _read_keras(
+    p: Path,
+    size: int,
+    mat: mat5.MatFile,
+    names: dict[str, tuple[tuple[int, ...], str]],
+    convs: list[str],
+    bns: list[str],
+) -> Model:
     bad = [f"{n} {names[n][0]}" for n in convs if len(names[n][0]) != 5 or names[n][0][0] != 1]
     bad += [f"{n} {names[n][0]}" for n in bns if len(names[n][0]) != 2 or names[n][0][0] not in (2, 4)]
     if bad:
-        raise InputError(f"{p}: Keras layout with wrong shapes: {', '.join(bad[:3])}; expected conv2d_N "
-                         "(1, kh, kw, in, out) and batch_normalization_N (4, 3) or (2, C)")
+        raise InputError(
+            f"{p}: Keras layout with wrong shapes: {', '.join(bad[:3])}; expected conv2d_N "
+            "(1, kh, kw, in, out) and batch_normalization_N (4, 3) or (2, C)"
+        )
     convs.sort(key=lambda n: int(_KERAS_CONV.match(n).group(1) or 0))  # type: ignore[union-attr]
     bns.sort(key=lambda n: int(_KERAS_BN.match(n).group(1) or 0))  # type: ignore[union-attr]
     m = {n: mat.load(mat.vars[n]) for n in convs + bns}
     signs = [np.ascontiguousarray(_bits(m[n], 5, p, n)[0].transpose(3, 2, 0, 1)) for n in convs]
     rows = [_floats(m[n], p, n) for n in bns]
     if len(rows) != len(signs) + 1 or rows[0].shape != (4, 3) or any(r.shape[0] != 2 for r in rows[1:]):
-        raise InputError(f"{p}: {len(signs)} conv2d variables need {len(signs) + 1} batch_normalization "
-                         f"variables, the first (4, 3) and the rest (2, C); found {[r.shape for r in rows][:4]}...")
+        raise InputError(
+            f"{p}: {len(signs)} conv2d variables need {len(signs) + 1} batch_normalization "
+            f"variables, the first (4, 3) and the rest (2, C); found {[r.shape for r in rows][:4]}..."
+        )
     first = [np.ascontiguousarray(r) for r in rows[0]]
     ones = [(np.ones(r.shape[1], np.float32), np.zeros(r.shape[1], np.float32)) for r in rows[1:]]
-    stats = [(g, b, np.ascontiguousarray(r[0]), np.ascontiguousarray(r[1])) for (g, b), r in zip(ones, rows[1:], strict=False)]
+    stats = [
+        (g, b, np.ascontiguousarray(r[0]), np.ascontiguousarray(r[1]))
+        for (g, b), r in zip(ones, rows[1:], strict=False)
+    ]
     return _assemble(p, size, "mcdonnell-keras", "keras-mat", signs, [tuple(first), *stats])
 
 
@@ -174,8 +199,9 @@ def _bits(arr: Any, ndim: int, p: Path, what: str) -> np.ndarray:
     """Sign bits (True = +1) from a logical array of ``ndim`` dimensions (MATLAB drops trailing 1s: pad them)."""
     a = _array(arr, p, what)
     if a.dtype not in (np.uint8, np.bool_) or not 2 <= a.ndim <= ndim:
-        raise InputError(f"{p}: {what} is {a.dtype} of {a.ndim} dimensions; expected logical sign bits of "
-                         f"{ndim} dimensions")
+        raise InputError(
+            f"{p}: {what} is {a.dtype} of {a.ndim} dimensions; expected logical sign bits of {ndim} dimensions"
+        )
     a = a.reshape(a.shape + (1,) * (ndim - a.ndim))
     if a.dtype == np.uint8 and a.size and int(a.max()) > 1:
         raise InputError(f"{p}: {what} holds the value {int(a.max())}; sign bits are 0 or 1")
@@ -190,8 +216,7 @@ def _floats(arr: Any, p: Path, what: str) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         a = a.astype(np.float32, copy=False)
     if not np.isfinite(a).all():
-        raise InputError(f"{p}: {what} holds NaN or infinite values (as single precision); expected finite "
-                         "statistics")
+        raise InputError(f"{p}: {what} holds NaN or infinite values (as single precision); expected finite statistics")
     return a
 
 
@@ -206,8 +231,9 @@ def _ints(arr: Any, p: Path, what: str) -> list[int]:
     return v.astype(np.int64).tolist()
 
 
-def _assemble(p: Path, size: int, family: str, layout: str, signs: list[np.ndarray],
-              bns: list[tuple[np.ndarray, ...]]) -> Model:
+def _assemble(
+    p: Path, size: int, family: str, layout: str, signs: list[np.ndarray], bns: list[tuple[np.ndarray, ...]]
+) -> Model:
     """Canonical names: conv k -> conv0, group{g}.block{b}.conv0/conv1, conv_last; BN k precedes conv k."""
     n_convs = len(signs)
     if n_convs < 8 or (n_convs - 2) % 6:
@@ -222,16 +248,27 @@ def _assemble(p: Path, size: int, family: str, layout: str, signs: list[np.ndarr
         if name == "input_bn":
             floats["input_bn.weight"], floats["input_bn.bias"] = gamma, beta
         elif not (np.all(gamma == 1) and np.all(beta == 0)):
-            raise InputError(f"{p}: BN {name!r} has learned gamma/beta; McDonnell's inner BNs have none "
-                             "(gamma 1, beta 0), so this is not one of his models")
+            raise InputError(
+                f"{p}: BN {name!r} has learned gamma/beta; McDonnell's inner BNs have none "
+                "(gamma 1, beta 0), so this is not one of his models"
+            )
         if np.any(var <= 0):
             raise InputError(f"{p}: BN {name!r} has a variance <= 0; expected positive statistics")
         floats[name + ".running_mean"], floats[name + ".running_var"] = mean, var
-    shapes = {**{k: v.shape for k, v in floats.items()}, **{n: s.shape for n, s in zip(conv_names, signs, strict=False)}}
+    shapes = {
+        **{k: v.shape for k, v in floats.items()},
+        **{n: s.shape for n, s in zip(conv_names, signs, strict=False)},
+    }
     arch = Arch.infer(shapes, family)
-    return Model(arch, True, floats, {n: BinaryWeight(s) for n, s in zip(conv_names, signs, strict=False)}, 0,
-                 Source("mat", str(p), size, "", {"compressed MAT variables": size}, layout),
-                 {"binarized_from": f"{layout} layout"})
+    return Model(
+        arch,
+        True,
+        floats,
+        {n: BinaryWeight(s) for n, s in zip(conv_names, signs, strict=False)},
+        0,
+        Source("mat", str(p), size, "", {"compressed MAT variables": size}, layout),
+        {"binarized_from": f"{layout} layout"},
+    )
 
 
 def _check_matlab_geometry(p: Path, model: Model, m: dict[str, Any], signs: list[np.ndarray]) -> None:
@@ -246,8 +283,9 @@ def _check_matlab_geometry(p: Path, model: Model, m: dict[str, Any], signs: list
     want_scale = np.array([math.sqrt(2.0 / math.prod(s.shape[1:])) for s in signs], np.float32)
     problems = []
     if scales.shape != want_scale.shape or not np.allclose(scales, want_scale, rtol=1e-6, atol=0):
-        problems.append(f"LayerWeights {scales[:3].tolist()}... (expected sqrt(2 / fan_in): "
-                        f"{want_scale[:3].tolist()}...)")
+        problems.append(
+            f"LayerWeights {scales[:3].tolist()}... (expected sqrt(2 / fan_in): {want_scale[:3].tolist()}...)"
+        )
     if stride != want_stride:
         problems.append(f"Stride {stride} (expected {want_stride})")
     if pad != want_pad:

@@ -64,9 +64,11 @@ class Budget:
 
     def charge(self, n: int, what: str) -> None:
         if n < 0 or self.used + n > self.limit:
-            raise InputError(f"{self.label}: {what} declares {n:,} bytes of data; with {self.used:,} already "
-                             f"decoded that passes the {self.limit:,} bytes this file can honestly hold{self.rule}; "
-                             "the file is damaged or hostile")
+            raise InputError(
+                f"{self.label}: {what} declares {n:,} bytes of data; with {self.used:,} already "
+                f"decoded that passes the {self.limit:,} bytes this file can honestly hold{self.rule}; "
+                "the file is damaged or hostile"
+            )
         self.used += n
 
 
@@ -81,14 +83,16 @@ class _Source:
 
     def read(self, n: int, what: str) -> bytes:
         if n > self.cap - self.pos:
-            raise InputError(f"{self.label}: {what} needs {n:,} bytes where {self.cap - self.pos:,} remain "
-                             "in its element; the file is truncated or damaged")
+            raise InputError(
+                f"{self.label}: {what} needs {n:,} bytes where {self.cap - self.pos:,} remain "
+                "in its element; the file is truncated or damaged"
+            )
         if self._z is None:
-            out = bytes(self.body[self.pos:self.pos + n])
+            out = bytes(self.body[self.pos : self.pos + n])
         else:
             parts, got = [], 0
             while got < n:
-                data = self._z.unconsumed_tail or self.body[self._in:self._in + _CHUNK]
+                data = self._z.unconsumed_tail or self.body[self._in : self._in + _CHUNK]
                 if not self._z.unconsumed_tail:
                     self._in += len(data)
                 if not len(data) or self._z.eof:
@@ -101,8 +105,10 @@ class _Source:
                 got += len(piece)
             out = b"".join(parts)
         if len(out) != n:
-            raise InputError(f"{self.label}: {what} needs {n:,} bytes, its element holds {len(out):,}; "
-                             "the file is truncated or damaged")
+            raise InputError(
+                f"{self.label}: {what} needs {n:,} bytes, its element holds {len(out):,}; "
+                "the file is truncated or damaged"
+            )
         self.pos += n
         return out
 
@@ -110,7 +116,7 @@ class _Source:
         """A compressed element must end exactly where its matrix does (no hidden bytes behind it)."""
         if self._z is None:
             return
-        rest = bytes(self._z.unconsumed_tail) + bytes(self.body[self._in:])  # the file bounds it
+        rest = bytes(self._z.unconsumed_tail) + bytes(self.body[self._in :])  # the file bounds it
         self._in = len(self.body)
         extra = b""
         if rest and not self._z.eof:
@@ -120,8 +126,10 @@ class _Source:
                 raise InputError(f"{self.label}: {what}: its zlib stream is damaged ({e})") from None
             rest = self._z.unused_data + self._z.unconsumed_tail
         if extra or rest or not self._z.eof:
-            raise InputError(f"{self.label}: {what}: its compressed element holds more or less than the "
-                             "matrix it declares; the file is damaged or hostile")
+            raise InputError(
+                f"{self.label}: {what}: its compressed element holds more or less than the "
+                "matrix it declares; the file is damaged or hostile"
+            )
 
 
 @dataclass
@@ -151,12 +159,15 @@ class MatFile:
     def __init__(self, data: bytes, label: str, budget: Budget) -> None:
         self.data, self.label, self.budget = memoryview(data), label, budget
         if len(data) < 128:
-            raise InputError(f"{label}: {len(data)} bytes, shorter than the 128-byte MAT-file header; "
-                             "the file is truncated")
+            raise InputError(
+                f"{label}: {len(data)} bytes, shorter than the 128-byte MAT-file header; the file is truncated"
+            )
         endian = bytes(data[126:128])
         if endian != b"IM":
-            raise InputError(f"{label}: MAT-file endian mark {endian!r}; expected 'IM' (little-endian, as every "
-                             "McDonnell file and every file MATLAB writes on x86/ARM) at byte 126")
+            raise InputError(
+                f"{label}: MAT-file endian mark {endian!r}; expected 'IM' (little-endian, as every "
+                "McDonnell file and every file MATLAB writes on x86/ARM) at byte 126"
+            )
         self.bo = "<"
         version = struct.unpack(self.bo + "H", data[124:126])[0]
         if version != 0x0100:
@@ -185,12 +196,16 @@ class MatFile:
                 raise InputError(f"{self.label}: {end - pos} stray bytes at offset {pos:,}; the file is damaged")
             mdtype, n = struct.unpack_from(self.bo + "II", self.data, pos)
             if mdtype not in (MI_MATRIX, MI_COMPRESSED):
-                raise InputError(f"{self.label}: an element of type {mdtype} at offset {pos:,}; a MAT file's "
-                                 "variables are miMATRIX (14) or miCOMPRESSED (15): the file is damaged or hostile")
+                raise InputError(
+                    f"{self.label}: an element of type {mdtype} at offset {pos:,}; a MAT file's "
+                    "variables are miMATRIX (14) or miCOMPRESSED (15): the file is damaged or hostile"
+                )
             if n > end - pos - 8:
-                raise InputError(f"{self.label}: the element at offset {pos:,} declares {n:,} bytes, "
-                                 f"{end - pos - 8:,} remain; the file is truncated")
-            body = self.data[pos + 8:pos + 8 + n]
+                raise InputError(
+                    f"{self.label}: the element at offset {pos:,} declares {n:,} bytes, "
+                    f"{end - pos - 8:,} remain; the file is truncated"
+                )
+            body = self.data[pos + 8 : pos + 8 + n]
             opener = self._opener(body, mdtype == MI_COMPRESSED, pos)
             var = self._header(opener()[0], f"the variable at offset {pos:,}", pos)
             var.open = opener
@@ -198,13 +213,16 @@ class MatFile:
                 raise InputError(f"{self.label}: variable {var.name!r} appears twice; the file is damaged")
             out[var.name] = var
             if len(out) > MAX_VARS:
-                raise InputError(f"{self.label}: more than {MAX_VARS:,} variables; McDonnell's files hold 12 "
-                                 "or 41: the file is damaged or hostile")
+                raise InputError(
+                    f"{self.label}: more than {MAX_VARS:,} variables; McDonnell's files hold 12 "
+                    "or 41: the file is damaged or hostile"
+                )
             pos += 8 + n + ((-n) % 8 if mdtype == MI_MATRIX else 0)
         return out
 
     def _opener(self, body: memoryview, compressed: bool, pos: int) -> Callable[[], tuple[_Source, int]]:
         """Positions a fresh source just past the variable's miMATRIX tag; returns it and the matrix size."""
+
         def open_() -> tuple[_Source, int]:
             what = f"the variable at offset {pos:,}"
             if not compressed:
@@ -217,32 +235,43 @@ class MatFile:
             src = _Source(self.label, body, True, 8 + n)
             src._z, src._in, src.pos = head._z, head._in, 8
             return src, n
+
         return open_
 
     def _header(self, src: _Source, what: str, offset: int) -> Var:
         """Array flags, dims and name of the matrix ``src`` is positioned in (bounded, whatever it declares)."""
         mdtype, n, small = self._tag(src, what)
         if mdtype != 6 or n != 8:
-            raise InputError(f"{self.label}: {what}: array flags of type {mdtype} and {n} bytes; expected "
-                             "miUINT32 (6) of 8 bytes: the file is damaged or hostile")
+            raise InputError(
+                f"{self.label}: {what}: array flags of type {mdtype} and {n} bytes; expected "
+                "miUINT32 (6) of 8 bytes: the file is damaged or hostile"
+            )
         flags = struct.unpack(self.bo + "II", self._payload(src, n, small, what))[0]
         cls = flags & 0xFF
         mdtype, n, small = self._tag(src, what)
         if mdtype != 5 or n % 4 or not 8 <= n <= 4 * MAX_DIMS:
-            raise InputError(f"{self.label}: {what}: dimensions of type {mdtype} and {n} bytes; expected "
-                             f"miINT32 (5), 2 to {MAX_DIMS} of them")
+            raise InputError(
+                f"{self.label}: {what}: dimensions of type {mdtype} and {n} bytes; expected "
+                f"miINT32 (5), 2 to {MAX_DIMS} of them"
+            )
         dims = struct.unpack(self.bo + f"{n // 4}i", self._payload(src, n, small, what))
         if min(dims) < 0:
-            raise InputError(f"{self.label}: {what} declares the dimensions {list(dims)}; a dimension can't be "
-                             "negative: the file is damaged or hostile")
+            raise InputError(
+                f"{self.label}: {what} declares the dimensions {list(dims)}; a dimension can't be "
+                "negative: the file is damaged or hostile"
+            )
         mdtype, n, small = self._tag(src, what)
         if mdtype != 1 or n > MAX_NAME:
-            raise InputError(f"{self.label}: {what}: a name of type {mdtype} and {n} bytes; expected miINT8 (1) "
-                             f"of at most {MAX_NAME} bytes")
+            raise InputError(
+                f"{self.label}: {what}: a name of type {mdtype} and {n} bytes; expected miINT8 (1) "
+                f"of at most {MAX_NAME} bytes"
+            )
         name = bytes(self._payload(src, n, small, what)).decode("latin-1")
         if not _NAME.fullmatch(name):
-            raise InputError(f"{self.label}: {what} is named {ascii(name)[:80]}; MATLAB names are ASCII letters, "
-                             "digits and underscores: the file is damaged or hostile")
+            raise InputError(
+                f"{self.label}: {what} is named {ascii(name)[:80]}; MATLAB names are ASCII letters, "
+                "digits and underscores: the file is damaged or hostile"
+            )
         return Var(name, cls, tuple(dims), bool(flags & 0x200), bool(flags & 0x800), offset)
 
     def load(self, var: Var) -> np.ndarray | list[np.ndarray]:
@@ -259,8 +288,10 @@ class MatFile:
         if var.cls == MX_CELL:
             count = math.prod(head.dims)
             if count > min(MAX_CELLS, n // 56):  # an element is at least 56 bytes (tag, flags, 2 dims, name, data)
-                raise InputError(f"{self.label}: {what} declares {count:,} cells in {n:,} bytes; expected at most "
-                                 f"{MAX_CELLS:,} (one per layer): the file is damaged or hostile")
+                raise InputError(
+                    f"{self.label}: {what} declares {count:,} cells in {n:,} bytes; expected at most "
+                    f"{MAX_CELLS:,} (one per layer): the file is damaged or hostile"
+                )
             cells = []
             for i in range(count):
                 where = f"{what}{{{i + 1}}}"
@@ -270,21 +301,27 @@ class MatFile:
                 start = src.pos
                 inner = self._header(src, where, var.offset)
                 if inner.cls not in _MX_NUMERIC:
-                    raise InputError(f"{self.label}: {where} is a {class_name(inner.cls)} array; binexport "
-                                     "reads cells of numeric arrays only (no nesting)")
+                    raise InputError(
+                        f"{self.label}: {where} is a {class_name(inner.cls)} array; binexport "
+                        "reads cells of numeric arrays only (no nesting)"
+                    )
                 cells.append(self._numeric(src, inner, where))
                 if src.pos - start != m:
-                    raise InputError(f"{self.label}: {where} declares {m:,} bytes but holds {src.pos - start:,}; "
-                                     "the file is damaged")
+                    raise InputError(
+                        f"{self.label}: {where} declares {m:,} bytes but holds {src.pos - start:,}; the file is damaged"
+                    )
             out: np.ndarray | list[np.ndarray] = cells
         elif var.cls in _MX_NUMERIC:
             out = self._numeric(src, head, what)
         else:
-            raise InputError(f"{self.label}: {what} is a {class_name(var.cls)} array; expected a numeric "
-                             "array or a cell of them")
+            raise InputError(
+                f"{self.label}: {what} is a {class_name(var.cls)} array; expected a numeric array or a cell of them"
+            )
         if src.pos != src.cap:
-            raise InputError(f"{self.label}: {what} declares {src.cap - src.pos:,} bytes more than its "
-                             "array holds; the file is damaged")
+            raise InputError(
+                f"{self.label}: {what} declares {src.cap - src.pos:,} bytes more than its "
+                "array holds; the file is damaged"
+            )
         src.finish(what)
         return out
 
@@ -293,17 +330,23 @@ class MatFile:
             raise InputError(f"{self.label}: {what} is complex; McDonnell's models hold real numbers")
         mdtype, n, small = self._tag(src, what)
         if mdtype not in _MI_NUMERIC:
-            raise InputError(f"{self.label}: {what} ({class_name(head.cls)}) holds data of type {mdtype}; "
-                             "expected a numeric MAT data type")
+            raise InputError(
+                f"{self.label}: {what} ({class_name(head.cls)}) holds data of type {mdtype}; "
+                "expected a numeric MAT data type"
+            )
         dt = np.dtype(self.bo + _MI_NUMERIC[mdtype])
         if (head.logical and (head.cls != 9 or mdtype != 2)) or (_MX_NUMERIC[head.cls][0] in "iu" and dt.kind == "f"):
-            raise InputError(f"{self.label}: {what} is a {'logical ' if head.logical else ''}{class_name(head.cls)} "
-                             f"array stored as {dt.name}; MATLAB stores logical arrays as uint8 and integers as "
-                             "integers: the file is damaged or hostile")
+            raise InputError(
+                f"{self.label}: {what} is a {'logical ' if head.logical else ''}{class_name(head.cls)} "
+                f"array stored as {dt.name}; MATLAB stores logical arrays as uint8 and integers as "
+                "integers: the file is damaged or hostile"
+            )
         count = math.prod(head.dims)
         if n != count * dt.itemsize:
-            raise InputError(f"{self.label}: {what} declares the shape {list(head.dims)} ({count:,} values of "
-                             f"{dt.itemsize} bytes) but its data element declares {n:,} bytes; the file is damaged")
+            raise InputError(
+                f"{self.label}: {what} declares the shape {list(head.dims)} ({count:,} values of "
+                f"{dt.itemsize} bytes) but its data element declares {n:,} bytes; the file is damaged"
+            )
         raw = self._payload(src, n, small, what)
         with np.errstate(all="ignore"):  # double data in a single array may overflow: the reader checks values
             arr = np.frombuffer(raw, dt).astype(_MX_NUMERIC[head.cls] if not head.logical else "u1")

@@ -54,8 +54,16 @@ def write(model: Model, **options: Any) -> bytes:
     return build_model(model, **options).SerializeToString()
 
 
-_OPTIONS = {"weights", "opset", "batch", "normalize_inside", "source_sha256", "int8_ranges", "int8_info",
-            "int8_weight_zero_point"}
+_OPTIONS = {
+    "weights",
+    "opset",
+    "batch",
+    "normalize_inside",
+    "source_sha256",
+    "int8_ranges",
+    "int8_info",
+    "int8_weight_zero_point",
+}
 
 
 def default_weights(model: Model) -> str:
@@ -77,15 +85,18 @@ def input_kind(weights: str, normalize_inside: bool, pixels: bool = False, norma
     return f"float16-nchw-{what}" if weights == "float16" else f"float32-nchw-{what}"
 
 
-def check_options(model: Model, weights: str | None = None, opset: int = DEFAULT_OPSET,
-                  batch: str | int = "dynamic") -> tuple[str, int, str | int]:
+def check_options(
+    model: Model, weights: str | None = None, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic"
+) -> tuple[str, int, str | int]:
     """Resolved (weights, opset, batch), or an InputError that says which values are valid."""
     weights = WEIGHT_ALIASES.get(weights or "", weights) or default_weights(model)
     if weights not in WEIGHTS:
         raise InputError(f"unknown weight encoding {weights!r}; valid: {', '.join(WEIGHTS)}")
     if weights == "1-bit" and not model.binarized:
-        raise InputError(f"{model.arch.name} is a full-precision model: its block convs are not sign bits, so "
-                         "'1-bit' would change its outputs; export it with --weights float32 or float16")
+        raise InputError(
+            f"{model.arch.name} is a full-precision model: its block convs are not sign bits, so "
+            "'1-bit' would change its outputs; export it with --weights float32 or float16"
+        )
     import onnx
 
     top = onnx.defs.onnx_opset_version()
@@ -97,8 +108,9 @@ def check_options(model: Model, weights: str | None = None, opset: int = DEFAULT
         except (TypeError, ValueError, OverflowError):
             raise InputError(f"batch must be 'dynamic' or a positive integer, got {str(batch)[:40]!r}") from None
         if not 1 <= batch <= MAX_FIXED_BATCH:
-            raise InputError(f"batch must be 'dynamic' or a fixed batch of 1..{MAX_FIXED_BATCH} images, got "
-                             f"{str(batch)[:40]}")
+            raise InputError(
+                f"batch must be 'dynamic' or a fixed batch of 1..{MAX_FIXED_BATCH} images, got {str(batch)[:40]}"
+            )
     return weights, opset, batch
 
 
@@ -106,10 +118,18 @@ def check_options(model: Model, weights: str | None = None, opset: int = DEFAULT
 Packer = Callable[["_Graph", str, BinaryWeight, Any], str]
 
 
-def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic",
-                normalize_inside: bool = False, source_sha256: str | None = None,
-                int8_ranges: dict[str, tuple[float, float]] | None = None, int8_info: dict[str, Any] | None = None,
-                int8_weight_zero_point: int | None = None, _packer: Packer | None = None) -> Any:
+def build_model(
+    model: Model,
+    weights: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    batch: str | int = "dynamic",
+    normalize_inside: bool = False,
+    source_sha256: str | None = None,
+    int8_ranges: dict[str, tuple[float, float]] | None = None,
+    int8_info: dict[str, Any] | None = None,
+    int8_weight_zero_point: int | None = None,
+    _packer: Packer | None = None,
+) -> Any:
     """The ModelProto of ``WRN_McDonnell`` per the SPEC (in the model's variant), input and logits as the metadata says.
 
     A model with an input BN (McDonnell's) takes raw 0..255 pixels: float NCHW, or uint8 NHWC with
@@ -171,22 +191,36 @@ def build_model(model: Model, weights: str | None = None, opset: int = DEFAULT_O
     out = helper.make_tensor_value_info(OUTPUT_NAME, out_elem, [n, arch.num_classes])
     graph = helper.make_graph(g.nodes, arch.name.replace("-", "_"), [inp], [out], g.initializers)
     opsets = [helper.make_opsetid("", opset)]
-    proto = helper.make_model(graph, opset_imports=opsets, producer_name="binexport", producer_version=__version__,
-                              ir_version=helper.find_min_ir_version_for(opsets))
-    proto.doc_string = (f"{arch.name}, {arch.num_classes} classes ({'1-bit' if model.binarized else 'full precision'}"
-                        f", {arch.label})")
+    proto = helper.make_model(
+        graph,
+        opset_imports=opsets,
+        producer_name="binexport",
+        producer_version=__version__,
+        ir_version=helper.find_min_ir_version_for(opsets),
+    )
+    proto.doc_string = (
+        f"{arch.name}, {arch.num_classes} classes ({'1-bit' if model.binarized else 'full precision'}, {arch.label})"
+    )
     sha = source_sha256 if source_sha256 is not None else model.source.sha256
-    meta = {"binexport.architecture": arch.name, "binexport.num_classes": str(arch.num_classes),
-            "binexport.normalization": json.dumps(dict(zip(("mean", "std"), map(list, input_normalization(arch))))),
-            "binexport.weights": weights,
-            "binexport.input": input_kind(weights, normalize_inside, arch.input_bn, arch.normalization),
-            "binexport.family": arch.family,
-            "binexport.source_sha256": sha, "binexport.version": __version__}
+    meta = {
+        "binexport.architecture": arch.name,
+        "binexport.num_classes": str(arch.num_classes),
+        "binexport.normalization": json.dumps(dict(zip(("mean", "std"), map(list, input_normalization(arch))))),
+        "binexport.weights": weights,
+        "binexport.input": input_kind(weights, normalize_inside, arch.input_bn, arch.normalization),
+        "binexport.family": arch.family,
+        "binexport.source_sha256": sha,
+        "binexport.version": __version__,
+    }
     if weights == "int8":
         codes = "{-1, +1}" if zp_w == 0 else f"{{{zp_w - 1}, {zp_w + 1}}}"
-        meta["binexport.int8"] = json.dumps({"weights": f"1-bit signs as int8 {codes}, exact" if model.binarized
-                                             else "per-channel int8, lossy", "weight_zero_point": zp_w,
-                                             **(int8_info or {})})
+        meta["binexport.int8"] = json.dumps(
+            {
+                "weights": f"1-bit signs as int8 {codes}, exact" if model.binarized else "per-channel int8, lossy",
+                "weight_zero_point": zp_w,
+                **(int8_info or {}),
+            }
+        )
     helper.set_model_props(proto, meta)
     return proto
 
@@ -197,8 +231,12 @@ def _float_blocks(g: _Graph, model: Model, h: str, weight: Callable[[str], str])
         for b in range(model.arch.blocks_per_group):
             p = f"group{gi}.block{b}."
             stride = 2 if (gi > 0 and b == 0) else 1
-            t = g.node("Conv", [_bn(g, model, h, p + "bn0", relu=True), weight(p + "conv0")],
-                       pads=onnx_pads(model.arch, 3, stride), strides=[stride, stride])
+            t = g.node(
+                "Conv",
+                [_bn(g, model, h, p + "bn0", relu=True), weight(p + "conv0")],
+                pads=onnx_pads(model.arch, 3, stride),
+                strides=[stride, stride],
+            )
             t = g.node("Conv", [_bn(g, model, t, p + "bn1", relu=True), weight(p + "conv1")], pads=[1, 1, 1, 1])
             if stride == 2:
                 h = _downsample(g, h, p, width, model.arch)
@@ -217,8 +255,14 @@ def _downsample(g: _Graph, h: str, prefix: str, width: int, arch: Arch) -> str:
     The zeros are Concat(d, Mul(d, 0)) rather than a Pad: every converter measured has Concat and Mul, and
     onnx2torch has no opset-18 Pad (docs/BENCHMARKS.md). Widths double, so there are as many zeros as d.
     """
-    d = g.node("AveragePool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=onnx_pads(arch, 3, 2),
-               count_include_pad=int(arch.pool_count_include_pad))
+    d = g.node(
+        "AveragePool",
+        [h],
+        kernel_shape=[3, 3],
+        strides=[2, 2],
+        pads=onnx_pads(arch, 3, 2),
+        count_include_pad=int(arch.pool_count_include_pad),
+    )
     return g.node("Concat", [d, _zeros_like(g, d)], axis=1)
 
 
@@ -263,10 +307,17 @@ def _bn(g: _Graph, model: Model, x: str, name: str, relu: bool) -> str:
     else:
         scale = g.const(f"ones_{c}", np.ones(c, g.dtype), share=True)
         bias = g.const(f"zeros_{c}", np.zeros(c, g.dtype), share=True)
-    y = g.node("BatchNormalization", [x, scale, bias, g.const(name + ".running_mean", mean),
-                                      g.const(name + ".running_var",
-                                              model.floats[name + ".running_var"].astype(g.dtype))],
-               epsilon=float(model.arch.bn_eps))
+    y = g.node(
+        "BatchNormalization",
+        [
+            x,
+            scale,
+            bias,
+            g.const(name + ".running_mean", mean),
+            g.const(name + ".running_var", model.floats[name + ".running_var"].astype(g.dtype)),
+        ],
+        epsilon=float(model.arch.bn_eps),
+    )
     return g.node("Relu", [y]) if relu else y
 
 
@@ -299,7 +350,7 @@ def _to_nchw(g: _Graph, x: str) -> str:
 def sign_table(bits: int, scale: float, dtype: Any) -> np.ndarray:
     """(2**bits, bits) of +-scale: row i holds i's bits, most significant first (np.packbits order)."""
     s = np.asarray(scale, dtype=dtype)
-    codes = np.arange(2 ** bits)[:, None] >> np.arange(bits - 1, -1, -1)[None, :] & 1
+    codes = np.arange(2**bits)[:, None] >> np.arange(bits - 1, -1, -1)[None, :] & 1
     return np.where(codes.astype(bool), s, -s).astype(dtype)
 
 
@@ -312,7 +363,16 @@ def pack_lut8(g: _Graph, name: str, bw: BinaryWeight, dtype: Any) -> str:
     w = g.node("Gather", [table, idx])
     if packed.size * 8 != n:  # the last byte is zero-padded
         flat = g.node("Reshape", [w, g.const("shape_flat", np.array([-1], np.int64), share=True)])
-        w = g.node("Slice", [flat, g.const("zero_1d", np.array([0], np.int64), share=True),
-                             g.const(f"size_{n}", np.array([n], np.int64), share=True)])
-    return g.node("Reshape", [w, g.const(f"shape_{'x'.join(map(str, bw.shape))}", np.array(bw.shape, np.int64),
-                                         share=True)], out=name + ".weight")
+        w = g.node(
+            "Slice",
+            [
+                flat,
+                g.const("zero_1d", np.array([0], np.int64), share=True),
+                g.const(f"size_{n}", np.array([n], np.int64), share=True),
+            ],
+        )
+    return g.node(
+        "Reshape",
+        [w, g.const(f"shape_{'x'.join(map(str, bw.shape))}", np.array(bw.shape, np.int64), share=True)],
+        out=name + ".weight",
+    )

@@ -60,9 +60,21 @@ _BATCH = "__binexport_batch__"
 #: Plain numeric element types: ONNX TensorProto.DataType -> bytes per element.
 _ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
 #: The typed-data field each element type keeps its values in when not in raw_data.
-_FIELD = {1: "float_data", 2: "int32_data", 3: "int32_data", 4: "int32_data", 5: "int32_data", 6: "int32_data",
-          7: "int64_data", 9: "int32_data", 10: "int32_data", 11: "double_data", 12: "uint64_data",
-          13: "uint64_data", 16: "int32_data"}
+_FIELD = {
+    1: "float_data",
+    2: "int32_data",
+    3: "int32_data",
+    4: "int32_data",
+    5: "int32_data",
+    6: "int32_data",
+    7: "int64_data",
+    9: "int32_data",
+    10: "int32_data",
+    11: "double_data",
+    12: "uint64_data",
+    13: "uint64_data",
+    16: "int32_data",
+}
 _STANDARD_DOMAINS = ("", "ai.onnx")
 
 
@@ -108,8 +120,7 @@ def check_onnx_bounds(model: bytes | str | os.PathLike[str], where: str = "") ->
     try:
         proto.ParseFromString(data)
     except Exception as e:  # noqa: BLE001 - protobuf's DecodeError has no stable import path across versions
-        raise InputError(f"{where}: not a readable ONNX graph ({str(e)[:100]}); expected an ONNX model file") \
-            from None
+        raise InputError(f"{where}: not a readable ONNX graph ({str(e)[:100]}); expected an ONNX model file") from None
     del data
     return _check(proto, len(model) if isinstance(model, bytes) else Path(model).stat().st_size, where)
 
@@ -119,11 +130,15 @@ def _check(proto: Any, file_bytes: int, where: str) -> OnnxBounds:
 
     g = proto.graph
     if len(proto.functions):
-        raise InputError(f"{where}: the graph defines {len(proto.functions)} local functions; binexport runs plain "
-                         "graphs of standard ONNX operators only (re-export it without functions)")
+        raise InputError(
+            f"{where}: the graph defines {len(proto.functions)} local functions; binexport runs plain "
+            "graphs of standard ONNX operators only (re-export it without functions)"
+        )
     if len(g.sparse_initializer):
-        raise InputError(f"{where}: the graph has sparse initializers, whose dense size is not in the file; "
-                         "expected dense initializers")
+        raise InputError(
+            f"{where}: the graph has sparse initializers, whose dense size is not in the file; "
+            "expected dense initializers"
+        )
     for t in g.initializer:
         _check_tensor(t, f"initializer {t.name!r}", where)
     for node in g.node:
@@ -131,8 +146,9 @@ def _check(proto: Any, file_bytes: int, where: str) -> OnnxBounds:
     weights = {t.name for t in g.initializer}  # IR < 4 lists initializers among the inputs too
     images = [i for i in g.input if i.name not in weights]
     if not images or len(images[0].type.tensor_type.shape.dim) < 1:
-        raise InputError(f"{where}: the graph input has no shape; expected an image batch (N, 3, 32, 32) or "
-                         "(N, 32, 32, 3)")
+        raise InputError(
+            f"{where}: the graph input has no shape; expected an image batch (N, 3, 32, 32) or (N, 32, 32, 3)"
+        )
     _strip_large_values(g)
     dim0 = images[0].type.tensor_type.shape.dim[0]
     dim0.Clear()
@@ -143,8 +159,10 @@ def _check(proto: Any, file_bytes: int, where: str) -> OnnxBounds:
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
     except Exception as e:  # noqa: BLE001 - onnx raises InferenceError, ValidationError, RuntimeError...
-        raise InputError(f"{where}: ONNX shape inference fails on the graph ({_first_line(e)}); binexport sizes "
-                         "every tensor before running a graph, so it can't run this one") from None
+        raise InputError(
+            f"{where}: ONNX shape inference fails on the graph ({_first_line(e)}); binexport sizes "
+            "every tensor before running a graph, so it can't run this one"
+        ) from None
     known = {v.name: v.type for v in (*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input)}
     image_max = image_total = 0
     const_sizes = [_declared_bytes(t) for t in g.initializer]
@@ -167,36 +185,50 @@ def _enforce(b: OnnxBounds, where: str) -> None:
     const_all = CONST_TOTAL_FACTOR * b.file_bytes + CONST_SLACK_BYTES
     fix = "binexport runs WRN classifiers; this graph asks for far more memory than one needs"
     if b.image_tensor_bytes > MAX_IMAGE_TENSOR_BYTES:
-        raise InputError(f"{where}: one tensor takes {_mib(b.image_tensor_bytes)} per image, more than the "
-                         f"{_mib(MAX_IMAGE_TENSOR_BYTES)} allowed; {fix}")
+        raise InputError(
+            f"{where}: one tensor takes {_mib(b.image_tensor_bytes)} per image, more than the "
+            f"{_mib(MAX_IMAGE_TENSOR_BYTES)} allowed; {fix}"
+        )
     image_all = IMAGE_TOTAL_FACTOR * b.file_bytes + IMAGE_TOTAL_SLACK_BYTES
     if b.image_total_bytes > image_all:
-        raise InputError(f"{where}: its tensors take {_mib(b.image_total_bytes)} per image together, more than the "
-                         f"{_mib(image_all)} a {b.file_bytes:,}-byte file may make ({IMAGE_TOTAL_FACTOR}x its size + "
-                         f"{_mib(IMAGE_TOTAL_SLACK_BYTES)}); {fix}")
+        raise InputError(
+            f"{where}: its tensors take {_mib(b.image_total_bytes)} per image together, more than the "
+            f"{_mib(image_all)} a {b.file_bytes:,}-byte file may make ({IMAGE_TOTAL_FACTOR}x its size + "
+            f"{_mib(IMAGE_TOTAL_SLACK_BYTES)}); {fix}"
+        )
     if b.const_tensor_bytes > const_one:
-        raise InputError(f"{where}: one constant tensor takes {_mib(b.const_tensor_bytes)}, more than the "
-                         f"{_mib(const_one)} a {b.file_bytes:,}-byte file may make ({CONST_TENSOR_FACTOR}x its size "
-                         f"+ {_mib(CONST_SLACK_BYTES)}); {fix}")
+        raise InputError(
+            f"{where}: one constant tensor takes {_mib(b.const_tensor_bytes)}, more than the "
+            f"{_mib(const_one)} a {b.file_bytes:,}-byte file may make ({CONST_TENSOR_FACTOR}x its size "
+            f"+ {_mib(CONST_SLACK_BYTES)}); {fix}"
+        )
     if b.const_total_bytes > const_all:
-        raise InputError(f"{where}: its constant tensors take {_mib(b.const_total_bytes)} together, more than the "
-                         f"{_mib(const_all)} a {b.file_bytes:,}-byte file may make ({CONST_TOTAL_FACTOR}x its size "
-                         f"+ {_mib(CONST_SLACK_BYTES)}); {fix}")
+        raise InputError(
+            f"{where}: its constant tensors take {_mib(b.const_total_bytes)} together, more than the "
+            f"{_mib(const_all)} a {b.file_bytes:,}-byte file may make ({CONST_TOTAL_FACTOR}x its size "
+            f"+ {_mib(CONST_SLACK_BYTES)}); {fix}"
+        )
 
 
 def _check_node(node: Any, where: str) -> None:
     """Standard operators only, no subgraphs, and any tensor attribute holding what it declares."""
     what = f"node {node.name or node.op_type!r} ({node.op_type})"
     if node.domain not in _STANDARD_DOMAINS:
-        raise InputError(f"{where}: {what} is in operator domain {node.domain[:60]!r}; binexport runs standard "
-                         "ONNX operators only (custom operators can't be sized before they run)")
+        raise InputError(
+            f"{where}: {what} is in operator domain {node.domain[:60]!r}; binexport runs standard "
+            "ONNX operators only (custom operators can't be sized before they run)"
+        )
     for a in node.attribute:
         if a.type in (5, 10) or a.HasField("g") or len(a.graphs):  # GRAPH, GRAPHS
-            raise InputError(f"{where}: {what} has a subgraph (attribute {a.name!r}); binexport runs graphs without "
-                             "If/Loop/Scan bodies, whose sizes can't be checked before they run")
+            raise InputError(
+                f"{where}: {what} has a subgraph (attribute {a.name!r}); binexport runs graphs without "
+                "If/Loop/Scan bodies, whose sizes can't be checked before they run"
+            )
         if a.type in (11, 12) or a.HasField("sparse_tensor") or len(a.sparse_tensors):  # SPARSE_TENSOR(S)
-            raise InputError(f"{where}: {what} has a sparse tensor attribute {a.name!r}, whose dense size is not "
-                             "in the file; expected dense tensors")
+            raise InputError(
+                f"{where}: {what} has a sparse tensor attribute {a.name!r}, whose dense size is not "
+                "in the file; expected dense tensors"
+            )
         if a.HasField("t"):
             _check_tensor(a.t, f"{what} attribute {a.name!r}", where)
         for t in a.tensors:
@@ -206,11 +238,15 @@ def _check_node(node: Any, where: str) -> None:
 def _check_tensor(t: Any, what: str, where: str) -> None:
     """A tensor in the file holds exactly the bytes its dims and type declare, in the file itself."""
     if t.data_location == 1 or len(t.external_data):
-        raise InputError(f"{where}: {what} keeps its data in an external file; binexport reads self-contained "
-                         "ONNX files only (save the model without external data)")
+        raise InputError(
+            f"{where}: {what} keeps its data in an external file; binexport reads self-contained "
+            "ONNX files only (save the model without external data)"
+        )
     if t.data_type not in _ITEMSIZE:
-        raise InputError(f"{where}: {what} has element type {t.data_type}; expected a plain numeric type "
-                         "(float, float16, bfloat16, double, (u)int8..64, bool)")
+        raise InputError(
+            f"{where}: {what} has element type {t.data_type}; expected a plain numeric type "
+            "(float, float16, bfloat16, double, (u)int8..64, bool)"
+        )
     if any(d < 0 for d in t.dims):
         raise InputError(f"{where}: {what} declares a negative dimension {list(t.dims)[:8]}")
     n = _prod(t.dims)
@@ -220,8 +256,10 @@ def _check_tensor(t: Any, what: str, where: str) -> None:
         have, need = len(getattr(t, _FIELD[t.data_type])), n
     if have != need:
         unit = "bytes" if t.raw_data else "values"
-        raise InputError(f"{where}: {what} declares shape {list(t.dims)[:8]} ({need:,} {unit}) but holds {have:,}; "
-                         "the file is corrupt or crafted")
+        raise InputError(
+            f"{where}: {what} declares shape {list(t.dims)[:8]} ({need:,} {unit}) but holds {have:,}; "
+            "the file is corrupt or crafted"
+        )
 
 
 def _strip_large_values(g: Any) -> None:
@@ -236,13 +274,16 @@ def _strip_large_values(g: Any) -> None:
 def _sized(tp: Any, name: str, op: str, where: str) -> tuple[int | None, int]:
     """(bytes per image, None) for a tensor with the batch dimension, (None, bytes) for a constant."""
     if tp is None or not tp.HasField("tensor_type") or not tp.tensor_type.HasField("shape"):
-        raise InputError(f"{where}: the shape of {op} output {name[:60]!r} can't be inferred; binexport sizes every "
-                         "tensor before running a graph (shapes must follow from the file)")
+        raise InputError(
+            f"{where}: the shape of {op} output {name[:60]!r} can't be inferred; binexport sizes every "
+            "tensor before running a graph (shapes must follow from the file)"
+        )
     tt = tp.tensor_type
     size = _ITEMSIZE.get(tt.elem_type)
     if size is None:
-        raise InputError(f"{where}: {op} output {name[:60]!r} has element type {tt.elem_type}; expected a plain "
-                         "numeric type")
+        raise InputError(
+            f"{where}: {op} output {name[:60]!r} has element type {tt.elem_type}; expected a plain numeric type"
+        )
     batch, n = 0, size
     for d in tt.shape.dim:
         if d.HasField("dim_value") and d.dim_value >= 0:
@@ -250,12 +291,16 @@ def _sized(tp: Any, name: str, op: str, where: str) -> tuple[int | None, int]:
         elif d.dim_param == _BATCH:
             batch += 1
         else:
-            raise InputError(f"{where}: the shape of {op} output {name[:60]!r} is not fully known "
-                             f"({_shape_text(tt.shape)}); binexport sizes every tensor before running a graph "
-                             "(shapes must follow from the file and the batch)")
+            raise InputError(
+                f"{where}: the shape of {op} output {name[:60]!r} is not fully known "
+                f"({_shape_text(tt.shape)}); binexport sizes every tensor before running a graph "
+                "(shapes must follow from the file and the batch)"
+            )
     if batch > 1:
-        raise InputError(f"{where}: {op} output {name[:60]!r} grows with the square of the batch "
-                         f"({_shape_text(tt.shape)}); expected tensors linear in the batch")
+        raise InputError(
+            f"{where}: {op} output {name[:60]!r} grows with the square of the batch "
+            f"({_shape_text(tt.shape)}); expected tensors linear in the batch"
+        )
     return (n, 0) if batch else (None, n)
 
 
@@ -271,8 +316,10 @@ def _prod(dims: Any) -> int:
 
 
 def _shape_text(shape: Any) -> str:
-    dims = [str(d.dim_value) if d.HasField("dim_value") else ("N" if d.dim_param == _BATCH else
-                                                             (d.dim_param[:20] or "?")) for d in shape.dim]
+    dims = [
+        str(d.dim_value) if d.HasField("dim_value") else ("N" if d.dim_param == _BATCH else (d.dim_param[:20] or "?"))
+        for d in shape.dim
+    ]
     return "(" + ", ".join(dims[:8]) + (", ..." if len(dims) > 8 else "") + ")"
 
 

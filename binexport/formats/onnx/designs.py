@@ -28,10 +28,19 @@ def pack_bitshift(g: Any, name: str, bw: BinaryWeight, dtype: Any) -> str:
     w = g.node("Sub", [w, g.const(f"scale_{bw.scale!r}", s, share=True)])
     flat = g.node("Reshape", [w, g.const("shape_flat", np.array([-1], np.int64), share=True)])
     if packed.size * 8 != n:
-        flat = g.node("Slice", [flat, g.const("zero_1d", np.array([0], np.int64), share=True),
-                                g.const(f"size_{n}", np.array([n], np.int64), share=True)])
-    return g.node("Reshape", [flat, g.const(f"shape_{'x'.join(map(str, bw.shape))}", np.array(bw.shape, np.int64),
-                                            share=True)], out=name + ".weight")
+        flat = g.node(
+            "Slice",
+            [
+                flat,
+                g.const("zero_1d", np.array([0], np.int64), share=True),
+                g.const(f"size_{n}", np.array([n], np.int64), share=True),
+            ],
+        )
+    return g.node(
+        "Reshape",
+        [flat, g.const(f"shape_{'x'.join(map(str, bw.shape))}", np.array(bw.shape, np.int64), share=True)],
+        out=name + ".weight",
+    )
 
 
 def pack_lut512(g: Any, name: str, bw: BinaryWeight, dtype: Any) -> str:
@@ -49,8 +58,14 @@ def pack_lut512(g: Any, name: str, bw: BinaryWeight, dtype: Any) -> str:
     hb = g.node("Gather", [hi_table, g.node("Cast", [g.const(name + ".high", high)], to=6)])
     hb = g.node("Reshape", [hb, g.const("shape_flat", np.array([-1], np.int64), share=True)])
     if high.size * 8 != out_c * in_c:
-        hb = g.node("Slice", [hb, g.const("zero_1d", np.array([0], np.int64), share=True),
-                              g.const(f"size_{out_c * in_c}", np.array([out_c * in_c], np.int64), share=True)])
+        hb = g.node(
+            "Slice",
+            [
+                hb,
+                g.const("zero_1d", np.array([0], np.int64), share=True),
+                g.const(f"size_{out_c * in_c}", np.array([out_c * in_c], np.int64), share=True),
+            ],
+        )
     hb = g.node("Reshape", [hb, g.const(f"shape_{out_c}x{in_c}", np.array([out_c, in_c], np.int64), share=True)])
     idx_node = g.node("Add", [g.node("Cast", [g.const(name + ".low", low)], to=6), hb])
     table = g.const(f"kernel_table_{bw.scale!r}", sign_table(9, bw.scale, dtype).reshape(512, 3, 3), share=True)

@@ -61,8 +61,10 @@ def required_ranges(model: Model) -> list[str]:
 def check_zero_point(zero_point: int) -> int:
     """``zero_point`` if it is one of :data:`WEIGHT_ZERO_POINTS`, else an InputError naming the valid ones."""
     if isinstance(zero_point, bool) or zero_point not in WEIGHT_ZERO_POINTS:
-        raise InputError(f"unknown int8 weight zero point {zero_point!r}; valid: "
-                         f"{', '.join(map(str, WEIGHT_ZERO_POINTS))} (default {DEFAULT_WEIGHT_ZERO_POINT})")
+        raise InputError(
+            f"unknown int8 weight zero point {zero_point!r}; valid: "
+            f"{', '.join(map(str, WEIGHT_ZERO_POINTS))} (default {DEFAULT_WEIGHT_ZERO_POINT})"
+        )
     return int(zero_point)
 
 
@@ -79,8 +81,15 @@ def _bn_consts(model: Model, name: str) -> tuple[np.ndarray, np.ndarray]:
     return k, c
 
 
-def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
-         bn: Any, downsample: Any, weight_zero_point: int = DEFAULT_WEIGHT_ZERO_POINT) -> str:
+def body(
+    g: Any,
+    model: Model,
+    h: str,
+    ranges: dict[str, tuple[float, float]],
+    bn: Any,
+    downsample: Any,
+    weight_zero_point: int = DEFAULT_WEIGHT_ZERO_POINT,
+) -> str:
     """Add the int8 blocks after conv0's output ``h``; returns the tensor after the last residual Add.
 
     ``bn(g, model, x, name, relu)`` and ``downsample(g, h, prefix, width, arch)`` are the float graph's own
@@ -93,8 +102,10 @@ def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
     missing = [n for n in required_ranges(model) if n not in ranges]
     bad = [n for n, r in ranges.items() if not all(np.isfinite(r))]
     if missing or bad:
-        raise InputError(f"int8 export needs a finite calibration range for every quantized activation; missing "
-                         f"{', '.join(missing[:3]) or 'none'}, not finite {', '.join(bad[:3]) or 'none'}")
+        raise InputError(
+            f"int8 export needs a finite calibration range for every quantized activation; missing "
+            f"{', '.join(missing[:3]) or 'none'}, not finite {', '.join(bad[:3]) or 'none'}"
+        )
     zp_w = check_zero_point(weight_zero_point)
     table = g.const(f"int8_sign_table_q{WEIGHT_Q}_zp{zp_w}", sign_table(WEIGHT_Q, zp_w), share=True)
 
@@ -124,10 +135,18 @@ def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
             w = g.node("Gather", [table, idx])
             if bits.size % 8:
                 w = g.node("Reshape", [w, const("shape_flat", np.array([-1], np.int64), share=True)])
-                w = g.node("Slice", [w, const("zero_1d", np.array([0], np.int64), share=True),
-                                     const(f"size_{bits.size}", np.array([bits.size], np.int64), share=True)])
-            w = g.node("Reshape", [w, const(f"shape_{'x'.join(map(str, bits.shape))}",
-                                            np.array(bits.shape, np.int64), share=True)])
+                w = g.node(
+                    "Slice",
+                    [
+                        w,
+                        const("zero_1d", np.array([0], np.int64), share=True),
+                        const(f"size_{bits.size}", np.array([bits.size], np.int64), share=True),
+                    ],
+                )
+            w = g.node(
+                "Reshape",
+                [w, const(f"shape_{'x'.join(map(str, bits.shape))}", np.array(bits.shape, np.int64), share=True)],
+            )
             sn = const(name + ".wscale", (channel_scale / WEIGHT_Q).astype(np.float32))
             return g.node("DequantizeLinear", [w, sn, zn], axis=0)
         wq, ws = _dense_int8(model, name, channel_scale, zp_w)
@@ -148,14 +167,25 @@ def body(g: Any, model: Model, h: str, ranges: dict[str, tuple[float, float]],
             w0 = weight(p + "conv0", base_scale(p + "conv0", width) * k1)
             w0_scale = _dq_scale(model, p + "conv0", base_scale(p + "conv0", width) * k1, zp_w)
             bscale = (np.float32(s_a) * w0_scale).astype(np.float32)
-            bq = np.clip(np.round(c1 / bscale), -2**31, 2**31 - 1).astype(np.int32)
-            bias = g.node("DequantizeLinear", [const(p + "conv0.bq", bq), const(p + "conv0.bscale", bscale),
-                                               const(f"zp_b_{width}", np.zeros(width, np.int32), share=True)], axis=0)
-            t = g.node("Conv", [dequantize(aq, asn, azn), w0, bias], pads=list(arch.pads(3, stride)),
-                       strides=[stride, stride])
+            bq = np.clip(np.round(c1 / bscale), -(2**31), 2**31 - 1).astype(np.int32)
+            bias = g.node(
+                "DequantizeLinear",
+                [
+                    const(p + "conv0.bq", bq),
+                    const(p + "conv0.bscale", bscale),
+                    const(f"zp_b_{width}", np.zeros(width, np.int32), share=True),
+                ],
+                axis=0,
+            )
+            t = g.node(
+                "Conv", [dequantize(aq, asn, azn), w0, bias], pads=list(arch.pads(3, stride)), strides=[stride, stride]
+            )
             tq, tsn, tzn, _ = quantize(t, p + "b", relu=True)
-            t = g.node("Conv", [dequantize(tq, tsn, tzn), weight(p + "conv1", base_scale(p + "conv1", width))],
-                       pads=[1, 1, 1, 1])
+            t = g.node(
+                "Conv",
+                [dequantize(tq, tsn, tzn), weight(p + "conv1", base_scale(p + "conv1", width))],
+                pads=[1, 1, 1, 1],
+            )
             t = dequantize(*quantize(t, p + "t", relu=False)[:3])
             if stride == 2:
                 h = downsample(g, h, p, width, arch)
