@@ -128,7 +128,7 @@ def main() -> None:
             f"max |Δ logit| {np.abs(base - res).max():.3f}"
         )
         r = binexport.bench(list(files.values()), batch_size=64, seconds=a.seconds)
-        for name, row in zip(files, r.rows):
+        for name, row in zip(files, r.rows, strict=True):
             print(
                 f"{name}: {row.speed_ratio:.2f}x float32, peak RSS {row.peak_rss_bytes / 2**20:.0f} MiB "
                 f"({row.rss_ratio:.2f}x), batch-1 latency {row.latency_ms_median:.1f} ms"

@@ -53,7 +53,7 @@ def theirs(path: Path) -> dict:
 def same(a: dict, b: dict) -> bool:
     def eq(x, y) -> bool:
         if isinstance(x, list):
-            return len(x) == len(y) and all(eq(i, j) for i, j in zip(x, y))
+            return len(x) == len(y) and all(eq(i, j) for i, j in zip(x, y, strict=True))
         return x.shape == y.shape and np.array_equal(x, y)
 
     return a.keys() == b.keys() and all(eq(a[k], b[k]) for k in a)

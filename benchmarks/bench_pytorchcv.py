@@ -52,7 +52,7 @@ def make(path: Path) -> torch.nn.Module:
     net.eval()
     with torch.no_grad():  # pytorchcv's float32 init draws a few exact zeros, which its forward multiplies by
         zeros = 0  # sign(0) = 0 and one bit can't hold (binexport stores +1 and warns): keep them out
-        for name, p in net.named_parameters():
+        for _name, p in net.named_parameters():
             if p.dim() == 4:
                 zeros += int((p == 0).sum())
                 p[p == 0] = 1e-6

@@ -115,7 +115,10 @@ def matlab_vars(net: dict[str, list]) -> dict[str, bytes]:
     bits, bns = net["bits"], net["bns"]
     k = len(bits)
     per = (k - 2) // 6
-    col = lambda arrs: [numeric("", a) for a in arrs]
+
+    def col(arrs: list[np.ndarray]) -> list[bytes]:
+        return [numeric("", a) for a in arrs]
+
     return {
         "BinaryWeights": cell("BinaryWeights", [numeric("", b) for b in bits]),
         "LayerWeights": numeric(

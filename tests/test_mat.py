@@ -255,6 +255,6 @@ def test_own_reader_matches_scipy_on_the_real_files(key: tuple[str, int]) -> Non
             assert isinstance(ours, list) and len(ours) == len(theirs), n
         else:
             ours, theirs = [ours], [theirs]
-        for a, b in zip(ours, theirs):
+        for a, b in zip(ours, theirs, strict=True):
             assert a.shape == b.shape and np.array_equal(a, b), n
     assert f.budget.used < 8 * len(data)  # what decode_limit's 16 x leaves room for

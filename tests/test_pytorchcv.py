@@ -15,11 +15,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-wrn1bit = pytest.importorskip(
-    "pytorchcv.models.wrn1bit_cifar", reason="pytorchcv is absent: pip install --no-deps pytorchcv==0.0.74"
-)
-import torch
-
 import binexport
 from binexport.check import TOLERANCES, compare
 from binexport.cli import main
@@ -28,7 +23,13 @@ from binexport.data.synth import write_cifar_testset
 from binexport.errors import InputError
 from binexport.formats import pytorchcv
 from binexport.runtimes import select_input
-from binexport.runtimes.torch_ref import TorchRuntime
+
+wrn1bit = pytest.importorskip(
+    "pytorchcv.models.wrn1bit_cifar", reason="pytorchcv is absent: pip install --no-deps pytorchcv==0.0.74"
+)
+import torch  # noqa: E402 (after the skip: pytorchcv needs torch, so without pytorchcv it may be absent)
+
+from binexport.runtimes.torch_ref import TorchRuntime  # noqa: E402 (imports torch: after the skip, as above)
 
 MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
 STD = np.array([0.2023, 0.1994, 0.2010], np.float32)

@@ -308,7 +308,7 @@ def stream_logits(
         normalized = normalize(pixels)
         for i, rt in enumerate(runtimes):
             x = select_input(rt.input_kind, pixels, normalized)
-            tick = None if progress is None else (lambda done, _, i=i, start=start: progress(i, start + done, n))  # type: ignore[misc]
+            tick = None if progress is None else (lambda done, _, i=i, start=start: progress(i, start + done, n))
             try:
                 logits, s = rt.timed_logits(x, batch_size, tick, warmup=WARMUP if start == 0 else 0)
             except catch as e:
@@ -320,7 +320,7 @@ def stream_logits(
         del pixels, normalized, x  # before the next chunk is decoded: one chunk alive at a time
     return [
         (np.concatenate(o) if o else rt.logits(np.zeros((0, 3, 32, 32), np.float32)), t)
-        for o, t, rt in zip(outs, secs, runtimes)
+        for o, t, rt in zip(outs, secs, runtimes, strict=True)
     ]
 
 

@@ -305,8 +305,14 @@ def bench(
         3.4
     """
     from binexport import __version__
-    from binexport.runtimes import check_precision, check_threads, is_onnx, resolve_device, resolve_runtimes
-    from binexport.runtimes import runtime_device
+    from binexport.runtimes import (
+        check_precision,
+        check_threads,
+        is_onnx,
+        resolve_device,
+        resolve_runtimes,
+        runtime_device,
+    )
 
     if not artifacts:
         raise InputError("bench needs at least one ARTIFACT file")

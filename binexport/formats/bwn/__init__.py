@@ -12,6 +12,7 @@ bounded by that and the file size (FORMAT.md 10.5).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,8 @@ from binexport.errors import FormatError, InputError
 from binexport.formats.bwn import codec, planes, rans
 from binexport.formats.bwn import container as box
 from binexport.formats.bwn.describe import describe  # noqa: F401 (part of this format's surface)
-from binexport.formats.bwn.metadata import HALF_DTYPE as _HALF_DTYPE
 from binexport.formats.bwn.metadata import COUNTER_DTYPES, FLOAT_DTYPES, WEIGHTS_CHOICES, check_metadata, check_weights
+from binexport.formats.bwn.metadata import HALF_DTYPE as _HALF_DTYPE
 from binexport.model import Arch, BinaryWeight, Model, Source, input_normalization
 from binexport.precision import HALF_KINDS, round_weights, to_bfloat16_bits
 
@@ -90,12 +91,13 @@ def write(
             dtype = _HALF_DTYPE[weights]
             bits = arr.astype(np.float16).view(np.uint16) if dtype == "f16" else to_bfloat16_bits(arr)
         else:
-            dtype = _DTYPES.get(arr.dtype.newbyteorder("="))
-            if dtype is None:
+            found = _DTYPES.get(arr.dtype.newbyteorder("="))
+            if found is None:
                 raise InputError(
                     f"tensor {spec.name!r} has dtype {arr.dtype}, which .bwn can't hold; expected one "
                     f"of {', '.join(str(d) for d in _DTYPES)}"
                 )
+            dtype = found
             want = COUNTER_DTYPES if spec.name.endswith(".num_batches_tracked") else FLOAT_DTYPES
             if dtype not in want:  # what every model reader refuses (FORMAT.md section 4)
                 raise InputError(
@@ -115,19 +117,20 @@ def write(
 def data_crc32(arr: np.ndarray, dtype: str) -> int:
     """CRC-32 of a tensor's decoded data as its ``raw`` (or, for b1, ``packed``) payload would hold it (section 7)."""
     if dtype == "b1":
-        return zlib.crc32(np.packbits(np.ascontiguousarray(arr, dtype=bool).ravel()))
-    return zlib.crc32(np.ascontiguousarray(arr, dtype=box.NUMPY[dtype]))
+        return zlib.crc32(np.packbits(np.ascontiguousarray(arr, dtype=bool).ravel()).data)
+    return zlib.crc32(np.ascontiguousarray(arr, dtype=box.NUMPY[dtype]).data)
 
 
 def _choose_bits(signs: np.ndarray, mode: str) -> tuple[str, bytes]:
-    options = {"packed": codec.encode_packed(signs)}
-    beat = len(options["packed"]) if mode == "best" else None  # 'best' skips codings that can't win
+    packed = codec.encode_packed(signs)
+    options: dict[str, bytes | None] = {"packed": packed}
+    beat = len(packed) if mode == "best" else None  # 'best' skips codings that can't win
     if mode in ("best", "rans"):
         options["rans"] = codec.encode_kernels(signs, refs=False, beat=beat)
     if mode in ("best", "rans-ref"):
         options["rans-ref"] = codec.encode_kernels(signs, refs=True, beat=beat)
-    if mode != "best" and options.get(mode) is not None:
-        return mode, options[mode]
+    if mode != "best" and (chosen := options.get(mode)) is not None:
+        return mode, chosen
     return min(((k, v) for k, v in options.items() if v is not None), key=lambda kv: len(kv[1]))
 
 
@@ -278,9 +281,11 @@ def _decode(c: box.Container, verify_checksums: bool, widen: frozenset[str] = fr
         elif e.encoding == "planes":
             job, finish = planes.parse(buf, e.shape, e.dtype, what)
             view = box.NUMPY[e.dtype]
-            pending.append(
-                (e, codec.Pending([job], lambda f=finish, v=view, s=e.shape: f().view(v).reshape(s)), e.count)
-            )
+
+            def shaped(f: Callable[[], np.ndarray] = finish, v: str = view, s: tuple[int, ...] = e.shape) -> np.ndarray:
+                return f().view(v).reshape(s)
+
+            pending.append((e, codec.Pending([job], shaped), e.count))
         else:
             pend = codec.parse_kernels(buf, e.shape, e.encoding == "rans-ref", what)
             pending.append((e, pend, pend.jobs[0].n))

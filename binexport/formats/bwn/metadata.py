@@ -56,8 +56,8 @@ def check_metadata(c: box.Container) -> Arch:
     family = read_family(c)
     try:
         arch = Arch.infer({e.name: e.shape for e in c.entries}, family)
-    except InputError as e:
-        raise FormatError(f"{p}: {e}") from None
+    except InputError as err:
+        raise FormatError(f"{p}: {err}") from None
     said = (a["depth"], tuple(a["widths"]), a["num_classes"])
     if said != (arch.depth, arch.widths, arch.num_classes):
         raise FormatError(

@@ -16,8 +16,8 @@ new is two symbols per value, the second's table depending on the first.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -84,11 +84,11 @@ def encode(bits: np.ndarray, dtype: str) -> bytes | None:
     fa, ca_ = fa_tab[ia], _starts(fa_tab)[ia]
     fb_all = np.full((1 << lay.ebits, nb), T // nb, dtype=np.int64)
     cb_all = np.tile(np.arange(nb, dtype=np.int64) * (T // nb), (1 << lay.ebits, 1))
-    for ex, qb in zip(ctx, qbs):
+    for cx, qb in zip(ctx, qbs, strict=True):
         f = rans.frequencies(qb)
         present = np.flatnonzero(qb != ABSENT)
-        fb_all[ex], cb_all[ex] = 0, 0
-        fb_all[ex, present], cb_all[ex, present] = f, _starts(f)
+        fb_all[cx], cb_all[cx] = 0, 0
+        fb_all[cx, present], cb_all[cx, present] = f, _starts(f)
     lanes = rans.lanes_for(n)
     stream = _encode_pairs(fa, ca_, fb_all[e, bb], cb_all[e, bb], lanes)
     head = (
@@ -225,6 +225,7 @@ def parse(buf: np.ndarray, shape: tuple[int, ...], dtype: str, what: str) -> tup
     low = buf[q:low_end]
 
     def finish() -> np.ndarray:
+        assert job.out is not None  # decode_jobs filled it before finish runs (not a validation)
         hi = job.out.astype(np.dtype(lay.item).newbyteorder("="), copy=False)  # bf16: the decoded array itself
         job.out = None
         if lay.r:  # in place: no temporaries the size of the tensor

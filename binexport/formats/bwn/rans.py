@@ -190,7 +190,7 @@ def columns(ja: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int
     """For the active lanes' job ids (non-decreasing): the jobs here, each one's first column, (job, a, b) runs."""
     here, first = np.unique(ja, return_index=True)
     ends = np.concatenate([first[1:], [ja.size]])
-    return here, first, [(int(h), int(a), int(b)) for h, a, b in zip(here, first, ends)]
+    return here, first, [(int(h), int(a), int(b)) for h, a, b in zip(here, first, ends, strict=True)]
 
 
 def _decode(jobs: list[Job]) -> None:

@@ -184,7 +184,7 @@ class MatFile:
             return mdtype, n, True
         return first, struct.unpack(self.bo + "I", src.read(4, what))[0], False
 
-    def _payload(self, src: _Source, n: int, small: bool, what: str) -> bytes:
+    def _payload(self, src: _Source, n: int, small: bool, what: str) -> bytes | memoryview:
         raw = src.read(4 if small else n + (-n) % 8, what)
         return raw if len(raw) == n else memoryview(raw)[:n]
 

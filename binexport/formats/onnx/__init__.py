@@ -205,14 +205,16 @@ def build_model(
     meta = {
         "binexport.architecture": arch.name,
         "binexport.num_classes": str(arch.num_classes),
-        "binexport.normalization": json.dumps(dict(zip(("mean", "std"), map(list, input_normalization(arch))))),
+        "binexport.normalization": json.dumps(
+            dict(zip(("mean", "std"), map(list, input_normalization(arch)), strict=True))
+        ),
         "binexport.weights": weights,
         "binexport.input": input_kind(weights, normalize_inside, arch.input_bn, arch.normalization),
         "binexport.family": arch.family,
         "binexport.source_sha256": sha,
         "binexport.version": __version__,
     }
-    if weights == "int8":
+    if zp_w is not None:  # int8: zp_w is set exactly then
         codes = "{-1, +1}" if zp_w == 0 else f"{{{zp_w - 1}, {zp_w + 1}}}"
         meta["binexport.int8"] = json.dumps(
             {
