@@ -12,6 +12,7 @@ from helpers import tiny_model
 from binexport import bench, formats
 from binexport.cli import main
 from binexport.errors import InputError
+from binexport.verbs.bench import BenchRow
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +87,35 @@ def test_foreign_file_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_no_artifact_is_refused() -> None:
     with pytest.raises(InputError, match="at least one"):
         bench([])
+
+
+def _row(path: str, weights: str, runtime: str, kernels: str) -> BenchRow:
+    return BenchRow(path, "onnx", weights, runtime, "CPU", 1, 0.1, 1, 1, 1.0, 1.0, 1.0, 64, kernels=kernels)
+
+
+# the kernel strings as the runtimes reported them on the real WRN-20-10 (AMD EPYC, 2026-12-06)
+OV_ZP1 = "conv: brgconv_avx512_f32 x19, brgconv_avx512_1x1_f32 x1; other: jit_avx512_f32 x25, jit_avx512_i8 x18"
+OV_ZP0_AMX = "conv: brgconv_avx512_amx_I8 x18, brgconv_avx512_f32 x1; other: jit_avx512_f32 x25"
+ORT_ZP0 = "18 QLinearConv (MLAS symmetric direct conv: weight zp = 0; no AMX), 3 Conv (MLAS NCHWc)"
+ORT_ZP1 = "18 QLinearConv (MLAS QGEMM: weight zp != 0; AMX on this CPU), 3 Conv (MLAS NCHWc)"
+
+
+def test_kernel_notes_say_when_an_int8_file_misses_its_runtimes_int8_kernels() -> None:
+    from binexport.verbs.bench import kernel_notes
+
+    amx = ["avx512_vnni", "amx_int8"]
+    # zero point 1 on OpenVINO: float32 convs, on any CPU
+    notes = kernel_notes([_row("/x/m-zp1.onnx", "int8", "openvino", OV_ZP1)], ["avx512_vnni"])
+    assert len(notes) == 1 and "m-zp1.onnx on OpenVINO" in notes[0] and "--weight-zero-point 0" in notes[0]
+    # zero point 0 on ONNX Runtime: a note only where the CPU has AMX
+    assert kernel_notes([_row("m.onnx", "int8", "onnxruntime", ORT_ZP0)], ["avx512_vnni"]) == []
+    notes = kernel_notes([_row("m.onnx", "int8", "onnxruntime", ORT_ZP0)], amx)
+    assert len(notes) == 1 and "--runtime openvino" in notes[0] and "--weight-zero-point 1" in notes[0]
+    # the right kernel, a float file, or no report: nothing to say
+    rows = [
+        _row("a.onnx", "int8", "openvino", OV_ZP0_AMX),
+        _row("b.onnx", "int8", "onnxruntime", ORT_ZP1),
+        _row("c.onnx", "float32", "openvino", OV_ZP1),
+        _row("d.onnx", "int8", "openvino", ""),
+    ]
+    assert kernel_notes(rows, amx) == []

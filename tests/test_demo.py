@@ -33,6 +33,7 @@ def test_demo_on_the_shipped_model_and_images(tmp_path: Path, monkeypatch: pytes
     assert any("256 CIFAR-10 training images shipped" in n for n in report["notes"])
     int8 = report["steps"]["to-onnx-int8"]
     assert int8["calibration"]["images"] == 256 and "demo" in int8["calibration"]["source"]
+    assert int8["weight_zero_point"] == 0  # the default: int8 convolutions on ONNX Runtime and OpenVINO alike
     verify = report["steps"]["verify"]
     assert verify["passed"] is True and verify["data"] == "CIFAR10" and verify["num_images"] == 8
     assert [Path(a["path"]).name for a in verify["artifacts"]] == onnx_rows(

@@ -233,9 +233,10 @@ def pack(
     "--weight-zero-point",
     type=click.Choice([str(z) for z in WEIGHT_ZERO_POINTS]),
     default=None,
-    help=f"int8: the block convs' weight zero point, which picks ONNX Runtime's CPU kernel (same logits, "
-    f"same size). 1: codes {{0, 2}}, its QGEMM, which uses AMX on Intel Xeons that have it. 0: codes "
-    f"{{-1, +1}}, its symmetric direct convolution (no AMX). Default: {DEFAULT_WEIGHT_ZERO_POINT}.",
+    help=f"int8: the block convs' weight zero point, which picks the CPU kernel (same logits, same size). "
+    f"0: codes {{-1, +1}}: ONNX Runtime's symmetric direct convolution (no AMX) and OpenVINO's int8 convolution "
+    f"(AMX where present). 1: codes {{0, 2}}: ONNX Runtime's QGEMM, which uses AMX on Intel Xeons, but OpenVINO "
+    f"then runs float32 convs. Default: {DEFAULT_WEIGHT_ZERO_POINT} (docs/runtimes.md).",
 )
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @_mode_option

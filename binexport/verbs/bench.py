@@ -351,6 +351,7 @@ def bench(
     notes = []
     if dev == "cpu" and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
         notes.append("this CPU has no VNNI or AMX: int8 convolutions run without their int8 dot-product instructions")
+    notes += kernel_notes(rows, flags)
     return BenchReport(
         cpu,
         flags,
@@ -365,6 +366,39 @@ def bench(
         runtimes,
         precision,
     )
+
+
+def kernel_notes(rows: list[BenchRow], flags: list[str]) -> list[str]:
+    """Where the kernels that ran leave int8 speed unused, which file or runtime gets it.
+
+    The int8 weight zero point picks the kernel (docs/runtimes.md): with 0, ONNX Runtime's symmetric convolution
+    has no AMX kernel; with 1, OpenVINO runs the convolutions in float32. Both are read from the kernels the
+    runtimes report, not assumed.
+
+    Args:
+        rows: the measured rows (their ``weights``, ``runtime`` and ``kernels``).
+        flags: the CPU's flags (:func:`cpu_info`).
+
+    Returns:
+        One sentence per int8 row that runs slower than the file allows, naming the fix.
+    """
+    out = []
+    for r in rows:
+        if r.weights != "int8" or not r.kernels:
+            continue
+        name = Path(r.path).name
+        if r.runtime == "openvino" and "_I8" not in r.kernels.split(";")[0]:
+            out.append(
+                f"{name} on OpenVINO: no int8 convolution ran (its weight zero point is not 0), so the convs ran "
+                "in float32; export with --weight-zero-point 0 (the default) for OpenVINO"
+            )
+        if r.runtime == "onnxruntime" and "weight zp = 0" in r.kernels and "amx_int8" in flags:
+            out.append(
+                f"{name} on ONNX Runtime: this CPU has AMX, but weight zero point 0 selects MLAS's symmetric "
+                "convolution, which has no AMX kernel; run it with --runtime openvino, or export with "
+                "--weight-zero-point 1 for ONNX Runtime"
+            )
+    return out
 
 
 def _measure(

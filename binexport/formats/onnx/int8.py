@@ -40,12 +40,16 @@ from binexport.model import Model
 #: CPUs without VNNI, where ±127 against uint8 activations can).
 WEIGHT_Q = 1
 #: Weight zero points of the block convs (``--weight-zero-point``). Both are exact for 1-bit weights and give
-#: bit-identical logits; they pick ONNX Runtime's CPU kernel. 1: codes {0, 2} with zero point 1 (``(q - 1) *
-#: scale`` is exactly -scale / +scale): MLAS's U8S8 QGEMM (im2col), which runs on AMX where the CPU has it.
-#: 0: codes {-1, +1} with zero point 0: MLAS's symmetric direct convolution (AVX2 / AVX-512 / VNNI, no AMX).
-WEIGHT_ZERO_POINTS = (1, 0)
-#: The default: see the trade-off measured on both CPU families in docs/BENCHMARKS.md.
-DEFAULT_WEIGHT_ZERO_POINT = 1
+#: bit-identical logits; they pick the CPU kernel. 0: codes {-1, +1} with zero point 0: ONNX Runtime's MLAS
+#: symmetric direct convolution (AVX2 / AVX-512 / VNNI, no AMX), and OpenVINO's int8 convolution (AMX where
+#: the CPU has it). 1: codes {0, 2} with zero point 1 (``(q - 1) * scale`` is exactly -scale / +scale): ONNX
+#: Runtime's U8S8 QGEMM (im2col), which runs on AMX where the CPU has it, but OpenVINO then runs the convs in
+#: float32 (measured: its kernels are ``brgconv_avx512_f32``).
+WEIGHT_ZERO_POINTS = (0, 1)
+#: The default, 0: the file that is fast on every CPU family with the right runtime (ONNX Runtime or OpenVINO
+#: on CPUs without AMX, OpenVINO on AMX Xeons); 1 serves ONNX-Runtime-only deployments on AMX Xeons
+#: (docs/runtimes.md has both machines' numbers).
+DEFAULT_WEIGHT_ZERO_POINT = 0
 
 
 def required_ranges(model: Model) -> list[str]:
