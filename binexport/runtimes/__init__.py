@@ -142,6 +142,24 @@ def runtime_device(runtime: str, device: str, resolved: str) -> str:
     return resolved
 
 
+def plan_runtimes(runtime: str | Sequence[str], precision: str, device: str) -> tuple[list[str], str, dict[str, str]]:
+    """What ``verify`` and ``bench`` run ONNX files on: the runtimes, the resolved device, each runtime's device.
+
+    Every refusal comes before the GPU lookup: an unknown or missing runtime, ``bf16`` without OpenVINO, and
+    ``--device cuda`` asked of OpenVINO (GPU or not).
+
+    Raises:
+        InputError: as :func:`resolve_runtimes`, :func:`check_precision`, :func:`runtime_device` and
+            :func:`resolve_device`.
+    """
+    runtimes = resolve_runtimes(runtime)
+    check_precision(precision, runtimes)
+    for rt in runtimes:
+        runtime_device(rt, device, "cpu")
+    dev = resolve_device(device)
+    return runtimes, dev, {rt: runtime_device(rt, device, dev) for rt in runtimes}
+
+
 def check_precision(precision: str, runtimes: Sequence[str]) -> None:
     """``bf16`` is an OpenVINO execution mode: refuse it where no OpenVINO row would run.
 

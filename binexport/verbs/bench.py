@@ -305,14 +305,7 @@ def bench(
         3.4
     """
     from binexport import __version__
-    from binexport.runtimes import (
-        check_precision,
-        check_threads,
-        is_onnx,
-        resolve_device,
-        resolve_runtimes,
-        runtime_device,
-    )
+    from binexport.runtimes import check_threads, is_onnx, plan_runtimes
 
     if not artifacts:
         raise InputError("bench needs at least one ARTIFACT file")
@@ -321,19 +314,13 @@ def bench(
     if not (np.isfinite(seconds) and 0 < seconds <= 3600):
         raise InputError(f"--seconds must be a number of seconds in (0, 3600], got {seconds}")
     check_threads(threads)
-    runtimes = resolve_runtimes(runtime)
-    check_precision(precision, runtimes)
-    for rt in runtimes:
-        runtime_device(rt, device, "cpu")  # --device cuda with openvino is refused first, GPU or not
-    dev = resolve_device(device)
+    runtimes, dev, devs = plan_runtimes(runtime, precision, device)
     workers: list[_Worker] = []
     try:
         for a in artifacts:
             for rt in runtimes if is_onnx(a) else ["ort"]:  # model files: the PyTorch reference, one row
                 workers.append(
-                    _Worker(
-                        Path(a), runtime_device(rt, device, dev), threads, rt, precision if rt == "openvino" else "f32"
-                    )
+                    _Worker(Path(a), devs.get(rt, dev), threads, rt, precision if rt == "openvino" else "f32")
                 )
         lat, thr = _measure(workers, batch_size, seconds, progress)
     finally:

@@ -151,7 +151,7 @@ def verify(
     """
     from binexport import __version__
     from binexport.data import load_test_set
-    from binexport.runtimes import check_precision, resolve_device, resolve_runtimes, runtime_device, stream_logits
+    from binexport.runtimes import plan_runtimes, stream_logits
 
     if not artifacts:
         raise InputError("verify needs at least one ARTIFACT file")
@@ -162,12 +162,7 @@ def verify(
         )
     if batch_size < 1 or (limit is not None and limit < 1):
         raise InputError(f"--batch-size and --limit must be at least 1, got {batch_size} and {limit}")
-    runtimes = resolve_runtimes(runtime)
-    check_precision(precision, runtimes)
-    for rt in runtimes:
-        runtime_device(rt, device, "cpu")  # --device cuda with openvino is refused first, GPU or not
-    dev = resolve_device(device)
-    devs = {rt: runtime_device(rt, device, dev) for rt in runtimes}
+    runtimes, dev, devs = plan_runtimes(runtime, precision, device)
     # a run folder: its one checkpoint
     arts = [a for p in artifacts for a in _open_all(formats.resolve(p), dev, devs, binarized, precision)]
     reference = formats.resolve(reference) if reference is not None else None
