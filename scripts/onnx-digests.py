@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +33,7 @@ from binexport.formats.onnx import int8
 from binexport.model import Arch, Model, binarize
 
 ROOT = Path(__file__).resolve().parents[1]
-REALDATA = ROOT.parent / "shared" / "realdata"
+REALDATA = Path(os.environ.get("BINEXPORT_REALDATA", ROOT.parent / "shared" / "realdata"))
 REAL_PACKED = REALDATA / "seed-checkpoint" / "wrn20-10-1bit-packed.pth.tar"
 DEMO_MAT = ROOT / "binexport" / "data" / "demo" / "TrainedWideResNet20-10_CIFAR10_1-bit-per-weight-4MB.mat"
 
