@@ -12,6 +12,9 @@ from functools import cached_property
 from binexport.errors import InputError
 
 _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+#: Residual groups of a ``WRN_McDonnell``: the widths double from one to the next, the first block of every
+#: group after the first halves the feature map.
+GROUPS = 3
 
 #: The architecture variants binexport knows, by family: every field of :class:`Arch` that is not geometry.
 #: ``pytorch`` is the ``binary-wide-resnet`` port (the defaults); the two McDonnell families are the paper
@@ -83,6 +86,29 @@ class TensorSpec:
     name: str
     shape: tuple[int, ...]
     kind: str  # "binary" (sign bits), "conv" (float conv), "bn" (BN statistic), "affine" (BN weight/bias)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One residual block of the walk :meth:`Arch.blocks` yields, with everything a builder needs to lay it out.
+
+    ``prefix`` (``group{g}.block{b}.``) starts the names of its tensors (``conv0``, ``conv1``, ``bn0``, ``bn1``)
+    and of the activations the reference taps. ``stride`` is conv0's; ``in_width`` the channels coming in (bn0,
+    conv0's input), ``out_width`` those going out (conv0, bn1, conv1). ``shortcut`` is True where the residual
+    path is downsampled (average pool, stride 2, then zero channels up to ``out_width``).
+    """
+
+    group: int
+    index: int
+    prefix: str
+    stride: int
+    in_width: int
+    out_width: int
+
+    @property
+    def shortcut(self) -> bool:
+        """True where the residual is ``cat([avg_pool(h), 0])`` rather than ``h`` itself (stride-2 blocks)."""
+        return self.stride == 2
 
 
 @dataclass(frozen=True)
@@ -163,6 +189,24 @@ class Arch:
         :data:`INPUT_NORMALIZATION` (``pytorchcv``). Meaningless for a model with an input BN (raw pixels)."""
         return self.family if self.family in INPUT_NORMALIZATION else ""
 
+    def blocks(self) -> list[Block]:
+        """Every residual block in forward order: the one WRN walk every builder, reader and reference uses.
+
+        The first block of every group after the first has stride 2 and a downsampled shortcut, and takes the
+        previous group's width in; every other block keeps its group's width and stride 1.
+
+        Example:
+            >>> [(b.prefix, b.stride, b.in_width, b.out_width) for b in Arch(8, (16, 32, 64), 10).blocks()]
+            [('group0.block0.', 1, 16, 16), ('group1.block0.', 2, 16, 32), ('group2.block0.', 2, 32, 64)]
+        """
+        out = []
+        for g, width in enumerate(self.widths):
+            for b in range(self.blocks_per_group):
+                first = g > 0 and b == 0
+                cin = self.widths[g - 1] if first else width
+                out.append(Block(g, b, f"group{g}.block{b}.", 2 if first else 1, cin, width))
+        return out
+
     def variant(self) -> dict[str, object]:
         """The variant fields (everything but geometry and family), as :data:`VARIANTS` lists them."""
         return {k: getattr(self, k) for k in VARIANTS["pytorch"]}
@@ -193,14 +237,12 @@ class Arch:
             out += _bn_specs("input_bn", 3, counters)
         out.append(TensorSpec("conv0", (w0, 3, 3, 3), "binary" if self.first_conv_binary else "conv"))
         out.append(TensorSpec("conv_last", (n, w2, 1, 1), "conv" if self.head == "float" else "binary"))
-        for g, w in enumerate(self.widths):
-            for b in range(self.blocks_per_group):
-                cin = self.widths[g - 1] if (g > 0 and b == 0) else w
-                p = f"group{g}.block{b}."
-                out.append(TensorSpec(p + "conv0", (w, cin, 3, 3), "binary"))
-                out.append(TensorSpec(p + "conv1", (w, w, 3, 3), "binary"))
-                out.extend(_bn_specs(p + "bn0", cin, counters))
-                out.extend(_bn_specs(p + "bn1", w, counters))
+        for blk in self.blocks():
+            p, w, cin = blk.prefix, blk.out_width, blk.in_width
+            out.append(TensorSpec(p + "conv0", (w, cin, 3, 3), "binary"))
+            out.append(TensorSpec(p + "conv1", (w, w, 3, 3), "binary"))
+            out.extend(_bn_specs(p + "bn0", cin, counters))
+            out.extend(_bn_specs(p + "bn1", w, counters))
         out.extend(_bn_specs("bn", w2, counters))
         if self.head in ("float", "binary-affine"):
             out += [TensorSpec("bn_last.weight", (n,), "affine"), TensorSpec("bn_last.bias", (n,), "affine")]
@@ -244,7 +286,7 @@ class Arch:
         if n == 0:
             raise InputError("not a WRN_McDonnell checkpoint: no group0.block* tensors")
         widths = []
-        for g in range(3):
+        for g in range(GROUPS):
             s = shapes.get(f"group{g}.block0.conv1")
             if s is None or len(s) != 4:
                 raise InputError(f"not a WRN_McDonnell checkpoint: missing group{g}.block0.conv1")

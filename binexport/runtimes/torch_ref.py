@@ -23,7 +23,7 @@ from binexport.runtimes import Runtime, model_input_kind
 #: ``tap(name, activation)``: names are ``x`` (the input, pixels or normalised), ``h0`` (conv0 output), ``<block>a`` (relu(bn0) = conv0's input),
 #: ``<block>b`` (relu(bn1) = conv1's input), ``<block>t`` (conv1's output), ``<block>h`` (after the residual add),
 #: ``last.a`` (relu(bn) = conv_last's input) and ``last.y`` (bn_last's output), where ``<block>`` is
-#: ``group{g}.block{b}.``.
+#: ``group{g}.block{b}.`` (:attr:`binexport.arch.Block.prefix`).
 Tap = Callable[[str, torch.Tensor], None]
 
 
@@ -95,17 +95,15 @@ class WRNReference(torch.nn.Module):
         if self.arch.input_bn:
             x = self._bn_relu(x, "input_bn") if self.arch.input_relu else self._bn(x, "input_bn")
         h = see("h0", self._conv(x, "conv0"))
-        for g in range(3):
-            for b in range(self.arch.blocks_per_group):
-                p = f"group{g}.block{b}."
-                stride = 2 if (g > 0 and b == 0) else 1
-                a = see(p + "a", self._bn_relu(h, p + "bn0"))
-                t = self._conv(a, p + "conv0", stride)
-                t = self._conv(see(p + "b", self._bn_relu(t, p + "bn1")), p + "conv1")
-                see(p + "t", t)
-                if stride == 2:
-                    h = self._downsample(h)
-                h = see(p + "h", h + t)
+        for blk in self.arch.blocks():
+            p = blk.prefix
+            a = see(p + "a", self._bn_relu(h, p + "bn0"))
+            t = self._conv(a, p + "conv0", blk.stride)
+            t = self._conv(see(p + "b", self._bn_relu(t, p + "bn1")), p + "conv1")
+            see(p + "t", t)
+            if blk.shortcut:
+                h = self._downsample(h)
+            h = see(p + "h", h + t)
         h = see("last.a", self._bn_relu(h, "bn"))
         h = self._bn(self._conv(h, "conv_last"), "bn_last")
         return see("last.y", h).mean(dim=(2, 3))

@@ -81,14 +81,14 @@ def encode(bits: np.ndarray, dtype: str) -> bytes | None:
             qbs.append(qb)
     fa_tab = rans.frequencies(qa)
     ia = (np.cumsum(qa != ABSENT) - 1)[a - a_first]
-    fa, ca_ = fa_tab[ia], _starts(fa_tab)[ia]
+    fa, ca_ = fa_tab[ia], rans.starts(fa_tab)[ia]
     fb_all = np.full((1 << lay.ebits, nb), T // nb, dtype=np.int64)
     cb_all = np.tile(np.arange(nb, dtype=np.int64) * (T // nb), (1 << lay.ebits, 1))
     for cx, qb in zip(ctx, qbs, strict=True):
         f = rans.frequencies(qb)
         present = np.flatnonzero(qb != ABSENT)
         fb_all[cx], cb_all[cx] = 0, 0
-        fb_all[cx, present], cb_all[cx, present] = f, _starts(f)
+        fb_all[cx, present], cb_all[cx, present] = f, rans.starts(f)
     lanes = rans.lanes_for(n)
     stream = _encode_pairs(fa, ca_, fb_all[e, bb], cb_all[e, bb], lanes)
     head = (
@@ -111,10 +111,6 @@ def _code_bits(counts: np.ndarray, q: np.ndarray) -> float:
     f[q != ABSENT] = rans.frequencies(q)
     seen = counts > 0
     return float(-(counts[seen] * np.log2(f[seen] / T)).sum())
-
-
-def _starts(f: np.ndarray) -> np.ndarray:
-    return np.concatenate([[0], np.cumsum(f)[:-1]]).astype(np.int64)
 
 
 def _encode_pairs(fa: np.ndarray, ca: np.ndarray, fb: np.ndarray, cb: np.ndarray, lanes: int) -> bytes:

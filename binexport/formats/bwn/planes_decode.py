@@ -8,11 +8,18 @@ table) keep the random lookups in cache: that is what brings a WRN-20-10 under a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from binexport.errors import FormatError
 from binexport.formats.bwn import rans
-from binexport.formats.bwn.planes import ABSENT, PlaneJob, T, _starts
+
+if TYPE_CHECKING:  # only a type here: at run time planes imports this module, never the other way round
+    from binexport.formats.bwn.planes import PlaneJob
+
+ABSENT = rans.ABSENT
+T = rans.TOTAL
 
 
 def decode_jobs(jobs: list[PlaneJob]) -> None:
@@ -38,7 +45,7 @@ def decode_jobs(jobs: list[PlaneJob]) -> None:
 def _slots(f: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(slot -> id of the entry owning it, T entries, uint16) and (c << 15 | f per entry)."""
     f = f.astype(np.int64)
-    return np.repeat(ids.astype(np.uint16), f), (_starts(f) << 15) | f
+    return np.repeat(ids.astype(np.uint16), f), (rans.starts(f) << 15) | f
 
 
 def _tables(jobs: list[PlaneJob]) -> tuple[np.ndarray, ...]:

@@ -67,6 +67,11 @@ def table_from_counts(counts: np.ndarray) -> np.ndarray:
 MAX_ROUNDS = 4096  # ceil(n / lanes) may not exceed this: bounds a reader's work per stream
 
 
+def starts(f: np.ndarray) -> np.ndarray:
+    """Each symbol's cumulative start ``c`` (int64) in a table of frequencies ``f``: 0, f0, f0 + f1, ..."""
+    return np.concatenate([[0], np.cumsum(f)[:-1]]).astype(np.int64)
+
+
 def lanes_for(n: int, rounds: int = 2048) -> int:
     """The writer's lane count: about ``rounds`` symbols per lane (fewer lanes cost fewer 4-byte states)."""
     return max(1, -(-n // rounds))

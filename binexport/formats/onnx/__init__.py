@@ -21,7 +21,20 @@ import numpy as np
 
 from binexport import __version__
 from binexport.errors import InputError
-from binexport.model import Arch, BinaryWeight, Model, input_normalization
+from binexport.formats.onnx import int8
+from binexport.formats.onnx.graph import (
+    Graph,
+    Packer,
+    bn,
+    downsample,
+    normalize,
+    onnx_pads,
+    pack_lut8,
+    scale_table,
+    to_nchw,
+    zeros_like,
+)
+from binexport.model import Arch, Model, input_normalization
 
 #: Weight encodings of ``--weights`` (``1-bit``: sign bits turned into +-scale when the session starts;
 #: ``int8``: QDQ graph, calibrated activations, 1-bit weights still stored as bits).
@@ -114,10 +127,6 @@ def check_options(
     return weights, opset, batch
 
 
-# A packer adds the nodes that produce one binarised weight (as +-scale, dtype) and returns its name.
-Packer = Callable[["_Graph", str, BinaryWeight, Any], str]
-
-
 def build_model(
     model: Model,
     weights: str | None = None,
@@ -148,19 +157,19 @@ def build_model(
 
     weights, opset, batch = check_options(model, weights, opset, batch)
     dtype = np.float16 if weights == "float16" else np.float32
-    g = _Graph(dtype)
+    g = Graph(dtype)
     packer = _packer or pack_lut8
     n = "N" if batch == "dynamic" else batch
     elem = onnx.TensorProto.FLOAT16 if weights == "float16" else onnx.TensorProto.FLOAT
     arch = model.arch
     if normalize_inside:
         inp = helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.UINT8, [n, 32, 32, 3])
-        h = _to_nchw(g, INPUT_NAME) if arch.input_bn else _normalize(g, INPUT_NAME, arch)
+        h = to_nchw(g, INPUT_NAME) if arch.input_bn else normalize(g, INPUT_NAME, arch)
     else:
         inp = helper.make_tensor_value_info(INPUT_NAME, elem, [n, 3, 32, 32])
         h = INPUT_NAME
     if arch.input_bn:
-        h = _bn(g, model, h, "input_bn", relu=arch.input_relu)
+        h = bn(g, model, h, "input_bn", relu=arch.input_relu)
 
     def weight(name: str) -> str:
         if weights == "1-bit":
@@ -170,21 +179,19 @@ def build_model(
     def outer(name: str) -> str:
         """conv0 / conv_last: float, or sign bits expanded at session start where the file keeps 1 bit."""
         if name in model.binary and weights in ("1-bit", "int8"):
-            return (_packer or pack_lut8)(g, name, model.binary[name], dtype)
+            return packer(g, name, model.binary[name], dtype)
         return g.const(name, model.dense(name).astype(dtype))
 
     h = g.node("Conv", [h, outer("conv0")], pads=[1, 1, 1, 1])
     zp_w = None
     if weights == "int8":
-        from binexport.formats.onnx import int8
-
         zp_w = int8.DEFAULT_WEIGHT_ZERO_POINT if int8_weight_zero_point is None else int8_weight_zero_point
-        h = int8.body(g, model, h, int8_ranges or {}, _bn, _downsample, zp_w)
+        h = int8.body(g, model, h, int8_ranges or {}, zp_w)
     else:
-        h = _float_blocks(g, model, h, weight)
-    h = _bn(g, model, h, "bn", relu=True)
+        h = float_blocks(g, model, h, weight)
+    h = bn(g, model, h, "bn", relu=True)
     h = g.node("Conv", [h, outer("conv_last")])
-    h = _bn(g, model, h, "bn_last", relu=False)
+    h = bn(g, model, h, "bn_last", relu=False)
     h = g.node("GlobalAveragePool", [h])
     g.node("Flatten", [h], axis=1, out=OUTPUT_NAME)
     out_elem = onnx.TensorProto.FLOAT16 if weights == "float16" else onnx.TensorProto.FLOAT
@@ -227,154 +234,38 @@ def build_model(
     return proto
 
 
-def _float_blocks(g: _Graph, model: Model, h: str, weight: Callable[[str], str]) -> str:
+def float_blocks(g: Graph, model: Model, h: str, weight: Callable[[str], str]) -> str:
     """Every residual block in float (float32, float16, or 1-bit weights expanded at session start)."""
-    for gi, width in enumerate(model.arch.widths):
-        for b in range(model.arch.blocks_per_group):
-            p = f"group{gi}.block{b}."
-            stride = 2 if (gi > 0 and b == 0) else 1
-            t = g.node(
-                "Conv",
-                [_bn(g, model, h, p + "bn0", relu=True), weight(p + "conv0")],
-                pads=onnx_pads(model.arch, 3, stride),
-                strides=[stride, stride],
-            )
-            t = g.node("Conv", [_bn(g, model, t, p + "bn1", relu=True), weight(p + "conv1")], pads=[1, 1, 1, 1])
-            if stride == 2:
-                h = _downsample(g, h, p, width, model.arch)
-            h = g.node("Add", [h, t])
+    arch = model.arch
+    for blk in arch.blocks():
+        p = blk.prefix
+        t = g.node(
+            "Conv",
+            [bn(g, model, h, p + "bn0", relu=True), weight(p + "conv0")],
+            pads=onnx_pads(arch, 3, blk.stride),
+            strides=[blk.stride, blk.stride],
+        )
+        t = g.node("Conv", [bn(g, model, t, p + "bn1", relu=True), weight(p + "conv1")], pads=[1, 1, 1, 1])
+        if blk.shortcut:
+            h = downsample(g, h, arch)
+        h = g.node("Add", [h, t])
     return h
 
 
-def onnx_pads(arch: Arch, kernel: int, stride: int) -> list[int]:
-    """ONNX ``pads`` ([top, left, bottom, right]) of a window in ``arch``'s variant (TF 'same' is asymmetric)."""
-    return list(arch.pads(kernel, stride))
+# The names this module had before the graph pieces moved to graph.py, for code written against them
+# (benchmarks, work in progress); new code imports from binexport.formats.onnx.graph.
+_Graph = Graph
+_bn = bn
+_normalize = normalize
+_to_nchw = to_nchw
+_zeros_like = zeros_like
 
 
-def _downsample(g: _Graph, h: str, prefix: str, width: int, arch: Arch) -> str:
-    """avg_pool2d(3, 2) padded and averaged as the variant says, then zero channels: the residual path of cat([d, 0]) + t.
-
-    The zeros are Concat(d, Mul(d, 0)) rather than a Pad: every converter measured has Concat and Mul, and
-    onnx2torch has no opset-18 Pad (docs/BENCHMARKS.md). Widths double, so there are as many zeros as d.
-    """
-    d = g.node(
-        "AveragePool",
-        [h],
-        kernel_shape=[3, 3],
-        strides=[2, 2],
-        pads=onnx_pads(arch, 3, 2),
-        count_include_pad=int(arch.pool_count_include_pad),
-    )
-    return g.node("Concat", [d, _zeros_like(g, d)], axis=1)
-
-
-class _Graph:
-    """Nodes and initializers with unique names; constants of the same bytes are stored once."""
-
-    def __init__(self, dtype: Any) -> None:
-        self.dtype = dtype
-        self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
-        self._shared: dict[tuple[str, bytes], str] = {}
-        self._count = 0
-
-    def const(self, name: str, arr: np.ndarray, share: bool = False) -> str:
-        from onnx import numpy_helper
-
-        arr = np.ascontiguousarray(arr)
-        key = (f"{arr.dtype}{arr.shape}", arr.tobytes()) if share else None
-        if key is not None and key in self._shared:
-            return self._shared[key]
-        self.initializers.append(numpy_helper.from_array(arr, name))
-        if key is not None:
-            self._shared[key] = name
-        return name
-
-    def node(self, op: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
-        from onnx import helper
-
-        self._count += 1
-        out = out or f"{op.lower()}_{self._count}"
-        self.nodes.append(helper.make_node(op, inputs, [out], name=f"{op}_{self._count}", **attrs))
-        return out
-
-
-def _bn(g: _Graph, model: Model, x: str, name: str, relu: bool) -> str:
-    """Inference BatchNorm (the variant's eps): scale 1, bias 0 where the BN has no affine part."""
-    mean = model.floats[name + ".running_mean"].astype(g.dtype)
-    c = mean.shape[0]
-    if name + ".weight" in model.floats:
-        scale = g.const(name + ".weight", model.floats[name + ".weight"].astype(g.dtype))
-        bias = g.const(name + ".bias", model.floats[name + ".bias"].astype(g.dtype))
-    else:
-        scale = g.const(f"ones_{c}", np.ones(c, g.dtype), share=True)
-        bias = g.const(f"zeros_{c}", np.zeros(c, g.dtype), share=True)
-    y = g.node(
-        "BatchNormalization",
-        [
-            x,
-            scale,
-            bias,
-            g.const(name + ".running_mean", mean),
-            g.const(name + ".running_var", model.floats[name + ".running_var"].astype(g.dtype)),
-        ],
-        epsilon=float(model.arch.bn_eps),
-    )
-    return g.node("Relu", [y]) if relu else y
-
-
-def _zeros_like(g: _Graph, x: str) -> str:
-    """Zeros of x's shape as ``Mul(x, 0)``, not ``Pad``: Pad's pads became an input in opset 11 and gained
-    ``axes`` in opset 18, which onnx2torch and other converters don't handle, while Mul and Concat convert
-    everywhere. x averages finite activations, so x * 0 is exactly +-0 and t + (-0) == t: logits are unchanged."""
-    return g.node("Mul", [x, g.const("zero", np.zeros((), g.dtype), share=True)])
-
-
-def _normalize(g: _Graph, x: str, arch: Arch) -> str:
-    """uint8 NHWC pixels -> normalised NCHW (the arch's mean/std), in the same float32 steps as ``data.normalize``."""
-    mean, std = input_normalization(arch)
-    h = g.node("Cast", [x], to=1)  # FLOAT
-    h = g.node("Div", [h, g.const("pixel_max", np.array(255.0, np.float32))])
-    h = g.node("Sub", [h, g.const("cifar_mean", np.asarray(mean, np.float32).reshape(1, 1, 1, 3))])
-    h = g.node("Div", [h, g.const("cifar_std", np.asarray(std, np.float32).reshape(1, 1, 1, 3))])
-    h = g.node("Transpose", [h], perm=[0, 3, 1, 2])
-    if g.dtype == np.float16:
-        h = g.node("Cast", [h], to=10)  # FLOAT16
-    return h
-
-
-def _to_nchw(g: _Graph, x: str) -> str:
-    """uint8 NHWC pixels -> float NCHW pixels (0..255) for a model whose input BN normalises."""
-    h = g.node("Transpose", [g.node("Cast", [x], to=1)], perm=[0, 3, 1, 2])  # FLOAT
-    return g.node("Cast", [h], to=10) if g.dtype == np.float16 else h  # FLOAT16
+def _downsample(g: Graph, h: str, prefix: str, width: int, arch: Arch) -> str:
+    """The old signature of :func:`graph.downsample` (``prefix`` and ``width`` were never used)."""
+    return downsample(g, h, arch)
 
 
 def sign_table(bits: int, scale: float, dtype: Any) -> np.ndarray:
-    """(2**bits, bits) of +-scale: row i holds i's bits, most significant first (np.packbits order)."""
-    s = np.asarray(scale, dtype=dtype)
-    codes = np.arange(2**bits)[:, None] >> np.arange(bits - 1, -1, -1)[None, :] & 1
-    return np.where(codes.astype(bool), s, -s).astype(dtype)
-
-
-def pack_lut8(g: _Graph, name: str, bw: BinaryWeight, dtype: Any) -> str:
-    """uint8 packbits of the flattened signs -> Cast -> Gather(256 x 8 table) -> [Slice] -> Reshape."""
-    n = bw.signs.size
-    packed = np.packbits(bw.signs.reshape(-1))
-    table = g.const(f"sign_table_{bw.scale!r}", sign_table(8, bw.scale, dtype), share=True)
-    idx = g.node("Cast", [g.const(name, packed)], to=6)  # INT32: Gather takes int32/int64 indices
-    w = g.node("Gather", [table, idx])
-    if packed.size * 8 != n:  # the last byte is zero-padded
-        flat = g.node("Reshape", [w, g.const("shape_flat", np.array([-1], np.int64), share=True)])
-        w = g.node(
-            "Slice",
-            [
-                flat,
-                g.const("zero_1d", np.array([0], np.int64), share=True),
-                g.const(f"size_{n}", np.array([n], np.int64), share=True),
-            ],
-        )
-    return g.node(
-        "Reshape",
-        [w, g.const(f"shape_{'x'.join(map(str, bw.shape))}", np.array(bw.shape, np.int64), share=True)],
-        out=name + ".weight",
-    )
+    """(2**bits, bits) of +-scale (np.packbits order): :func:`graph.scale_table`, under its old name."""
+    return scale_table(bits, scale, dtype)

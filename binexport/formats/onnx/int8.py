@@ -5,8 +5,8 @@ with one scale per layer, so it is *exactly* ``scale * (±1)``: int8 ±1 with a
 per-output-channel DequantizeLinear scale; or, by default, int8 {0, 2} with
 weight zero point 1, which is the same ±scale and sends ONNX Runtime to a
 different kernel (:data:`WEIGHT_ZERO_POINTS`). The file stores the sign bits
-(``np.packbits``), expanded at session start by Cast → Gather from a 256 x 8
-int8 table → Reshape; ONNX Runtime constant-folds that chain and stops at the
+(``np.packbits``), expanded at session start by :func:`graph.unpack_signs`
+(Cast → Gather from a 256 x 8 int8 :func:`graph.sign_table` → Reshape); ONNX Runtime constant-folds that chain and stops at the
 DequantizeLinear, so its QDQ fusion still sees ``DQ(int8 initializer)`` and
 the file stays at the 1-bit size. Only activations are quantized (static,
 from calibration ranges).
@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from binexport.errors import InputError
+from binexport.formats.onnx.graph import Graph, bn, downsample, onnx_pads, sign_table, unpack_signs
 from binexport.model import Model
 
 #: The int8 value of a +1 sign; the DQ scale is ``scale / WEIGHT_Q`` (±1 can't saturate int16 pair sums on
@@ -54,12 +55,7 @@ DEFAULT_WEIGHT_ZERO_POINT = 0
 
 def required_ranges(model: Model) -> list[str]:
     """The activation names whose (low, high) calibration ranges :func:`body` needs."""
-    out = []
-    for g in range(3):
-        for b in range(model.arch.blocks_per_group):
-            p = f"group{g}.block{b}."
-            out += [p + "a", p + "b", p + "t"]
-    return out
+    return [blk.prefix + t for blk in model.arch.blocks() for t in ("a", "b", "t")]
 
 
 def check_zero_point(zero_point: int) -> int:
@@ -72,12 +68,6 @@ def check_zero_point(zero_point: int) -> int:
     return int(zero_point)
 
 
-def sign_table(q: int = WEIGHT_Q, zero_point: int = 0) -> np.ndarray:
-    """(256, 8) int8: row i holds i's bits, most significant first (np.packbits order), as zero_point ± q."""
-    codes = (np.arange(256)[:, None] >> np.arange(7, -1, -1)[None, :]) & 1
-    return np.where(codes.astype(bool), zero_point + q, zero_point - q).astype(np.int8)
-
-
 def _bn_consts(model: Model, name: str) -> tuple[np.ndarray, np.ndarray]:
     """k, c with BN(x) = k * x + c per channel (float64)."""
     k = 1.0 / np.sqrt(model.floats[name + ".running_var"].astype(np.float64) + model.arch.bn_eps)
@@ -86,18 +76,16 @@ def _bn_consts(model: Model, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def body(
-    g: Any,
+    g: Graph,
     model: Model,
     h: str,
     ranges: dict[str, tuple[float, float]],
-    bn: Any,
-    downsample: Any,
     weight_zero_point: int = DEFAULT_WEIGHT_ZERO_POINT,
 ) -> str:
     """Add the int8 blocks after conv0's output ``h``; returns the tensor after the last residual Add.
 
-    ``bn(g, model, x, name, relu)`` and ``downsample(g, h, prefix, width, arch)`` are the float graph's own
-    helpers, so both graphs compute the float parts identically (the variant's eps, padding and pool divisor).
+    The float parts (BatchNorm, the downsampled shortcut) are :mod:`graph`'s, as in the float graph, so both
+    compute them identically (the variant's eps, padding and pool divisor).
     ``weight_zero_point`` is one of :data:`WEIGHT_ZERO_POINTS` (which ONNX Runtime kernel the convs reach).
 
     Raises:
@@ -111,7 +99,8 @@ def body(
             f"{', '.join(missing[:3]) or 'none'}, not finite {', '.join(bad[:3]) or 'none'}"
         )
     zp_w = check_zero_point(weight_zero_point)
-    table = g.const(f"int8_sign_table_q{WEIGHT_Q}_zp{zp_w}", sign_table(WEIGHT_Q, zp_w), share=True)
+    codes = sign_table(8, zp_w + WEIGHT_Q, zp_w - WEIGHT_Q, np.int8)
+    table = g.const(f"int8_sign_table_q{WEIGHT_Q}_zp{zp_w}", codes, share=True)
 
     def const(name: str, arr: Any, share: bool = False) -> str:
         return g.const(name, np.asarray(arr), share=share)
@@ -134,23 +123,7 @@ def body(
         o = channel_scale.shape[0]
         zn = const(f"zp_w{zp_w}_{o}", np.full(o, zp_w, np.int8), share=True)
         if name in model.binary:
-            bits = model.binary[name].signs
-            idx = g.node("Cast", [const(name + ".bits", np.packbits(bits.reshape(-1)))], to=6)  # INT32
-            w = g.node("Gather", [table, idx])
-            if bits.size % 8:
-                w = g.node("Reshape", [w, const("shape_flat", np.array([-1], np.int64), share=True)])
-                w = g.node(
-                    "Slice",
-                    [
-                        w,
-                        const("zero_1d", np.array([0], np.int64), share=True),
-                        const(f"size_{bits.size}", np.array([bits.size], np.int64), share=True),
-                    ],
-                )
-            w = g.node(
-                "Reshape",
-                [w, const(f"shape_{'x'.join(map(str, bits.shape))}", np.array(bits.shape, np.int64), share=True)],
-            )
+            w = unpack_signs(g, table, name + ".bits", model.binary[name].signs)
             sn = const(name + ".wscale", (channel_scale / WEIGHT_Q).astype(np.float32))
             return g.node("DequantizeLinear", [w, sn, zn], axis=0)
         wq, ws = _dense_int8(model, name, channel_scale, zp_w)
@@ -162,38 +135,34 @@ def body(
         return np.full(out, model.binary[name].scale if name in model.binary else 1.0, np.float64)
 
     arch = model.arch
-    for gi, width in enumerate(arch.widths):
-        for b in range(arch.blocks_per_group):
-            p = f"group{gi}.block{b}."
-            stride = 2 if (gi > 0 and b == 0) else 1
-            aq, asn, azn, s_a = quantize(bn(g, model, h, p + "bn0", relu=False), p + "a", relu=True)
-            k1, c1 = _bn_consts(model, p + "bn1")
-            w0 = weight(p + "conv0", base_scale(p + "conv0", width) * k1)
-            w0_scale = _dq_scale(model, p + "conv0", base_scale(p + "conv0", width) * k1, zp_w)
-            bscale = (np.float32(s_a) * w0_scale).astype(np.float32)
-            bq = np.clip(np.round(c1 / bscale), -(2**31), 2**31 - 1).astype(np.int32)
-            bias = g.node(
-                "DequantizeLinear",
-                [
-                    const(p + "conv0.bq", bq),
-                    const(p + "conv0.bscale", bscale),
-                    const(f"zp_b_{width}", np.zeros(width, np.int32), share=True),
-                ],
-                axis=0,
-            )
-            t = g.node(
-                "Conv", [dequantize(aq, asn, azn), w0, bias], pads=list(arch.pads(3, stride)), strides=[stride, stride]
-            )
-            tq, tsn, tzn, _ = quantize(t, p + "b", relu=True)
-            t = g.node(
-                "Conv",
-                [dequantize(tq, tsn, tzn), weight(p + "conv1", base_scale(p + "conv1", width))],
-                pads=[1, 1, 1, 1],
-            )
-            t = dequantize(*quantize(t, p + "t", relu=False)[:3])
-            if stride == 2:
-                h = downsample(g, h, p, width, arch)
-            h = g.node("Add", [h, t])
+    for blk in arch.blocks():
+        p, width, stride = blk.prefix, blk.out_width, blk.stride
+        aq, asn, azn, s_a = quantize(bn(g, model, h, p + "bn0", relu=False), p + "a", relu=True)
+        k1, c1 = _bn_consts(model, p + "bn1")
+        w0 = weight(p + "conv0", base_scale(p + "conv0", width) * k1)
+        w0_scale = _dq_scale(model, p + "conv0", base_scale(p + "conv0", width) * k1, zp_w)
+        bscale = (np.float32(s_a) * w0_scale).astype(np.float32)
+        bq = np.clip(np.round(c1 / bscale), -(2**31), 2**31 - 1).astype(np.int32)
+        bias = g.node(
+            "DequantizeLinear",
+            [
+                const(p + "conv0.bq", bq),
+                const(p + "conv0.bscale", bscale),
+                const(f"zp_b_{width}", np.zeros(width, np.int32), share=True),
+            ],
+            axis=0,
+        )
+        t = g.node("Conv", [dequantize(aq, asn, azn), w0, bias], pads=onnx_pads(arch, 3, stride), strides=[stride] * 2)
+        tq, tsn, tzn, _ = quantize(t, p + "b", relu=True)
+        t = g.node(
+            "Conv",
+            [dequantize(tq, tsn, tzn), weight(p + "conv1", base_scale(p + "conv1", width))],
+            pads=[1, 1, 1, 1],
+        )
+        t = dequantize(*quantize(t, p + "t", relu=False)[:3])
+        if blk.shortcut:
+            h = downsample(g, h, arch)
+        h = g.node("Add", [h, t])
     return h
 
 
