@@ -105,7 +105,7 @@ def main() -> None:
     ref = TorchRuntime(model)
     cal = load_calibration("CIFAR100", DATA, limit=256)
     ranges = ref.activation_ranges(normalize(cal.images), 99.999)
-    blocks = [f"group{g}.block{b}." for g in range(3) for b in range(model.arch.blocks_per_group)]
+    blocks = [blk.prefix for blk in model.arch.blocks()]
     test = load_test_set(dataset="CIFAR100", data_root=DATA)
     x, y = normalize(test.images), test.labels
     with tempfile.TemporaryDirectory() as tmp:

@@ -179,14 +179,16 @@ def test_bad_options_exit_2(make_run, option: list[str]) -> None:
 
 def test_failure_path_exits_1_names_worst_output_and_leaves_no_file(make_run, monkeypatch) -> None:
     ckpt = make_run()
-    real_table = fmt.sign_table
+    from binexport.formats.onnx import graph
+
+    real_table = graph.scale_table
 
     def broken(bits: int, scale: float, dtype: object) -> np.ndarray:  # byte 0xFF unpacks to all -scale
         t = real_table(bits, scale, dtype)
         t[-1] = -t[-1]
         return t
 
-    monkeypatch.setattr(fmt, "sign_table", broken)
+    monkeypatch.setattr(graph, "scale_table", broken)
     res = CliRunner().invoke(main, ["to-onnx", str(ckpt)])
     assert res.exit_code == 1, res.output
     assert "worst output" in res.output and "no file written" in res.output

@@ -238,9 +238,9 @@ def _assemble(
     n_convs = len(signs)
     if n_convs < 8 or (n_convs - 2) % 6:
         raise InputError(f"{p}: {n_convs} binary convs; a WRN of depth 6n+2 has 6n+2 (20 for WRN-20)")
-    per = (n_convs - 2) // 6
-    conv_names = ["conv0"] + [f"group{j // (2 * per)}.block{j // 2 % per}.conv{j % 2}" for j in range(6 * per)]
-    bn_names = ["input_bn"] + [f"group{j // (2 * per)}.block{j // 2 % per}.bn{j % 2}" for j in range(6 * per)]
+    walk = Arch.of(n_convs, (1, 1, 1), 1, family).blocks()  # names and strides only: widths come from shapes
+    conv_names = ["conv0"] + [b.prefix + c for b in walk for c in ("conv0", "conv1")]
+    bn_names = ["input_bn"] + [b.prefix + c for b in walk for c in ("bn0", "bn1")]
     conv_names.append("conv_last")
     bn_names += ["bn", "bn_last"]
     floats: dict[str, np.ndarray] = {}
@@ -274,11 +274,10 @@ def _assemble(
 def _check_matlab_geometry(p: Path, model: Model, m: dict[str, Any], signs: list[np.ndarray]) -> None:
     """What the MATLAB file states (scales, strides, padding, channels) MUST be what binexport computes."""
     a = model.arch
-    per = a.blocks_per_group
     scales = _floats(m["LayerWeights"], p, "LayerWeights").ravel()
     stride = _ints(m["Stride"], p, "Stride")
     pad = _ints(m["Padding"], p, "Padding")
-    want_stride = [2 if k in (1 + 2 * per, 1 + 4 * per) else 1 for k in range(len(signs))]
+    want_stride = [1] + [s for b in a.blocks() for s in (b.stride, 1)] + [1]  # conv0, the blocks, conv_last
     want_pad = [s.shape[2] // 2 for s in signs]
     want_scale = np.array([math.sqrt(2.0 / math.prod(s.shape[1:])) for s in signs], np.float32)
     problems = []
