@@ -86,7 +86,9 @@ def digests(name: str, model: Model, full: bool, out: dict[str, str]) -> None:
 
         for design, packer in DESIGNS.items():
             try:  # lut512 holds 3x3 kernels only: McDonnell's 1-bit 1x1 conv_last can't take it
-                out[f"{name}/design/{design}"] = sha(fmt.build_model(model, weights="1-bit", _packer=packer).SerializeToString())
+                out[f"{name}/design/{design}"] = sha(
+                    fmt.build_model(model, weights="1-bit", _packer=packer).SerializeToString()
+                )
             except ValueError as e:
                 out[f"{name}/design/{design}"] = f"error: {e}"
     bwn_grid = [{}, {"encoding": "packed"}]
@@ -114,7 +116,12 @@ def demo_files(out: dict[str, str]) -> None:
         pack(DEMO_MODEL, o / "model.bwn", format="bwn", force=True)
         export_onnx(DEMO_MODEL, o / "model.onnx", force=True)
         export_onnx(
-            DEMO_MODEL, o / "model-int8.onnx", weights="int8", calibrate=DEMO_CALIBRATION, calibration_size=256, force=True
+            DEMO_MODEL,
+            o / "model-int8.onnx",
+            weights="int8",
+            calibrate=DEMO_CALIBRATION,
+            calibration_size=256,
+            force=True,
         )
         export_onnx(DEMO_MODEL, o / "model-float32.onnx", weights="float32", force=True)
         for f in sorted(o.iterdir()):

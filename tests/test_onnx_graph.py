@@ -61,7 +61,11 @@ def test_unpack_signs_round_trips_odd_shapes(shape: tuple[int, ...], kind: str) 
         one, zero, dtype, elem = zp + 1, zp - 1, np.int8, onnx.TensorProto.INT8
     else:
         dtype = np.float16 if kind == "float16" else np.float32
-        one, zero, elem = dtype(0.3), -dtype(0.3), onnx.TensorProto.FLOAT16 if kind == "float16" else onnx.TensorProto.FLOAT
+        one, zero, elem = (
+            dtype(0.3),
+            -dtype(0.3),
+            onnx.TensorProto.FLOAT16 if kind == "float16" else onnx.TensorProto.FLOAT,
+        )
     table = g.const("table", graph.sign_table(8, one, zero, dtype))
     out = graph.unpack_signs(g, table, "w.bits", signs, out="w")
     assert out == "w"
@@ -92,7 +96,11 @@ def _imports(path: Path) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("path", sorted(ONNX_DIR.glob("*.py")), ids=lambda p: p.name)
 def test_onnx_modules_import_no_private_name(path: Path) -> None:
-    private = [f"{m}.{n}" for m, n in _imports(path) if n.startswith("_") and not n.startswith("__") and m.startswith("binexport")]
+    private = [
+        f"{m}.{n}"
+        for m, n in _imports(path)
+        if n.startswith("_") and not n.startswith("__") and m.startswith("binexport")
+    ]
     assert not private
 
 

@@ -9,6 +9,11 @@ binarised conv at one bit per weight: the sign bits of the flattened
 Gather from a shared (256, 8) table of +-scale turns each byte into 8 weights.
 ONNX Runtime constant-folds that at session start; see docs/BENCHMARKS.md for
 why this design beat a BitShift chain and a 9-bit kernel lookup table.
+
+This module is the format's face: the registry's ``sniff`` / ``write``, the
+options and their checks, the metadata, and the walk that assembles a graph.
+The pieces (BN, downsample, normalisation, the sign-bit expansion) live in
+:mod:`binexport.formats.onnx.graph`, shared with :mod:`int8` and :mod:`designs`.
 """
 
 from __future__ import annotations
