@@ -75,16 +75,6 @@ REGISTRY: tuple[Format, ...] = (
         describe=bwn.describe,
     ),
     Format(
-        "safetensors",
-        (".safetensors",),
-        ".safetensors",
-        "safetensors (no pickle): 1-bit weights as U8 packed bits, floats F32/F16/BF16, all else in __metadata__ "
-        "(docs/safetensors.md)",
-        sniff=safetensors.sniff,
-        read=safetensors.read,
-        write=safetensors.write,
-    ),
-    Format(
         "mat",
         (".mat",),
         ".mat",
@@ -107,6 +97,16 @@ REGISTRY: tuple[Format, ...] = (
         "pytorchcv's pretrained WRN-1bit state_dicts (wrn20_10_1bit_*, wrn20_10_32bit_*), read only; a torch "
         "file, so the checkpoint reader claims it and names it from its keys",
         read=pytorchcv.read,
+    ),
+    Format(
+        "safetensors",
+        (".safetensors",),
+        ".safetensors",
+        "safetensors (no pickle): 1-bit weights as U8 packed bits, floats F32/F16/BF16, all else in __metadata__ "
+        "(docs/safetensors.md)",
+        sniff=safetensors.sniff,
+        read=safetensors.read,
+        write=safetensors.write,
     ),
 )
 
