@@ -214,8 +214,8 @@ def pack(
     "--data-root",
     type=click.Path(path_type=Path),
     default=None,
-    help="Folder holding cifar-100-python/ or cifar-10-batches-py/ (default: $BINEXPORT_DATA, else "
-    "~/.cache/binexport/data).",
+    help="Folder holding cifar-100-python/, cifar-10-batches-py/ or SVHN's test_32x32.mat (default: "
+    "$BINEXPORT_DATA, else ~/.cache/binexport/data).",
 )
 @click.option(
     "--calibration-size",
@@ -297,8 +297,8 @@ def to_onnx(
     "--data-root",
     type=path(),
     default=None,
-    help="Folder holding cifar-100-python/ or cifar-10-batches-py/ (default: $BINEXPORT_DATA, else "
-    "~/.cache/binexport/data).",
+    help="Folder holding cifar-100-python/, cifar-10-batches-py/ or SVHN's test_32x32.mat (default: "
+    "$BINEXPORT_DATA, else ~/.cache/binexport/data).",
 )
 @click.option("--download", is_flag=True, help="Fetch the official archive (md5-checked) if the test set is absent.")
 @click.option(
