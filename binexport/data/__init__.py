@@ -16,8 +16,8 @@ from binexport.data.png import list_labelled_folder
 from binexport.errors import InputError
 from binexport.model import CIFAR_MEAN, CIFAR_STD
 
-#: Names accepted by ``--dataset``.
-DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
+#: Names accepted by ``--dataset``: the CIFAR test sets, and SVHN's official ``test_32x32.mat``.
+DATASET_NAMES: tuple[str, ...] = (*DATASETS, "SVHN")
 
 __all__ = ["DATASET_NAMES", "Dataset", "load_test_set", "normalize"]
 
@@ -42,7 +42,7 @@ def load_test_set(
     download: bool = False,
     images: str | Path | None = None,
 ) -> Dataset:
-    """A labelled test set: a standard CIFAR test file (``dataset``) or a folder of PNGs (``images``).
+    """A labelled test set: a standard CIFAR or SVHN test file (``dataset``) or a folder of PNGs (``images``).
 
     ``images`` of the result is sliced, never used whole: an array for CIFAR, a
     :class:`~binexport.data.png.PngImages` (decoded slice by slice) for a folder.
@@ -52,9 +52,13 @@ def load_test_set(
     """
     if (dataset is None) == (images is None):
         raise InputError(
-            "give exactly one of --dataset CIFAR100|CIFAR10 (a test set under --data-root) or "
+            "give exactly one of --dataset CIFAR100|CIFAR10|SVHN (a test set under --data-root) or "
             "--images DIR (a folder of labelled images)"
         )
+    if dataset is not None and dataset.upper() == "SVHN":
+        from binexport.data.svhn import load_svhn
+
+        return load_svhn(data_root, download=download)
     if dataset is not None:
         return load_cifar(dataset, data_root, download=download)
     imgs, labels, _ = list_labelled_folder(images)  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ from binexport.runtimes import DEVICES, Artifact
 #: ``progress(label, images_done, images_total)``, called after every batch.
 Progress = Callable[[str, int, int], None]
 #: Choices of ``--dataset`` and ``--device``, and the default batch size, for the CLI.
-DATASETS = ("CIFAR100", "CIFAR10")
+DATASETS = ("CIFAR100", "CIFAR10", "SVHN")
 DEVICE_CHOICES = DEVICES
 DEFAULT_BATCH_SIZE = 256
 SCHEMA_VERSION = 1
@@ -124,7 +124,8 @@ def verify(
 
     Args:
         artifacts: files to check: checkpoints, packed, ``.bwn`` (run by PyTorch) and ONNX (run by ONNX Runtime).
-        dataset: ``CIFAR100`` or ``CIFAR10``: the standard test file under ``data_root``; or give ``images``.
+        dataset: ``CIFAR100``, ``CIFAR10`` or ``SVHN``: the standard test file under ``data_root`` (SVHN: the
+            official ``test_32x32.mat``, streamed); or give ``images``.
         data_root: folder of torchvision's layout (default ``$BINEXPORT_DATA``, else ``~/.cache/binexport/data``).
         download: fetch the official archive (md5-checked) when the test file is absent.
         images: a folder of labelled 32x32 PNGs instead of ``dataset``.
@@ -157,7 +158,7 @@ def verify(
         raise InputError("verify needs at least one ARTIFACT file")
     if (dataset is None) == (images is None):
         raise InputError(
-            "give exactly one of --dataset CIFAR100|CIFAR10 (a test set under --data-root) or "
+            "give exactly one of --dataset CIFAR100|CIFAR10|SVHN (a test set under --data-root) or "
             "--images DIR (a folder of labelled images)"
         )
     if batch_size < 1 or (limit is not None and limit < 1):

@@ -19,6 +19,7 @@ Why not ``scipy.io.loadmat``: its compiled reader trusts type codes and has no d
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import struct
@@ -325,7 +326,35 @@ class MatFile:
         src.finish(what)
         return out
 
+    def stream(self, var: Var) -> tuple[np.dtype, Callable[[int], bytes]]:
+        """A numeric variable's data read in pieces (a large test set): its stored dtype, and a reader of the next
+        ``n`` bytes that inflates only those. Its size is checked against the shape and charged to the budget
+        first. Each call starts at the data's first byte again.
+
+        Raises:
+            InputError: not a numeric array, or a size that disagrees with the shape (as :meth:`load`).
+        """
+        what = f"variable {var.name!r}"
+        assert var.open is not None  # every listed variable has one (not a validation)
+        src, _ = var.open()
+        head = self._header(src, what, var.offset)
+        if var.cls not in _MX_NUMERIC:
+            raise InputError(f"{self.label}: {what} is a {class_name(var.cls)} array; expected a numeric array")
+        dt, n, small = self._data_tag(src, head, what)
+        self.budget.charge(n, what)
+        if small:  # at most 4 bytes, inside the tag
+            return dt, io.BytesIO(bytes(self._payload(src, n, small, what))).read
+        return dt, lambda k: src.read(k, what)
+
     def _numeric(self, src: _Source, head: Var, what: str) -> np.ndarray:
+        dt, n, small = self._data_tag(src, head, what)
+        raw = self._payload(src, n, small, what)
+        with np.errstate(all="ignore"):  # double data in a single array may overflow: the reader checks values
+            arr = np.frombuffer(raw, dt).astype(_MX_NUMERIC[head.cls] if not head.logical else "u1")
+        return arr.reshape(head.dims, order="F")
+
+    def _data_tag(self, src: _Source, head: Var, what: str) -> tuple[np.dtype, int, bool]:
+        """The data element's dtype, byte count and smallness, checked against the array's class and shape."""
         if head.complex:
             raise InputError(f"{self.label}: {what} is complex; McDonnell's models hold real numbers")
         mdtype, n, small = self._tag(src, what)
@@ -347,7 +376,4 @@ class MatFile:
                 f"{self.label}: {what} declares the shape {list(head.dims)} ({count:,} values of "
                 f"{dt.itemsize} bytes) but its data element declares {n:,} bytes; the file is damaged"
             )
-        raw = self._payload(src, n, small, what)
-        with np.errstate(all="ignore"):  # double data in a single array may overflow: the reader checks values
-            arr = np.frombuffer(raw, dt).astype(_MX_NUMERIC[head.cls] if not head.logical else "u1")
-        return arr.reshape(head.dims, order="F")
+        return dt, n, small
