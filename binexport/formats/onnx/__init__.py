@@ -356,6 +356,20 @@ def sign_table(bits: int, scale: float, dtype: Any) -> np.ndarray:
     return np.where(codes.astype(bool), s, -s).astype(dtype)
 
 
+def apply_zeros(g: _Graph, name: str, w: str, bw: BinaryWeight, dtype: Any) -> str:
+    """``w`` (the weight's values, flat or (bytes, 8)) with the exact-zero positions set to 0, or ``w`` itself.
+
+    The training forward multiplies sign(0) = 0 by the scale; the sign bits say +1 there, so the graph
+    scatters zeros over those few weights (``BinaryWeight.zeros``: 8 bytes of index each, FORMAT.md 4.2).
+    """
+    if not bw.zeros.size:
+        return w
+    flat = g.node("Reshape", [w, g.const("shape_flat", np.array([-1], np.int64), share=True)])
+    idx = g.const(name + ".zero_positions", bw.zeros.astype(np.int64).reshape(-1, 1))
+    zero = g.const(f"zeros_{bw.zeros.size}", np.zeros(bw.zeros.size, dtype), share=True)
+    return g.node("ScatterND", [flat, idx, zero])
+
+
 def pack_lut8(g: _Graph, name: str, bw: BinaryWeight, dtype: Any) -> str:
     """uint8 packbits of the flattened signs -> Cast -> Gather(256 x 8 table) -> [Slice] -> Reshape."""
     n = bw.signs.size
@@ -373,6 +387,7 @@ def pack_lut8(g: _Graph, name: str, bw: BinaryWeight, dtype: Any) -> str:
                 g.const(f"size_{n}", np.array([n], np.int64), share=True),
             ],
         )
+    w = apply_zeros(g, name, w, bw, dtype)
     return g.node(
         "Reshape",
         [w, g.const(f"shape_{'x'.join(map(str, bw.shape))}", np.array(bw.shape, np.int64), share=True)],
