@@ -68,7 +68,7 @@ class BinaryWeight:
     def to_float(self, dtype: type = np.float32) -> np.ndarray:
         """The weight the forward pass uses: +-scale, and 0 at the exact-zero positions."""
         s: np.ndarray = np.asarray(self.scale, dtype=dtype)
-        out = np.where(self.signs, s, -s).astype(dtype, copy=False)
+        out: np.ndarray = np.where(self.signs, s, -s).astype(dtype, copy=False)
         if self.zeros.size:
             out.reshape(-1)[self.zeros] = 0
         return out
