@@ -162,3 +162,41 @@ def test_more_positions_than_the_limit_are_refused(tmp_path: Path) -> None:
         bwn.read(path)
     with pytest.raises(AssertionError):
         spec.model(data)
+
+
+def test_pytorchcv_with_exact_zeros_is_exact_through_bwn_and_onnx(tmp_path: Path) -> None:
+    """pytorchcv's own 1-bit forward (sign(0) = 0) is the oracle: its state_dict with planted exact zeros, read,
+    written as .bwn and read back, gives its logits in the reference and in a 1-bit ONNX on ONNX Runtime."""
+    wrn1bit = pytest.importorskip("pytorchcv.models.wrn1bit_cifar", reason="pytorchcv is not installed")
+    torch = pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    import binexport
+    from binexport.formats import onnx as onnx_format
+    from binexport.runtimes.torch_ref import reference_logits
+
+    torch.manual_seed(0)
+    net = wrn1bit.CIFARWRN1bit([[8, 8], [16, 16], [32, 32]], 8, binarized=True, num_classes=10).eval()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("conv.weight") or name == "features.init_block.weight":
+                p.view(-1)[: 7 * 30 : 7] = 0.0  # 30 exact zeros in every conv, stem and head included
+    src = tmp_path / "wrn14_1bit_cifar10-0000-00000000.pth"
+    torch.save(net.state_dict(), src)
+    model = binexport.load(src, binarized=True)
+    assert model.zero_weights == 30 * sum(1 for n in model.binary)
+    path = tmp_path / "z.bwn"
+    path.write_bytes(bwn.write(model))
+    back = bwn.read(path)
+    mean = np.array([0.4914, 0.4822, 0.4465], np.float32).reshape(1, 3, 1, 1)
+    std = np.array([0.2023, 0.1994, 0.2010], np.float32).reshape(1, 3, 1, 1)
+    pixels = np.random.default_rng(2).integers(0, 256, (4, 3, 32, 32)).astype(np.float32)
+    x = ((pixels / 255 - mean) / std).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    got = reference_logits(back, x)
+    assert np.abs(got - want).max() <= 1e-4
+    sess = ort.InferenceSession(onnx_format.write(back, weights="1-bit"), providers=["CPUExecutionProvider"])
+    onnx_out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    assert np.abs(onnx_out - want).max() <= 1e-4
+    ones = Model(back.arch, True, back.floats, {k: type(b)(b.signs) for k, b in back.binary.items()})
+    assert np.abs(reference_logits(ones, x) - want).max() > 1e-3, "without the positions the logits are off"
