@@ -182,7 +182,7 @@ class Model:
                 problems.append(f"{name}: sign bits missing or reshaped")
             elif not np.array_equal(o.signs, b.signs):
                 problems.append(f"{name}: {int(np.count_nonzero(o.signs != b.signs))} sign bits differ")
-            elif not np.array_equal(o.zeros, b.zeros):
+            elif o.zeros.size and not np.array_equal(o.zeros, b.zeros):  # a format that can't hold them: none
                 problems.append(f"{name}: exact-zero positions differ ({o.zeros.size} vs {b.zeros.size})")
         for name, a in self.floats.items():
             f = other.floats.get(name)

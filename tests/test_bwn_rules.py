@@ -454,3 +454,36 @@ def test_flags_bit_0_in_a_tensor_container_means_nothing(tmp_path: Path) -> None
     assert len(bwn.read_tensors(path)) == len(spec.read(data)) == 15
     with pytest.raises(FormatError, match="not a model file"):
         bwn.read(path)
+
+
+# --- what a model reader returns (FORMAT.md section 4.3) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "weights,bn_dtype,counter,want_bn,want_conv",
+    [
+        ("float32", np.float16, np.int32, np.float16, np.float32),
+        ("float16", np.float16, np.int64, np.float32, np.float32),
+        ("bfloat16", np.float16, np.int32, np.float32, np.float32),
+        ("float32", np.float64, np.int64, np.float64, np.float32),
+        ("bfloat16", np.float64, np.int64, np.float64, np.float32),
+    ],
+)
+def test_returned_dtypes_follow_the_table(
+    tmp_path: Path, weights: str, bn_dtype: type, counter: type, want_bn: type, want_conv: type
+) -> None:
+    """Section 4.3's table: BN statistics of any float dtype under every 'weights', values exact."""
+    m = tiny_model(8, 0.5, binarized=False)
+    kinds = m.arch.kinds
+    floats = {
+        k: v.astype(counter) if k.endswith("num_batches_tracked") else v.astype(bn_dtype) if kinds[k] == "bn" else v
+        for k, v in m.floats.items()
+    }
+    path = tmp_path / "m.bwn"
+    path.write_bytes(bwn.write(Model(m.arch, False, floats), weights=weights))
+    out = bwn.read(path)
+    assert out.floats["bn.running_var"].dtype == want_bn
+    assert out.floats["bn.num_batches_tracked"].dtype == counter
+    assert out.floats["group0.block0.conv0"].dtype == want_conv
+    np.testing.assert_array_equal(out.floats["bn.running_var"], floats["bn.running_var"])  # exact, widened or not
+    spec.model(path.read_bytes())

@@ -200,3 +200,21 @@ def test_pytorchcv_with_exact_zeros_is_exact_through_bwn_and_onnx(tmp_path: Path
     assert np.abs(onnx_out - want).max() <= 1e-4
     ones = Model(back.arch, True, back.floats, {k: type(b)(b.signs) for k, b in back.binary.items()})
     assert np.abs(reference_logits(ones, x) - want).max() > 1e-3, "without the positions the logits are off"
+
+
+def test_pack_to_bwn_keeps_the_positions_of_a_training_run(make_run, tmp_path: Path) -> None:
+    """binexport pack --format bwn of a run with exact zeros: re-read and checked by pack, positions in the file."""
+    from click.testing import CliRunner
+
+    import binexport
+    from binexport.cli import main
+
+    run = make_run(zeros=5)
+    out = tmp_path / "z.bwn"
+    r = CliRunner().invoke(main, ["pack", str(run), "--format", "bwn", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    src = binexport.load(run)
+    back = bwn.read(out)
+    assert back.zero_weights == 5
+    np.testing.assert_array_equal(back.binary["group0.block0.conv0"].zeros, src.binary["group0.block0.conv0"].zeros)
+    assert back.dense("group0.block0.conv0").reshape(-1)[back.binary["group0.block0.conv0"].zeros].tolist() == [0] * 5

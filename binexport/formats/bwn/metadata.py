@@ -38,7 +38,9 @@ def check_metadata(c: box.Container) -> Arch:
             "container (field 'metadata.model'); read its tensors with bwn.read_tensors"
         )
     if meta["model"] != MODEL:
-        raise FormatError(f"{p}: metadata 'model' is {meta['model']!r}, expected {MODEL!r} (field 'metadata.model')")
+        raise FormatError(
+            f"{p}: metadata 'model' is {meta['model']!r:.80}, expected {MODEL!r} (field 'metadata.model')"
+        )
     a = meta.get("architecture")
     if (
         not isinstance(a, dict)
@@ -194,7 +196,7 @@ def read_family(c: box.Container) -> str:
     want = {"family": fam, **VARIANTS[fam]}
     if set(v) != set(want) or not all(same_value(v[k], want[k]) for k in want):
         raise FormatError(
-            f"{p}: metadata 'variant' is {v}, expected exactly {want} for family {fam!r} (field 'metadata.variant')"
+            f"{p}: metadata 'variant' is {str(v)[:200]}, expected exactly {want} for family {fam!r} (field 'metadata.variant')"
         )
     return fam
 
