@@ -218,3 +218,35 @@ def test_pack_to_bwn_keeps_the_positions_of_a_training_run(make_run, tmp_path: P
     assert back.zero_weights == 5
     np.testing.assert_array_equal(back.binary["group0.block0.conv0"].zeros, src.binary["group0.block0.conv0"].zeros)
     assert back.dense("group0.block0.conv0").reshape(-1)[back.binary["group0.block0.conv0"].zeros].tolist() == [0] * 5
+
+
+@pytest.mark.parametrize("zero_point", [0, 1])
+def test_int8_onnx_honours_zero_positions_and_still_fuses(zero_point: int) -> None:
+    """The int8 graph puts the weight zero point at the exact zeros (0 after DequantizeLinear): its logits
+    follow the zeros, and ONNX Runtime still folds the chain and fuses every block conv into QLinearConv."""
+    pytest.importorskip("torch")
+    ort = pytest.importorskip("onnxruntime")
+    from binexport.formats.onnx import build_model, int8
+    from binexport.runtimes.ort import optimized_ops
+    from binexport.runtimes.torch_ref import TorchRuntime, reference_logits
+
+    latent = _latent()
+    for name in latent.arch.kinds:
+        if latent.arch.kinds[name] == "binary":
+            latent.floats[name] = np.array(latent.floats[name], copy=True)
+            latent.floats[name].reshape(-1)[: 7 * 30 : 7] = 0.0
+    model = binarize(latent)
+    ones = Model(model.arch, True, model.floats, {k: type(b)(b.signs) for k, b in model.binary.items()})
+    x = normalized_batch(8)
+    ranges = TorchRuntime(model).activation_ranges(x, percentile=100)
+    need = int8.required_ranges(model)
+    blob = build_model(
+        model, weights="int8", int8_ranges={k: ranges[k] for k in need}, int8_weight_zero_point=zero_point
+    ).SerializeToString()
+    sess = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    exact, wrong = reference_logits(model, x), reference_logits(ones, x)
+    assert np.abs(got - exact).max() < 0.25 * np.abs(wrong - exact).max()
+    ops = optimized_ops(blob)
+    assert ops.count("QLinearConv") == len([n for n in model.binary if n.startswith("group")])
+    assert ops.count("ScatterND") == 0, "folded at session start"

@@ -356,17 +356,20 @@ def sign_table(bits: int, scale: float, dtype: Any) -> np.ndarray:
     return np.where(codes.astype(bool), s, -s).astype(dtype)
 
 
-def apply_zeros(g: _Graph, name: str, w: str, bw: BinaryWeight, dtype: Any) -> str:
-    """``w`` (the weight's values, flat or (bytes, 8)) with the exact-zero positions set to 0, or ``w`` itself.
+def apply_zeros(g: _Graph, name: str, w: str, bw: BinaryWeight, dtype: Any, value: int = 0) -> str:
+    """``w`` (the weight's values, flat or (bytes, 8)) with the exact-zero positions set to ``value``, or ``w``.
 
     The training forward multiplies sign(0) = 0 by the scale; the sign bits say +1 there, so the graph
     scatters zeros over those few weights (``BinaryWeight.zeros``: 8 bytes of index each, FORMAT.md 4.2).
+    The result is flat; ``value`` is what means 0 in ``dtype`` (an int8 weight's zero point). The chain is
+    constant, so runtimes fold it at session start, as they fold the sign-table Gather before it.
     """
     if not bw.zeros.size:
         return w
     flat = g.node("Reshape", [w, g.const("shape_flat", np.array([-1], np.int64), share=True)])
     idx = g.const(name + ".zero_positions", bw.zeros.astype(np.int64).reshape(-1, 1))
-    zero = g.const(f"zeros_{bw.zeros.size}", np.zeros(bw.zeros.size, dtype), share=True)
+    fill = np.full(bw.zeros.size, value, dtype)
+    zero = g.const(f"zero_fill_{fill.dtype}_{value}_{fill.size}", fill, share=True)
     return g.node("ScatterND", [flat, idx, zero])
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from binexport.errors import InputError
+from binexport.formats.onnx import apply_zeros
 from binexport.model import Model
 
 #: The int8 value of a +1 sign; the DQ scale is ``scale / WEIGHT_Q`` (±1 can't saturate int16 pair sums on
@@ -147,6 +148,7 @@ def body(
                         const(f"size_{bits.size}", np.array([bits.size], np.int64), share=True),
                     ],
                 )
+            w = apply_zeros(g, name, w, model.binary[name], np.int8, zp_w)  # exact zeros: the zero point
             w = g.node(
                 "Reshape",
                 [w, const(f"shape_{'x'.join(map(str, bits.shape))}", np.array(bits.shape, np.int64), share=True)],
