@@ -213,6 +213,7 @@ def test_pack_to_bwn_keeps_the_positions_of_a_training_run(make_run, tmp_path: P
     out = tmp_path / "z.bwn"
     r = CliRunner().invoke(main, ["pack", str(run), "--format", "bwn", "-o", str(out)])
     assert r.exit_code == 0, r.output
+    assert "5 weights were exactly zero" in r.output and "the .bwn records where" in r.output
     src = binexport.load(run)
     back = bwn.read(out)
     assert back.zero_weights == 5
