@@ -41,11 +41,21 @@ def binary_scale(shape: tuple[int, ...]) -> float:
     return math.sqrt(2.0 / fan_in)
 
 
+_NO_ZEROS = np.zeros(0, np.int64)
+
+
 @dataclass
 class BinaryWeight:
-    """A binarised conv weight: one sign per weight, True = +1, scale from the shape."""
+    """A binarised conv weight: one sign per weight, True = +1, scale from the shape.
+
+    ``zeros``: the flat (C-order) indices of latent weights that were exactly 0, sorted. The training code's
+    forward multiplies sign(0) = 0 by the scale, so those weights are 0, not +scale; their sign bit is 1
+    (+1), the one value a bit can hold that the old files agree on. Empty where none were, or where the
+    file could not say (a ``.bwn`` without ``zero_positions``, the published packed layout).
+    """
 
     signs: np.ndarray  # bool, (out, in, kh, kw)
+    zeros: np.ndarray = field(default_factory=lambda: _NO_ZEROS)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -56,8 +66,12 @@ class BinaryWeight:
         return binary_scale(self.shape)
 
     def to_float(self, dtype: type = np.float32) -> np.ndarray:
+        """The weight the forward pass uses: +-scale, and 0 at the exact-zero positions."""
         s: np.ndarray = np.asarray(self.scale, dtype=dtype)
-        return np.where(self.signs, s, -s).astype(dtype, copy=False)
+        out: np.ndarray = np.where(self.signs, s, -s).astype(dtype, copy=False)
+        if self.zeros.size:
+            out.reshape(-1)[self.zeros] = 0
+        return out
 
 
 class Source:
@@ -168,6 +182,8 @@ class Model:
                 problems.append(f"{name}: sign bits missing or reshaped")
             elif not np.array_equal(o.signs, b.signs):
                 problems.append(f"{name}: {int(np.count_nonzero(o.signs != b.signs))} sign bits differ")
+            elif o.zeros.size and not np.array_equal(o.zeros, b.zeros):  # a format that can't hold them: none
+                problems.append(f"{name}: exact-zero positions differ ({o.zeros.size} vs {b.zeros.size})")
         for name, a in self.floats.items():
             f = other.floats.get(name)
             if f is None:
@@ -187,7 +203,8 @@ def binarize(model: Model) -> Model:
     """Sign bits of a full-precision model's block convs, as the training code's forward uses them.
 
     An exact zero has sign 0 at training time; one bit can't hold it, so it
-    becomes +1 (bit 1) and is counted in ``zero_weights``.
+    becomes +1 (bit 1), is counted in ``zero_weights`` and its position kept in
+    ``BinaryWeight.zeros`` (so the forward, and a ``.bwn``, still give it 0).
     """
     if model.binarized:
         return model
@@ -195,8 +212,9 @@ def binarize(model: Model) -> Model:
     floats, binary, zeros = {}, {}, 0
     for name, arr in model.floats.items():
         if kinds[name] == "binary":
-            binary[name] = BinaryWeight(np.asarray(arr) >= 0)
-            zeros += int(np.count_nonzero(arr == 0))
+            where = np.flatnonzero(np.asarray(arr) == 0).astype(np.int64)
+            binary[name] = BinaryWeight(np.asarray(arr) >= 0, where)
+            zeros += int(where.size)
         else:
             floats[name] = arr
     return Model(model.arch, True, floats, binary, zeros, model.source, dict(model.metadata))

@@ -185,7 +185,8 @@ def header(text: bytes) -> dict:
         text.decode("utf-8"),
         object_pairs_hook=pairs,
         parse_constant=constant,
-        parse_int=lambda t: -0.0 if t == "-0" else int(t),
+        # section 3: -0 and integers past 20 digits (> 2^64 - 1) are no integer of any field; valid elsewhere
+        parse_int=lambda t: float(t) if t == "-0" or len(t.lstrip("-")) > 20 else int(t),
     )
     assert not text.startswith(b"\xef\xbb\xbf")
 
@@ -438,9 +439,9 @@ def model(data: bytes) -> dict:
     user = meta.get("user", {})
     assert isinstance(user, dict) and all(isinstance(v, str) for v in user.values())
     variant = meta.get("variant")
-    assert (flags & 1) == (variant is not None), "flags bit 0 if and only if metadata 'variant'"
+    assert (flags & 1) == ("variant" in meta), "flags bit 0 if and only if metadata has the key 'variant'"
     family = "pytorch"
-    if variant is not None:
+    if flags & 1:
         assert isinstance(variant, dict) and variant.get("family") in VARIANTS
         family = variant["family"]
         want = VARIANTS[family]
@@ -461,6 +462,15 @@ def model(data: bytes) -> dict:
         binary |= {"conv0", "conv_last"}
     assert {e["name"]: e["shape"] for e in tensors} == expect, "the tensors of the architecture"
     assert meta["zero_weights"] <= sum(math.prod(expect[n]) for n in binary), "zero_weights bound"
+    if "zero_positions" in meta:  # section 4.2: complete, sorted, in range, 1-bit tensors only, 65536 at most
+        zp = meta["zero_positions"]
+        assert isinstance(zp, dict) and binarized, "zero_positions: an object, binarised models only"
+        for n, where in zp.items():
+            assert n in binary and isinstance(where, list) and where, "zero_positions names a 1-bit tensor"
+            assert all(type(i) is int and 0 <= i < math.prod(expect[n]) for i in where), "index in range"
+            assert all(a < b for a, b in zip(where, where[1:], strict=False)), "strictly increasing"
+        total = sum(len(w) for w in zp.values())
+        assert total == meta["zero_weights"] and total <= 65536, "zero_positions: zero_weights of them, <= 65536"
     weights = meta.get("weights", "float32")
     assert weights in ("float32", "float16", "bfloat16") and (weights == "float32" or not binarized)
     convs = binary | {"conv0", "conv_last"}

@@ -7,7 +7,9 @@ Each rule is one crafted file and the verdict the page gives; binexport (``bwn.r
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -102,6 +104,9 @@ CASES = [
     ("variant as written", _variant, None, None, True, ""),
     ("keras variant as written", lambda: _variant("mcdonnell-keras"), None, None, True, ""),
     ("variant without flags bit 0", _variant, None, 0, False, "flags bit 0 is not set"),
+    ("variant null without flags bit 0", _port, _meta(variant=None), None, False, "flags bit 0 is not set"),
+    ("variant {} without flags bit 0", _port, _meta(variant={}), None, False, "flags bit 0 is not set"),
+    ("variant null with flags bit 0", _port, _meta(variant=None), 1, False, "names no known family"),
     ("flags bit 0 without variant", _port, None, 1, False, "names no known family"),
     ("variant with binarized false", _variant, _meta(binarized=False), None, False, "binarized"),
     ("bn_eps 0 as an integer", _variant, _variant_field("bn_eps", 0), None, True, ""),
@@ -369,3 +374,116 @@ def test_planes_count_limits(tmp_path: Path, dtype: str) -> None:
         bwn.read_tensors(path)
     with pytest.raises(AssertionError, match="count limit"):
         spec.read(data)
+
+
+# --- numbers of any length in ignored metadata (FORMAT.md section 3) --------------------------------------------
+
+HUGE = GOLDEN / "huge-numbers.bwn"
+HUGE_SHA256 = "99875071220ef4fe6c36fbc8d7b934115c5b3a37c501e0cf5d0b031f1fbe3f3e"
+#: JSON numbers no int64, binary64 or Python int() (4,300 digits at most) holds: valid where nobody reads them.
+HUGE_NUMBERS = "[1" + "0" * 4999 + ",-" + "9" * 5000 + ",0." + "3" * 5000 + ",1e99999,-1E-99999]"
+
+
+def _with_text(base: bytes, key: str, number_text: str, where: str = "metadata") -> bytes:
+    """``base`` re-laid with ``"key": <number_text>`` (raw JSON text) added to its metadata (or a tensor entry)."""
+    doc = json.loads(base[32 : 32 + struct.unpack_from("<Q", base, 16)[0]])
+    payloads = [base[e["offset"] : e["offset"] + e["length"]] for e in doc["tensors"]]
+    flags = struct.unpack_from("<I", base, 12)[0]
+    marker = "@@number@@"
+    offsets = [0] * len(payloads)
+    for _ in range(8):
+        for e, p, o in zip(doc["tensors"], payloads, offsets, strict=True):
+            e.update(offset=o, length=len(p), crc32=zlib.crc32(p))
+        (doc["metadata"] if where == "metadata" else doc["tensors"][0])[key] = marker
+        text = json.dumps(doc, separators=(",", ":")).replace(f'"{marker}"', number_text)
+        header = text.encode()
+        new, pos = [], -(-(32 + len(header)) // 64) * 64
+        for p in payloads:
+            new.append(pos)
+            pos = -(-(pos + len(p)) // 64) * 64
+        if new == offsets:
+            break
+        offsets = new
+    pre = struct.pack("<8sIIQI", box.MAGIC, 1, flags, len(header), 64)
+    out = bytearray(pre + struct.pack("<I", zlib.crc32(header, zlib.crc32(pre))) + header)
+    for p, o in zip(payloads, offsets, strict=True):
+        out += bytes(o - len(out)) + p
+    return bytes(out)
+
+
+def test_huge_numbers_in_ignored_metadata_golden(tmp_path: Path) -> None:
+    """Section 3: any JSON number is valid in metadata a reader ignores, whatever its length; both readers take
+    the golden file and return the same model as tiny-best.bwn."""
+    data = _with_text((GOLDEN / "tiny-best.bwn").read_bytes(), "comment", HUGE_NUMBERS)
+    if os.environ.get("BWN_REGENERATE_GOLDEN") == "1":
+        HUGE.write_bytes(data)
+        print(f'\n    HUGE_SHA256 = "{hashlib.sha256(data).hexdigest()}"')
+        pytest.skip("golden file regenerated: paste the hash above")
+    assert hashlib.sha256(HUGE.read_bytes()).hexdigest() == HUGE_SHA256, "golden file changed on disk"
+    assert HUGE.read_bytes() == data
+    assert bwn.read(HUGE).compare(bwn.read(GOLDEN / "tiny-best.bwn")) == []
+    spec.model(data)
+    assert len(spec.read(data)) == len(bwn.read_tensors(HUGE))
+    bwn.describe(HUGE)
+
+
+@pytest.mark.parametrize(
+    "key,where,message",
+    [
+        ("zero_weights", "metadata", "zero_weights"),
+        ("offset", "tensor", "'offset' must be an integer"),
+    ],
+)
+def test_a_huge_integer_where_one_is_read_is_out_of_range(tmp_path: Path, key: str, where: str, message: str) -> None:
+    """The same 5,000-digit integer in a field a reader reads is out of its range: refused, one line."""
+    data = _with_text((GOLDEN / "tiny-best.bwn").read_bytes(), key, "1" + "0" * 4999, where)
+    path = tmp_path / "m.bwn"
+    path.write_bytes(data)
+    with pytest.raises(FormatError, match=message) as e:
+        bwn.read(path)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 400
+    with pytest.raises(AssertionError):
+        spec.read(data) if where == "tensor" else spec.model(data)
+
+
+def test_flags_bit_0_in_a_tensor_container_means_nothing(tmp_path: Path) -> None:
+    """Section 2: a container reader accepts bit 0 and ignores it; a model reader still refuses: no 'model'."""
+    data = relay((GOLDEN / "tiny-branches.bwn").read_bytes(), flags=1)
+    path = tmp_path / "c.bwn"
+    path.write_bytes(data)
+    assert len(bwn.read_tensors(path)) == len(spec.read(data)) == 15
+    with pytest.raises(FormatError, match="not a model file"):
+        bwn.read(path)
+
+
+# --- what a model reader returns (FORMAT.md section 4.3) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "weights,bn_dtype,counter,want_bn,want_conv",
+    [
+        ("float32", np.float16, np.int32, np.float16, np.float32),
+        ("float16", np.float16, np.int64, np.float32, np.float32),
+        ("bfloat16", np.float16, np.int32, np.float32, np.float32),
+        ("float32", np.float64, np.int64, np.float64, np.float32),
+        ("bfloat16", np.float64, np.int64, np.float64, np.float32),
+    ],
+)
+def test_returned_dtypes_follow_the_table(
+    tmp_path: Path, weights: str, bn_dtype: type, counter: type, want_bn: type, want_conv: type
+) -> None:
+    """Section 4.3's table: BN statistics of any float dtype under every 'weights', values exact."""
+    m = tiny_model(8, 0.5, binarized=False)
+    kinds = m.arch.kinds
+    floats = {
+        k: v.astype(counter) if k.endswith("num_batches_tracked") else v.astype(bn_dtype) if kinds[k] == "bn" else v
+        for k, v in m.floats.items()
+    }
+    path = tmp_path / "m.bwn"
+    path.write_bytes(bwn.write(Model(m.arch, False, floats), weights=weights))
+    out = bwn.read(path)
+    assert out.floats["bn.running_var"].dtype == want_bn
+    assert out.floats["bn.num_batches_tracked"].dtype == counter
+    assert out.floats["group0.block0.conv0"].dtype == want_conv
+    np.testing.assert_array_equal(out.floats["bn.running_var"], floats["bn.running_var"])  # exact, widened or not
+    spec.model(path.read_bytes())

@@ -131,7 +131,13 @@ def render_pack(r: Any) -> None:
     if r.zero_weights:
         con.print(
             f"[yellow]warning: {r.zero_weights:,} weights were exactly zero (sign 0 at training time) "
-            "and are stored as +1[/yellow]"
+            "and are stored as +1"
+            + (
+                "; the .bwn records where, so it stays exact"
+                if r.output_format == "bwn" and r.zero_weights <= 65536
+                else ""
+            )
+            + "[/yellow]"
         )
 
 

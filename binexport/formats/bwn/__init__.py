@@ -22,7 +22,15 @@ from binexport.errors import FormatError, InputError
 from binexport.formats.bwn import codec, planes, rans
 from binexport.formats.bwn import container as box
 from binexport.formats.bwn.describe import describe  # noqa: F401 (part of this format's surface)
-from binexport.formats.bwn.metadata import COUNTER_DTYPES, FLOAT_DTYPES, WEIGHTS_CHOICES, check_metadata, check_weights
+from binexport.formats.bwn.metadata import (
+    COUNTER_DTYPES,
+    FLOAT_DTYPES,
+    WEIGHTS_CHOICES,
+    check_metadata,
+    check_weights,
+    check_zero_positions,
+    zero_positions,
+)
 from binexport.formats.bwn.metadata import HALF_DTYPE as _HALF_DTYPE
 from binexport.model import Arch, BinaryWeight, Model, Source, input_normalization
 from binexport.precision import HALF_KINDS, round_weights, to_bfloat16_bits
@@ -195,6 +203,7 @@ def _metadata(model: Model, user: dict[str, str]) -> dict[str, object]:
         **variant,
         "source": {"format": model.source.format, "sha256": model.source.sha256, "bytes": model.source.size},
         "zero_weights": model.zero_weights,
+        **({"zero_positions": zp} if (zp := zero_positions(model.binary, model.zero_weights)) else {}),
         "binexport_version": __version__,
         "user": user,
     }
@@ -212,6 +221,7 @@ def read(path: str | Path, verify_checksums: bool = True, max_decoded_bytes: int
         _check_crcs(c)
     arch = check_metadata(c)
     weights = check_weights(c, arch)
+    zeros = check_zero_positions(c, arch)
     # bf16 has no numpy type; half-precision weights come back as the float32 they stand for, widened tensor by
     # tensor as they are decoded (so no file's uint16 bits and float32 values are all held at once)
     arrays = _decode(c, verify_checksums, frozenset({"bf16"} | ({"f16"} if weights != "float32" else set())))
@@ -230,7 +240,7 @@ def read(path: str | Path, verify_checksums: bool = True, max_decoded_bytes: int
             arch,
             binarized,
             floats,
-            {k: BinaryWeight(v) for k, v in bits.items()},
+            {k: BinaryWeight(v, zeros[k]) if k in zeros else BinaryWeight(v) for k, v in bits.items()},
             meta["zero_weights"],
             Source("bwn", str(p), int(c.data.size), "", _breakdown(c, arch)),
             {"binarized_from": "bwn header", **{f"user.{k}": v for k, v in user.items()}},

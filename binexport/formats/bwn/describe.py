@@ -37,7 +37,8 @@ def describe(
         by_enc[e.encoding] = by_enc.get(e.encoding, 0) + e.length
     bad = sum(r["checksum"] == "MISMATCH" for r in rows)
     meta = c.metadata
-    src, norm = meta.get("source") or {}, meta.get("normalization") or {}
+    # ignored keys may hold any JSON value (FORMAT.md section 4): describe what it can, never fail on them
+    src, norm = (v if isinstance(v := meta.get(k), dict) else {} for k in ("source", "normalization"))
     weights = meta.get("weights", "float32")
     return {
         "format": f".bwn version {box.VERSION}, alignment {c.alignment}, header {32 + c.header_length:,} B",

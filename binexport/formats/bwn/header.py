@@ -16,6 +16,11 @@ from binexport.errors import FormatError
 
 #: Nesting levels: the top-level object is level 1, each object or array inside another one more.
 MAX_DEPTH = 64
+#: Digits of the largest integer any field of the format takes (2^64 - 1 has 20). A longer integer can only sit
+#: in metadata a reader ignores, where FORMAT.md section 3 makes it valid: it is kept as its binary64 value
+#: (a float, often inf), which every integer field's type check refuses, instead of an int that Python caps
+#: at 4,300 digits ("Exceeds the limit") and that costs quadratic time to build.
+MAX_INT_DIGITS = 20
 
 
 def parse(header: bytes, p: Path) -> dict[str, Any]:
@@ -31,8 +36,11 @@ def parse(header: bytes, p: Path) -> dict[str, Any]:
         raise FormatError(f"{p}: the JSON header holds {name}, which strict JSON does not allow (field 'header')")
 
     def integer(text: str) -> object:
-        # "-0" is no integer of the format: as the float -0.0 it fails every integer field's type check
-        return -0.0 if text == "-0" else int(text)
+        # "-0" is no integer of the format: as the float -0.0 it fails every integer field's type check;
+        # neither is one of more than 20 digits (over 2^64 - 1), valid in ignored metadata (section 3)
+        if text == "-0" or len(text.lstrip("-")) > MAX_INT_DIGITS:
+            return float(text)
+        return int(text)
 
     try:
         text = header.decode("utf-8")

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from binexport.errors import FormatError, InputError
 from binexport.formats.bwn import container as box
-from binexport.model import VARIANTS, WEIGHTS_DTYPES, Arch
+from binexport.model import VARIANTS, WEIGHTS_DTYPES, Arch, BinaryWeight
 from binexport.precision import HALF_KINDS
 
 #: What metadata ``weights`` may say, and the dtype half-precision conv weights then have.
@@ -22,6 +24,9 @@ MODEL = "WRN_McDonnell"
 #: Float dtypes a model's float tensors may have (bf16 only as section 13.1 allows); counters are integers.
 FLOAT_DTYPES = ("f16", "f32", "f64", "bf16")
 COUNTER_DTYPES = ("i64", "i32")
+#: Positions ``zero_positions`` may list, in all (FORMAT.md section 4.2): 8 bytes of text or less each, so the
+#: list stays under half the header's 1 MiB; a model with more exact zeros keeps only their count.
+MAX_ZERO_POSITIONS = 65536
 
 
 def check_metadata(c: box.Container) -> Arch:
@@ -33,7 +38,9 @@ def check_metadata(c: box.Container) -> Arch:
             "container (field 'metadata.model'); read its tensors with bwn.read_tensors"
         )
     if meta["model"] != MODEL:
-        raise FormatError(f"{p}: metadata 'model' is {meta['model']!r}, expected {MODEL!r} (field 'metadata.model')")
+        raise FormatError(
+            f"{p}: metadata 'model' is {meta['model']!r:.80}, expected {MODEL!r} (field 'metadata.model')"
+        )
     a = meta.get("architecture")
     if (
         not isinstance(a, dict)
@@ -95,6 +102,52 @@ def check_metadata(c: box.Container) -> Arch:
     return arch
 
 
+def check_zero_positions(c: box.Container, arch: Arch) -> dict[str, np.ndarray]:
+    """Metadata ``zero_positions`` (FORMAT.md section 4.2): where the ``zero_weights`` exact zeros are, by tensor.
+
+    Absent: ``{}`` (the zeros, if any, are read as +1, as before the key existed). Present: an object naming
+    1-bit tensors of this file, each with its flat indices, strictly increasing and in range, and together
+    exactly ``zero_weights`` of them, at most :data:`MAX_ZERO_POSITIONS`.
+    """
+    p, meta = c.path, c.metadata
+    if "zero_positions" not in meta:
+        return {}
+    zp, total = meta["zero_positions"], meta["zero_weights"]
+    field = "(field 'metadata.zero_positions')"
+    if not isinstance(zp, dict) or meta["binarized"] is not True:
+        raise FormatError(f"{p}: metadata 'zero_positions' must be an object, in a binarised model only {field}")
+    counts = {e.name: e.count for e in c.entries if e.dtype == "b1"}
+    out, seen = {}, 0
+    for name, where in zp.items():
+        if name not in counts:
+            raise FormatError(f"{p}: metadata 'zero_positions' names {name!r}, which is no 1-bit tensor {field}")
+        n = counts[name]
+        ok = isinstance(where, list) and 1 <= len(where) <= MAX_ZERO_POSITIONS - seen
+        ok = ok and all(type(i) is int and 0 <= i < n for i in where)
+        ok = ok and all(a < b for a, b in zip(where, where[1:], strict=False))
+        if not ok:
+            raise FormatError(
+                f"{p}: metadata 'zero_positions' of {name!r} must be 1 to {MAX_ZERO_POSITIONS} (in all) "
+                f"strictly increasing integers in 0..{n - 1} {field}"
+            )
+        seen += len(where)
+        out[name] = np.asarray(where, dtype=np.int64)
+    if seen != total:
+        raise FormatError(
+            f"{p}: metadata 'zero_positions' lists {seen} positions but 'zero_weights' is {total}; "
+            f"where given, the list is complete {field}"
+        )
+    return out
+
+
+def zero_positions(binary: dict[str, BinaryWeight], zero_weights: int) -> dict[str, list[int]] | None:
+    """What a writer stores as ``zero_positions``: every exact zero's index, or None (key not written)
+    where there are none, where the model doesn't know them all, or more than :data:`MAX_ZERO_POSITIONS`."""
+    where = {k: b.zeros.tolist() for k, b in binary.items() if b.zeros.size}
+    n = sum(len(v) for v in where.values())
+    return where if 0 < n == zero_weights and n <= MAX_ZERO_POSITIONS else None
+
+
 def check_weights(c: box.Container, arch: Arch) -> str:
     """Metadata 'weights' (absent = float32), which MUST match the dtypes of the conv tensors."""
     p, w = c.path, c.metadata.get("weights", "float32")
@@ -128,8 +181,11 @@ def read_family(c: box.Container) -> str:
     """
     p, v = c.path, c.metadata.get("variant")
     if not c.flags & box.FLAG_VARIANT:
-        if v is not None:
-            raise FormatError(f"{p}: metadata has 'variant' but flags bit 0 is not set (field 'metadata.variant')")
+        if "variant" in c.metadata:  # whatever its value, null included (FORMAT.md section 2)
+            raise FormatError(
+                f"{p}: metadata has 'variant' ({v!r:.40}) but flags bit 0 is not set: a file of the PyTorch "
+                "port has no 'variant' key at all (field 'metadata.variant')"
+            )
         return "pytorch"
     if not isinstance(v, dict) or v.get("family") not in VARIANTS:
         raise FormatError(
@@ -140,7 +196,7 @@ def read_family(c: box.Container) -> str:
     want = {"family": fam, **VARIANTS[fam]}
     if set(v) != set(want) or not all(same_value(v[k], want[k]) for k in want):
         raise FormatError(
-            f"{p}: metadata 'variant' is {v}, expected exactly {want} for family {fam!r} (field 'metadata.variant')"
+            f"{p}: metadata 'variant' is {str(v)[:200]}, expected exactly {want} for family {fam!r} (field 'metadata.variant')"
         )
     return fam
 

@@ -157,26 +157,38 @@ def scale_table(bits: int, scale: float, dtype: Any) -> np.ndarray:
 
 
 def unpack_signs(
-    g: Graph, table: str, bits_name: str, signs: np.ndarray, out: str | None = None, flat: bool = False
+    g: Graph,
+    table: str,
+    bits_name: str,
+    signs: np.ndarray,
+    out: str | None = None,
+    flat: bool = False,
+    zeros: np.ndarray | None = None,
+    zero_fill: np.generic | None = None,
 ) -> str:
     """The sign-bit expansion: ``signs`` (bool, any shape) stored as uint8 ``bits_name`` at one bit per sign,
     then Cast -> Gather(``table``, a (256, 8) :func:`sign_table` initializer) -> :func:`reshape_bits`.
+
+    ``zeros`` (flat indices, ``BinaryWeight.zeros``) are the exact-zero latent weights: the training forward
+    multiplies sign(0) = 0 by the scale where the sign bits say +1, so :func:`scatter_zeros` sets them to
+    ``zero_fill`` (what means 0 in the table's dtype: 0, or an int8 weight's zero point; FORMAT.md 4.2).
 
     Returns the name of the expanded tensor (``out`` where given), of ``signs``' shape and the table's dtype.
     """
     packed = np.packbits(signs.reshape(-1))
     idx = g.node("Cast", [g.const(bits_name, packed)], to=INT32)  # Gather takes int32/int64 indices
     w = g.node("Gather", [table, idx])
+    if zeros is not None and zeros.size:
+        w = scatter_zeros(g, bits_name, trim_bits(g, w, signs.size), zeros, zero_fill)
+        return reshape_bits(g, w, signs.size, tuple(signs.shape), out)
     return reshape_bits(g, w, signs.size, tuple(signs.shape), out, flat)
 
 
-def reshape_bits(g: Graph, w: str, n: int, shape: tuple[int, ...], out: str | None = None, flat: bool = False) -> str:
-    """Unpacked bytes (8 values each) -> ``shape``: Reshape(-1) and Slice off the last byte's zero padding where
-    ``n`` is not a multiple of 8, then Reshape. ``flat``: reshape to 1-D even when nothing is sliced off."""
-    padded = n % 8 != 0
-    if flat or padded:
-        w = g.node("Reshape", [w, g.const("shape_flat", np.array([-1], np.int64), share=True)])
-    if padded:
+def trim_bits(g: Graph, w: str, n: int) -> str:
+    """Unpacked bytes (8 values each) -> flat, with the last byte's zero padding sliced off where ``n`` is not
+    a multiple of 8."""
+    w = g.node("Reshape", [w, g.const("shape_flat", np.array([-1], np.int64), share=True)])
+    if n % 8:
         w = g.node(
             "Slice",
             [
@@ -185,6 +197,24 @@ def reshape_bits(g: Graph, w: str, n: int, shape: tuple[int, ...], out: str | No
                 g.const(f"size_{n}", np.array([n], np.int64), share=True),
             ],
         )
+    return w
+
+
+def scatter_zeros(g: Graph, name: str, flat: str, zeros: np.ndarray, fill: np.generic | None) -> str:
+    """``flat`` with the positions ``zeros`` set to ``fill`` (ScatterND; constant, so runtimes fold it at
+    session start like the Gather before it)."""
+    value = np.asarray(0 if fill is None else fill)
+    idx = g.const(name + ".zero_positions", zeros.astype(np.int64).reshape(-1, 1))
+    fills = np.full(zeros.size, value, value.dtype)
+    fill_name = g.const(f"zero_fill_{fills.dtype}_{value.item()}_{fills.size}", fills, share=True)
+    return g.node("ScatterND", [flat, idx, fill_name])
+
+
+def reshape_bits(g: Graph, w: str, n: int, shape: tuple[int, ...], out: str | None = None, flat: bool = False) -> str:
+    """Unpacked bytes (8 values each) -> ``shape``: :func:`trim_bits` where ``n`` is not a multiple of 8 (or
+    ``flat`` asks for the 1-D step anyway), then Reshape."""
+    if flat or n % 8:
+        w = trim_bits(g, w, n)
     shape_name = f"shape_{'x'.join(map(str, shape))}"
     return g.node("Reshape", [w, g.const(shape_name, np.array(shape, np.int64), share=True)], out=out)
 
@@ -193,4 +223,5 @@ def pack_lut8(g: Graph, name: str, bw: BinaryWeight, dtype: Any) -> str:
     """The shipped 1-bit design: uint8 packbits of the flattened signs -> :func:`unpack_signs` through a shared
     (256, 8) table of +-scale; the weight is named ``<name>.weight``."""
     table = g.const(f"sign_table_{bw.scale!r}", scale_table(8, bw.scale, dtype), share=True)
-    return unpack_signs(g, table, name, bw.signs, out=name + ".weight")
+    fill = np.dtype(dtype).type(0)
+    return unpack_signs(g, table, name, bw.signs, out=name + ".weight", zeros=bw.zeros, zero_fill=fill)

@@ -123,7 +123,8 @@ def body(
         o = channel_scale.shape[0]
         zn = const(f"zp_w{zp_w}_{o}", np.full(o, zp_w, np.int8), share=True)
         if name in model.binary:
-            w = unpack_signs(g, table, name + ".bits", model.binary[name].signs)
+            bw = model.binary[name]  # exact zeros dequantize to 0 at the weight zero point
+            w = unpack_signs(g, table, name + ".bits", bw.signs, zeros=bw.zeros, zero_fill=np.int8(zp_w))
             sn = const(name + ".wscale", (channel_scale / WEIGHT_Q).astype(np.float32))
             return g.node("DequantizeLinear", [w, sn, zn], axis=0)
         wq, ws = _dense_int8(model, name, channel_scale, zp_w)
