@@ -279,7 +279,8 @@ def bench(
     """Measure what each artifact costs to deploy, side by side.
 
     Args:
-        artifacts: files binexport knows (checkpoint, packed, ``.bwn``, ONNX of any weight encoding).
+        artifacts: files binexport knows (checkpoint, packed, ``.bwn``, ONNX of any weight encoding), or
+            training run folders (:func:`binexport.formats.resolve`).
         batch_size: the batch of the throughput measurement (latency is always batch 1).
         seconds: timing budget per artifact, split between latency and throughput over interleaved rounds.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -304,8 +305,8 @@ def bench(
         >>> r.rows[1].speed_ratio                                                    # doctest: +SKIP
         3.4
     """
-    from binexport import __version__
-    from binexport.runtimes import check_threads, is_onnx, plan_runtimes
+    from binexport import __version__, formats
+    from binexport.runtimes import check_threads, is_onnx, plan_runtimes, runtime_notes
 
     if not artifacts:
         raise InputError("bench needs at least one ARTIFACT file")
@@ -315,6 +316,7 @@ def bench(
         raise InputError(f"--seconds must be a number of seconds in (0, 3600], got {seconds}")
     check_threads(threads)
     runtimes, dev, devs = plan_runtimes(runtime, precision, device)
+    artifacts = [formats.resolve(a) for a in artifacts]  # a training run folder: its one checkpoint
     workers: list[_Worker] = []
     try:
         for a in artifacts:
@@ -338,7 +340,7 @@ def bench(
     notes = []
     if dev == "cpu" and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
         notes.append("this CPU has no VNNI or AMX: int8 convolutions run without their int8 dot-product instructions")
-    notes += kernel_notes(rows, flags)
+    notes += kernel_notes(rows, flags) + runtime_notes(runtime)
     return BenchReport(
         cpu,
         flags,
