@@ -41,6 +41,18 @@ class OptionError(InputError):
     back, ``--precision bf16`` on a CPU without it). The message names the option, so callers add no path to it."""
 
 
+class Interrupted(BinexportError):
+    """A signal (SIGINT, SIGTERM, SIGHUP) stopped a command that cleaned up first (``bench`` ends its workers).
+
+    Exit code 128 + the signal's number, as a shell reports a process a signal ended.
+    """
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
 class CheckError(BinexportError):
     """An artifact was produced or read but does not match what it must equal.
 
