@@ -142,7 +142,7 @@ def test_a_worker_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
     script = (
         "import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', "
         "'from binexport.runtimes.worker import exit_with_parent; import time; exit_with_parent(0.05); "
-        "print(\"watching\", flush=True); time.sleep(120)']); print(p.pid, flush=True); "
+        'print("watching", flush=True); time.sleep(120)\']); print(p.pid, flush=True); '
         "import time; time.sleep(120)"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
