@@ -408,7 +408,7 @@ def _bars() -> Any:
 
 
 @main.command()
-@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=path())
+@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=path(), callback=say_run_folder)
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 4096),

@@ -81,6 +81,7 @@ class VerifyReport:
     runtimes: list[str] = field(default_factory=lambda: ["ort"])  # the runtimes ONNX files ran on
     precision: str = "f32"  # asked of OpenVINO; each row says what really ran
     schema_version: int = SCHEMA_VERSION
+    notes: list[str] = field(default_factory=list)  # about the run as a whole (a runtime ``all`` left out)
 
     @property
     def passed(self) -> bool:
@@ -152,7 +153,7 @@ def verify(
     """
     from binexport import __version__
     from binexport.data import load_test_set
-    from binexport.runtimes import plan_runtimes, stream_logits
+    from binexport.runtimes import plan_runtimes, runtime_notes, stream_logits
 
     if not artifacts:
         raise InputError("verify needs at least one ARTIFACT file")
@@ -221,6 +222,7 @@ def verify(
         __version__,
         runtimes,
         precision,
+        notes=runtime_notes(runtime),
     )
 
 
