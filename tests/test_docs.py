@@ -142,7 +142,9 @@ def test_the_checker_catches_what_it_should() -> None:
     assert problems("binexport --version") == []
     assert problems("binexport packk CKPT")[0].startswith("no command 'packk'")
     assert problems("binexport pack CKPT --no-such-option") == ["pack has no option --no-such-option"]
-    assert problems("binexport pack CKPT --format onnx") == ["pack --format: 'onnx' is not one of packed, bwn"]
+    assert problems("binexport pack CKPT --format onnx") == [
+        "pack --format: 'onnx' is not one of packed, bwn, safetensors"
+    ]
     assert problems("binexport verify A --device auto|gpu") == ["verify --device: 'gpu' is not one of auto, cuda, cpu"]
     assert problems("binexport to-onnx IN --weights=int4")[0].startswith("to-onnx --weights: 'int4'")
 

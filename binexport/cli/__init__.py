@@ -105,7 +105,7 @@ def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
     metavar="|".join(PACK_FORMATS),
     default=PACK_FORMATS[0],
     show_default=True,
-    help="Output format: 'packed' (the published layout) or 'bwn'.",
+    help="Output format: 'packed' (the published layout), 'bwn' or 'safetensors' (docs/safetensors.md).",
 )
 @click.option(
     "--encoding",
@@ -114,12 +114,14 @@ def inspect(file: Path, binarized: bool | None, as_json: bool) -> None:
     help="bwn only: how 1-bit tensors are stored: best (default), packed "
     "(every tensor memory-mappable), rans or rans-ref (see docs/FORMAT.md).",
 )
-@click.option("--meta", multiple=True, metavar="KEY=VALUE", help="bwn only: a user metadata entry (repeatable).")
+@click.option(
+    "--meta", multiple=True, metavar="KEY=VALUE", help="bwn and safetensors: a user metadata entry (repeatable)."
+)
 @click.option(
     "--weights",
     type=click.Choice(BWN_WEIGHTS),
     default=None,
-    help="bwn only, full-precision models: float32 (default, lossless), or float16/bfloat16 (conv weights "
+    help="bwn and safetensors, full-precision models: float32 (default, lossless), or float16/bfloat16 (conv weights "
     "rounded and stored half, declared lossy; BN statistics stay float32).",
 )
 @_mode_option

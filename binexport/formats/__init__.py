@@ -24,7 +24,7 @@ from typing import Any
 
 from binexport._fileio import check_input, read_head
 from binexport.errors import InputError
-from binexport.formats import _torchsave, bwn, checkpoint, mat, onnx, ort, packed, pytorchcv
+from binexport.formats import _torchsave, bwn, checkpoint, mat, onnx, ort, packed, pytorchcv, safetensors
 from binexport.model import Model
 
 
@@ -105,12 +105,24 @@ REGISTRY: tuple[Format, ...] = (
         "file, so the checkpoint reader claims it and names it from its keys",
         read=pytorchcv.read,
     ),
+    Format(
+        "safetensors",
+        (".safetensors",),
+        ".safetensors",
+        "safetensors (no pickle): 1-bit weights as U8 packed bits, floats F32/F16/BF16, all else in __metadata__ "
+        "(docs/safetensors.md)",
+        sniff=safetensors.sniff,
+        read=safetensors.read,
+        write=safetensors.write,
+    ),
 )
 
 #: Every format name, in registry order.
 NAMES: tuple[str, ...] = tuple(f.name for f in REGISTRY)
 #: Formats ``binexport pack`` writes.
-PACK_FORMATS: tuple[str, ...] = ("packed", "bwn")
+PACK_FORMATS: tuple[str, ...] = ("packed", "bwn", "safetensors")
+#: Pack formats that hold a full-precision model as floats (``weights=float32|float16|bfloat16``).
+FLOAT_PACK_FORMATS: tuple[str, ...] = ("bwn", "safetensors")
 #: The file the training code's ``--save`` folder holds (beside its ``log.txt``): taken first from a run folder.
 RUN_CHECKPOINT = "checkpoint.pth.tar"
 #: A run folder is scanned up to this many entries (a training run holds a handful).
@@ -151,7 +163,7 @@ def detect_file(path: str | Path) -> tuple[Path, Format]:
     if fmt is None:
         raise InputError(
             f"{p}: unrecognised file (starts with {head[:8]!r}); expected a PyTorch checkpoint, "
-            f"a packed checkpoint, a .bwn file or one of McDonnell's .mat models"
+            f"a packed checkpoint, a .bwn or .safetensors file or one of McDonnell's .mat models"
         )
     return p, fmt
 

@@ -101,6 +101,7 @@ _FULL_PRECISION_VARIANTS: tuple[tuple[str, str, dict[str, object]], ...] = (
     ("bwn", "bwn", {"weights": "float32"}),
     ("bwn float16", "bwn", {"weights": "float16"}),
     ("bwn bfloat16", "bwn", {"weights": "bfloat16"}),
+    ("safetensors", "safetensors", {"weights": "float32"}),
     ("onnx", "onnx", {"weights": "float32"}),
     ("onnx float16", "onnx", {"weights": "float16"}),
     ("onnx int8", "onnx", {"weights": "int8"}),

@@ -68,13 +68,14 @@ def pack(
     Args:
         src: any model file binexport reads (see :func:`binexport.load`).
         out: the output path (default: beside ``src``, e.g. ``ckpt.packed.pth.tar``).
-        format: ``packed`` (the published layout) or ``bwn``.
+        format: ``packed`` (the published layout), ``bwn`` or ``safetensors`` (docs/safetensors.md).
         binarized: override ``log.txt`` about ``--binarize`` for training checkpoints.
         binarize_anyway: binarise a full-precision model (its outputs change; the report says so). Needed for
             ``packed``; ``bwn`` stores a full-precision model as floats without it.
         force: replace an existing output.
         **write_options: the format writer's options (``.bwn``: ``encoding``, ``metadata``, ``weights`` =
-            ``float32`` | ``float16`` | ``bfloat16`` for full-precision models).
+            ``float32`` | ``float16`` | ``bfloat16`` for full-precision models; ``safetensors``: ``metadata``,
+            ``weights``).
 
     Returns:
         A :class:`PackReport`: sizes, both ratios, what was checked.
@@ -104,7 +105,7 @@ def pack(
     dest = check_output(out if out is not None else formats.default_output(src, fmt.name), force)
     model = formats.load(src, binarized=binarized)
     anyway = False
-    if not model.binarized and (binarize_anyway or format != "bwn"):
+    if not model.binarized and (binarize_anyway or format not in formats.FLOAT_PACK_FORMATS):
         if not binarize_anyway:
             raise InputError(
                 f"{src}: this is a full-precision model, and the published packed layout holds 1-bit block convs "
@@ -115,8 +116,8 @@ def pack(
         model = binarize(model)
         anyway = True
     weights = write_options.get("weights")
-    if weights is not None and format != "bwn":
-        raise InputError(f"--weights is a .bwn option; the {format!r} format stores 1-bit block convs")
+    if weights is not None and format not in formats.FLOAT_PACK_FORMATS:
+        raise InputError(f"--weights is a .bwn/safetensors option; the {format!r} format stores 1-bit block convs")
     data = write(model, **write_options)
     expect = round_weights(model, str(weights)) if weights is not None else model
 
