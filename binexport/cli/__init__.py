@@ -679,5 +679,72 @@ def predict(
     render_predict(report)
 
 
+@main.command()
+@click.argument("model", type=path(), callback=say_run_folder)
+@click.option("-o", "--output", "out", type=path(), required=True, help="The folder to create.")
+@click.option(
+    "--dataset", type=click.Choice(DATASET_NAMES, case_sensitive=False), default=None, help="Test set to verify on."
+)
+@click.option("--data-root", type=path(), default=None, help="Folder holding the test (and calibration) sets.")
+@click.option("--images", type=path(), default=None, help="Folder of labelled 32x32 PNGs instead of --dataset.")
+@click.option(
+    "--calibrate",
+    metavar="CIFAR100|CIFAR10|PATH",
+    default=None,
+    help="Training images for onnx/model_int8.onnx (1-bit models), as to-onnx takes them.",
+)
+@click.option("--calibration-size", type=click.IntRange(1, MAX_CALIBRATION_SIZE), default=CALIBRATION_SIZE)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Verify on the first N images only.")
+@click.option("--labels", default=None, metavar="CIFAR10|CIFAR100|SVHN|FILE", help="Class names (default by count).")
+@click.option("--license", "license_", default=None, help="The model's licence for the card (default: unknown).")
+@click.option("--repo-id", default="USER/MODEL", show_default=True, help="Hub repository for the printed command.")
+@click.option("--bench", is_flag=True, help="Also benchmark every file on this CPU (bench.json).")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@_mode_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def bundle(
+    model: Path,
+    out: Path,
+    dataset: str | None,
+    data_root: Path | None,
+    images: Path | None,
+    calibrate: str | None,
+    calibration_size: int,
+    limit: int | None,
+    labels: str | None,
+    license_: str | None,
+    repo_id: str,
+    bench: bool,
+    force: bool,
+    binarized: bool | None,
+    as_json: bool,
+) -> None:
+    """Write a Hub-ready folder: safetensors, .bwn, ONNX and .ort variants, config.json, a model card with the
+    accuracy verify measured on your data, verify.json and SHA256SUMS; renamed into place only when all verified."""
+    from binexport import bundle as run
+    from binexport.cli.render_ship import render_bundle
+
+    r = run(
+        model,
+        out,
+        dataset=dataset,
+        data_root=data_root,
+        images=images,
+        calibrate=calibrate,
+        calibration_size=calibration_size,
+        limit=limit,
+        labels=labels,
+        license=license_,
+        bench=bench,
+        force=force,
+        binarized=binarized,
+        repo_id=repo_id,
+    )
+    if as_json:
+        _echo_json(r.to_dict())
+        return
+    render_bundle(r)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
