@@ -28,6 +28,7 @@ from __future__ import annotations
 import struct
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from binexport.errors import InputError
 
@@ -113,7 +114,7 @@ def sniff(head: bytes) -> bool:
     return len(head) >= 8 and head[4:8] == ORT_IDENTIFIER
 
 
-def _fbs():  # type: ignore[no-untyped-def]
+def _fbs() -> Any:
     import onnxruntime.tools.ort_format_model  # noqa: F401  (puts ort_flatbuffers_py on the path)
     import ort_flatbuffers_py.fbs as fbs  # type: ignore[import-not-found]
 
