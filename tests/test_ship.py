@@ -285,6 +285,7 @@ def test_cat_is_a_cat_from_every_file_and_matches_verify(demo_files: dict) -> No
 
 @pytest.mark.slow
 def test_int8_ort_size_ops_and_logits(demo_files: dict) -> None:
+    from binexport.data import normalize
     from binexport.data.png import load_labelled_folder
     from binexport.formats.ort import DISABLED_OPTIMIZERS, check_ort_bounds
     from binexport.runtimes import select_input
@@ -294,14 +295,24 @@ def test_int8_ort_size_ops_and_logits(demo_files: dict) -> None:
     assert o.output_bytes <= 1.10 * o.onnx_bytes  # the unpack is not folded (27 MB where it is)
     ops = check_ort_bounds(demo_files["int8_ort"])
     cfg = Path(o.config).read_text()
-    listed = {
-        e.split("{")[0] for line in cfg.splitlines() if not line.startswith("#") for e in line.split(";")[2].split(",")
-    }
-    assert listed == {op for _, op in ops}  # the config lists exactly what the graph uses
+    listed = set()
+    for line in cfg.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        domain, _, entries = line.split(";", 2)
+        depth, name = 0, ""
+        for ch in entries + ",":  # op names at brace depth 0, each maybe followed by its {"inputs": ...} types
+            depth += (ch == "{") - (ch == "}")
+            if depth == 0 and ch == ",":
+                listed.add(("" if domain == "ai.onnx" else domain, name))
+                name = ""
+            elif depth == 0 and ch != "}":
+                name += ch
+    assert listed == set(ops)  # the config lists exactly what the graph uses
     imgs, _, _ = load_labelled_folder(CIFAR10_SAMPLES)
     a = open_session(str(demo_files["int8"]), disabled_optimizers=DISABLED_OPTIMIZERS)
     b = open_session(demo_files["int8_ort"].read_bytes())
-    x = select_input(a.input_kind, imgs, imgs)
+    x = select_input(a.input_kind, imgs, normalize(imgs))
     la, lb = a.logits(x), b.logits(x)
     assert (la.argmax(1) == lb.argmax(1)).all() and np.abs(la - lb).max() < 1e-5
 
@@ -336,3 +347,20 @@ def test_bundle_published_checkpoint(realdata: Path, tmp_path: Path) -> None:
         reference=out / "model.bwn",
     )
     assert again.passed
+
+
+def test_ort_runs_in_verify_and_bench(tmp_path: Path, tiny_bwn: Path, tiny_images: Path) -> None:
+    import binexport
+
+    r = binexport.export_onnx(tiny_bwn, tmp_path / "t.onnx", ort_format=True)
+    assert (
+        r.ort is not None and r.ort.output_bytes <= r.ort.onnx_bytes + (64 << 10) and r.ort.max_abs_diff_vs_onnx < 1e-4
+    )
+    assert Path(r.ort.config).read_text().startswith("# Generated from model/s:")
+    ort_file = tmp_path / "t.ort"
+    v = binexport.verify([tiny_bwn, ort_file, tmp_path / "t.onnx"], images=tiny_images)
+    assert v.passed and v.artifacts[1].format == "ort" and v.artifacts[1].runtime == "onnxruntime"
+    b = binexport.bench([ort_file], seconds=0.2, device="cpu")
+    assert b.to_dict()["schema_version"] >= 1
+    r2 = CliRunner().invoke(main, ["to-onnx", str(tiny_bwn), "-o", str(tmp_path / "t.onnx"), "--ort-format"])
+    assert r2.exit_code == 2 and "exists" in r2.output  # no silent replacement of the .onnx or the .ort
