@@ -364,3 +364,16 @@ def test_ort_runs_in_verify_and_bench(tmp_path: Path, tiny_bwn: Path, tiny_image
     assert b.to_dict()["schema_version"] >= 1
     r2 = CliRunner().invoke(main, ["to-onnx", str(tiny_bwn), "-o", str(tmp_path / "t.onnx"), "--ort-format"])
     assert r2.exit_code == 2 and "exists" in r2.output  # no silent replacement of the .onnx or the .ort
+
+
+def test_bundle_full_precision_model_gets_float32_and_fp16(tmp_path: Path, tiny_images: Path) -> None:
+    import binexport
+    from binexport import formats
+
+    src = tmp_path / "fp.bwn"
+    src.write_bytes(formats.get("bwn").write(tiny_model(binarized=False)))
+    r = binexport.bundle(src, tmp_path / "hub", images=tiny_images, license="mit")
+    names = {f.path for f in r.files}
+    assert {"onnx/model.onnx", "onnx/model_fp16.onnx", "onnx/model_fp16.ort"} <= names and not r.binarized
+    assert not any("int8" in n for n in names) and not r.warnings
+    _check_card(tmp_path / "hub" / "README.md", n_rows=6)
