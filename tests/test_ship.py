@@ -377,3 +377,14 @@ def test_bundle_full_precision_model_gets_float32_and_fp16(tmp_path: Path, tiny_
     assert {"onnx/model.onnx", "onnx/model_fp16.onnx", "onnx/model_fp16.ort"} <= names and not r.binarized
     assert not any("int8" in n for n in names) and not r.warnings
     _check_card(tmp_path / "hub" / "README.md", n_rows=6)
+
+
+@pytest.mark.slow
+def test_bundle_with_bench_names_the_cpu(tmp_path: Path, tiny_bwn: Path, tiny_images: Path) -> None:
+    import binexport
+
+    r = binexport.bundle(tiny_bwn, tmp_path / "hub", images=tiny_images, bench=True, bench_seconds=0.2)
+    bench = json.loads((tmp_path / "hub" / "bench.json").read_text())
+    assert "bench.json" in {f.path for f in r.files} and bench["cpu"]
+    assert f"Benchmarked on {bench['cpu']}" in (tmp_path / "hub" / "README.md").read_text()
+    _check_sums(tmp_path / "hub")

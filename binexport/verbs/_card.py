@@ -95,7 +95,8 @@ def model_card(
         out.append(f"| `{f.path}` | {f.bytes:,} | {acc} | {agr} | {f.role} |")
     out.append("| `README.md`, `SHA256SUMS` | | | | this card; `sha256sum -c SHA256SUMS` |")
     if bench is not None:
-        out.append(f"\nBenchmarked (`bench.json`) on {platform.processor() or platform.machine()}, CPU; see the file.")
+        cpu = getattr(bench, "cpu", "") or platform.machine()
+        out.append(f"\nBenchmarked on {cpu} (CPU; `bench.json` has every row: size, load time, latency, throughput).")
     kind = config["input_kind"]
     prep = (
         "x = img.astype('float32').transpose(2, 0, 1)[None]  # raw 0..255 pixels: the model normalises itself"
