@@ -388,3 +388,15 @@ def test_bundle_with_bench_names_the_cpu(tmp_path: Path, tiny_bwn: Path, tiny_im
     assert "bench.json" in {f.path for f in r.files} and bench["cpu"]
     assert f"Benchmarked on {bench['cpu']}" in (tmp_path / "hub" / "README.md").read_text()
     _check_sums(tmp_path / "hub")
+
+
+def test_a_photo_sized_cat_shrinks_back_to_the_cifar_cat(realdata: Path, tmp_path: Path) -> None:
+    """The real 32x32 cat blown up 20x15 (640x480 PNG) and read back through predict's loader is the same cat."""
+    from binexport.data.png import read_png
+    from binexport.verbs.predict import load_images
+
+    cat = read_png(CAT)
+    big = tmp_path / "bigcat.png"
+    big.write_bytes(png(np.repeat(np.repeat(cat, 20, 0), 15, 1)))
+    pixels, sizes = load_images([big])
+    assert sizes == [(480, 640)] and np.array_equal(pixels[0], cat)
