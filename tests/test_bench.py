@@ -6,30 +6,23 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from helpers import tiny_model
+from support.cli import invoke
+from support.refusals import assert_refused
 
-from binexport import bench, formats
-from binexport.cli import main
+from binexport import bench
 from binexport.errors import InputError
 from binexport.verbs.bench import BenchRow
 
 
 @pytest.fixture(scope="module")
-def two(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    d = tmp_path_factory.mktemp("bench")
-    model = tiny_model(depth=8, width=0.5)
-    packed, onnx = d / "m.packed.pth.tar", d / "m.onnx"
-    packed.write_bytes(formats.get("packed").write(model))
-    onnx.write_bytes(formats.get("onnx").write(model))
-    return [packed, onnx]
+def two(artifacts) -> list[Path]:
+    made = artifacts(depth=8, width=0.5)
+    return [made["packed"], made["1-bit"]]
 
 
 def test_cli_bench_two_artifacts_writes_valid_json(two: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    res = CliRunner().invoke(
-        main, ["bench", *map(str, two), "--seconds", "0.5", "--batch-size", "4", "--threads", "1", "--json", str(out)]
-    )
+    res = invoke("bench", *map(str, two), "--seconds", "0.5", "--batch-size", "4", "--threads", "1", "--json", str(out))
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     assert rep["schema_version"] == 1 and rep["batch_size"] == 4 and rep["threads"] == 1
@@ -80,8 +73,8 @@ def test_bad_options_are_refused(two: list[Path], kwargs: dict, message: str) ->
 def test_foreign_file_is_one_line_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "x.onnx"
     bad.write_bytes(b"not a model at all")
-    res = CliRunner().invoke(main, ["bench", str(bad), "--seconds", "0.5"])
-    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "unrecognised file" in res.stderr
+    res = invoke("bench", str(bad), "--seconds", "0.5")
+    assert_refused(res, match="unrecognised file")
 
 
 def test_no_artifact_is_refused() -> None:

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+from support.cli import Ran
+from support.refusals import assert_refused
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc process table")
 
@@ -74,7 +76,7 @@ def _written(pid: int) -> int | None:
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
-    from helpers import tiny_model
+    from support.models import tiny_model
 
     import binexport
 
@@ -129,11 +131,8 @@ def test_a_signal_ends_bench_and_every_worker_with_one_line(onnx_file: Path, sig
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 128 + signum, (proc.returncode, err)
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0] == (
-        f"binexport: error: interrupted by {sig}; the benchmark workers were stopped"
-    ), err
+    line = assert_refused(Ran(proc.returncode, "", err), code=128 + signum)
+    assert line == f"binexport: error: interrupted by {sig}; the benchmark workers were stopped", err
     assert _group(worker) == [], "a benchmark worker outlived bench"
 
 

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bwn_spec_reader import read as spec_read
-from bwn_spec_reader import relay
-from click.testing import CliRunner
-from helpers import REAL_PACKED, check_golden, tiny_model
+from support.bwn_spec_reader import read as spec_read
+from support.bwn_spec_reader import relay
+from support.cli import invoke
+from support.models import check_golden, tiny_model
+from support.paths import REAL_PACKED
+from support.refusals import assert_refused
 
 import binexport as api
-from binexport.cli import main
 from binexport.errors import FormatError, InputError
 from binexport.formats import bwn
 from binexport.formats.bwn import codec, rans
@@ -336,11 +337,11 @@ def test_a_lying_shape_is_refused_before_allocation(tmp_path: Path, small_file: 
 def test_cli_pack_then_inspect(make_run, tmp_path: Path) -> None:
     ckpt = make_run(depth=8, width=0.5, num_classes=10)
     out = tmp_path / "model.bwn"
-    runner = CliRunner(env={"COLUMNS": "200"})
-    r = runner.invoke(main, ["pack", str(ckpt), "-o", str(out), "--format", "bwn", "--meta", "owner=lab"])
+    wide = {"COLUMNS": "200"}
+    r = invoke("pack", ckpt, "-o", out, "--format", "bwn", "--meta", "owner=lab", env=wide)
     assert r.exit_code == 0, r.output
     assert "checked" in r.output and out.is_file()
-    r = runner.invoke(main, ["inspect", str(out)])
+    r = invoke("inspect", out, env=wide)
     assert r.exit_code == 0, r.output
     for text in (
         "bwn",
@@ -353,7 +354,7 @@ def test_cli_pack_then_inspect(make_run, tmp_path: Path) -> None:
         "encoding",
     ):
         assert text in r.output, text
-    r = runner.invoke(main, ["inspect", "--json", str(out)])
+    r = invoke("inspect", "--json", out, env=wide)
     details = json.loads(r.output)["details"]
     assert {t["checksum"] for t in details["tensors"]} == {"ok"}
     assert api.load(out).compare(api.load(ckpt)) == []
@@ -361,13 +362,13 @@ def test_cli_pack_then_inspect(make_run, tmp_path: Path) -> None:
 
 def test_cli_errors_are_one_line(tmp_path: Path, make_run) -> None:
     ckpt = make_run(depth=8, width=0.5)
-    r = CliRunner().invoke(main, ["pack", str(ckpt), "--format", "bwn", "--encoding", "zip"])
-    assert r.exit_code == 2 and "unknown .bwn encoding 'zip'" in r.output
-    r = CliRunner().invoke(main, ["pack", str(ckpt), "--format", "bwn", "--meta", "novalue"])
-    assert r.exit_code == 2 and "KEY=VALUE" in r.output
+    r = invoke("pack", str(ckpt), "--format", "bwn", "--encoding", "zip")
+    assert_refused(r, match="unknown .bwn encoding 'zip'")
+    r = invoke("pack", str(ckpt), "--format", "bwn", "--meta", "novalue")
+    assert_refused(r, match="KEY=VALUE")
     bad = _write(tmp_path, bwn.write(tiny_model())[:-5], "cut.bwn")
-    r = CliRunner().invoke(main, ["inspect", str(bad)])
-    assert r.exit_code == 2 and "truncated" in r.output and "Traceback" not in r.output
+    r = invoke("inspect", str(bad))
+    assert_refused(r, match="truncated")
 
 
 def test_a_bwn_is_valid_input_to_pack(tmp_path: Path) -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bwn_spec_reader import lay_out, relay
-from bwn_spec_reader import read as spec_read
-from helpers import check_golden, tiny_model
+from support.bwn_spec_reader import lay_out, relay
+from support.bwn_spec_reader import read as spec_read
+from support.cli import invoke
+from support.models import check_golden, tiny_model
 
 from binexport.errors import FormatError, InputError
 from binexport.formats import bwn
@@ -392,23 +393,18 @@ def test_inspect_lists_every_full_precision_output(fp_checkpoint: Path) -> None:
 
 
 def test_cli_pack_weights_and_verify_labels(fp_checkpoint: Path, tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
     import binexport
-    from binexport.cli import main
     from binexport.data.synth import write_cifar_testset
 
-    runner = CliRunner(env={"COLUMNS": "200"})
+    wide = {"COLUMNS": "200"}
     outs = []
     for w in ("float32", "float16", "bfloat16"):
         out = tmp_path / f"{w}.bwn"
-        r = runner.invoke(
-            main, ["pack", str(fp_checkpoint), "--format", "bwn", "--weights", w, "-o", str(out), "--json"]
-        )
+        r = invoke("pack", fp_checkpoint, "--format", "bwn", "--weights", w, "-o", out, "--json", env=wide)
         assert r.exit_code == 0, r.output
         assert json.loads(r.output)["weights"] == w
         outs.append(out)
-    r = runner.invoke(main, ["inspect", str(outs[2])])
+    r = invoke("inspect", outs[2], env=wide)
     assert r.exit_code == 0 and "rounded to bfloat16 (lossy)" in r.output, r.output
     rng = np.random.default_rng(0)
     write_cifar_testset(

@@ -63,7 +63,7 @@ ODD_VALUES = [
 
 
 def _base_files() -> list[bytes]:
-    from helpers import tiny_model
+    from support.models import tiny_model
 
     from binexport.formats import bwn
 
@@ -89,7 +89,7 @@ def _assemble(header: bytes, payloads: list[bytes]) -> bytes:
 
 def _relay(doc: dict, payloads: list[bytes], edit=None) -> bytes:
     """A file with valid checksums whose header is ``doc`` after ``edit`` (applied once offsets are known)."""
-    from bwn_spec_reader import lay_out
+    from support.bwn_spec_reader import lay_out
 
     return lay_out(doc, payloads, edit)
 

@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import bwn_crafted as crafted
 import numpy as np
 import pytest
+from support import bwn_crafted as crafted
 
 from binexport.formats.bwn import container as box
 

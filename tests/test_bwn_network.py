@@ -7,10 +7,10 @@ import json
 import struct
 from pathlib import Path
 
-import bwn_spec_forward as net
-import bwn_spec_reader as spec
 import numpy as np
 import pytest
+from support import bwn_spec_forward as net
+from support import bwn_spec_reader as spec
 
 from binexport.data.synth import random_state
 from binexport.formats import bwn

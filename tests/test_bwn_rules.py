@@ -15,11 +15,11 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-import bwn_spec_reader as spec
 import numpy as np
 import pytest
-from bwn_spec_reader import lay_out, relay, wrn_tensors
-from helpers import tiny_model
+from support import bwn_spec_reader as spec
+from support.bwn_spec_reader import lay_out, relay, wrn_tensors
+from support.models import tiny_model
 
 from binexport.data.synth import random_state
 from binexport.errors import FormatError, InputError

@@ -13,11 +13,11 @@ import struct
 import zlib
 from pathlib import Path
 
-import bwn_spec_reader as spec
 import pytest
-from bwn_crafted import branch_arrays, branches_file, constant_model_file
-from bwn_spec_reader import relay
-from helpers import tiny_model
+from support import bwn_spec_reader as spec
+from support.bwn_crafted import branch_arrays, branches_file, constant_model_file
+from support.bwn_spec_reader import relay
+from support.models import tiny_model
 
 from binexport.data.synth import make_arch
 from binexport.errors import FormatError

@@ -10,11 +10,12 @@ import json
 import struct
 from pathlib import Path
 
-import bwn_spec_reader as spec
 import numpy as np
 import pytest
-from bwn_spec_reader import relay
-from helpers import normalized_batch
+from support import bwn_spec_reader as spec
+from support.bwn_spec_reader import relay
+from support.cli import invoke
+from support.models import normalized_batch
 
 from binexport.data.synth import make_arch, random_state
 from binexport.errors import FormatError
@@ -204,14 +205,11 @@ def test_pytorchcv_with_exact_zeros_is_exact_through_bwn_and_onnx(tmp_path: Path
 
 def test_pack_to_bwn_keeps_the_positions_of_a_training_run(make_run, tmp_path: Path) -> None:
     """binexport pack --format bwn of a run with exact zeros: re-read and checked by pack, positions in the file."""
-    from click.testing import CliRunner
-
     import binexport
-    from binexport.cli import main
 
     run = make_run(zeros=5)
     out = tmp_path / "z.bwn"
-    r = CliRunner().invoke(main, ["pack", str(run), "--format", "bwn", "-o", str(out)])
+    r = invoke("pack", str(run), "--format", "bwn", "-o", str(out))
     assert r.exit_code == 0, r.output
     assert "5 weights were exactly zero" in r.output and "the .bwn records where" in r.output
     src = binexport.load(run)

@@ -8,27 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from support.cli import invoke
+from support.refusals import assert_refused
 
 from binexport import __version__
-from binexport.cli import main
-
-
-def _run(*args: str):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _one_line_error(result, code: int) -> str:
-    assert result.exit_code == code, result.output
-    err = result.stderr.strip()
-    assert err.startswith("binexport: error: ") and "\n" not in err, err
-    assert "Traceback" not in result.output
-    return err
 
 
 def test_inspect_training_checkpoint_json(make_run) -> None:
     ckpt = make_run(depth=8, width=1)
-    r = _run("inspect", ckpt, "--json")
+    r = invoke("inspect", ckpt, "--json")
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert (data["format"], data["layout"], data["schema_version"]) == ("checkpoint", "training-checkpoint", 1)
@@ -45,14 +33,14 @@ def test_inspect_training_checkpoint_json(make_run) -> None:
 
 
 def test_inspect_without_log_says_unknown(make_run) -> None:
-    r = _run("inspect", make_run(with_log=False))
+    r = invoke("inspect", make_run(with_log=False))
     assert r.exit_code == 0, r.output
     assert "unknown (no log.txt)" in r.stdout
 
 
 def test_pack_prints_both_ratios(make_run, tmp_path: Path) -> None:
     ckpt = make_run()
-    r = _run("pack", ckpt, "-o", tmp_path / "o.pth.tar")
+    r = invoke("pack", ckpt, "-o", tmp_path / "o.pth.tar")
     assert r.exit_code == 0, r.output
     assert "file to file" in r.stdout and "float32 weights to output" in r.stdout
     assert "optimizer state" in r.stdout
@@ -60,24 +48,24 @@ def test_pack_prints_both_ratios(make_run, tmp_path: Path) -> None:
 
 
 def test_pack_json_and_zero_warning(make_run, tmp_path: Path) -> None:
-    r = _run("pack", make_run(zeros=3), "-o", tmp_path / "o.pth.tar", "--json")
+    r = invoke("pack", make_run(zeros=3), "-o", tmp_path / "o.pth.tar", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["zero_weights"] == 3
-    r = _run("pack", make_run(zeros=3, name="b"), "-o", tmp_path / "p.pth.tar")
+    r = invoke("pack", make_run(zeros=3, name="b"), "-o", tmp_path / "p.pth.tar")
     assert "3 weights were exactly zero" in r.stdout
 
 
 def test_pack_full_precision_message(make_run, tmp_path: Path) -> None:
     ckpt = make_run(binarize=False)
-    err = _one_line_error(_run("pack", ckpt, "-o", tmp_path / "o.pth.tar"), 2)
+    err = assert_refused(invoke("pack", ckpt, "-o", tmp_path / "o.pth.tar"))
     assert "--binarize-anyway" in err
-    r = _run("pack", ckpt, "-o", tmp_path / "o.pth.tar", "--binarize-anyway")
+    r = invoke("pack", ckpt, "-o", tmp_path / "o.pth.tar", "--binarize-anyway")
     assert r.exit_code == 0 and "binarised (--binarize-anyway)" in r.stdout
 
 
 def test_mode_flags_override_log(make_run, tmp_path: Path) -> None:
     ckpt = make_run(binarize=False)
-    r = _run("pack", ckpt, "-o", tmp_path / "o.pth.tar", "--binarized")
+    r = invoke("pack", ckpt, "-o", tmp_path / "o.pth.tar", "--binarized")
     assert r.exit_code == 0, r.output
 
 
@@ -85,38 +73,38 @@ def test_mode_flags_override_log(make_run, tmp_path: Path) -> None:
 def test_bad_inputs_exit_2_with_one_line(tmp_path: Path, content: bytes) -> None:
     bad = tmp_path / "bad.pth"
     bad.write_bytes(content)
-    _one_line_error(_run("pack", bad, "-o", tmp_path / "o.pth.tar"), 2)
-    _one_line_error(_run("inspect", bad), 2)
+    assert_refused(invoke("pack", bad, "-o", tmp_path / "o.pth.tar"))
+    assert_refused(invoke("inspect", bad))
     assert not (tmp_path / "o.pth.tar").exists()
 
 
 def test_directory_and_missing(tmp_path: Path) -> None:
-    assert "is a directory" in _one_line_error(_run("inspect", tmp_path), 2)
-    assert "no such file" in _one_line_error(_run("pack", tmp_path / "missing.pth"), 2)
+    assert "is a directory" in assert_refused(invoke("inspect", tmp_path))
+    assert "no such file" in assert_refused(invoke("pack", tmp_path / "missing.pth"))
 
 
 def test_existing_output_needs_force(make_run, tmp_path: Path) -> None:
     out = tmp_path / "o.pth.tar"
     out.write_bytes(b"x")
-    assert "--force" in _one_line_error(_run("pack", make_run(), "-o", out), 2)
-    assert _run("pack", make_run(name="r2"), "-o", out, "--force").exit_code == 0
+    assert "--force" in assert_refused(invoke("pack", make_run(), "-o", out))
+    assert invoke("pack", make_run(name="r2"), "-o", out, "--force").exit_code == 0
 
 
 def test_unknown_format_lists_valid(make_run, tmp_path: Path) -> None:
-    err = _one_line_error(_run("pack", make_run(), "-o", tmp_path / "x", "--format", "tar"), 2)
+    err = assert_refused(invoke("pack", make_run(), "-o", tmp_path / "x", "--format", "tar"))
     assert "pack writes 'packed' or 'bwn'" in err and "to-onnx" in err
 
 
 def test_not_a_wrn_real(realdata: Path, tmp_path: Path) -> None:
     src = realdata / "not-a-wrn" / "resnet20-12fca82f.th"
-    err = _one_line_error(_run("pack", src, "-o", tmp_path / "o.pth.tar"), 2)
+    err = assert_refused(invoke("pack", src, "-o", tmp_path / "o.pth.tar"))
     assert "not a WRN_McDonnell checkpoint" in err
     assert not (tmp_path / "o.pth.tar").exists()
-    _one_line_error(_run("inspect", src), 2)
+    assert_refused(invoke("inspect", src))
 
 
 def test_inspect_real_published(real_packed: Path) -> None:
-    r = _run("inspect", real_packed)
+    r = invoke("inspect", real_packed)
     assert r.exit_code == 0, r.output
     assert "WRN-20-10, 100 classes, 1-bit" in r.stdout and "packed-checkpoint" in r.stdout
 

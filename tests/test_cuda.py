@@ -9,11 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import tiny_model
+from support.cli import invoke
 
-from binexport import bench, check, formats, verify
-from binexport.cli import main
+from binexport import bench, check, verify
 from binexport.data.synth import write_cifar_testset
 
 
@@ -29,17 +27,12 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(bool(_no_cuda_reason()), reas
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("cuda")
-    model = tiny_model(depth=8, width=1, num_classes=100, seed=11)
-    out = {"packed": d / "m.packed.pth.tar"}
-    out["packed"].write_bytes(formats.get("packed").write(model))
-    for w in ("1-bit", "float32", "float16"):
-        out[w] = d / f"m-{w}.onnx"
-        out[w].write_bytes(formats.get("onnx").write(model, weights=w))
+def files(artifacts, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = dict(artifacts(depth=8, width=1, num_classes=100, seed=11, onnx=("1-bit", "float32", "float16")))
     rng = np.random.default_rng(1)
-    write_cifar_testset(d / "data", rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), rng.integers(0, 100, 64))
-    out["data"] = d / "data"
+    data = tmp_path_factory.mktemp("cuda") / "data"
+    write_cifar_testset(data, rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), rng.integers(0, 100, 64))
+    out["data"] = data
     return out
 
 
@@ -55,21 +48,18 @@ def test_verify_on_the_cuda_provider_is_within_tolerance(files: dict[str, Path])
 
 def test_bench_on_cuda_reports_the_cuda_provider(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "b.json"
-    res = CliRunner().invoke(
-        main,
-        [
-            "bench",
-            str(files["1-bit"]),
-            str(files["packed"]),
-            "--device",
-            "cuda",
-            "--seconds",
-            "0.5",
-            "--batch-size",
-            "8",
-            "--json",
-            str(out),
-        ],
+    res = invoke(
+        "bench",
+        str(files["1-bit"]),
+        str(files["packed"]),
+        "--device",
+        "cuda",
+        "--seconds",
+        "0.5",
+        "--batch-size",
+        "8",
+        "--json",
+        str(out),
     )
     assert res.exit_code == 0, res.output
     rows = json.loads(out.read_text())["rows"]

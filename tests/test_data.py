@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import cifar_pickle, planar
+from support.models import cifar_pickle, planar
 
 from binexport.data import cifar as data
 from binexport.errors import InputError

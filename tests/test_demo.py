@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from support.cli import invoke
+from support.refusals import assert_refused
 
-from binexport.cli import main
 from binexport.runtimes.openvino import available
 
 #: Each ONNX file gets an OpenVINO row after its ONNX Runtime row where the openvino extra is installed.
@@ -24,7 +24,7 @@ def onnx_rows(names: list[str]) -> list[str]:
 def test_demo_on_the_shipped_model_and_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BINEXPORT_DATA", str(tmp_path / "no-data"))  # the shipped training images calibrate int8
     out = tmp_path / "demo"
-    r = CliRunner().invoke(main, ["demo", "--out", str(out), "--json", "--limit", "8", "--bench-seconds", "0.2"])
+    r = invoke("demo", "--out", str(out), "--json", "--limit", "8", "--bench-seconds", "0.2")
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["synthetic_checkpoint"] is False and report["checkpoint"].endswith(".mat")
@@ -60,20 +60,17 @@ def test_demo_shipped_calibration_images_are_real_training_images_not_the_test_i
 
 
 def test_demo_data_root_without_training_batches_leaves_int8_out(tmp_path: Path) -> None:
-    r = CliRunner().invoke(
-        main,
-        [
-            "demo",
-            "--out",
-            str(tmp_path / "demo"),
-            "--json",
-            "--limit",
-            "4",
-            "--bench-seconds",
-            "0",
-            "--data-root",
-            str(tmp_path / "empty"),
-        ],
+    r = invoke(
+        "demo",
+        "--out",
+        str(tmp_path / "demo"),
+        "--json",
+        "--limit",
+        "4",
+        "--bench-seconds",
+        "0",
+        "--data-root",
+        str(tmp_path / "empty"),
     )
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
@@ -83,9 +80,7 @@ def test_demo_data_root_without_training_batches_leaves_int8_out(tmp_path: Path)
 
 def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    r = CliRunner().invoke(
-        main, ["demo", "--synthetic", "--out", str(out), "--width", "0.5", "--json", "--bench-seconds", "0.5"]
-    )
+    r = invoke("demo", "--synthetic", "--out", str(out), "--width", "0.5", "--json", "--bench-seconds", "0.5")
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["synthetic_checkpoint"] is True and report["schema_version"] == 1
@@ -115,20 +110,17 @@ def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path)
 
 
 def test_demo_on_the_real_checkpoint_and_samples(realdata: Path, tmp_path: Path) -> None:
-    r = CliRunner().invoke(
-        main,
-        [
-            "demo",
-            "--out",
-            str(tmp_path / "d"),
-            "--json",
-            "--checkpoint",
-            str(realdata / "seed-checkpoint" / "wrn20-10-1bit-packed.pth.tar"),
-            "--images",
-            str(realdata / "cifar100-samples"),
-            "--bench-seconds",
-            "0",
-        ],
+    r = invoke(
+        "demo",
+        "--out",
+        str(tmp_path / "d"),
+        "--json",
+        "--checkpoint",
+        str(realdata / "seed-checkpoint" / "wrn20-10-1bit-packed.pth.tar"),
+        "--images",
+        str(realdata / "cifar100-samples"),
+        "--bench-seconds",
+        "0",
     )
     assert r.exit_code == 0, r.output
     verify = json.loads(r.stdout)["steps"]["verify"]
@@ -137,5 +129,5 @@ def test_demo_on_the_real_checkpoint_and_samples(realdata: Path, tmp_path: Path)
 
 
 def test_demo_synthetic_and_checkpoint_together_is_refused(tmp_path: Path) -> None:
-    r = CliRunner().invoke(main, ["demo", "--synthetic", "--checkpoint", str(tmp_path), "--out", str(tmp_path)])
-    assert r.exit_code == 2 and "not both" in r.stderr
+    r = invoke("demo", "--synthetic", "--checkpoint", str(tmp_path), "--out", str(tmp_path))
+    assert_refused(r, match="not both")

@@ -17,31 +17,23 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import REAL_PACKED
-from hostile import (
-    assert_refused,
-    legacy_file,
-    patch_central_sizes,
-    run_cli,
-    state_pickle,
-    tensor_entry,
-    torch_zip,
-    write,
-    zip_bomb,
-)
+from support.cli import invoke
+from support.hostile import legacy_file, patch_central_sizes, state_pickle, tensor_entry, torch_zip, write, zip_bomb
+from support.paths import REAL_PACKED
+from support.refusals import assert_refused
 
 
 @pytest.fixture(scope="module")
-def kit(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A tiny training run, its state_dict and packed forms, an empty folder and a FIFO."""
+def kit(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The session's tiny training run, its state_dict and packed forms, an empty folder and a FIFO."""
     import torch
 
     from binexport import pack
-    from binexport.data.synth import make_arch, random_state, write_training_run
+    from binexport.data.synth import make_arch, random_state
 
     root = tmp_path_factory.mktemp("hostile")
     arch = make_arch(8, 1, 10)
-    ckpt = write_training_run(root / "run", arch, binarize=True)
+    ckpt = tiny_run
     state = {"module." + k: torch.from_numpy(np.array(v)) for k, v in random_state(arch).items()}
     packed = root / "tiny.packed.pth.tar"
     pack(ckpt, packed)
@@ -129,7 +121,7 @@ def test_tensor_kind(kit: dict[str, Any], tmp_path: Path, kind: str, key: str, c
         torch.save(state, path, _use_new_zipfile_serialization=container == "zip")
     except (RuntimeError, TypeError, NotImplementedError, AttributeError) as e:
         pytest.skip(f"torch can't save it: {e}")
-    assert_refused(run_cli("inspect", path))
+    assert_refused(invoke("inspect", path))
 
 
 # --- class 2: declared sizes beyond the file ----------------------------------------------------------------------
@@ -187,7 +179,7 @@ DECLARED: dict[str, Callable[[], bytes]] = {
 @pytest.mark.parametrize("case", list(DECLARED))
 def test_declared_size(tmp_path: Path, case: str) -> None:
     path = write(tmp_path / "declared.pth.tar", DECLARED[case]())
-    assert_refused(run_cli("inspect", path))
+    assert_refused(invoke("inspect", path))
 
 
 # --- class 3: exceptions readers don't expect: bit flips, truncations ------------------------------------------------
@@ -240,7 +232,7 @@ def test_bit_flip(kit: dict[str, Any], tmp_path: Path, case: str) -> None:
         pos = rng.randrange(start, end)
         data[pos] ^= 1 << rng.randrange(8)
     path = write(tmp_path / "flipped.pth.tar", bytes(data))
-    assert_refused(run_cli("verify", path, "--images", kit["empty"]))
+    assert_refused(invoke("verify", path, "--images", kit["empty"]))
 
 
 # --- class 4: option values nobody validated --------------------------------------------------------------------
@@ -287,7 +279,7 @@ OPTIONS: dict[str, list[str]] = {
 @pytest.mark.parametrize("case", list(OPTIONS))
 def test_option(kit: dict[str, Any], case: str) -> None:
     args = [a.format(**{k: str(v) for k, v in kit.items() if isinstance(v, Path)}) for a in OPTIONS[case]]
-    assert_refused(run_cli(*args))
+    assert_refused(invoke(*args))
 
 
 def _zero_model(tmp_path: Path, width: int, classes: int) -> Path:
@@ -312,7 +304,7 @@ def _zero_model(tmp_path: Path, width: int, classes: int) -> Path:
 @pytest.mark.parametrize("shape", ["WRN-8-0", "0-classes"])
 def test_empty_model(tmp_path: Path, verb: str, shape: str) -> None:
     path = _zero_model(tmp_path, 0 if shape == "WRN-8-0" else 16, 10 if shape == "WRN-8-0" else 0)
-    assert_refused(run_cli(verb, path, "--binarized"))
+    assert_refused(invoke(verb, path, "--binarized"))
 
 
 # --- class 5: non-regular inputs and outputs ----------------------------------------------------------------------
@@ -352,6 +344,6 @@ def test_special_path(kit: dict[str, Any], case: str) -> None:
             os.symlink(target, root / name)
     (root / "empty.pth").touch()
     args = [a.format(**{k: str(v) for k, v in kit.items() if isinstance(v, Path)}) for a in OUTPUTS[case]]
-    err = assert_refused(run_cli(*args))
+    err = assert_refused(invoke(*args))
     assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
     assert "\r" not in err

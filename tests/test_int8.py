@@ -9,11 +9,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from click.testing import CliRunner
-from helpers import CIFAR100_SAMPLES, tiny_model
+from support.cli import invoke
+from support.models import tiny_model
+from support.paths import CIFAR100_SAMPLES
+from support.refusals import assert_refused
 
 from binexport import check, export_onnx, verify
-from binexport.cli import main
 from binexport.data.synth import write_cifar_testset
 from binexport.errors import InputError
 from binexport.formats.onnx import int8
@@ -172,10 +173,11 @@ def test_calibration_refuses_test_split(root: Path, tmp_path: Path) -> None:
     test_file = root / "cifar-10-batches-py" / "test_batch"
     ckpt = tmp_path / "m.packed.pth.tar"
     ckpt.write_bytes(formats.get("packed").write(tiny_model()))
-    res = CliRunner().invoke(
-        main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "x.onnx"), "--weights", "int8", "--calibrate", str(test_file)]
+    res = invoke(
+        "to-onnx", str(ckpt), "-o", str(tmp_path / "x.onnx"), "--weights", "int8", "--calibrate", str(test_file)
     )
-    assert res.exit_code == 2 and "test split" in res.stderr and not (tmp_path / "x.onnx").exists()
+    assert_refused(res, match="test split")
+    assert not (tmp_path / "x.onnx").exists()
     only_test = tmp_path / "only-test"
     write_cifar_testset(only_test, np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, int), "CIFAR10")
     with pytest.raises(InputError, match="no CIFAR10 training batch"):
@@ -230,10 +232,8 @@ def test_calibration_file_is_read_within_the_cifar_size_bound(tmp_path: Path) ->
     huge = tmp_path / "data_batch_1"
     with open(huge, "wb") as f:
         f.truncate(300 * 2**20)
-    res = CliRunner().invoke(
-        main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "x.onnx"), "--weights", "int8", "--calibrate", str(huge)]
-    )
-    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and "larger than" in res.stderr, res.output
+    res = invoke("to-onnx", str(ckpt), "-o", str(tmp_path / "x.onnx"), "--weights", "int8", "--calibrate", str(huge))
+    assert_refused(res, match="larger than")
     assert not (tmp_path / "x.onnx").exists()
 
 
@@ -316,22 +316,19 @@ def test_bad_weight_zero_point_is_refused(root: Path, tmp_path: Path) -> None:
 
     ckpt = tmp_path / "m.packed.pth.tar"
     ckpt.write_bytes(formats.get("packed").write(tiny_model()))
-    res = CliRunner().invoke(
-        main,
-        [
-            "to-onnx",
-            str(ckpt),
-            "-o",
-            str(tmp_path / "c.onnx"),
-            "--weights",
-            "int8",
-            "--calibrate",
-            "CIFAR10",
-            "--data-root",
-            str(root),
-            "--weight-zero-point",
-            "-1",
-        ],
+    res = invoke(
+        "to-onnx",
+        str(ckpt),
+        "-o",
+        str(tmp_path / "c.onnx"),
+        "--weights",
+        "int8",
+        "--calibrate",
+        "CIFAR10",
+        "--data-root",
+        str(root),
+        "--weight-zero-point",
+        "-1",
     )
-    assert res.exit_code == 2 and "weight-zero-point" in res.output
+    assert_refused(res, match="weight-zero-point")
     assert not any(tmp_path.glob("*.onnx"))

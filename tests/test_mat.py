@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import REALDATA
-from mcdonnell_oracle import forward, tiny_net, write_keras, write_matlab
+from support.cli import invoke
+from support.mcdonnell_oracle import forward, tiny_net, write_keras, write_matlab
+from support.paths import REALDATA
+from support.refusals import assert_refused
 
 import binexport
-from binexport.cli import main
 from binexport.errors import FormatError, InputError
 from binexport.formats import bwn
 from binexport.runtimes import select_input
@@ -140,14 +140,14 @@ def test_bwn_variant_header_is_checked(tmp_path: Path) -> None:
 
 def test_packed_refuses_a_variant_and_points_to_bwn(tmp_path: Path) -> None:
     path = write_matlab(tmp_path / "m.mat", tiny_net(widths=(8, 16, 32)))
-    r = CliRunner().invoke(main, ["pack", str(path), "--format", "packed", "-o", str(tmp_path / "o.pth.tar")])
-    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    r = invoke("pack", str(path), "--format", "packed", "-o", str(tmp_path / "o.pth.tar"))
+    assert_refused(r)
     assert "McDonnell MATLAB variant" in r.stderr and "--format bwn" in r.stderr
 
 
 def test_inspect_names_the_variant(tmp_path: Path) -> None:
     path = write_keras(tmp_path / "k.mat", tiny_net())
-    r = CliRunner().invoke(main, ["inspect", str(path)])
+    r = invoke("inspect", str(path))
     assert r.exit_code == 0, r.output
     assert "WRN-8-0.25, 10 classes, 1-bit, McDonnell Keras variant" in r.stdout.replace("\n", " ")
     info = binexport.inspect(path)
@@ -160,8 +160,7 @@ def test_inspect_names_the_variant(tmp_path: Path) -> None:
 def _refused(path: Path, msg: str) -> None:
     with pytest.raises(InputError, match=msg):
         binexport.load(path)
-    r = CliRunner().invoke(main, ["inspect", str(path)])
-    assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+    assert_refused(invoke("inspect", path), match=msg)
 
 
 def test_neither_layout(tmp_path: Path) -> None:

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import CIFAR100_SAMPLES, normalized_batch
-from spec_reference import spec_forward
+from support.cli import invoke
+from support.models import normalized_batch
+from support.paths import CIFAR100_SAMPLES
+from support.refusals import assert_refused
+from support.spec_reference import spec_forward
 
 from binexport import check
-from binexport.cli import main
 from binexport.data.synth import make_arch, random_state
 from binexport.errors import InputError
 from binexport.formats import onnx as fmt
@@ -129,42 +130,41 @@ def test_real_packed_size(real_packed: Path) -> None:
 
 def test_cli_training_checkpoint_default_output_and_json(make_run) -> None:
     ckpt = make_run(width=0.75)
-    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "--json", "--batch", "4"])
+    res = invoke("to-onnx", str(ckpt), "--json", "--batch", "4")
     assert res.exit_code == 0, res.output
     d = json.loads(res.output)
     assert d["output"] == str(ckpt.with_name("checkpoint.onnx")) and Path(d["output"]).is_file()
     assert (d["weights"], d["batch"], d["opset"], d["input_format"]) == ("1-bit", 4, 18, "checkpoint")
     assert d["validation"]["passed"] and d["validation"]["max_abs_diff"] <= 1e-4
     assert d["output_bytes"] == Path(d["output"]).stat().st_size
-    again = CliRunner().invoke(main, ["to-onnx", str(ckpt)])
-    assert again.exit_code == 2 and "--force" in again.output
-    table = CliRunner().invoke(main, ["to-onnx", str(ckpt), "--force", "--weights", "float16", "--opset", "17"])
+    again = invoke("to-onnx", str(ckpt))
+    assert_refused(again, match="--force")
+    table = invoke("to-onnx", str(ckpt), "--force", "--weights", "float16", "--opset", "17")
     assert table.exit_code == 0 and "float16 / 17 / dynamic" in table.output and "passed" in table.output
 
 
 @pytest.mark.parametrize("bad", ["0", "-3", "1.5", "many"])
 def test_bad_batch_is_one_line_exit_2(make_run, tmp_path: Path, bad: str) -> None:
-    res = CliRunner().invoke(main, ["to-onnx", str(make_run()), "-o", str(tmp_path / "a.onnx"), "--batch", bad])
-    assert res.exit_code == 2 and "expected 'dynamic' or a fixed batch of 1..4096 images" in res.stderr
-    assert res.stderr.count("\n") == 1
+    res = invoke("to-onnx", str(make_run()), "-o", str(tmp_path / "a.onnx"), "--batch", bad)
+    assert_refused(res, match="expected 'dynamic' or a fixed batch of 1..4096 images")
     assert not (tmp_path / "a.onnx").exists()
 
 
 def test_mode_flags_for_a_checkpoint_without_log(make_run, tmp_path: Path) -> None:
     ckpt = make_run(with_log=False)
-    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "a.onnx")])
-    assert res.exit_code == 2 and "--binarized or --full-precision" in res.output
-    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "a.onnx"), "--binarized", "--json"])
+    res = invoke("to-onnx", str(ckpt), "-o", str(tmp_path / "a.onnx"))
+    assert_refused(res, match="--binarized or --full-precision")
+    res = invoke("to-onnx", str(ckpt), "-o", str(tmp_path / "a.onnx"), "--binarized", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["weights"] == "1-bit"
 
 
 def test_full_precision_packed_refused_and_defaults_to_float32(make_run, tmp_path: Path) -> None:
     ckpt = make_run(binarize=False)
-    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "--weights", "packed", "-o", str(tmp_path / "a.onnx")])
-    assert res.exit_code == 2 and "full-precision" in res.output and "float32" in res.output
+    res = invoke("to-onnx", str(ckpt), "--weights", "packed", "-o", str(tmp_path / "a.onnx"))
+    assert_refused(res, match=("full-precision", "float32"))
     assert not (tmp_path / "a.onnx").exists()
-    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), "-o", str(tmp_path / "b.onnx"), "--json"])
+    res = invoke("to-onnx", str(ckpt), "-o", str(tmp_path / "b.onnx"), "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["weights"] == "float32" and not json.loads(res.output)["binarized"]
 
@@ -172,8 +172,8 @@ def test_full_precision_packed_refused_and_defaults_to_float32(make_run, tmp_pat
 @pytest.mark.parametrize("option", [["--batch", "0"], ["--opset", "9"], ["--weights", "int4"]])
 def test_bad_options_exit_2(make_run, option: list[str]) -> None:
     ckpt = make_run()
-    res = CliRunner().invoke(main, ["to-onnx", str(ckpt), *option])
-    assert res.exit_code == 2
+    res = invoke("to-onnx", str(ckpt), *option)
+    assert_refused(res)
     assert not list(ckpt.parent.glob("*.onnx"))
 
 
@@ -189,8 +189,8 @@ def test_failure_path_exits_1_names_worst_output_and_leaves_no_file(make_run, mo
         return t
 
     monkeypatch.setattr(graph, "scale_table", broken)
-    res = CliRunner().invoke(main, ["to-onnx", str(ckpt)])
-    assert res.exit_code == 1, res.output
+    res = invoke("to-onnx", str(ckpt))
+    assert_refused(res, code=1)
     assert "worst output" in res.output and "no file written" in res.output
     assert sorted(p.name for p in ckpt.parent.iterdir()) == ["checkpoint.pth.tar", "log.txt"]
 
@@ -208,8 +208,8 @@ def test_checker_failure_is_a_check_error(make_run, monkeypatch) -> None:
 
     monkeypatch.setattr(fmt, "write", broken)
     ckpt = make_run()
-    res = CliRunner().invoke(main, ["to-onnx", str(ckpt)])
-    assert res.exit_code == 1 and "onnx.checker" in res.output
+    res = invoke("to-onnx", str(ckpt))
+    assert_refused(res, code=1, match="onnx.checker")
     assert not ckpt.with_name("checkpoint.onnx").exists()
 
 

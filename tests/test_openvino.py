@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import CIFAR100_SAMPLES, REAL_PACKED, normalized_batch, tiny_model
+from support.cli import invoke
+from support.models import normalized_batch, tiny_model
+from support.paths import CIFAR100_SAMPLES, REAL_PACKED
+from support.refusals import assert_refused
 
 from binexport import check, formats, verify
-from binexport.cli import main
 from binexport.data.synth import write_cifar_testset
 from binexport.errors import InputError
 from binexport.runtimes import RUNTIMES, open_artifact, resolve_runtimes
@@ -27,16 +28,13 @@ ov = pytest.importorskip("openvino", reason='OpenVINO is not installed (pip inst
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("ov")
-    model = tiny_model(depth=8, width=0.5, num_classes=100, seed=3)
-    out = {"packed": d / "m.packed.pth.tar", "onnx": d / "m.onnx", "float32": d / "m32.onnx"}
-    out["packed"].write_bytes(formats.get("packed").write(model))
-    out["onnx"].write_bytes(formats.get("onnx").write(model))
-    out["float32"].write_bytes(formats.get("onnx").write(model, weights="float32"))
+def files(artifacts, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    made = artifacts(depth=8, width=0.5, num_classes=100, seed=3, onnx=("1-bit", "float32"))
+    out = {"packed": made["packed"], "onnx": made["1-bit"], "float32": made["float32"]}
     rng = np.random.default_rng(0)
-    write_cifar_testset(d / "data", rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), rng.integers(0, 100, 40))
-    out["data"] = d / "data"
+    data = tmp_path_factory.mktemp("ov") / "data"
+    write_cifar_testset(data, rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), rng.integers(0, 100, 40))
+    out["data"] = data
     return out
 
 
@@ -94,30 +92,27 @@ def test_bf16_is_a_lossy_mode_with_its_own_tolerance(files: dict[str, Path]) -> 
     assert (row.runtime, row.precision) == ("openvino", "bf16") and r.precision == "bf16"
     assert row.tolerance == tol.to_dict() and any("lossy" in n for n in row.notes)
     assert row.max_abs_logit_diff is not None and row.max_abs_logit_diff > 1e-4  # it really ran bf16
-    res = CliRunner().invoke(
-        main,
-        [
-            "verify",
-            str(files["packed"]),
-            str(files["onnx"]),
-            "--runtime",
-            "openvino",
-            "--precision",
-            "bf16",
-            "--dataset",
-            "CIFAR100",
-            "--data-root",
-            str(files["data"]),
-            "--device",
-            "cpu",
-        ],
+    res = invoke(
+        "verify",
+        str(files["packed"]),
+        str(files["onnx"]),
+        "--runtime",
+        "openvino",
+        "--precision",
+        "bf16",
+        "--dataset",
+        "CIFAR100",
+        "--data-root",
+        str(files["data"]),
+        "--device",
+        "cpu",
     )
     assert "OpenVINO:CPU bf16" in res.stdout, res.output
 
 
 def test_bf16_without_openvino_is_refused(files: dict[str, Path]) -> None:
-    res = CliRunner().invoke(main, ["bench", str(files["onnx"]), "--precision", "bf16", "--seconds", "0.1"])
-    assert res.exit_code == 2 and "add --runtime openvino" in res.stderr
+    res = invoke("bench", str(files["onnx"]), "--precision", "bf16", "--seconds", "0.1")
+    assert_refused(res, match="add --runtime openvino")
 
 
 def test_kernel_summary_parsing() -> None:
@@ -146,24 +141,21 @@ def test_openvino_reports_the_kernels_of_its_runtime_model(files: dict[str, Path
 
 def test_verify_runtime_all_gives_one_row_per_runtime_in_json(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "v.json"
-    res = CliRunner().invoke(
-        main,
-        [
-            "verify",
-            str(files["packed"]),
-            str(files["onnx"]),
-            str(files["float32"]),
-            "--runtime",
-            "all",
-            "--dataset",
-            "CIFAR100",
-            "--data-root",
-            str(files["data"]),
-            "--device",
-            "cpu",
-            "--json",
-            str(out),
-        ],
+    res = invoke(
+        "verify",
+        str(files["packed"]),
+        str(files["onnx"]),
+        str(files["float32"]),
+        "--runtime",
+        "all",
+        "--dataset",
+        "CIFAR100",
+        "--data-root",
+        str(files["data"]),
+        "--device",
+        "cpu",
+        "--json",
+        str(out),
     )
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
@@ -194,25 +186,22 @@ def test_runtime_is_repeatable_and_default_is_ort(files: dict[str, Path]) -> Non
 
 def test_bench_runtime_all_rows_in_json(files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "b.json"
-    res = CliRunner().invoke(
-        main,
-        [
-            "bench",
-            str(files["onnx"]),
-            str(files["packed"]),
-            "--runtime",
-            "all",
-            "--seconds",
-            "0.3",
-            "--batch-size",
-            "4",
-            "--threads",
-            "1",
-            "--device",
-            "cpu",
-            "--json",
-            str(out),
-        ],
+    res = invoke(
+        "bench",
+        str(files["onnx"]),
+        str(files["packed"]),
+        "--runtime",
+        "all",
+        "--seconds",
+        "0.3",
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+        str(out),
     )
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
@@ -243,10 +232,8 @@ def test_device_cuda_with_openvino_is_one_line_exit_2(files: dict[str, Path], co
     extra = (
         ["--dataset", "CIFAR100", "--data-root", str(files["data"])] if command == "verify" else ["--seconds", "0.1"]
     )
-    res = CliRunner().invoke(
-        main, [command, str(files["packed"]), str(files["onnx"]), "--runtime", "openvino", "--device", "cuda", *extra]
-    )
-    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    res = invoke(command, str(files["packed"]), str(files["onnx"]), "--runtime", "openvino", "--device", "cuda", *extra)
+    assert_refused(res)
     assert "--device cuda: binexport runs OpenVINO on the CPU only" in res.stderr
 
 
@@ -270,8 +257,8 @@ def test_missing_extra_is_one_line_naming_the_install_command(
     extra = (
         ["--dataset", "CIFAR100", "--data-root", str(files["data"])] if command == "verify" else ["--seconds", "0.1"]
     )
-    res = CliRunner().invoke(main, [command, str(files["packed"]), str(files["onnx"]), "--runtime", "openvino", *extra])
-    assert res.exit_code == 2, res.output
+    res = invoke(command, str(files["packed"]), str(files["onnx"]), "--runtime", "openvino", *extra)
+    assert_refused(res)
     assert res.stderr == f"binexport: error: {INSTALL_HINT}\n"
     assert 'pip install "binexport[openvino]"' in res.stderr
     with pytest.raises(InputError, match=r"binexport\[openvino\]"):

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import tiny_model
+from support.models import tiny_model
 
 from binexport.formats.onnx import build_model, int8
 from binexport.runtimes import ort as ort_rt

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import normalized_batch, tiny_model
-from spec_reference import spec_forward
+from support.models import normalized_batch, tiny_model
+from support.spec_reference import spec_forward
 
 import binexport
 from binexport import formats

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from support.cli import invoke
+from support.refusals import assert_refused
 
 import binexport
 from binexport.check import TOLERANCES, compare
-from binexport.cli import main
 from binexport.data import normalize
 from binexport.data.synth import write_cifar_testset
 from binexport.errors import InputError
@@ -159,7 +159,7 @@ def test_bwn_round_trips_bit_for_bit_and_flags_the_variant(
     rt = TorchRuntime(back)
     got = rt.logits(select_input(rt.input_kind, PIXELS, np.empty(0)))
     assert np.abs(got - _oracle(net)).max() <= TOLERANCES["1-bit" if MODES[mode] else "float32"].max_abs_logit_diff
-    import bwn_spec_reader  # the independent reader of docs/FORMAT.md
+    import support.bwn_spec_reader as bwn_spec_reader  # the independent reader of docs/FORMAT.md
 
     assert bwn_spec_reader.model(raw) == {
         "family": "pytorchcv",
@@ -202,10 +202,9 @@ def test_onnx_matches_pytorchcv(
 def test_full_precision_refuses_1bit_onnx(tmp_path: Path) -> None:
     path = tmp_path / "m.pth"
     torch.save(_net(False).state_dict(), path)
-    r = CliRunner().invoke(
-        main, ["to-onnx", str(path), "--full-precision", "--weights", "1-bit", "-o", str(tmp_path / "m.onnx")]
-    )
-    assert r.exit_code == 2 and "full-precision model" in r.stderr and not (tmp_path / "m.onnx").exists()
+    r = invoke("to-onnx", str(path), "--full-precision", "--weights", "1-bit", "-o", str(tmp_path / "m.onnx"))
+    assert_refused(r, match="full-precision model")
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_onnx_1bit_keeps_stem_and_head_at_one_bit(tmp_path: Path) -> None:
@@ -269,7 +268,7 @@ def test_inspect_names_the_family_and_sizes(saved: tuple[str, torch.nn.Module, P
     assert rep.architecture["variant"] == "pytorchcv WRN-1bit variant"
     assert isinstance(rep.output_sizes["bwn"], int) and rep.output_sizes["bwn"] < rep.file_bytes
     assert str(rep.output_sizes["packed"]).startswith("n/a")
-    r = CliRunner().invoke(main, ["inspect", str(path), _flag(mode)])
+    r = invoke("inspect", str(path), _flag(mode))
     assert r.exit_code == 0 and "pytorchcv" in r.stdout, r.output
 
 
@@ -283,10 +282,8 @@ def test_inspect_without_the_flag_shows_the_mode_as_unknown(saved: tuple[str, to
 def test_pack_packed_refuses_in_one_line(tmp_path: Path) -> None:
     path = tmp_path / "m.pth"
     torch.save(_net(True).state_dict(), path)
-    r = CliRunner().invoke(
-        main, ["pack", str(path), "--binarized", "--format", "packed", "-o", str(tmp_path / "o.packed.pth.tar")]
-    )
-    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.output
+    r = invoke("pack", str(path), "--binarized", "--format", "packed", "-o", str(tmp_path / "o.packed.pth.tar"))
+    assert_refused(r)
     assert "pytorchcv WRN-1bit variant" in r.stderr and "--format bwn" in r.stderr
     assert "input BN" not in r.stderr and not (tmp_path / "o.packed.pth.tar").exists()
 
@@ -302,11 +299,11 @@ def test_missing_mode_flag_is_refused_with_how_to_tell(tmp_path: Path, cifar: Pa
         "to-onnx": ["to-onnx", str(path)],
         "verify": ["verify", str(path), "--dataset", "CIFAR10", "--data-root", str(cifar)],
     }[verb]
-    r = CliRunner().invoke(main, args)
+    r = invoke(*args)
     if verb == "inspect":  # inspect shows what it can, with the mode unknown
         assert r.exit_code == 0 and json.loads(r.stdout)["binarized"] is None, r.output
         return
-    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1, r.output
+    assert_refused(r)
     assert "--binarized" in r.stderr and "wrn20_10_32bit_" in r.stderr and "--full-precision" in r.stderr
 
 
@@ -349,8 +346,8 @@ def test_hostile_state_dicts_are_refused_in_one_line(tmp_path: Path, edit, msg: 
     with pytest.raises(InputError, match="pytorchcv") as e:
         binexport.load(path, binarized=True)
     assert msg in str(e.value)
-    r = CliRunner().invoke(main, ["inspect", str(path), "--binarized"])
-    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.output
+    r = invoke("inspect", str(path), "--binarized")
+    assert_refused(r, match=msg)
 
 
 def test_key_names_map_both_ways() -> None:
@@ -388,7 +385,7 @@ def test_the_zip_pytorchcv_publishes_reads_as_the_pth_inside(tmp_path: Path, met
     m = binexport.load(z, binarized=True)
     binexport.load(pth, binarized=True).check_equal(m, "the zipped state_dict")
     assert m.source.format == "pytorchcv" and m.source.size == z.stat().st_size
-    r = CliRunner().invoke(main, ["to-onnx", str(z), "--binarized", "-o", str(tmp_path / "m.onnx")])
+    r = invoke("to-onnx", str(z), "--binarized", "-o", str(tmp_path / "m.onnx"))
     assert r.exit_code == 0, r.output
 
 
@@ -406,8 +403,8 @@ def test_hostile_zips_are_refused_in_one_line(tmp_path: Path, members: dict[str,
         z = _zip(tmp_path / "w.pth.zip", members, method)
     except RuntimeError:
         pytest.skip("this Python's zipfile can't write that compression method")
-    r = CliRunner().invoke(main, ["inspect", str(z), "--binarized"])
-    assert r.exit_code == 2 and len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.output
+    r = invoke("inspect", str(z), "--binarized")
+    assert_refused(r, match=msg)
 
 
 def test_a_zip_whose_member_lies_about_its_crc_is_refused(tmp_path: Path) -> None:
@@ -422,7 +419,7 @@ def test_a_zip_whose_member_lies_about_its_crc_is_refused(tmp_path: Path) -> Non
 
 def test_real_cifar10_images_run_through_every_artifact(tmp_path: Path) -> None:
     """Real CIFAR-10 PNGs (../shared/realdata) through .pth, .bwn and ONNX, against pytorchcv's module on them."""
-    from helpers import CIFAR10_SAMPLES
+    from support.paths import CIFAR10_SAMPLES
 
     if not CIFAR10_SAMPLES.is_dir():
         pytest.skip(f"real material absent: {CIFAR10_SAMPLES} (it lives in ../shared/realdata beside the checkout)")
@@ -442,7 +439,7 @@ def test_real_cifar10_images_run_through_every_artifact(tmp_path: Path) -> None:
 
 
 def test_the_registry_reader_reads_pytorchcv_only(tmp_path: Path) -> None:
-    from helpers import tiny_model
+    from support.models import tiny_model
 
     from binexport import formats
 

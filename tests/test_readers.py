@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import normalized_batch
-from spec_reference import spec_forward
+from support.models import normalized_batch
+from support.spec_reference import spec_forward
 
 import binexport
 from binexport.data.synth import make_arch, random_state, training_checkpoint

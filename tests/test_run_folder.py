@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile import assert_refused, run_cli
+from support.cli import invoke
+from support.refusals import assert_refused
 
 from binexport import formats
 from binexport.data.synth import write_cifar_testset
@@ -54,13 +55,13 @@ def test_every_verb_refuses_an_ambiguous_folder_with_exit_2(make_run, verb: str)
     shutil.copy(ckpt, ckpt.with_name("a.pth"))
     ckpt.rename(ckpt.with_name("b.pth"))
     extra = ["--images", str(ckpt.parent)] if verb == "verify" else []
-    err = assert_refused(run_cli(verb, ckpt.parent, *extra))
+    err = assert_refused(invoke(verb, ckpt.parent, *extra))
     assert "a.pth, b.pth" in err
 
 
 def test_pack_a_run_folder_uses_its_checkpoint_and_log(make_run) -> None:
     ckpt = make_run(binarize=True)
-    r = run_cli("pack", ckpt.parent, "--json")
+    r = invoke("pack", ckpt.parent, "--json")
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["input"] == str(ckpt) and report["input_layout"] == "training-checkpoint"
@@ -70,7 +71,7 @@ def test_pack_a_run_folder_uses_its_checkpoint_and_log(make_run) -> None:
 
 def test_inspect_a_run_folder_reads_binarised_from_its_log(make_run) -> None:
     ckpt = make_run(binarize=False)
-    r = run_cli("inspect", ckpt.parent, "--json")
+    r = invoke("inspect", ckpt.parent, "--json")
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["path"] == str(ckpt)
@@ -80,7 +81,7 @@ def test_inspect_a_run_folder_reads_binarised_from_its_log(make_run) -> None:
 def test_to_onnx_and_verify_take_a_run_folder(make_run, tmp_path: Path) -> None:
     ckpt = make_run()
     out = tmp_path / "m.onnx"
-    r = run_cli("to-onnx", ckpt.parent, "-o", out, "--json")
+    r = invoke("to-onnx", ckpt.parent, "-o", out, "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["input"] == str(ckpt)
     rng = np.random.default_rng(0)
@@ -90,7 +91,7 @@ def test_to_onnx_and_verify_take_a_run_folder(make_run, tmp_path: Path) -> None:
         rng.integers(0, 10, 4),
         dataset="CIFAR10",
     )
-    r = run_cli(
+    r = invoke(
         "verify",
         ckpt.parent,
         out,
@@ -110,7 +111,7 @@ def test_a_real_packed_checkpoint_in_a_folder_is_taken(real_packed: Path, tmp_pa
     run = tmp_path / "published"
     run.mkdir()
     shutil.copy(real_packed, run / real_packed.name)
-    r = run_cli("inspect", run, "--json")
+    r = invoke("inspect", run, "--json")
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["path"] == str(run / real_packed.name) and report["architecture"]["name"] == "WRN-20-10"

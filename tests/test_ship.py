@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import CIFAR10_SAMPLES, REALDATA, tiny_model
+from support.cli import invoke
+from support.models import tiny_model
+from support.paths import CIFAR10_SAMPLES, REALDATA
+from support.refusals import assert_refused
 
-from binexport.cli import main
 from binexport.errors import InputError
 
 DEMO_MAT = (
@@ -110,7 +111,7 @@ def test_predict_any_size_json(tmp_path: Path, tiny_bwn: Path) -> None:
     a, b = tmp_path / "wide.png", tmp_path / "small.png"
     a.write_bytes(png(rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)))
     b.write_bytes(png(rng.integers(0, 256, (20, 12, 3), dtype=np.uint8)))
-    r = CliRunner().invoke(main, ["predict", str(tiny_bwn), str(a), str(b), "--top-k", "3", "--json"])
+    r = invoke("predict", str(tiny_bwn), str(a), str(b), "--top-k", "3", "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["schema_version"] == 1 and d["num_classes"] == 10 and len(d["images"]) == 2
@@ -125,13 +126,13 @@ def test_predict_any_size_json(tmp_path: Path, tiny_bwn: Path) -> None:
 def test_predict_refuses_non_png_and_huge_images(tmp_path: Path, tiny_bwn: Path) -> None:
     jpg = tmp_path / "x.jpg"
     jpg.write_bytes(b"\xff\xd8\xff\xe0" + bytes(100))
-    r = CliRunner().invoke(main, ["predict", str(tiny_bwn), str(jpg)])
-    assert r.exit_code == 2 and "not a PNG" in r.output
+    r = invoke("predict", str(tiny_bwn), str(jpg))
+    assert_refused(r, match="not a PNG")
     huge = tmp_path / "huge.png"
     ihdr = chunk(b"IHDR", struct.pack(">IIBBBBB", 4000, 4000, 8, 2, 0, 0, 0))  # a 60-byte file declaring 16 Mpx
     huge.write_bytes(b"\x89PNG\r\n\x1a\n" + ihdr + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
-    r = CliRunner().invoke(main, ["predict", str(tiny_bwn), str(huge)])
-    assert r.exit_code == 2 and "4000x4000" in r.output
+    r = invoke("predict", str(tiny_bwn), str(huge))
+    assert_refused(r, match="4000x4000")
 
 
 def test_4000x4000_png_is_refused_within_a_memory_bound(tmp_path: Path) -> None:
@@ -186,7 +187,7 @@ def tiny_images(tmp_path: Path) -> Path:
 
 def test_bundle_tiny_model(tmp_path: Path, tiny_bwn: Path, tiny_images: Path) -> None:
     out = tmp_path / "hub"
-    r = CliRunner().invoke(main, ["bundle", str(tiny_bwn), "-o", str(out), "--images", str(tiny_images), "--json"])
+    r = invoke("bundle", str(tiny_bwn), "-o", str(out), "--images", str(tiny_images), "--json")
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["license"] == "unknown" and any("license" in w for w in rep["warnings"])
@@ -198,8 +199,8 @@ def test_bundle_tiny_model(tmp_path: Path, tiny_bwn: Path, tiny_images: Path) ->
     assert cfg["num_classes"] == 10 and cfg["labels"][3] == "cat" and cfg["files"]["onnx/model.ort"]
     _check_card(out / "README.md", n_rows=4)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".hub")]
-    r = CliRunner().invoke(main, ["bundle", str(tiny_bwn), "-o", str(out), "--images", str(tiny_images)])
-    assert r.exit_code == 2 and "already exists" in r.output
+    r = invoke("bundle", str(tiny_bwn), "-o", str(out), "--images", str(tiny_images))
+    assert_refused(r, match="already exists")
 
 
 def test_interrupted_bundle_leaves_nothing(tmp_path: Path, tiny_bwn: Path, tiny_images: Path, monkeypatch) -> None:
@@ -362,8 +363,8 @@ def test_ort_runs_in_verify_and_bench(tmp_path: Path, tiny_bwn: Path, tiny_image
     assert v.passed and v.artifacts[1].format == "ort" and v.artifacts[1].runtime == "onnxruntime"
     b = binexport.bench([ort_file], seconds=0.2, device="cpu")
     assert b.to_dict()["schema_version"] >= 1
-    r2 = CliRunner().invoke(main, ["to-onnx", str(tiny_bwn), "-o", str(tmp_path / "t.onnx"), "--ort-format"])
-    assert r2.exit_code == 2 and "exists" in r2.output  # no silent replacement of the .onnx or the .ort
+    r2 = invoke("to-onnx", str(tiny_bwn), "-o", str(tmp_path / "t.onnx"), "--ort-format")
+    assert_refused(r2, match="exists")  # no silent replacement of the .onnx or the .ort
 
 
 def test_bundle_full_precision_model_gets_float32_and_fp16(tmp_path: Path, tiny_images: Path) -> None:

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import CIFAR100_SAMPLES, REAL_PACKED, cifar_pickle, tiny_model
+from support.cli import invoke
+from support.models import cifar_pickle, tiny_model
+from support.paths import CIFAR100_SAMPLES, REAL_PACKED
+from support.refusals import assert_refused
 
 from binexport import formats, verify
-from binexport.cli import main
 from binexport.data import cifar as data
 from binexport.data import normalize
 from binexport.data.synth import write_cifar_testset
@@ -59,10 +60,6 @@ def setup(tmp_path: Path, model100: Model, known: tuple[np.ndarray, np.ndarray])
     return {"root": tmp_path / "data", "ref": ref, "bad": bad, "tmp": tmp_path}
 
 
-def run_cli(*args: object) -> object:
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-
 def onnx_bytes(model: Model, **options: object) -> bytes:
     return formats.get("onnx").write(model, **options)
 
@@ -98,7 +95,7 @@ def test_limit_batches_and_progress(setup: dict[str, Path]) -> None:
 
 def test_flipped_sign_bits_fail_with_exit_1_and_are_marked(setup: dict[str, Path]) -> None:
     out = setup["tmp"] / "report.json"
-    res = run_cli(
+    res = invoke(
         "verify",
         setup["bad"],
         setup["ref"],
@@ -111,7 +108,7 @@ def test_flipped_sign_bits_fail_with_exit_1_and_are_marked(setup: dict[str, Path
         "--json",
         out,
     )
-    assert res.exit_code == 1, res.output
+    assert_refused(res, code=1)
     assert "FAIL" in res.stdout and "PASS" in res.stdout
     assert "1 of 2 artifacts do not classify like the reference" in res.stderr
     assert "flipped.packed.pth.tar: top-1 agreement" in res.stderr and "max |logit diff|" in res.stderr
@@ -136,7 +133,7 @@ def test_training_checkpoint_and_each_export_pass(make_run, tmp_path: Path) -> N
         (tmp_path / name).write_bytes(onnx_bytes(model, **opts))
         arts.append(tmp_path / name)
     out = tmp_path / "r.json"
-    res = run_cli(
+    res = invoke(
         "verify",
         *arts,
         "--reference",
@@ -173,7 +170,7 @@ def test_training_checkpoint_and_each_export_pass(make_run, tmp_path: Path) -> N
 
 def test_json_report_schema(setup: dict[str, Path]) -> None:
     out = setup["tmp"] / "r.json"
-    res = run_cli(
+    res = invoke(
         "verify", setup["ref"], "--dataset", "CIFAR100", "--data-root", setup["root"], "--limit", 20, "--json", out
     )
     assert res.exit_code == 0, res.output
@@ -232,8 +229,8 @@ def test_device_without_cuda(setup: dict[str, Path], monkeypatch: pytest.MonkeyP
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    res = run_cli("verify", setup["ref"], "--dataset", "CIFAR100", "--data-root", setup["root"], "--device", "cuda")
-    assert res.exit_code == 2 and "no CUDA device" in res.stderr and "--device cpu" in res.stderr
+    res = invoke("verify", setup["ref"], "--dataset", "CIFAR100", "--data-root", setup["root"], "--device", "cuda")
+    assert_refused(res, match=("no CUDA device", "--device cpu"))
     r = verify([setup["ref"]], dataset="CIFAR100", data_root=setup["root"], device="auto", limit=8)
     assert r.device == "cpu" and r.artifacts[0].provider == "torch:cpu"
 
@@ -269,19 +266,19 @@ def test_bad_input_exits_2(setup: dict[str, Path], model100: Model, args: list[s
         onnx_path.write_bytes(onnx_bytes(model100))
     write_cifar_testset(setup["root"], np.zeros((4, 32, 32, 3), np.uint8), np.arange(4), dataset="CIFAR10")
     args = [str(onnx_path) if a == "{onnx}" else a for a in args]
-    res = run_cli("verify", setup["ref"], "--data-root", setup["root"], *args)
-    assert res.exit_code == 2 and message in res.stderr, res.output
+    res = invoke("verify", setup["ref"], "--data-root", setup["root"], *args)
+    assert_refused(res, match=message)
 
 
 def test_onnx_only_needs_a_reference(setup: dict[str, Path], model100: Model) -> None:
     onnx_path = setup["tmp"] / "m.onnx"
     onnx_path.write_bytes(onnx_bytes(model100))
-    res = run_cli("verify", onnx_path, "--dataset", "CIFAR100", "--data-root", setup["root"])
-    assert res.exit_code == 2 and "pass --reference CKPT" in res.stderr
+    res = invoke("verify", onnx_path, "--dataset", "CIFAR100", "--data-root", setup["root"])
+    assert_refused(res, match="pass --reference CKPT")
     other = setup["tmp"] / "other.packed.pth.tar"
     other.write_bytes(formats.get("packed").write(tiny_model(depth=14, width=1, num_classes=100)))
-    res = run_cli("verify", onnx_path, other, "--dataset", "CIFAR100", "--data-root", setup["root"])
-    assert res.exit_code == 2 and "export of WRN-8-1 with 100 classes" in res.stderr and "WRN-14-1" in res.stderr
+    res = invoke("verify", onnx_path, other, "--dataset", "CIFAR100", "--data-root", setup["root"])
+    assert_refused(res, match=("export of WRN-8-1 with 100 classes", "WRN-14-1"))
 
 
 def test_refuses_images_that_are_not_32x32(setup: dict[str, Path]) -> None:
@@ -299,8 +296,8 @@ def test_refuses_images_that_are_not_32x32(setup: dict[str, Path]) -> None:
         + chunk(b"IEND", b"")
     )
     (folder / "small_3.png").write_bytes(png)
-    res = run_cli("verify", setup["ref"], "--images", folder)
-    assert res.exit_code == 2 and "expected 32x32" in res.stderr
+    res = invoke("verify", setup["ref"], "--images", folder)
+    assert_refused(res, match="expected 32x32")
 
 
 def test_download_through_the_cli(
@@ -320,13 +317,13 @@ def test_download_through_the_cli(
         tar.addfile(info, io.BytesIO(payload))
     monkeypatch.setenv("BINEXPORT_DATA_URL", url)
     monkeypatch.setenv("BINEXPORT_DATA", str(setup["tmp"] / "cache"))
-    res = run_cli("verify", setup["ref"], "--dataset", "CIFAR100", "--download")  # official md5: refused
-    assert res.exit_code == 2 and "does not match the published" in res.stderr
+    res = invoke("verify", setup["ref"], "--dataset", "CIFAR100", "--download")  # official md5: refused
+    assert_refused(res, match="does not match the published")
     assert list((setup["tmp"] / "cache").rglob("*")) == []
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     monkeypatch.setitem(data.DATASETS, "CIFAR100", dataclasses.replace(data.DATASETS["CIFAR100"], md5=md5))
     out = setup["tmp"] / "r.json"
-    res = run_cli("verify", setup["ref"], "--dataset", "CIFAR100", "--download", "--json", out)
+    res = invoke("verify", setup["ref"], "--dataset", "CIFAR100", "--download", "--json", out)
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["artifacts"][0]["top1_correct"] == N // 3
     assert (setup["tmp"] / "cache" / "cifar-100-python" / "test").is_file()

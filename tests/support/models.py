@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules (fixtures live in conftest.py): real-data paths, tiny models, CIFAR pickles."""
+"""Tiny models and data for tests: random WRNs, normalized batches, CIFAR pickles, the golden-bytes check."""
 
 from __future__ import annotations
 
@@ -8,12 +8,6 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
-REAL_PACKED = REALDATA / "seed-checkpoint" / "wrn20-10-1bit-packed.pth.tar"
-NOT_A_WRN = REALDATA / "not-a-wrn" / "resnet20-12fca82f.th"
-CIFAR100_SAMPLES = REALDATA / "cifar100-samples"
-CIFAR10_SAMPLES = REALDATA / "cifar10-samples"
 
 
 def tiny_model(depth: int = 8, width: float = 1, num_classes: int = 10, seed: int = 0, binarized: bool = True):

@@ -218,26 +218,3 @@ def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
-
-
-# --- running the CLI ------------------------------------------------------------------------------------------
-
-
-def run_cli(*args: object):
-    """The CLI in-process, as a user would run it (standalone mode: exits and stderr as on a terminal)."""
-    import os
-
-    from click.testing import CliRunner
-
-    from binexport.cli import main
-
-    return CliRunner().invoke(main, [a if isinstance(a, str) else os.fspath(a) for a in args])  # type: ignore
-
-
-def assert_refused(result, code: int = 2) -> str:
-    """Exit ``code``, exactly one stderr line starting 'binexport: error: ', and no traceback anywhere."""
-    err = result.stderr
-    assert result.exit_code == code, (result.exit_code, result.output, repr(result.exception))
-    assert len(err.splitlines()) == 1 and err.endswith("\n") and err.startswith("binexport: error: "), repr(err)
-    assert "Traceback" not in result.output
-    return err
