@@ -120,9 +120,14 @@ def test_cifar(kit: dict[str, Any], tmp_path: Path, case: str) -> None:
 @pytest.mark.parametrize("proto", [0, 1, 2])
 def test_cifar_repickled_by_python3_loads(kit: dict[str, Any], tmp_path: Path, proto: int) -> None:
     """Protocols 0-2 hold bytes as _codecs.encode(str, 'latin1'): allowed in exactly that form."""
+    from binexport.data.cifar import load_cifar
+
     write(tmp_path / "cifar-10-batches-py" / "test_batch", _batch(proto=proto))
+    data = load_cifar("CIFAR10", tmp_path)
+    assert np.array_equal(data.images, IMAGES) and data.labels.tolist() == [1, 2]  # the pickled batch, intact
     result = invoke("verify", kit["ckpt"], "--dataset", "CIFAR10", "--data-root", tmp_path)
     assert result.exit_code == 0, result.output
+    assert "2 images" in result.stdout or "2 test images" in result.stdout, result.stdout
 
 
 # --- PNG folders (verify --images) -------------------------------------------------------------------------------
