@@ -1,7 +1,8 @@
-# The two set-up commands of the README: `make demo` and `make test` each install what they need first.
+# The two set-up commands of the README: `make demo` and `make test` each install what they need first
+# (`make test-all` also runs the tests marked slow).
 PYTHON ?= python3
 
-.PHONY: install demo test lint bench wheel-check
+.PHONY: install demo test test-all lint bench wheel-check
 
 install:
 	PYTHON=$(PYTHON) bash scripts/install.sh
@@ -19,7 +20,11 @@ lint: install
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
 
+# the fast tests (under 5 minutes with lint on 2 cores); `make test-all` adds the ones marked slow (> ~5 s each)
 test: lint
+	$(PYTHON) -m pytest -q -m "not slow"
+
+test-all: lint
 	$(PYTHON) -m pytest -q
 
 bench: install

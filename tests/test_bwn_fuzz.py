@@ -6,6 +6,9 @@ plus a margin, so a reader that believed a lying size would die of MemoryError
 random bytes, and targeted edits of the preamble, the JSON tensor table and the
 coded payloads with every checksum recomputed, so the edits get past the CRCs
 to the checks behind them. Longer runs: ``python tests/test_bwn_fuzz.py 1000000``.
+
+The 10,000-case run is marked slow (CI runs it, ``make test`` does not); a few hundred cases of the same loop
+run by default.
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+# tests/ (which holds support/) on the path, wherever this file sits below it, also when run as a script
+sys.path.insert(0, str(next(p for p in Path(__file__).resolve().parents if (p / "support" / "paths.py").is_file())))
+from support.paths import ROOT  # noqa: E402
+
 CASES = 10_000
+FAST_CASES = 400
 MEMORY_MARGIN = 384 << 20  # bytes of address space a small file may cost beyond the interpreter's own
 
 ODD_VALUES = [
@@ -208,28 +216,42 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (vm + MEMORY_MARGIN, vm + MEMORY_MARGIN))
 
 
-def test_reader_fuzz_every_case_ends_in_format_error_or_success() -> None:
+def _fuzz(cases_per_seed: int, seeds: tuple[int, ...]) -> dict[str, int]:
+    """Run the loop in one capped child per seed (one per core) and add up their outcome counts."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    half = CASES // 2
     procs = [
         subprocess.Popen(
-            [sys.executable, __file__, str(half), str(seed)],
+            [sys.executable, __file__, str(cases_per_seed), str(seed)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-            cwd=Path(__file__).parents[1],
+            cwd=ROOT,
         )
-        for seed in (20261125, 4)
-    ]  # two seeds, one per core
+        for seed in seeds
+    ]
     totals = {"ok": 0, "FormatError": 0}
     for p in procs:
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0, out[-2000:] + err[-4000:]
         for k, v in json.loads(out.strip().splitlines()[-1]).items():
             totals[k] += v
+    return totals
+
+
+@pytest.mark.slow
+def test_reader_fuzz_every_case_ends_in_format_error_or_success() -> None:
+    half = CASES // 2
+    totals = _fuzz(half, (20261125, 4))
     assert sum(totals.values()) == 2 * half >= 10_000
     assert totals["FormatError"] > half and totals["ok"] > 0, totals
+
+
+def test_reader_fuzz_a_few_hundred_cases() -> None:
+    """The same loop, cap and verdict at a size the default run affords (every mutation kind comes up)."""
+    totals = _fuzz(FAST_CASES, (11,))
+    assert sum(totals.values()) == FAST_CASES
+    assert totals["FormatError"] > FAST_CASES // 2, totals
 
 
 def test_the_memory_cap_is_real() -> None:
@@ -244,7 +266,7 @@ def test_the_memory_cap_is_real() -> None:
         text=True,
         timeout=120,
         cwd=Path(__file__).parent,
-        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"},  # the import below finds this file by its folder
     )
     assert "capped" in r.stdout, r.stderr
 

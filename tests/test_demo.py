@@ -21,6 +21,7 @@ def onnx_rows(names: list[str]) -> list[str]:
     return [n for name in names for n in ([name] * len(RUNTIMES) if name.endswith(".onnx") else [name])]
 
 
+@pytest.mark.slow  # the real WRN-20-10 through every step; the synthetic demo below covers the same flow fast
 def test_demo_on_the_shipped_model_and_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BINEXPORT_DATA", str(tmp_path / "no-data"))  # the shipped training images calibrate int8
     out = tmp_path / "demo"
@@ -109,6 +110,7 @@ def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path)
     ]
 
 
+@pytest.mark.slow  # the real published WRN-20-10 checkpoint through every step
 def test_demo_on_the_real_checkpoint_and_samples(realdata: Path, tmp_path: Path) -> None:
     r = invoke(
         "demo",
