@@ -13,7 +13,7 @@ from support.bwn_spec_reader import read as spec_read
 from support.bwn_spec_reader import relay
 from support.cli import invoke
 from support.models import check_golden, tiny_model
-from support.paths import REAL_PACKED
+from support.paths import GOLDEN, REAL_PACKED
 from support.refusals import assert_refused
 
 import binexport as api
@@ -22,7 +22,6 @@ from binexport.formats import bwn
 from binexport.formats.bwn import codec, rans
 from binexport.formats.bwn import container as box
 
-GOLDEN = Path(__file__).parent / "golden"
 #: sha256 of each golden file. Changing the format is deliberate: document it in docs/FORMAT.md (bump
 #: box.VERSION if an older reader could misread the new bytes, section 11), run `BWN_REGENERATE_GOLDEN=1 pytest tests/test_bwn.py -k golden`, paste the printed hashes.
 GOLDEN_SHA256 = {

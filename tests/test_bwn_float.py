@@ -11,6 +11,7 @@ from support.bwn_spec_reader import lay_out, relay
 from support.bwn_spec_reader import read as spec_read
 from support.cli import invoke
 from support.models import check_golden, tiny_model
+from support.paths import GOLDEN
 
 from binexport.errors import FormatError, InputError
 from binexport.formats import bwn
@@ -19,7 +20,6 @@ from binexport.formats.bwn import container as box
 from binexport.model import Model
 from binexport.precision import from_bfloat16_bits, round_weights, to_bfloat16_bits
 
-GOLDEN = Path(__file__).parent / "golden"
 #: sha256 of each full-precision golden (docs/FORMAT.md 13.4). Regenerate deliberately:
 #: `BWN_REGENERATE_GOLDEN=1 pytest tests/test_bwn_float.py -k golden`, paste the printed hashes.
 GOLDEN_SHA256 = {

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support import bwn_crafted as crafted
+from support.paths import GOLDEN
 
 from binexport.formats.bwn import container as box
 
@@ -96,7 +97,7 @@ def test_tiny_batches_and_gathers_decode_the_same(monkeypatch: pytest.MonkeyPatc
     from binexport.formats import bwn
     from binexport.formats.bwn import rans
 
-    path = Path(__file__).parent / "golden" / name
+    path = GOLDEN / name
     want = bwn.read_tensors(path)
     monkeypatch.setattr(rans, "MAX_BATCH_JOBS", 2)
     monkeypatch.setattr(rans, "MAX_BATCH_VALUES", 300)

@@ -20,6 +20,7 @@ import pytest
 from support import bwn_spec_reader as spec
 from support.bwn_spec_reader import lay_out, relay, wrn_tensors
 from support.models import tiny_model
+from support.paths import GOLDEN
 
 from binexport.data.synth import random_state
 from binexport.errors import FormatError, InputError
@@ -27,7 +28,6 @@ from binexport.formats import bwn
 from binexport.formats.bwn import container as box
 from binexport.model import Arch, Model, binarize
 
-GOLDEN = Path(__file__).parent / "golden"
 Edit = Callable[[dict], None]
 
 

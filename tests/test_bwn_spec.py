@@ -18,13 +18,13 @@ from support import bwn_spec_reader as spec
 from support.bwn_crafted import branch_arrays, branches_file, constant_model_file
 from support.bwn_spec_reader import relay
 from support.models import tiny_model
+from support.paths import GOLDEN
 
 from binexport.data.synth import make_arch
 from binexport.errors import FormatError
 from binexport.formats import bwn
 from binexport.formats.bwn import container as box
 
-GOLDEN = Path(__file__).parent / "golden"
 BRANCHES = GOLDEN / "tiny-branches.bwn"
 BRANCHES_SHA256 = "fe163615cbadd889e2c549d512b41d561108da39b83898a412c033117a8545d0"
 #: The three model goldens as binexport wrote them before data_crc32 existed: they must read forever.

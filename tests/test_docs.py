@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import click
 import pytest
+from support.paths import ROOT
 
 from binexport.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _INLINE = re.compile(r"(?<!`)`(binexport [^`]+)`(?!`)")

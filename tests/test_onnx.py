@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from support.cli import invoke
 from support.models import normalized_batch
-from support.paths import CIFAR100_SAMPLES
+from support.paths import CIFAR100_SAMPLES, ROOT
 from support.refusals import assert_refused
 from support.spec_reference import spec_forward
 
@@ -280,7 +280,7 @@ def test_onnx2torch_loads_the_float32_graph() -> None:
 
     if importlib.util.find_spec("onnx2torch") is None:
         pytest.skip("onnx2torch is an optional converter, not installed: pip install --no-deps onnx2torch")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_converters import stub_torchvision
 
     stub_torchvision()  # onnx2torch imports torchvision for NMS/RoIAlign only; a CPU torch may lack a matching one

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from support.cli import invoke
 from support.models import normalized_batch, tiny_model
+from support.paths import ROOT
 from support.refusals import assert_refused
 
 from binexport import formats, pack
@@ -22,7 +23,7 @@ from binexport.formats import safetensors as st
 from binexport.model import Arch, Model, binarize
 
 st_numpy = pytest.importorskip("safetensors.numpy", reason="the safetensors package is the tests' oracle (.[test])")
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "safetensors.md"
+DOCS = ROOT / "docs" / "safetensors.md"
 
 
 def _variant(family: str) -> Model:

@@ -14,15 +14,13 @@ import numpy as np
 import pytest
 from support.cli import invoke
 from support.models import tiny_model
-from support.paths import CIFAR10_SAMPLES, REALDATA
+from support.paths import CIFAR10_SAMPLES, DEMO_DATA, REALDATA
 from support.refusals import assert_refused
 
 from binexport.errors import InputError
 
-DEMO_MAT = (
-    Path(__file__).resolve().parents[1] / "binexport/data/demo/TrainedWideResNet20-10_CIFAR10_1-bit-per-weight-4MB.mat"
-)
-DEMO_TRAIN = Path(__file__).resolve().parents[1] / "binexport/data/demo/cifar-10-batches-py/data_batch_4"
+DEMO_MAT = DEMO_DATA / "TrainedWideResNet20-10_CIFAR10_1-bit-per-weight-4MB.mat"
+DEMO_TRAIN = DEMO_DATA / "cifar-10-batches-py" / "data_batch_4"
 CAT = CIFAR10_SAMPLES / "cifar10_00_3.png"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from support.cli import invoke
+from support.paths import pythonpath
 from support.refusals import assert_refused
 
 from binexport._fileio import remove_stale_temps, write_atomic
@@ -33,7 +34,7 @@ def _writer(out: Path, sig: int, disposition: object) -> subprocess.Popen[str]:
         text=True,
         stdin=subprocess.DEVNULL,
         preexec_fn=lambda: signal.signal(sig, disposition),  # type: ignore[arg-type]
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+        env={**os.environ, "PYTHONPATH": pythonpath()},
     )
 
 
