@@ -42,7 +42,7 @@ def main() -> None:
     from binexport.data.synth import make_arch, write_training_run
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from hostile import png
+    from support.hostile import png
 
     sides = [("after", str(ROOT))] + ([("before", args.before)] if args.before else [])
     rows = []

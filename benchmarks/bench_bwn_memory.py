@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument(
         "--hostile",
         action="store_true",
-        help="instead: the worst legal files for a decoder's memory (tests/bwn_crafted.py), this tree",
+        help="instead: the worst legal files for a decoder's memory (tests/support/bwn_crafted.py), this tree",
     )
     ap.add_argument(
         "--speed",
@@ -200,7 +200,7 @@ def speed(trees: list[str], repeats: int) -> None:
 def hostile(repeats: int) -> None:
     """Peak RSS over the import baseline against D and the file size, for the worst shapes the format allows."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    import bwn_crafted as crafted  # the test suite's crafted files: the same shapes the memory test reads
+    from support import bwn_crafted as crafted  # the test suite's crafted files: the same shapes the memory test reads
 
     shapes = {
         "1-bit constant kernels, WRN-20-8 (256 weights a byte)": (lambda: crafted.constant_model_file(20, 8), "model"),

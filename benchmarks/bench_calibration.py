@@ -44,7 +44,7 @@ print(n, hwm() - base)
 def folder(root: Path, count: int) -> tuple[Path, int]:
     """``count`` labelled 82-byte PNGs under ``root``; their total bytes."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from hostile import png
+    from support.hostile import png
 
     d = root / f"png{count}"
     d.mkdir()

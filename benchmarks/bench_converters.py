@@ -1,7 +1,7 @@
 """Which ONNX consumers besides ONNX Runtime load binexport's graphs, and how close their logits come.
 
 Usage: ``python benchmarks/bench_converters.py [CHECKPOINT]`` (default: a random WRN-8-1). Each consumer is
-tried on the float32 and the 1-bit graph; the reference is ``tests/spec_reference.spec_forward`` when the
+tried on the float32 and the 1-bit graph; the reference is ``tests/support/spec_reference.spec_forward`` when the
 model is random, else ONNX Runtime. Converters are optional: a missing one is reported, never installed.
 """
 
@@ -88,7 +88,7 @@ CONSUMERS: dict[str, Callable[[str, np.ndarray], np.ndarray]] = {
 
 
 def main() -> None:
-    from helpers import normalized_batch, tiny_model
+    from support.models import normalized_batch, tiny_model
 
     import binexport as api
 
