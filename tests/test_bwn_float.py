@@ -418,6 +418,7 @@ def test_cli_pack_weights_and_verify_labels(fp_checkpoint: Path, tmp_path: Path)
     assert rep.failures == [], rep.failures
 
 
+@pytest.mark.slow  # a WRN-20 demo (~15 s); pack --weights and verify of float files are covered fast above
 def test_demo_full_precision_branch(tmp_path: Path) -> None:
     from binexport.verbs.demo import run_demo
 

@@ -108,6 +108,7 @@ def test_tiny_batches_and_gathers_decode_the_same(monkeypatch: pytest.MonkeyPatc
         assert got[k].dtype == want[k].dtype and got[k].tobytes() == want[k].tobytes(), k
 
 
+@pytest.mark.slow  # a WRN-20-4 (~12 s); test_many_tensors_decode_together_in_batches covers the batching
 def test_a_full_size_float_model_decodes_through_many_gathers(tmp_path: Path) -> None:
     """A WRN-20-4 in float32 and bfloat16 (several batches, segments of more rounds than one gather holds) reads
     back bit for bit: the case the goldens, a few lanes each, are too small to reach."""
