@@ -50,7 +50,7 @@ else
         | tee "$OUT/verify-tensorrt.log"
 fi
 step bench-cuda "${BX[@]}" bench "${FILES[@]}" "$PACKED" --device cuda --batch-size 64 --json "$OUT/bench-cuda.json"
-step pytest-cuda "$PY" -m pytest -q -m cuda tests/test_cuda.py
+step pytest-cuda "$PY" -m pytest -q -m cuda tests/runtimes/test_cuda.py
 cp "$OUT/pytest-cuda.log" "$OUT/pytest-cuda.txt" 2>/dev/null
 echo "gpu-check: $failed step(s) failed; reports in $OUT"
 exit "$failed"

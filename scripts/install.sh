@@ -16,4 +16,4 @@ if ! "$PY" -c 'import torch, sys; v = tuple(int(x) for x in torch.__version__.sp
 fi
 # the test extra pins the lint tools too (ruff, mypy: `make lint`); openvino: the optional second runtime
 "$PY" -m pip install -q -e '.[test,openvino]'
-"$PY" -m pip install -q --no-deps 'pytorchcv==0.0.74'  # tests/test_pytorchcv.py's oracle: needs torch only
+"$PY" -m pip install -q --no-deps 'pytorchcv==0.0.74'  # tests/formats/test_pytorchcv.py's oracle: needs torch only

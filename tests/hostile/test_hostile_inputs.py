@@ -1,6 +1,6 @@
 """Hostile torch files, option values, input and output paths: every one ends in exit 2 and one stderr line.
 
-Issue 11, classes 1-6 (see tests/test_hostile_data.py for CIFAR, PNG, log.txt, ONNX and memory limits). Each
+Issue 11, classes 1-6 (see tests/hostile/test_hostile_data.py for CIFAR, PNG, log.txt, ONNX and memory limits). Each
 case id starts with its class. Files are tiny (WRN-8-1) so hundreds of cases run in seconds.
 """
 

@@ -21,7 +21,7 @@ from binexport.model import Model
 from binexport.precision import from_bfloat16_bits, round_weights, to_bfloat16_bits
 
 #: sha256 of each full-precision golden (docs/FORMAT.md 13.4). Regenerate deliberately:
-#: `BWN_REGENERATE_GOLDEN=1 pytest tests/test_bwn_float.py -k golden`, paste the printed hashes.
+#: `BWN_REGENERATE_GOLDEN=1 pytest tests/formats/bwn/test_bwn_float.py -k golden`, paste the printed hashes.
 GOLDEN_SHA256 = {
     "fp-f32.bwn": "5d5ff2332601c4a1c6e2a3b79bce91b7a782465c9b8746c62149e4778f3553d5",
     "fp-f16.bwn": "80dfe2047ebe290a26bde7138c8591b25bba126187750e940bc30fc1f36a4cd1",

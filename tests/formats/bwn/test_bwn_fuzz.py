@@ -5,7 +5,7 @@ plus a margin, so a reader that believed a lying size would die of MemoryError
 (and fail the test) instead of swapping. Mutations: truncations, bit flips,
 random bytes, and targeted edits of the preamble, the JSON tensor table and the
 coded payloads with every checksum recomputed, so the edits get past the CRCs
-to the checks behind them. Longer runs: ``python tests/test_bwn_fuzz.py 1000000``.
+to the checks behind them. Longer runs: ``python tests/formats/bwn/test_bwn_fuzz.py 1000000``.
 
 The 10,000-case run is marked slow (CI runs it, ``make test`` does not); a few hundred cases of the same loop
 run by default.

@@ -23,7 +23,7 @@ from binexport.formats.bwn import codec, rans
 from binexport.formats.bwn import container as box
 
 #: sha256 of each golden file. Changing the format is deliberate: document it in docs/FORMAT.md (bump
-#: box.VERSION if an older reader could misread the new bytes, section 11), run `BWN_REGENERATE_GOLDEN=1 pytest tests/test_bwn.py -k golden`, paste the printed hashes.
+#: box.VERSION if an older reader could misread the new bytes, section 11), run `BWN_REGENERATE_GOLDEN=1 pytest tests/formats/bwn/test_bwn.py -k golden`, paste the printed hashes.
 GOLDEN_SHA256 = {
     "tiny-best.bwn": "3d2d1050c4be638a090e4bf6e1691107c628c70f6c9841966611b2468b0832ee",
     "tiny-rans.bwn": "d5085cc2c1594e3213e71ddd82441662b8e197a4d3a36cec76dbe88a8772bac9",
@@ -71,8 +71,8 @@ def test_golden_files_use_every_encoding() -> None:
     used = set()
     for name in GOLDEN_SHA256:
         used |= {e.encoding for e in box.Container.open(GOLDEN / name).entries}
-    assert used == set(box.ENCODINGS) - {"planes"}  # full-precision encodings: tests/test_bwn_float.py
-    assert (GOLDEN / "tiny-branches.bwn").is_file()  # every branch of every encoding: tests/test_bwn_spec.py
+    assert used == set(box.ENCODINGS) - {"planes"}  # full-precision encodings: tests/formats/bwn/test_bwn_float.py
+    assert (GOLDEN / "tiny-branches.bwn").is_file()  # every branch of every encoding: tests/formats/bwn/test_bwn_spec.py
 
 
 # --- whole-model round trips ------------------------------------------------------------------------------
