@@ -60,6 +60,7 @@ def test_demo_shipped_calibration_images_are_real_training_images_not_the_test_i
     assert 8 <= len(set(train.labels.tolist())) <= 10  # ten classes, roughly balanced in 256 images
 
 
+@pytest.mark.slow  # the shipped WRN-20-10 (~1 min loaded); the test below takes the same path on a tiny model
 def test_demo_data_root_without_training_batches_leaves_int8_out(tmp_path: Path) -> None:
     r = invoke(
         "demo",
@@ -77,6 +78,32 @@ def test_demo_data_root_without_training_batches_leaves_int8_out(tmp_path: Path)
     report = json.loads(r.stdout)
     assert "to-onnx-int8" not in report["steps"]
     assert any("int8 left out" in n and "--data-root" in n for n in report["notes"])
+
+
+def test_demo_data_root_without_training_batches_leaves_int8_out_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, artifacts
+) -> None:
+    """The same path as above with a tiny model in place of the shipped one: no int8 step, a note saying why."""
+    from binexport.verbs import demo
+
+    monkeypatch.setattr(demo, "DEMO_MODEL", artifacts(depth=8, width=0.5)["packed"])
+    r = invoke(
+        "demo",
+        "--out",
+        tmp_path / "demo",
+        "--json",
+        "--limit",
+        "4",
+        "--bench-seconds",
+        "0",
+        "--data-root",
+        tmp_path / "empty",
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert list(report["steps"]) == ["inspect", "pack", "pack-bwn", "to-onnx", "verify"]
+    assert any("int8 left out" in n and "--data-root" in n for n in report["notes"])
+    assert report["steps"]["verify"]["num_images"] == 4
 
 
 def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path) -> None:

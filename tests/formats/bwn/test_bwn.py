@@ -72,7 +72,9 @@ def test_golden_files_use_every_encoding() -> None:
     for name in GOLDEN_SHA256:
         used |= {e.encoding for e in box.Container.open(GOLDEN / name).entries}
     assert used == set(box.ENCODINGS) - {"planes"}  # full-precision encodings: tests/formats/bwn/test_bwn_float.py
-    assert (GOLDEN / "tiny-branches.bwn").is_file()  # every branch of every encoding: tests/formats/bwn/test_bwn_spec.py
+    assert (
+        GOLDEN / "tiny-branches.bwn"
+    ).is_file()  # every branch of every encoding: tests/formats/bwn/test_bwn_spec.py
 
 
 # --- whole-model round trips ------------------------------------------------------------------------------
