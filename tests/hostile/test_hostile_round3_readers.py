@@ -282,7 +282,7 @@ def test_runtime_all_goes_on_without_a_broken_openvino_saying_so(
     out = tmp_path / "v.json"
     args = ["verify", ckpt, onnx, "--images", png_folder, "--device", "cpu", "--runtime", "all", "--json", out]
     r = _cli_with_fake_openvino(tmp_path, "raises", *args, "--binarized")
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.stderr
     report = json.loads(out.read_text())
     assert report["runtimes"] == ["ort"] and "OpenVINO out" in report["notes"][0]
     assert "--runtime all left OpenVINO out" in r.stdout
