@@ -397,6 +397,8 @@ print(json.dumps({"images": r.num_images, "peak": tracemalloc.get_traced_memory(
 """
 
 
+@pytest.mark.slow  # 3,200 PNGs through two children (~30 s loaded); test_verify_streams_cifar_files_too
+# covers the chunked stream itself
 def test_verify_peak_memory_does_not_grow_with_the_number_of_images(kit: dict[str, Any], tmp_path: Path) -> None:
     """1,100 and 2,100 tiny PNGs: both fill whole 1,024-image chunks, so their traced peaks may differ by the
     logits, labels and file names only (~300 B an image), not by decoded images (35 KB an image before
