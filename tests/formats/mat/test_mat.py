@@ -223,6 +223,7 @@ def test_real_models_read(key: tuple[str, int]) -> None:
     assert m.binary["conv0"].scale == pytest.approx(np.sqrt(2 / 27))
 
 
+@pytest.mark.slow  # McDonnell's real WRN-20-10 on 50 images (~12 s loaded); the tiny .mat files cover the reader
 def test_real_matlab_cifar10_accuracy_on_50_images() -> None:
     from binexport.data import load_test_set
 

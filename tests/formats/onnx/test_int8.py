@@ -205,6 +205,7 @@ def test_missing_ranges_are_refused() -> None:
     assert len(int8.required_ranges(tiny_model())) == 9
 
 
+@pytest.mark.slow  # the real WRN-20-10 calibrated and run (~45 s loaded); the tiny int8 tests cover each step
 def test_real_checkpoint_int8_on_the_real_samples(real_packed: Path, tmp_path: Path) -> None:
     """The published WRN-20-10, calibrated on real training images, classifies the 20 real samples like 1-bit."""
     cal = real_packed.parents[1] / "cifar100-partial"
