@@ -252,6 +252,7 @@ def test_verify_runs_every_artifact_on_pytorchcv_normalisation(
     assert kinds["u8.onnx"] == "uint8-nhwc"
 
 
+@pytest.mark.slow  # two bench workers (~13 s loaded); the files are a .bwn and an ONNX like any other, and tests/verbs/test_bench.py covers bench
 def test_bench_runs_the_exports(tmp_path: Path) -> None:
     path = tmp_path / "m.pth"
     torch.save(_net(True).state_dict(), path)

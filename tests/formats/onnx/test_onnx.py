@@ -227,6 +227,7 @@ def test_sniff_and_read_refuses_onnx(tmp_path: Path) -> None:
         fmt.write(model, encoding="lut")
 
 
+@pytest.mark.slow  # the real WRN-20-10 in every mode (~40 s loaded); the spec-forward tests cover each mode on tiny models
 def test_real_checkpoint_every_mode_on_cifar100_samples(real_packed: Path, tmp_path: Path) -> None:
     """The published WRN-20-10: same top-1 as the PyTorch reference on the 20 real images, 16 correct."""
     from binexport import load
