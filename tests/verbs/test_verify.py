@@ -329,6 +329,7 @@ def test_download_through_the_cli(
     assert (setup["tmp"] / "cache" / "cifar-100-python" / "test").is_file()
 
 
+@pytest.mark.slow  # the real WRN-20-10 and its exports (~30 s loaded); the known test set above covers verify exactly
 def test_real_checkpoint_and_its_exports_on_the_20_real_samples(real_packed: Path, tmp_path: Path) -> None:
     """The published checkpoint classifies 16 of the 20 real CIFAR-100 samples; so must every export of it."""
     from binexport import load
