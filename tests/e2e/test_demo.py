@@ -108,7 +108,7 @@ def test_demo_data_root_without_training_batches_leaves_int8_out_fast(
 
 def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    r = invoke("demo", "--synthetic", "--out", str(out), "--width", "0.5", "--json", "--bench-seconds", "0.5")
+    r = invoke("demo", "--synthetic", "--out", str(out), "--width", "0.5", "--json", "--bench-seconds", "0.2")
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["synthetic_checkpoint"] is True and report["schema_version"] == 1
