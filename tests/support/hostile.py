@@ -1,4 +1,4 @@
-"""Makers of hostile inputs for tests/test_hostile_*.py: hand-built pickles, zips, PNGs and ONNX graphs.
+"""Makers of hostile inputs for tests/hostile/: hand-built pickles, zips, PNGs and ONNX graphs.
 
 Each maker writes bytes a stranger could send; none of them needs the code under test.
 """
