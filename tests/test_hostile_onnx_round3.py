@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +185,8 @@ def test_a_torch_onnx_export_of_the_port_is_allowed() -> None:
 
     net = TorchRuntime(tiny_model(depth=8, width=1), "cpu", 1).net
     buf = io.BytesIO()
-    with pytest.warns((DeprecationWarning, torch.jit.TracerWarning)):
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracer notes
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             net, (torch.zeros(2, 3, 32, 32),), buf, dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "N"}}
         )
@@ -303,3 +305,22 @@ def test_the_cli_refuses_in_one_line_within_the_bound(
     assert re.search(REFUSALS[kind], err) and err.startswith(f"binexport: error: {g}: "), err
     print(f"PEAK {kind} {verb} {runtime} {peak / 2**20:.0f} MiB")
     assert peak < REFUSED_PEAK_BYTES, peak
+
+
+CAPPED = r"""
+import sys
+import numpy as np
+from binexport.runtimes.worker import ADDRESS_SLACK_BYTES, address_space, limit_address_space
+bounds = {"const_total_bytes": 0, "workspace_bytes": 0, "image_total_bytes": 1 << 20}
+limit_address_space(bounds, 1, 1, "cpu", address_space())
+try:
+    np.ones(ADDRESS_SLACK_BYTES + (2 << 30), np.uint8)
+except MemoryError:
+    print("refused")
+"""
+
+
+def test_the_bench_worker_caps_its_address_space_at_the_graphs_bound() -> None:
+    """A worker's RLIMIT_AS: an allocation past the bound plus the slack fails inside it, as a MemoryError."""
+    proc = subprocess.run([sys.executable, "-c", CAPPED], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip() == "refused", proc.stderr[-2000:]
