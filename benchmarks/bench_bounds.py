@@ -120,7 +120,8 @@ for kind in sys.argv[3:]:
 def _run(cmd: list[str], pythonpath: str) -> tuple[int, int, str]:
     """(peak RSS bytes, exit code, stderr) of one child process."""
     env = {**os.environ, "PYTHONPATH": pythonpath}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # cwd is the side's root: ``python -m`` puts the working folder first on sys.path, before PYTHONPATH
+    proc = subprocess.Popen(cmd, env=env, cwd=pythonpath, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     err = proc.stderr.read().decode(errors="replace")
     _, status, usage = os.wait4(proc.pid, 0)
