@@ -8,7 +8,8 @@
 10. the allowances grow with the weights a graph holds, not with its file's length.
 
 Every CLI case runs in a process of its own: exit 2, one stderr line, no traceback, no signal, peak RSS
-(``os.wait4``) under the bound docs/safety.md states. Nothing here asserts a time.
+(``os.wait4``; it starts at pytest's RSS when forked, so it is an upper bound) under the bound docs/safety.md
+states. Nothing here asserts a time.
 """
 
 from __future__ import annotations
