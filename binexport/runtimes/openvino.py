@@ -236,6 +236,7 @@ def compile_apart(
     precision: str = "f32",
     timeout: float = COMPILE_TIMEOUT_S,
     command: list[str] | None = None,
+    bounds: dict[str, int] | None = None,
 ) -> None:
     """Compile ``path`` once in a process of its own, so that an OpenVINO crash (a SIGSEGV on a crafted graph)
     ends that process, not the caller: ``verify`` calls it before compiling in its own process.
@@ -243,13 +244,19 @@ def compile_apart(
     Raises:
         InputError: the compile failed (its one-line reason), crashed (the signal), or ran past ``timeout``.
 
-    ``command`` replaces the child's command line (tests).
+    ``bounds`` (the graph's ``OnnxBounds`` as a dict) caps the child's address space as a bench worker's
+    (:func:`binexport.runtimes.worker.limit_address_space`, one image). ``command`` replaces the child's command
+    line (tests).
     """
     import signal
     import subprocess
     import sys
 
     cmd = command or [sys.executable, "-m", "binexport.runtimes.openvino", path, str(threads), precision]
+    if command is None and bounds is not None:
+        import json
+
+        cmd.append(json.dumps(bounds))
     try:
         proc = subprocess.run(
             cmd, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
@@ -274,10 +281,17 @@ def compile_apart(
 
 
 def _main(argv: list[str]) -> int:
-    """``python -m binexport.runtimes.openvino PATH THREADS PRECISION``: compile once, exit 0, or 2 with one line."""
+    """``python -m binexport.runtimes.openvino PATH THREADS PRECISION [BOUNDS_JSON]``: compile once, exit 0, or 2
+    with one line; with the graph's bounds, under the address-space cap of a bench worker timing one image."""
+    import json
     import sys
 
+    from binexport.runtimes.worker import address_space, limit_address_space
+
     try:
+        import_openvino()
+        if len(argv) > 3:  # the graph's bounds, from the parent that checked it: no onnx import here
+            limit_address_space(json.loads(argv[3]), 1, int(argv[1]), "cpu", address_space())
         open_compiled(argv[0], "cpu", int(argv[1]), argv[2])
     except InputError as e:
         print(str(e), file=sys.stderr)

@@ -257,9 +257,9 @@ def _compile_apart(p: Path, precision: str) -> None:
     from binexport.formats.onnx.bounds import check_onnx_bounds
     from binexport.runtimes.openvino import compile_apart
 
-    check_onnx_bounds(p)
+    bounds = check_onnx_bounds(p)
     try:
-        compile_apart(str(p), 0, precision)
+        compile_apart(str(p), 0, precision, bounds=asdict(bounds))
     except InputError as e:
         msg = str(e)
         raise InputError(msg if msg.startswith((str(p), "--", "OpenVINO is not")) else f"{p}: {msg}") from None
