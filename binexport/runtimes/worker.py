@@ -41,6 +41,47 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+#: What a worker running an ONNX graph may reserve beyond the bound its graph passed with (``OnnxBounds.peak_bound``)
+#: and its address space before loading: runtime code, thread stacks, malloc arenas. Measured on WRN-20-10
+#: (2 CPUs): ORT reserves 1.0-1.1 GiB of address space beyond its resident peak, OpenVINO 0.45-0.5 GiB.
+ADDRESS_SLACK_BYTES = 2 << 30
+#: ... plus this per intra-op thread (a stack and a malloc arena each).
+ADDRESS_PER_THREAD_BYTES = 256 << 20
+
+
+def address_space() -> int:
+    """This process's virtual size now (``VmSize``), or 0 where /proc can't say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def limit_address_space(bounds: dict[str, int] | None, batch: int, threads: int, device: str, base: int) -> None:
+    """Cap this worker's address space (``RLIMIT_AS``, soft) at what its graph's bound allows for ``batch`` images.
+
+    The static bounds size every tensor a graph declares; this is the backstop for anything they miss: an
+    allocation past it fails inside the runtime (an error the worker reports, or its death, which bench reports
+    in one line) instead of taking the machine's memory. Not on CUDA (its driver reserves far more address
+    space than it uses), not where /proc can't say, and only for ONNX graphs (``bounds`` given).
+    """
+    if bounds is None or device != "cpu" or not base:
+        return
+    peak = bounds["const_total_bytes"] + bounds["workspace_bytes"] + batch * bounds["image_total_bytes"]
+    cap = base + peak + ADDRESS_SLACK_BYTES + ADDRESS_PER_THREAD_BYTES * (threads or os.cpu_count() or 1)
+    try:
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (max(cap, address_space()), hard))
+    except (OSError, ValueError):
+        pass  # a platform without RLIMIT_AS: the static bounds still hold
+
+
 def _answer(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -92,6 +133,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "ort", preci
 
             import binexport.runtimes.ort  # noqa: F401
         before = peak_rss()  # the interpreter and the runtime's libraries
+        address_before = address_space()
         t0 = time.perf_counter()
         runtime, info = open_runtime(path, device, threads, runtime_name, precision)
     except BinexportError as e:
@@ -118,6 +160,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "ort", preci
             _answer({"ok": True, "peak_rss": peak_rss(), "kernels": runtime.kernels()})
             return 0
         batch, iters = int(req["batch"]), int(req["iters"])
+        limit_address_space(info.get("bounds"), batch, threads, device, address_before)
         x = cache.setdefault(batch, _inputs(runtime.input_kind, batch))
         _answer({"ok": True, "seconds": runtime.time_calls(x, iters)})
     return 0
