@@ -37,6 +37,8 @@ ROUNDS = 5
 #: CPU flags that decide int8 speed (ONNX Runtime's QLinearConv uses VNNI / AMX where present).
 INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "avx512_bf16")
 
+#: The weight encoding OpenVINO's ONNX frontend can't read (INT2 tensors, 2026.4): its bench row becomes a note.
+INT2 = "int2"
 #: ``progress(done, total)`` after every timing slice.
 Progress = Callable[[int, int], None]
 
@@ -81,6 +83,9 @@ class BenchRow:
     load_ratio: float = 1.0
     precision: str = "f32"  # the compute precision the runtime reports (OpenVINO bf16 is lossy)
     kernels: str = ""  # which kernels ran, as the runtime names them ("" where it does not say)
+    # what the loaded artifact holds resident (RSS after loading minus after an empty session of its runtime,
+    # both once freed memory went back to the OS: runtimes/worker.py); None where the OS doesn't say
+    weights_rss_bytes: int | None = None
 
     @property
     def model_rss_bytes(self) -> int:
@@ -316,12 +321,22 @@ def bench(
     check_threads(threads)
     runtimes, dev, devs = plan_runtimes(runtime, precision, device)
     workers: list[_Worker] = []
+    refused: list[str] = []
     try:
         for a in artifacts:
             for rt in runtimes if is_onnx(a) else ["ort"]:  # model files: the PyTorch reference, one row
-                workers.append(
-                    _Worker(Path(a), devs.get(rt, dev), threads, rt, precision if rt == "openvino" else "f32")
-                )
+                try:
+                    workers.append(
+                        _Worker(Path(a), devs.get(rt, dev), threads, rt, precision if rt == "openvino" else "f32")
+                    )
+                except InputError as e:
+                    if rt != "openvino" or not any(
+                        w.path == Path(a) and w.info.get("weights") == INT2 for w in workers
+                    ):
+                        raise
+                    from binexport.runtimes.openvino import int2_refusal
+
+                    refused.append(f"{Path(a).name}: {int2_refusal(str(e))}")
         lat, thr = _measure(workers, batch_size, seconds, progress)
     finally:
         peaks = [w.close() for w in workers]
@@ -338,7 +353,7 @@ def bench(
     notes = []
     if dev == "cpu" and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
         notes.append("this CPU has no VNNI or AMX: int8 convolutions run without their int8 dot-product instructions")
-    notes += kernel_notes(rows, flags)
+    notes += kernel_notes(rows, flags) + refused
     return BenchReport(
         cpu,
         flags,
@@ -432,4 +447,5 @@ def _row(w: _Worker, peak: int, lat: list[float], thr: list[float], batch: int) 
         batch_size=batch,
         precision=str(info.get("precision", "f32")),
         kernels=w.kernels,
+        weights_rss_bytes=None if info.get("rss_weights") is None else int(info["rss_weights"]),
     )

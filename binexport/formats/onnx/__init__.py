@@ -24,8 +24,9 @@ from binexport.errors import InputError
 from binexport.model import Arch, BinaryWeight, Model, input_normalization
 
 #: Weight encodings of ``--weights`` (``1-bit``: sign bits turned into +-scale when the session starts;
-#: ``int8``: QDQ graph, calibrated activations, 1-bit weights still stored as bits).
-WEIGHTS = ("1-bit", "float32", "float16", "int8")
+#: ``int8``: QDQ graph, calibrated activations, 1-bit weights still stored as bits; ``int2``: opset-25 INT2
+#: weights that stay packed in the session's memory too, float activations, exact: ``formats/onnx/int2.py``).
+WEIGHTS = ("1-bit", "float32", "float16", "int8", "int2")
 #: Old names still accepted (binexport 0.1 called ``1-bit`` ``packed``).
 WEIGHT_ALIASES = {"packed": "1-bit"}
 MIN_OPSET = 13
@@ -33,6 +34,8 @@ MIN_OPSET = 13
 #: activation already; 10,000,000 would be 114 GiB). Larger batches gain nothing on any GPU binexport targets.
 MAX_FIXED_BATCH = 4096
 DEFAULT_OPSET = 18
+#: The default opset of each weight encoding that needs a newer one than :data:`DEFAULT_OPSET` (INT2: opset 25).
+WEIGHTS_OPSET = {"int2": 25}
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
@@ -86,9 +89,12 @@ def input_kind(weights: str, normalize_inside: bool, pixels: bool = False, norma
 
 
 def check_options(
-    model: Model, weights: str | None = None, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic"
+    model: Model, weights: str | None = None, opset: int | None = None, batch: str | int = "dynamic"
 ) -> tuple[str, int, str | int]:
-    """Resolved (weights, opset, batch), or an InputError that says which values are valid."""
+    """Resolved (weights, opset, batch), or an InputError that says which values are valid.
+
+    ``opset`` None: :data:`DEFAULT_OPSET`, or the encoding's own in :data:`WEIGHTS_OPSET`.
+    """
     weights = WEIGHT_ALIASES.get(weights or "", weights) or default_weights(model)
     if weights not in WEIGHTS:
         raise InputError(f"unknown weight encoding {weights!r}; valid: {', '.join(WEIGHTS)}")
@@ -99,6 +105,7 @@ def check_options(
         )
     import onnx
 
+    opset = WEIGHTS_OPSET.get(weights, DEFAULT_OPSET) if opset is None else opset
     top = onnx.defs.onnx_opset_version()
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= top:
         raise InputError(f"opset {opset!r} is not supported; use {MIN_OPSET}..{top} (default {DEFAULT_OPSET})")
@@ -111,6 +118,10 @@ def check_options(
             raise InputError(
                 f"batch must be 'dynamic' or a fixed batch of 1..{MAX_FIXED_BATCH} images, got {str(batch)[:40]}"
             )
+    if weights == "int2":
+        from binexport.formats.onnx import int2
+
+        int2.check(model, opset)
     return weights, opset, batch
 
 
@@ -121,7 +132,7 @@ Packer = Callable[["_Graph", str, BinaryWeight, Any], str]
 def build_model(
     model: Model,
     weights: str | None = None,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     batch: str | int = "dynamic",
     normalize_inside: bool = False,
     source_sha256: str | None = None,
@@ -169,7 +180,7 @@ def build_model(
 
     def outer(name: str) -> str:
         """conv0 / conv_last: float, or sign bits expanded at session start where the file keeps 1 bit."""
-        if name in model.binary and weights in ("1-bit", "int8"):
+        if name in model.binary and weights in ("1-bit", "int8", "int2"):
             return (_packer or pack_lut8)(g, name, model.binary[name], dtype)
         return g.const(name, model.dense(name).astype(dtype))
 
@@ -180,6 +191,10 @@ def build_model(
 
         zp_w = int8.DEFAULT_WEIGHT_ZERO_POINT if int8_weight_zero_point is None else int8_weight_zero_point
         h = int8.body(g, model, h, int8_ranges or {}, _bn, _downsample, zp_w)
+    elif weights == "int2":
+        from binexport.formats.onnx import int2
+
+        h = int2.body(g, model, h, _bn, _downsample)
     else:
         h = _float_blocks(g, model, h, weight)
     h = _bn(g, model, h, "bn", relu=True)

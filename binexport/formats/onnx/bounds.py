@@ -76,6 +76,8 @@ _FIELD = {
     16: "int32_data",
 }
 _STANDARD_DOMAINS = ("", "ai.onnx")
+#: Packed sub-byte element types: TensorProto.DataType -> elements per byte (INT2, ``--weights int2``).
+_PER_BYTE = {26: 4}
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,14 @@ def _check_tensor(t: Any, what: str, where: str) -> None:
             f"{where}: {what} keeps its data in an external file; binexport reads self-contained "
             "ONNX files only (save the model without external data)"
         )
+    if t.data_type in _PER_BYTE and not len(t.int32_data):  # raw_data only: ceil(n / per byte) bytes
+        n, per = _prod(t.dims), _PER_BYTE[t.data_type]
+        if len(t.raw_data) != -(-n // per) or any(d < 0 for d in t.dims):
+            raise InputError(
+                f"{where}: {what} declares shape {list(t.dims)[:8]} ({-(-n // per):,} bytes) but holds "
+                f"{len(t.raw_data):,}; the file is corrupt or crafted"
+            )
+        return
     if t.data_type not in _ITEMSIZE:
         raise InputError(
             f"{where}: {what} has element type {t.data_type}; expected a plain numeric type "
@@ -305,6 +315,8 @@ def _sized(tp: Any, name: str, op: str, where: str) -> tuple[int | None, int]:
 
 
 def _declared_bytes(t: Any) -> int:
+    if t.data_type in _PER_BYTE:
+        return -(-_prod(t.dims) // _PER_BYTE[t.data_type])
     return _prod(t.dims) * _ITEMSIZE.get(t.data_type, 1)
 
 
