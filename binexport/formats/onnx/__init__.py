@@ -180,7 +180,11 @@ def build_model(
 
     def outer(name: str) -> str:
         """conv0 / conv_last: float, or sign bits expanded at session start where the file keeps 1 bit."""
-        if name in model.binary and weights in ("1-bit", "int8", "int2"):
+        if name in model.binary and weights == "int2":  # h is, at the call, this conv's input
+            from binexport.formats.onnx import int2
+
+            return int2.weight(g, name, model.binary[name], h)
+        if name in model.binary and weights in ("1-bit", "int8"):
             return (_packer or pack_lut8)(g, name, model.binary[name], dtype)
         return g.const(name, model.dense(name).astype(dtype))
 

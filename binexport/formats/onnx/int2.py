@@ -16,7 +16,7 @@ activations, and the float weight exists only while its conv runs.
 
 The cost is speed: the Conv weight is no longer a constant, so ONNX Runtime
 neither prepacks it nor moves that conv to its NCHWc layout. This is a memory
-mode (docs/memory.md), not a speed mode; ``session.disable_quant_qdq`` must
+mode (docs/runtimes.md, "Which file for memory"), not a speed mode; ``session.disable_quant_qdq`` must
 stay off (it would fold the weights back to float).
 """
 
