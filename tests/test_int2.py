@@ -53,6 +53,10 @@ def test_int2_codes_read_back_by_onnx_itself(n: int) -> None:
     want = np.where(signs, 1, -1)
     assert np.array_equal(numpy_helper.to_array(t).astype(np.int8), want)
     assert np.array_equal(int2.unpack_codes(t.raw_data, n), want)
+    zeros = np.arange(0, n, 3)  # exact-zero weights (BinaryWeight.zeros) are code 0
+    want[zeros] = 0
+    t.raw_data = int2.pack_codes(signs, zeros)
+    assert np.array_equal(numpy_helper.to_array(t).astype(np.int8), want)
 
 
 def test_export_is_exact_int2_at_opset_25(model, exported) -> None:  # type: ignore[no-untyped-def]

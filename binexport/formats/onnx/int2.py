@@ -5,8 +5,8 @@ INT2 tensor (opset 25; codes -1 and +1, four to a byte) and turned into float
 by ``DequantizeLinear`` (per-output-channel scale) right before its ``Conv``;
 activations stay float32, so the logits are the float graph's (the ``1-bit``
 tolerance holds). ONNX Runtime does not constant-fold DequantizeLinear, so the
-session keeps the 2-bit codes: WRN-20-10 holds about 7 MiB of weights where
-the 1-bit graph, whose Gather unpack *is* folded, holds about 100 MiB.
+session keeps the 2-bit codes: WRN-20-10 holds 7.9 MiB of weights where
+the 1-bit graph, whose Gather unpack *is* folded, holds 104 MiB.
 
 Left alone, ONNX Runtime runs every weight-only DequantizeLinear first (none
 of them depends on the image), and every float weight is alive at once. So
@@ -54,9 +54,15 @@ def check(model: Model, opset: int) -> None:
         )
 
 
-def pack_codes(signs: np.ndarray) -> bytes:
-    """INT2 ``raw_data`` of a sign array (True = +1): codes -1/+1, four to a byte, the first in the lowest bits."""
+def pack_codes(signs: np.ndarray, zeros: np.ndarray | None = None) -> bytes:
+    """INT2 ``raw_data`` of a sign array (True = +1): codes -1/+1, four to a byte, the first in the lowest bits.
+
+    ``zeros``: flat indices of exact-zero weights (``BinaryWeight.zeros`` where the model records them): code 0
+    there, which INT2 holds natively, so the training forward's sign(0) = 0 stays exact without extra ops.
+    """
     codes = np.where(np.asarray(signs, bool).reshape(-1), CODE_PLUS, CODE_MINUS).astype(np.uint8)
+    if zeros is not None and np.size(zeros):
+        codes[np.asarray(zeros, np.int64)] = 0
     codes = np.concatenate([codes, np.zeros(-len(codes) % 4, np.uint8)]).reshape(-1, 4)
     return (codes[:, 0] | codes[:, 1] << 2 | codes[:, 2] << 4 | codes[:, 3] << 6).astype(np.uint8).tobytes()
 
@@ -76,7 +82,7 @@ def int2_tensor(name: str, bw: BinaryWeight) -> Any:
     t.name = name
     t.data_type = INT2
     t.dims.extend(bw.shape)
-    t.raw_data = pack_codes(bw.signs)
+    t.raw_data = pack_codes(bw.signs, getattr(bw, "zeros", None))  # exact zeros, where the model records them
     return t
 
 
