@@ -7,8 +7,10 @@ on the machine hits them alike. The protocol is one JSON object per line:
 
 - the parent starts ``python -m binexport.runtimes.worker PATH DEVICE THREADS [RUNTIME [PRECISION]]``
   (RUNTIME ``ort`` or ``openvino`` for ONNX files, default ``ort``; PRECISION ``f32`` or ``bf16``);
-- the worker loads the artifact and answers ``{"ok": true, "load_s", "provider", "input_kind", "weights", ...}``
-  (or ``{"ok": false, "error"}`` and exits);
+- the worker loads the artifact and answers ``{"ok": true, "load_s", "provider", "input_kind", "weights",
+  "rss_weights", ...}`` (or ``{"ok": false, "error"}`` and exits); ``rss_weights`` is what the loaded artifact
+  holds resident (:func:`settled_rss` after loading minus the same after an empty session of its runtime:
+  for an ONNX file, the weights as the session keeps them), null where the OS doesn't say;
 - ``{"cmd": "time", "batch": B, "iters": K}`` runs K forward calls of B images and answers ``{"ok": true,
   "seconds": [...]}``;
 - ``{"cmd": "quit"}`` answers ``{"ok": true, "peak_rss": bytes, "kernels": "..."}`` (which kernels ran, as the
@@ -17,10 +19,14 @@ on the machine hits them alike. The protocol is one JSON object per line:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import json
 import os
 import resource
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -82,6 +88,63 @@ def limit_address_space(bounds: dict[str, int] | None, batch: int, threads: int,
         pass  # a platform without RLIMIT_AS: the static bounds still hold
 
 
+def current_rss() -> int | None:
+    """This process's resident memory now (``VmRSS``), in bytes; None where ``/proc`` doesn't say (not Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def settled_rss() -> int | None:
+    """:func:`current_rss` once freed memory went back to the OS: Python's garbage collected, then glibc's
+    ``malloc_trim(0)`` (every arena; skipped where the C library has none), so what is left is what is held."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: freed memory may stay resident, and counts
+        pass
+    return current_rss()
+
+
+def _empty_onnx() -> bytes:
+    """A weightless ONNX graph (one Relu on an image batch): an empty session's cost, to subtract."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["logits"])], "empty", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7).SerializeToString()
+
+
+def empty_session_rss(onnx_file: bool, device: str, threads: int, runtime_name: str, precision: str) -> int | None:
+    """:func:`settled_rss` after opening (and closing) an empty ONNX graph the way the artifact will be opened.
+
+    The runtime's lazily loaded parts (OpenVINO's ONNX frontend and CPU plugin, ONNX Runtime's thread pools and
+    providers, onnx for the bounds check) are then in the baseline, not in the artifact's figure. Model files run on
+    the PyTorch reference, whose baseline is the interpreter with torch imported.
+    """
+    if onnx_file:
+        from binexport.errors import BinexportError
+        from binexport.runtimes import open_runtime
+
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "empty.onnx")
+            with open(path, "wb") as f:
+                f.write(_empty_onnx())
+            try:
+                runtime, _ = open_runtime(path, device, threads, runtime_name, precision)
+                del runtime
+            except BinexportError:  # the artifact's own load says what is wrong
+                pass
+    return settled_rss()
+
+
 def _answer(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -132,6 +195,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "ort", preci
             import onnxruntime  # noqa: F401
 
             import binexport.runtimes.ort  # noqa: F401
+        baseline = empty_session_rss(fmt.read is None, device, threads, runtime_name, precision)
         before = peak_rss()  # the interpreter and the runtime's libraries
         address_before = address_space()
         t0 = time.perf_counter()
@@ -140,6 +204,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "ort", preci
         _answer({"ok": False, "error": str(e)})
         return 2
     load_s = time.perf_counter() - t0
+    held = settled_rss()
     _answer(
         {
             "ok": True,
@@ -151,6 +216,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "ort", preci
             "rss_before_load": before,
             **info,
             "rss_after_load": peak_rss(),
+            "rss_weights": None if held is None or baseline is None else max(0, held - baseline),
         }
     )
     cache: dict[int, np.ndarray] = {}

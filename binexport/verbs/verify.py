@@ -244,13 +244,20 @@ def _open_all(p: Path, dev: str, devs: dict[str, str], binarized: bool | None, p
 
     if not is_onnx(p):
         return [_open(p, dev, binarized)]
-    out = []
+    out: list[Artifact] = []
     for rt, d in devs.items():
-        if rt == "openvino":
-            _compile_apart(p, precision)
-        out.append(
-            open_artifact(p, d, binarized=binarized, runtime=rt, precision=precision if rt == "openvino" else "f32")
-        )
+        try:
+            if rt == "openvino":
+                _compile_apart(p, precision)
+            out.append(
+                open_artifact(p, d, binarized=binarized, runtime=rt, precision=precision if rt == "openvino" else "f32")
+            )
+        except InputError as e:  # OpenVINO 2026.4 reads no INT2: the int2 file's row on ONNX Runtime says so
+            if rt != "openvino" or not out or out[0].weights != "int2":
+                raise
+            from binexport.runtimes.openvino import int2_refusal
+
+            out[0].notes.append(int2_refusal(str(e)))
     return out
 
 
