@@ -21,8 +21,12 @@ its own. Tolerances are keyed by *weight encoding*, not file format:
 - ``int8`` quantizes activations (static, calibrated), so logits move by
   ~1e-1 and a few borderline images change class: it is held to accuracy, not
   logits: top-1 within 1 point of the reference's and >= 97 % agreement on a
-  test set; an export is refused below 95 % agreement on its validation images
-  (fewer images, so a looser floor).
+  test set. An export's own validation (:func:`judge_export`) is held to 95 %
+  agreement on its real held-out images where it has at least
+  :data:`MIN_AGREEMENT_IMAGES`; with fewer, or only random images, a top-1
+  agreement percentage is decided by near-ties (which flip with the CPU's int8
+  kernel), so it is judged by its logit error relative to each image's logit
+  spread and a margin-aware agreement instead (see :data:`INT8_RELATIVE_BOUNDS`).
 
 - ``bf16-compute`` is not a weight encoding but a compute mode: OpenVINO's
   bfloat16 execution (``--precision bf16``) rounds activations and weights to
@@ -79,6 +83,24 @@ TOLERANCES: dict[str, Tolerance] = {
 }
 #: Agreement floors of an export's own validation where they differ from :data:`TOLERANCES`.
 EXPORT_MIN_AGREEMENT: dict[str, float] = {"int8": 0.95}
+#: Fewest real images on which a top-1 agreement percentage decides an export (:func:`judge_export`): over
+#: fewer, one near-tie flipped by the CPU's int8 kernel moves it by several points.
+MIN_AGREEMENT_IMAGES = 50
+#: int8 exports: the bound on an image's max |logit diff|, as a multiple of the spread (std over classes) of
+#: that image's reference logits, by kind of image. Worst seen with ONNX Runtime (graph optimisations on and
+#: off, weight zero point 0 and 1) and OpenVINO, AMD EPYC (AVX-512 VNNI), 2026-12-07: real held-out training
+#: images 0.11 (published WRN-20-10, CIFAR-100) and 0.017 (McDonnell's CIFAR-10 model); uniform random pixels
+#: 0.77 and 0.17, since they drive activations past their calibrated ranges and int8 clips them. A wrong scale
+#: (x1.25 on one block conv) reached 2.3 and 0.39 on real images.
+INT8_RELATIVE_BOUNDS: dict[str, float] = {"real": 0.5, "random": 2.0}
+#: The rules an export is judged by (:func:`judge_export`), as reports name them.
+EXPORT_RULES: dict[str, str] = {
+    "exact": "every logit within the encoding's bound, every top-1 kept where no rounding can flip it",
+    "real-agreement": f"top-1 agreement on >= {MIN_AGREEMENT_IMAGES} real held-out images, and every image's "
+    "logit error within its bound",
+    "margin": "every image's logit error within its bound, top-1 counted only where the reference's margin "
+    "exceeds twice the bound (too few real images for an agreement percentage)",
+}
 #: The weight encodings binexport knows, in the order reports list them.
 WEIGHT_ENCODINGS: tuple[str, ...] = tuple(k for k in TOLERANCES if k not in COMPUTE_MODES.values())
 
@@ -109,7 +131,11 @@ def tolerance(weights: str) -> Tolerance:
 
 @dataclass
 class Comparison:
-    """Everything one comparison found; ``problems`` is empty when the artifact passes."""
+    """Everything one comparison found; ``problems`` is empty when the artifact passes.
+
+    ``agreement`` is over ``agreement_images`` images: all of them, or (with per-image bounds) those whose
+    reference top-1/top-2 margin exceeds twice their bound, where no logit error within the bound can flip top-1.
+    """
 
     weights: str
     images: int
@@ -122,6 +148,8 @@ class Comparison:
     top1_correct: int | None = None
     top5_correct: int | None = None
     reference_top1_correct: int | None = None
+    agreement_images: int | None = None
+    max_relative_logit_diff: float | None = None  # max over images of |logit diff| / that image's logit spread
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -145,6 +173,9 @@ def compare(
     names: list[str] | None = None,
     what: str = "artifact",
     min_agreement: float | None = None,
+    bounds: np.ndarray | None = None,
+    agree_on: np.ndarray | None = None,
+    count_near_ties: bool = False,
 ) -> Comparison:
     """Compare an artifact's logits with the reference's, collecting every problem against its tolerance.
 
@@ -157,6 +188,12 @@ def compare(
         what: how to call the artifact in messages (e.g. ``ONNX``).
         min_agreement: replace the tolerance's agreement floor (an export's validation, see
             :data:`EXPORT_MIN_AGREEMENT`).
+        bounds: (N,) a bound on each image's |logit diff|, replacing the tolerance's ``max_abs_logit_diff``
+            (:func:`judge_export`); a top-1 change then counts only where the reference's margin exceeds
+            twice the image's bound (a margin-aware agreement: near-ties decide nothing).
+        agree_on: (N,) bool, the images agreement is measured on (default all).
+        count_near_ties: with ``bounds``, count every top-1 change on ``agree_on`` (a plain agreement, for
+            enough real images), not only those past the margin.
 
     Returns:
         A :class:`Comparison`; ``passed`` is False when any problem was found.
@@ -180,8 +217,12 @@ def compare(
     n = len(reference)
     names = names or [f"image #{i}" for i in range(n)]
     top1, ref_top1 = logits.argmax(1), reference.argmax(1)
-    differ = [int(i) for i in np.flatnonzero(top1 != ref_top1)]
-    agreement = 1.0 - len(differ) / n if n else 1.0
+    counted = np.ones(n, bool) if agree_on is None else np.asarray(agree_on, bool).copy()
+    if bounds is not None and not count_near_ties:
+        counted &= margins(reference) > 2 * bounds
+    differ = [int(i) for i in np.flatnonzero((top1 != ref_top1) & counted)]
+    n_agree = int(counted.sum())
+    agreement = 1.0 - len(differ) / n_agree if n_agree else 1.0
     problems: list[str] = []
     finite = bool(np.isfinite(logits).all())
     diff = np.abs(logits.astype(np.float64) - reference.astype(np.float64))
@@ -195,7 +236,9 @@ def compare(
         worst = f"{names[i]}, logit {j}: {what} {logits[i, j]:.6g} vs reference {reference[i, j]:.6g}"
     else:
         max_d = mean_d = 0.0
-    c = Comparison(weights, n, agreement, differ, max_d, mean_d, worst, tol)
+    c = Comparison(weights, n, agreement, differ, max_d, mean_d, worst, tol, agreement_images=n_agree)
+    if diff.size and finite:
+        c.max_relative_logit_diff = float((diff.max(1) / np.maximum(spreads(reference), _TINY)).max())
     if labels is not None:
         c.top1_correct = int((top1 == labels).sum())
         c.top5_correct = top_k_correct(logits, labels, 5)
@@ -204,9 +247,17 @@ def compare(
         first = ", ".join(f"#{i}" for i in differ[:5])
         problems.append(
             f"top-1 agreement {100 * agreement:.2f} % < {100 * tol.min_agreement:g} % ({len(differ)} of "
-            f"{n} images differ, first {first})"
+            f"{n_agree} images differ, first {first})"
         )
-    if max_d is not None and tol.max_abs_logit_diff is not None and max_d > tol.max_abs_logit_diff:
+    if bounds is not None and finite and diff.size:
+        over = np.flatnonzero(diff.max(1) > bounds)
+        if len(over):
+            i = int(over[np.argmax(diff.max(1)[over] / np.maximum(bounds[over], _TINY))])
+            problems.append(
+                f"|logit diff| beyond its bound on {len(over)} of {n} images (worst {names[i]}: "
+                f"{diff[i].max():.3g} > {bounds[i]:.3g}, {_bound_words(weights)})"
+            )
+    elif max_d is not None and tol.max_abs_logit_diff is not None and max_d > tol.max_abs_logit_diff:
         problems.append(
             f"max |logit diff| {max_d:.3g} > {tol.max_abs_logit_diff:g} allowed for {weights} weights "
             f"(worst output {worst})"
@@ -220,3 +271,98 @@ def compare(
             )
     c.problems = problems
     return c
+
+
+_TINY = 1e-12
+
+
+def margins(logits: np.ndarray) -> np.ndarray:
+    """(N,) each row's top-1 minus top-2 logit: how far a prediction is from a tie."""
+    if logits.shape[1] < 2:
+        return np.full(len(logits), np.inf)
+    top2 = np.partition(logits.astype(np.float64), -2, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def spreads(logits: np.ndarray) -> np.ndarray:
+    """(N,) the standard deviation of each row's logits over the classes: the scale a logit error is judged on."""
+    return logits.astype(np.float64).std(1)
+
+
+def export_bounds(reference: np.ndarray, weights: str, real: np.ndarray) -> np.ndarray:
+    """(N,) the bound on each image's max |logit diff| in an export's validation.
+
+    An encoding with a logit bound keeps it; int8 (none) gets :data:`INT8_RELATIVE_BOUNDS` times the image's
+    logit spread, by kind (real or random).
+    """
+    tol = tolerance(weights)
+    if tol.max_abs_logit_diff is not None:
+        return np.full(len(reference), tol.max_abs_logit_diff)
+    k = np.where(np.asarray(real, bool), INT8_RELATIVE_BOUNDS["real"], INT8_RELATIVE_BOUNDS["random"])
+    return k * spreads(reference)
+
+
+def export_rule(weights: str, real_images: int) -> str:
+    """Which of :data:`EXPORT_RULES` judges an export of ``weights`` with ``real_images`` real images."""
+    tol = tolerance(weights)
+    if tol.max_abs_logit_diff is not None and tol.max_abs_logit_diff <= 1e-4:
+        return "exact"
+    return "real-agreement" if real_images >= MIN_AGREEMENT_IMAGES else "margin"
+
+
+def judge_export(
+    logits: np.ndarray,
+    reference: np.ndarray,
+    weights: str,
+    real: np.ndarray,
+    *,
+    names: list[str] | None = None,
+    what: str = "ONNX",
+) -> tuple[str, Comparison]:
+    """An export's validation: :func:`compare` under the rule that fits its images (:func:`export_rule`).
+
+    Every image's logit error must lie within its bound (:func:`export_bounds`). Top-1 agreement is then
+    measured on the real images where there are :data:`MIN_AGREEMENT_IMAGES` or more (floor
+    :data:`EXPORT_MIN_AGREEMENT`), else margin-aware over all images: a top-1 change counts only where the
+    reference's margin exceeds twice the bound. So no near-tie, flipped one way on one CPU's int8 kernel and
+    the other way on another's, decides a verdict.
+
+    Args:
+        logits, reference: (N, classes) the export's and the reference's logits, same images in the same order.
+        weights: the export's weight encoding.
+        real: (N,) bool, which images are real (held-out training or labelled) rather than random.
+        names, what: as :func:`compare`.
+
+    Returns:
+        The rule's name (a key of :data:`EXPORT_RULES`) and the :class:`Comparison`.
+
+    Raises:
+        InputError: as :func:`compare`.
+
+    Example:
+        >>> rule, c = judge_export(onnx_logits, torch_logits, "int8", np.zeros(4, bool))  # doctest: +SKIP
+        >>> rule, c.passed                                                                 # doctest: +SKIP
+        ('margin', True)
+    """
+    real = np.asarray(real, bool)
+    rule = export_rule(weights, int(real.sum()))
+    c = compare(
+        logits,
+        reference,
+        weights,
+        names=names,
+        what=what,
+        min_agreement=EXPORT_MIN_AGREEMENT.get(weights),
+        bounds=export_bounds(reference, weights, real),
+        agree_on=real if rule == "real-agreement" else None,
+        count_near_ties=rule == "real-agreement",
+    )
+    return rule, c
+
+
+def _bound_words(weights: str) -> str:
+    tol = TOLERANCES.get(weights)
+    if tol is not None and tol.max_abs_logit_diff is not None:
+        return f"allowed for {weights} weights"
+    r = INT8_RELATIVE_BOUNDS
+    return f"{r['real']:g} x the image's logit spread on real images, {r['random']:g} x on random ones"

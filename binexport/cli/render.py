@@ -175,12 +175,16 @@ def render_onnx(r: Any) -> None:
         c = r.calibration
         t.add_row("int8 calibration", f"{c.images} training images, p{c.percentile:g}")
         t.add_row("QLinearConv in ORT", str(v.int8_convs))
-    limit = "reported" if v.tolerance == float("inf") else f"limit {v.tolerance:g}"
+    t.add_row("validation rule", f"{v.rule} ({v.images} images: {v.real_images} real, {v.random_images} random)")
+    if v.relative_bounds is not None:
+        b = v.relative_bounds
+        limit = f"limit {b['real']:g}x spread real, {b['random']:g}x random; worst {v.max_relative_diff:.2f}x"
+    else:
+        limit = f"limit {v.tolerance:g}"
     t.add_row("max |logit diff|", f"{v.max_abs_diff:.3g} ({limit})")
     t.add_row(
         "top-1 agreement",
-        f"{v.agreement:.1%} of {v.random_images + v.labelled_images + v.heldout_images} "
-        f"images (needs {v.min_agreement:.0%})",
+        f"{v.agreement:.1%} of {v.agreement_images} {v.agreement_on} (needs {v.min_agreement:.0%})",
     )
     if v.accuracy is not None:
         t.add_row(f"accuracy, {v.labelled_images} labelled", f"{v.accuracy:.1%} (reference {v.reference_accuracy:.1%})")

@@ -2,8 +2,8 @@
 
 Validation is part of every export, not a warning: the temp file is checked
 by ``onnx.checker`` (full_check) and run by ONNX Runtime on a fixed random
-batch (plus labelled images when given); only a file that matches the
-reference within its tolerance (:mod:`binexport.check`) replaces the output, otherwise no file is left.
+batch (plus held-out and labelled real images when there are some); only a file that passes the rule
+:func:`binexport.check.judge_export` picks for its images replaces the output, otherwise no file is left.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from binexport.errors import CheckError, InputError
 from binexport.formats import onnx as fmt
 from binexport.formats.onnx import int8 as int8_fmt
 from binexport.model import Model
+
+if TYPE_CHECKING:
+    from binexport.runtimes import Runtime
 
 #: ``--weights`` choices and the opset default, for the CLI.
 WEIGHTS = fmt.WEIGHTS
@@ -63,6 +66,16 @@ class Validation:
     heldout_images: int = 0
     int8_convs: int | None = None  # QLinearConv nodes in ONNX Runtime's optimised graph (int8 only)
     notes: list[str] = field(default_factory=list)
+    rule: str = "exact"  # which of check.EXPORT_RULES judged it
+    rule_text: str = ""
+    images: int = 0  # random + held-out + labelled
+    image_kind: str = "random"  # "random", or "real and random" where held-out or labelled images were run
+    real_images: int = 0  # held-out + labelled
+    agreement_images: int = 0  # the images ``agreement`` is over (see agreement_on)
+    agreement_on: str = ""
+    max_relative_diff: float | None = None  # max over images of |logit diff| / the image's logit spread
+    relative_bounds: dict[str, float] | None = None  # int8: the bounds on it, by kind of image
+    min_margin: float | None = None  # the reference's smallest top-1/top-2 margin over the images
 
 
 @dataclass
@@ -273,16 +286,25 @@ def validate(
     device: str = "cpu",
     timings: dict[str, float] | None = None,
     heldout: np.ndarray | None = None,
+    runtime: Runtime | None = None,
 ) -> Validation:
-    """onnx.checker (full_check), then ONNX Runtime vs the PyTorch reference; CheckError on any failure.
+    """onnx.checker (full_check), then the runtime vs the PyTorch reference by :func:`check.judge_export`.
 
     The images are a fixed random batch, then ``heldout`` (unlabelled: training images no calibration saw),
-    then ``labelled`` (accuracy is reported on those).
+    then ``labelled`` (accuracy is reported on those); the last two are the real ones. Both runtimes run through
+    :func:`binexport.runtimes.stream_logits`, as in ``verify``.
+
+    Args:
+        runtime: what runs the file (default: an ONNX Runtime session on ``device``); tests pass other
+            kernels (session options, OpenVINO) to show the verdict does not depend on them.
+
+    Raises:
+        CheckError: the graph fails onnx.checker, can't run, or misses its rule; InputError: an opset this
+            ONNX Runtime can't load.
     """
     import onnx
 
-    from binexport.data import normalize
-    from binexport.runtimes import resolve_device, select_input
+    from binexport.runtimes import resolve_device, stream_logits
     from binexport.runtimes.ort import open_session, optimized_ops, ort_errors
     from binexport.runtimes.torch_ref import TorchRuntime
 
@@ -297,19 +319,18 @@ def validate(
     timings["checker"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    rng = np.random.default_rng(_SEED)
-    raw = rng.integers(0, 256, (RANDOM_IMAGES, 32, 32, 3), dtype=np.uint8)
+    raw = np.random.default_rng(_SEED).integers(0, 256, (RANDOM_IMAGES, 32, 32, 3), dtype=np.uint8)
     names = [f"random image {i}" for i in range(RANDOM_IMAGES)]
+    n_held = 0 if heldout is None else len(heldout)
     if heldout is not None:
         raw = np.concatenate([raw, heldout])
-        names += [f"held-out training image {i}" for i in range(len(heldout))]
+        names += [f"held-out training image {i}" for i in range(n_held)]
     if labelled is not None:
         raw = np.concatenate([raw, labelled[0]])
         names += list(labelled[2])
-    x = normalize(raw)
     try:
-        runtime = open_session(str(path), resolve_device(device))
-        got = runtime.logits(select_input(runtime.input_kind, raw, x), 64)
+        runtime = runtime or open_session(str(path), resolve_device(device))
+        (got, _), (ref, _) = stream_logits([runtime, TorchRuntime(model)], raw, len(raw), 64)
     except ort_errors() as e:  # ONNX Runtime's own types, for graphs it can't load or run
         text = str(e).strip()
         if "opset" in text.lower() or "IR version" in text:
@@ -321,17 +342,14 @@ def validate(
                 "choose a lower --opset (default 18)"
             ) from None
         raise CheckError("ONNX Runtime could not run the exported graph", [f"{type(e).__name__}: {text}"]) from None
-    torch_rt = TorchRuntime(model)
-    ref = torch_rt.logits(select_input(torch_rt.input_kind, raw, x))
     timings["runtime"] = time.perf_counter() - t
-    labels = labelled[1] if labelled is not None else None
+    real = np.arange(len(raw)) >= RANDOM_IMAGES
     try:
-        c = check.compare(
-            got, ref, weights, names=names, what="ONNX", min_agreement=check.EXPORT_MIN_AGREEMENT.get(weights)
-        )
+        rule, c = check.judge_export(got, ref, weights, real, names=names)
     except InputError as e:
         raise CheckError("the exported graph gives logits of the wrong shape", [str(e)]) from None
-    n_held = 0 if heldout is None else len(heldout)
+    n_real = int(real.sum())
+    bounds = check.INT8_RELATIVE_BOUNDS if c.tolerance.max_abs_logit_diff is None else None
     v = Validation(
         provider=runtime.provider,
         random_images=RANDOM_IMAGES,
@@ -343,16 +361,28 @@ def validate(
         agreement=c.agreement,
         min_agreement=c.tolerance.min_agreement,
         passed=c.passed,
+        rule=rule,
+        rule_text=check.EXPORT_RULES[rule],
+        images=len(raw),
+        image_kind="real and random" if n_real else "random",
+        real_images=n_real,
+        agreement_images=c.agreement_images or 0,
+        agreement_on="real images" if rule == "real-agreement" else "images past the margin",
+        max_relative_diff=c.max_relative_logit_diff,
+        relative_bounds=dict(bounds) if bounds is not None else None,
+        min_margin=float(check.margins(ref).min()) if len(ref) else None,
     )
-    if labels is not None:
-        n = len(labels)
-        v.accuracy = float(np.mean(got[-n:].argmax(1) == labels))
-        v.reference_accuracy = float(np.mean(ref[-n:].argmax(1) == labels))
+    if labelled is not None:
+        n = len(labelled[1])
+        v.accuracy = float(np.mean(got[-n:].argmax(1) == labelled[1]))
+        v.reference_accuracy = float(np.mean(ref[-n:].argmax(1) == labelled[1]))
     if not c.passed:
         raise CheckError(
-            f"ONNX Runtime ({runtime.provider}) disagrees with the PyTorch reference; no file written", c.problems
+            f"{runtime.provider} disagrees with the PyTorch reference ({v.images} images, {v.image_kind}; "
+            f"rule: {rule}); no file written",
+            c.problems,
         )
-    if weights == "int8":
+    if weights == "int8" and runtime.name == "onnxruntime":
         v.int8_convs = optimized_ops(str(path)).count("QLinearConv")
         blocks = 2 * 3 * model.arch.blocks_per_group
         if v.int8_convs < blocks:
