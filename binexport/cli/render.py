@@ -176,9 +176,11 @@ def render_onnx(r: Any) -> None:
         t.add_row("int8 calibration", f"{c.images} training images, p{c.percentile:g}")
         t.add_row("QLinearConv in ORT", str(v.int8_convs))
     t.add_row("validation rule", f"{v.rule} ({v.images} images: {v.real_images} real, {v.random_images} random)")
-    if v.relative_bounds is not None:
-        b = v.relative_bounds
-        limit = f"limit {b['real']:g}x spread real, {b['random']:g}x random; worst {v.max_relative_diff:.2f}x"
+    if v.relative_bound is not None:
+        limit = (
+            f"{v.max_relative_diff:.2f}x the logits' spread, limit {v.relative_bound:g}x; "
+            f"mean {v.mean_relative_diff:.3f}x, limit {v.mean_relative_bound:g}x"
+        )
     else:
         limit = f"limit {v.tolerance:g}"
     t.add_row("max |logit diff|", f"{v.max_abs_diff:.3g} ({limit})")
