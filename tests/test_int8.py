@@ -366,16 +366,33 @@ def _runtimes(paths: dict[int, Path]) -> dict[str, object]:
 
 
 def test_int8_verdict_is_the_same_on_every_kernel(exported, both_encodings, root: Path) -> None:
+    """The export's rule, on random images alone (margin) and with 50 real held-out ones (real-agreement), gives
+    the same verdict on every kernel: both weight zero points, ORT's fusions on and off, OpenVINO."""
+    from binexport.data import normalize
     from binexport.data.calibration import load_calibration
-    from binexport.verbs.export import split_calibration, validate
+    from binexport.runtimes import select_input
+    from binexport.runtimes.torch_ref import TorchRuntime
+    from binexport.validation import RANDOM_IMAGES, random_images, validate
+    from binexport.verbs.export import split_calibration
 
     model = exported[0]
     _, held = split_calibration(load_calibration("CIFAR10", root).images, 48)
-    for name, rt in _runtimes(both_encodings).items():
-        for heldout, rule in ((None, "margin"), (held, "real-agreement")):
-            v = validate(both_encodings[0], model, "int8", "dynamic", False, heldout=heldout, runtime=rt)
-            assert (v.passed, v.rule) == (True, rule), name
-            assert v.max_relative_diff is not None and v.max_relative_diff < check.INT8_RELATIVE_BOUND / 4
+    raw = np.concatenate([random_images(RANDOM_IMAGES), held[: check.MIN_AGREEMENT_IMAGES]])
+    x = normalize(raw)
+    ref = TorchRuntime(model).logits(x)
+    real = np.arange(len(raw)) >= RANDOM_IMAGES
+    runtimes = _runtimes(both_encodings)
+    assert len(runtimes) >= 4
+    for name, rt in runtimes.items():
+        got = rt.logits(select_input(rt.input_kind, raw, x))  # type: ignore[attr-defined]
+        for n, rule in ((RANDOM_IMAGES, "margin"), (len(raw), "real-agreement")):
+            verdict, c = check.judge_export(got[:n], ref[:n], "int8", real[:n])
+            assert (verdict, c.passed) == (rule, True), (name, c.problems)
+            assert c.max_relative_logit_diff is not None and c.max_relative_logit_diff < check.INT8_RELATIVE_BOUND / 4
+    # the whole validation, with the runtime passed in: ORT with every graph optimisation off
+    rt = runtimes[f"onnxruntime zp{int8.DEFAULT_WEIGHT_ZERO_POINT} ORT_DISABLE_ALL"]
+    v = validate(both_encodings[int8.DEFAULT_WEIGHT_ZERO_POINT], model, "int8", "dynamic", False, runtime=rt)
+    assert (v.passed, v.rule, v.images, v.real_images, v.image_kind) == (True, "margin", RANDOM_IMAGES, 0, "random")
 
 
 def test_near_ties_decide_nothing() -> None:
@@ -435,7 +452,7 @@ def _flip_first_channel(bits: np.ndarray) -> np.ndarray:
 )
 def test_random_images_alone_still_fail_a_wrong_int8_export(exported, tmp_path: Path, name: str, change) -> None:
     from binexport.errors import CheckError
-    from binexport.verbs.export import validate
+    from binexport.validation import validate
 
     model, path, _ = exported
     assert validate(path, model, "int8", "dynamic", False).passed  # the right file passes on random images alone
