@@ -79,12 +79,12 @@ MIN_AGREEMENT_IMAGES = 50
 #: int8 exports: the bound on each image's max |logit diff|, as a multiple of the spread (std over classes) of
 #: that image's reference logits. Worst seen with ONNX Runtime (graph optimisations on and off, weight zero
 #: point 0 and 1) and OpenVINO, AMD EPYC (AVX-512 VNNI), 2026-12-07, on the published WRN-20-10 (CIFAR-100)
-#: and McDonnell's CIFAR-10 model: 0.11 and 0.017 on real held-out training images, 0.18 and 0.07 on the smooth
-#: random images of ``to-onnx`` (uniform noise: 0.78, see ``verbs.export.RANDOM_GRID``). A wrong weight scale
+#: and McDonnell's CIFAR-10 model: 0.11 and 0.017 on real held-out training images, 0.23 and 0.025 on the smooth
+#: random images of ``to-onnx`` (uniform noise: 0.78, see ``validation.RANDOM_GRID``). A wrong weight scale
 #: (x1.25 on one block conv) reached 2.3 on WRN-20-10's real images.
 INT8_RELATIVE_BOUND = 0.6
 #: int8 exports: the bound on the mean |logit diff| / spread over all images and classes, which a wrong channel
-#: moves more surely than the max: worst seen 0.021 (WRN-20-10, smooth random images; 0.006 McDonnell's model);
+#: moves more surely than the max: worst seen 0.024 (WRN-20-10, smooth random images; 0.005 McDonnell's model);
 #: one sign-flipped output channel of a block conv: 0.07 (WRN-20-10, 1 of 320), 0.04-0.11 (a WRN-8-1, 1 of 16-32).
 INT8_MEAN_RELATIVE_BOUND = 0.06
 #: The rules an export is judged by (:func:`judge_export`), as reports name them.
