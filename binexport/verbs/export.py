@@ -37,8 +37,8 @@ SCHEMA_VERSION = 1
 CALIBRATION_SIZE = 256
 MAX_CALIBRATION_SIZE = 50_000
 PERCENTILE = 99.999
-#: Training images after the calibration sample, held out to validate an int8 export on (real images, so
-#: agreement means something; random images have near-uniform logits).
+#: Training images after the calibration sample, held out to validate an int8 export on: real images, so an
+#: agreement percentage means something where there are at least ``check.MIN_AGREEMENT_IMAGES`` of them.
 HELDOUT_IMAGES = 96
 
 
