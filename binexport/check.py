@@ -256,10 +256,10 @@ def compare(
         over = np.flatnonzero(diff.max(1) > bounds)
         if len(over):
             w = int(over[np.argmax(diff.max(1)[over] / np.maximum(bounds[over], _TINY))])
-            j = int(np.argmax(diff[w]))
+            k = int(np.argmax(diff[w]))
             problems.append(
-                f"|logit diff| beyond its bound on {len(over)} of {n} images (worst output {names[w]}, logit {j}: "
-                f"{what} {logits[w, j]:.6g} vs reference {reference[w, j]:.6g}, {diff[w, j]:.3g} > {bounds[w]:.3g}"
+                f"|logit diff| beyond its bound on {len(over)} of {n} images (worst output {names[w]}, logit {k}: "
+                f"{what} {logits[w, k]:.6g} vs reference {reference[w, k]:.6g}, {diff[w, k]:.3g} > {bounds[w]:.3g}"
                 + (f", {INT8_RELATIVE_BOUND:g} x its logit spread)" if tol.max_abs_logit_diff is None else ")")
             )
     elif max_d is not None and tol.max_abs_logit_diff is not None and max_d > tol.max_abs_logit_diff:
