@@ -319,11 +319,26 @@ def test_int8_ort_size_ops_and_logits(demo_files: dict) -> None:
                 name += ch
     assert listed == set(ops)  # the config lists exactly what the graph uses
     imgs, _, _ = load_labelled_folder(CIFAR10_SAMPLES)
-    a = open_session(str(demo_files["int8"]), disabled_optimizers=DISABLED_OPTIMIZERS)
-    b = open_session(demo_files["int8_ort"].read_bytes())
-    x = select_input(a.input_kind, imgs, normalize(imgs))
-    la, lb = a.logits(x), b.logits(x)
-    assert (la.argmax(1) == lb.argmax(1)).all() and np.abs(la - lb).max() < 1e-5
+    for onnx_file, ort_file in (("int8", "int8_ort"), ("onnx", "ort")):  # int8 and 1-bit
+        a = open_session(str(demo_files[onnx_file]), disabled_optimizers=DISABLED_OPTIMIZERS)  # as the .ort was made
+        b = open_session(demo_files[ort_file].read_bytes())
+        x = select_input(a.input_kind, imgs, normalize(imgs))
+        assert np.array_equal(a.logits(x), b.logits(x)), ort_file  # the same graph, the same kernels: bit for bit
+        assert _optimized_ops(demo_files[onnx_file]) == set(check_ort_bounds(demo_files[ort_file])), ort_file
+
+
+def _optimized_ops(onnx_file: Path) -> set[tuple[str, str]]:
+    """The operators of ONNX Runtime's optimised graph of ``onnx_file`` with the .ort's optimisers disabled."""
+    import onnx
+    import onnxruntime as ort
+
+    from binexport.formats.ort import DISABLED_OPTIMIZERS
+
+    saved = onnx_file.with_suffix(".optimized.onnx")
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(saved)
+    ort.InferenceSession(str(onnx_file), so, ["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS))
+    return {(n.domain, n.op_type) for n in onnx.load(saved).graph.node}
 
 
 @pytest.mark.slow
