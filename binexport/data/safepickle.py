@@ -17,6 +17,16 @@ import numpy as np
 from binexport.errors import InputError
 
 
+def _numpy_core() -> tuple[Any, Any]:
+    """numpy's private pickle helpers (``multiarray``, ``numeric``) under the installed numpy's name
+    (``numpy._core`` since 2.0, ``numpy.core`` before)."""
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+    return multiarray, numeric
+
+
 class _NdarrayClass:
     """Stands for ``numpy.ndarray`` in a pickle: only ``_reconstruct`` may use it; calling it would allocate
     any declared shape (``ndarray((100000, 3072))`` from a 170-byte file), so calling it is refused."""
@@ -31,13 +41,13 @@ _NDARRAY = _NdarrayClass()
 def _reconstruct(cls: Any, shape: Any, typecode: Any) -> np.ndarray:
     """numpy's ``_reconstruct`` for ndarray only: it makes an empty array that BUILD then fills from bytes in
     the file (numpy checks their length), so nothing is allocated beyond what the file holds."""
-    from binexport.data._npcompat import multiarray
+    multiarray, _ = _numpy_core()
 
     if cls is not _NDARRAY:
         raise Refused("_reconstruct of anything but numpy.ndarray is not allowed")
     if shape not in ((0,), [0], 0):
         raise Refused(f"_reconstruct with shape {str(shape)[:40]} is not allowed (numpy pickles use (0,))")
-    return multiarray._reconstruct(np.ndarray, (0,), typecode)  # type: ignore[return-value]  # numpy private, no stub
+    return multiarray._reconstruct(np.ndarray, (0,), typecode)  # numpy private, no stub
 
 
 def _dtype(*args: Any) -> np.dtype:
@@ -50,11 +60,11 @@ def _dtype(*args: Any) -> np.dtype:
 
 def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     """numpy's protocol-5 ``_frombuffer``: a view of bytes in the file, so bounded by it."""
-    from binexport.data._npcompat import numeric
+    _, numeric = _numpy_core()
 
     if not isinstance(buf, (bytes, bytearray, memoryview)) or not isinstance(dtype, np.dtype) or dtype.hasobject:
         raise Refused("_frombuffer is allowed for plain bytes and numeric dtypes only")
-    return numeric._frombuffer(buf, dtype, shape, order)  # type: ignore[attr-defined]  # numpy private, no stub
+    return numeric._frombuffer(buf, dtype, shape, order)  # numpy private, no stub
 
 
 def _latin1(text: Any, encoding: Any = "latin1") -> bytes:

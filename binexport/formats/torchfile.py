@@ -1,7 +1,7 @@
 """The one safe ``torch.load`` of a stranger's torch file, into a raw record every torch reader starts from.
 
 A torch file (``torch.save``, zip or legacy pickle, or a zoo's one-member zip around one) is first scanned
-inertly (:mod:`._torchscan`: declared sizes checked against the file, no code run) and then loaded with
+inertly (:mod:`.torchscan`: declared sizes checked against the file, no code run) and then loaded with
 ``torch.load(weights_only=True)``, never a fallback: a checkpoint from the internet must not run code. Zip files
 are memory-mapped so the optimizer state, half of a training checkpoint, is never paged in.
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from binexport._fileio import check_input, read_head, shown
 from binexport.errors import InputError
-from binexport.formats import _torchscan, _zipwrap
+from binexport.formats import torchscan, zipwrap
 
 #: ``Source.layout`` of a torch file: a dict with ``state_dict`` beside the optimizer, epoch... (training code).
 LAYOUT_TRAINING = "training-checkpoint"
@@ -144,10 +144,10 @@ def _torch_load(p: Path) -> Any:
         size = os.fstat(f.fileno()).st_size
         src: Any = f
         try:
-            inner = _zipwrap.wrapped_member(f, size) if is_zip else None
+            inner = zipwrap.wrapped_member(f, size) if is_zip else None
             if inner is not None:  # a zoo's one-member zip around the torch file (pytorchcv's <name>.pth.zip)
                 src, size, is_zip = io.BytesIO(inner), len(inner), inner.startswith(_ZIP_MAGIC)
-            _torchscan.scan(src, size, is_zip)  # declared sizes vs the file, before torch allocates anything
+            torchscan.scan(src, size, is_zip)  # declared sizes vs the file, before torch allocates anything
         except InputError as e:
             raise InputError(f"{shown(p)}: {e}") from None
         src.seek(0)
