@@ -43,8 +43,9 @@ class Format:
     """One file format: what it is called, how to recognise it, and what binexport can do with it.
 
     ``sniff`` is None for a format that shares its container with another (a
-    packed checkpoint is a torch file: the ``checkpoint`` reader claims it and
-    names the layout it found in ``Source.format``).
+    packed checkpoint and a pytorchcv state_dict are torch files: the
+    ``checkpoint`` reader claims them, hands them to their room, and the Model
+    says which in ``Source.format`` and ``Source.layout``).
     """
 
     name: str
