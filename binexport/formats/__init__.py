@@ -12,7 +12,7 @@ room. Files are always detected from their content, never their name.
 
 Vocabulary, used in the registry, in ``Source.format``, in every JSON report and on the CLI:
 
-- a *file format* (``checkpoint``, ``packed``, ``bwn``, ``mat``, ``onnx``, ``pytorchcv``, ``safetensors``);
+- a *file format* (``checkpoint``, ``packed``, ``bwn``, ``mat``, ``onnx``, ``ort``, ``pytorchcv``, ``safetensors``);
 - a torch file's *layout* (``Source.layout``: ``training-checkpoint``, ``state-dict``, ``packed-checkpoint``,
   ``pytorchcv-state-dict``), what the reader found inside the container;
 - a *weight encoding* (``1-bit``, ``float32``, ``float16``, ``bfloat16``, ``int8``:
@@ -34,7 +34,7 @@ from typing import Any
 
 from binexport._fileio import check_input, read_head
 from binexport.errors import InputError
-from binexport.formats import bwn, checkpoint, mat, onnx, packed, pytorchcv, runfolder, safetensors, torchfile
+from binexport.formats import bwn, checkpoint, mat, onnx, ort, packed, pytorchcv, runfolder, safetensors, torchfile
 from binexport.model import Model
 
 
@@ -100,6 +100,13 @@ REGISTRY: tuple[Format, ...] = (
         "an ONNX graph for stock ONNX Runtime (export only)",
         sniff=onnx.sniff,
         write=onnx.write,
+    ),
+    Format(
+        "ort",
+        (".ort",),
+        ".ort",
+        "ONNX Runtime's own format for ORT Mobile (to-onnx --ort-format writes it; run on ONNX Runtime only)",
+        sniff=ort.sniff,
     ),
     Format(
         "pytorchcv",

@@ -425,6 +425,8 @@ def open_artifact(
 
     if runtime not in RUNTIMES:
         raise InputError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
+    if fmt.name == "ort":
+        return _open_ort(p, fmt.name, device, threads, runtime)
     check_onnx_bounds(p)  # an ONNX file is a program: size what it can allocate before any session loads it
     if runtime == "openvino":
         from binexport.runtimes.openvino import open_compiled
@@ -452,6 +454,29 @@ def open_artifact(
         weights = "float32"
         notes.append("no binexport.weights metadata: held to the float32 tolerance")
     return Artifact(p, fmt.name, WEIGHT_ALIASES.get(weights, weights), rt, None, meta, notes)
+
+
+def _open_ort(p: Path, fmt: str, device: str, threads: int, runtime: str) -> Artifact:
+    """A ``.ort`` file on ONNX Runtime, after :func:`binexport.formats.ort.check_ort_bounds` (ONNX's checker can't
+    read it); OpenVINO does not read the format."""
+    from binexport.formats.onnx import WEIGHT_ALIASES
+    from binexport.formats.ort import check_ort_bounds
+    from binexport.runtimes.ort import open_session, ort_errors
+
+    if runtime != "ort":
+        raise InputError(f"{p}: a .ort file runs on ONNX Runtime only; use --runtime ort (OpenVINO reads .onnx)")
+    check_ort_bounds(p)
+    try:
+        rt = open_session(p.read_bytes(), device, threads)  # ONNX Runtime tells the format from the bytes
+    except (*ort_errors(), ValueError, TypeError) as e:  # type: ignore[misc]
+        raise InputError(f"{p}: ONNX Runtime cannot open it ({str(e).strip()[:200]})") from None
+    rt._kernels = "as stored in the .ort file (ONNX Runtime optimised it when it was written)"
+    meta = rt.metadata
+    weights, notes = meta.get("binexport.weights"), []
+    if weights is None:
+        weights = "float32"
+        notes.append("no binexport.weights metadata: held to the float32 tolerance")
+    return Artifact(p, fmt, WEIGHT_ALIASES.get(weights, weights), rt, None, meta, notes)
 
 
 def open_runtime(
