@@ -468,6 +468,6 @@ def test_cli_names_the_rule_and_the_images(root: Path, tmp_path: Path) -> None:
     ckpt = tmp_path / "m.packed.pth.tar"
     ckpt.write_bytes(formats.get("packed").write(tiny_model()))
     args = ["to-onnx", str(ckpt), "-o", str(tmp_path / "m.onnx"), "--weights", "int8", "--calibrate", "CIFAR10"]
-    res = CliRunner().invoke(main, [*args, "--data-root", str(root), "--calibration-size", str(N_TRAIN)])
+    res = invoke(*args, "--data-root", str(root), "--calibration-size", str(N_TRAIN))
     assert res.exit_code == 0, res.output
     assert "margin (8 images: 0 real, 8 random)" in res.stdout and "limit 0.6x" in res.stdout

@@ -17,12 +17,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from click.testing import CliRunner
-from helpers import CIFAR100_SAMPLES, tiny_model
 from onnx import numpy_helper
+from support.cli import invoke
+from support.models import tiny_model
+from support.paths import CIFAR100_SAMPLES
+from support.refusals import assert_refused
 
 from binexport import check, export_onnx, verify
-from binexport.cli import main
 from binexport.errors import InputError
 from binexport.formats import onnx as fmt
 from binexport.formats.onnx import int2
@@ -162,8 +163,8 @@ def test_cli_old_opset_is_one_line_exit_2(tmp_path: Path) -> None:
 
     src = tmp_path / "m.packed.pth.tar"
     src.write_bytes(packed.write(tiny_model(depth=8, width=1)))
-    res = CliRunner().invoke(main, ["to-onnx", str(src), "--weights", "int2", "--opset", "24"])
-    assert res.exit_code == 2 and "pass --opset 25" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = invoke("to-onnx", str(src), "--weights", "int2", "--opset", "24")
+    assert_refused(res, match="pass --opset 25")
 
 
 def test_bounds_refuse_an_int2_tensor_that_lies_about_its_size(exported, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_model
+from support.models import tiny_model
 
 from binexport import formats
 from binexport.data.synth import random_state
