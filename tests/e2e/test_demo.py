@@ -125,13 +125,21 @@ def test_demo_data_root_without_training_batches_leaves_int8_out_fast(
     assert report["steps"]["verify"]["num_images"] == 4
 
 
-def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "bench_seconds",
+    [
+        "0",  # no closing benchmark: every other step, fast
+        pytest.param("0.2", marks=pytest.mark.slow),  # with it: seven bench workers (~20 s loaded)
+    ],
+)
+def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path, bench_seconds: str) -> None:
     out = tmp_path / "demo"
-    r = invoke("demo", "--synthetic", "--out", str(out), "--width", "0.5", "--json", "--bench-seconds", "0.2")
+    r = invoke("demo", "--synthetic", "--out", out, "--width", "0.5", "--json", "--bench-seconds", bench_seconds)
     assert r.exit_code == 0, r.output
     report = json.loads(r.stdout)
     assert report["synthetic_checkpoint"] is True and report["schema_version"] == 1
-    assert list(report["steps"]) == ["inspect", "pack", "pack-bwn", "to-onnx", "to-onnx-int8", "verify", "bench"]
+    steps = ["inspect", "pack", "pack-bwn", "to-onnx", "to-onnx-int8", "verify"]
+    assert list(report["steps"]) == steps + (["bench"] if bench_seconds != "0" else [])
     assert report["steps"]["inspect"]["architecture"]["name"] == "WRN-20-0.5"
     assert report["steps"]["inspect"]["binarized_from"] == "log.txt"
     for name in ("model.packed.pth.tar", "model.bwn", "model.onnx", "run/checkpoint.pth.tar", "run/log.txt"):
@@ -144,6 +152,8 @@ def test_demo_synthetic_makes_checks_and_verifies_every_artifact(tmp_path: Path)
     )
     assert all(a["agreement"] == 1.0 for a in arts if a["weights"] != "int8")
     assert [a["weights"] for a in arts] == ["1-bit", "1-bit", *["1-bit"] * len(RUNTIMES), *["int8"] * len(RUNTIMES)]
+    if bench_seconds == "0":
+        return
     bench = report["steps"]["bench"]
     assert [Path(r["path"]).name for r in bench["rows"]] == onnx_rows(
         ["model-float32.onnx", "model.onnx", "model-int8.onnx", "model.packed.pth.tar"]
