@@ -125,7 +125,6 @@ def test_not_a_wrn_real(realdata: Path, tmp_path: Path) -> None:
     assert_refused(invoke("inspect", src))
 
 
-@pytest.mark.slow  # the real WRN-20-10 (~15 s); test_inspect_training_checkpoint_json covers inspect
 def test_inspect_real_published(real_packed: Path) -> None:
     r = invoke("inspect", real_packed)
     assert r.exit_code == 0, r.output

@@ -107,7 +107,6 @@ def test_to_onnx_and_verify_take_a_run_folder(make_run, tmp_path: Path) -> None:
     assert v["reference"]["path"] == str(ckpt) and v["passed"] is True
 
 
-@pytest.mark.slow  # the real WRN-20-10 (~9 s loaded); the tiny run folders cover resolution
 def test_a_real_packed_checkpoint_in_a_folder_is_taken(real_packed: Path, tmp_path: Path) -> None:
     run = tmp_path / "published"
     run.mkdir()

@@ -267,7 +267,6 @@ def test_missing_extra_leaves_runtime_all_and_the_default_unchanged(files: dict[
     assert [a.runtime for a in r.artifacts] == ["torch", "onnxruntime"] and r.passed
 
 
-@pytest.mark.slow  # the real WRN-20-10; the tiny files cover OpenVINO at f32
 def test_real_checkpoint_on_openvino_matches_on_the_real_samples(tmp_path: Path) -> None:
     """The published WRN-20-10's 1-bit ONNX on OpenVINO: 16 of the 20 real CIFAR-100 samples, within 1e-4."""
     if not REAL_PACKED.is_file():

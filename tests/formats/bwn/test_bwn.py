@@ -389,7 +389,6 @@ def real_bwn(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.slow  # packs the real WRN-20-10 (~17 s); the tiny round trips cover the codec
 def test_real_checkpoint_meets_the_size_target_and_every_bit_survives(real_bwn: Path) -> None:
     size = real_bwn.stat().st_size
     assert size <= 2_700_000, f"{size:,} B is over the 2.7 MB target"
@@ -400,7 +399,6 @@ def test_real_checkpoint_meets_the_size_target_and_every_bit_survives(real_bwn: 
     assert meta["architecture"]["name"] == "WRN-20-10" and meta["normalization"]["mean"][0] == 125.3 / 255
 
 
-@pytest.mark.slow  # the real WRN-20-10; the tiny files cover each encoding
 def test_real_checkpoint_packed_encoding_is_the_mappable_form(real_bwn: Path, tmp_path: Path) -> None:
     out = tmp_path / "plain.bwn"
     api.pack(real_bwn, out, format="bwn", encoding="packed")
