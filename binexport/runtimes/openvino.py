@@ -19,18 +19,11 @@ from typing import Any
 import numpy as np
 
 from binexport.errors import InputError
-from binexport.runtimes import (
-    INPUT_KINDS,
-    INPUT_NCHW,
-    INPUT_NCHW_F16,
-    INPUT_NHWC,
-    PRECISIONS,
-    Runtime,
-)
+from binexport.runtimes.base import COMPUTE_PRECISIONS, INPUT_KINDS, INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, Runtime
 
 #: The one line a user sees where OpenVINO is asked for but not installed.
 INSTALL_HINT = 'OpenVINO is not installed; install it with: pip install "binexport[openvino]"'
-#: OpenVINO's name for each of :data:`binexport.runtimes.PRECISIONS`.
+#: OpenVINO's name for each of :data:`binexport.runtimes.base.COMPUTE_PRECISIONS`.
 _HINTS = {"f32": "f32", "bf16": "bf16"}
 #: Layer types whose kernels a user wants to see first (they take >95 % of a WRN's time).
 _CONV_TYPES = ("Convolution", "GroupConvolution", "FullyConnected", "MatMul")
@@ -65,7 +58,7 @@ class OpenVinoRuntime(Runtime):
     """A compiled OpenVINO model behind the common :class:`Runtime` loop.
 
     Attributes:
-        precision: the inference precision the compiled model reports (``f32`` or ``bf16``), never the one asked.
+        compute: the inference precision the compiled model reports (``f32`` or ``bf16``), never the one asked.
         provider: ``OpenVINO:`` plus the execution devices the compiled model reports (``OpenVINO:CPU``).
     """
 
@@ -75,7 +68,7 @@ class OpenVinoRuntime(Runtime):
         self.compiled = compiled
         self.device = device
         self._metadata = metadata
-        self.precision = _element_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.compute = _element_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
         devices = compiled.get_property("EXECUTION_DEVICES")
         self.execution_devices = [str(d) for d in devices]
         self.provider = "OpenVINO:" + ",".join(self.execution_devices)
@@ -174,14 +167,14 @@ def summarize_kernels(counts: Counter[tuple[str, str]], limit: int = 4) -> str:
     return "; ".join(parts)
 
 
-def open_compiled(path: str, device: str = "cpu", threads: int = 0, precision: str = "f32") -> OpenVinoRuntime:
+def open_compiled(path: str, device: str = "cpu", threads: int = 0, compute: str = "f32") -> OpenVinoRuntime:
     """Compile an ONNX file on OpenVINO's CPU plugin with the precision hint pinned, and check what it reports.
 
     Args:
         path: the ONNX file.
         device: 'cpu' only (binexport runs OpenVINO on its CPU plugin).
         threads: ``INFERENCE_NUM_THREADS`` (0: OpenVINO's default, one per core).
-        precision: one of :data:`binexport.runtimes.PRECISIONS`: ``f32`` (exact, the default) or ``bf16``.
+        compute: one of :data:`binexport.runtimes.base.COMPUTE_PRECISIONS`: ``f32`` (exact, the default) or ``bf16``.
 
     Raises:
         InputError: OpenVINO is missing, ``device`` is cuda, a bad precision, bf16 asked on a CPU that does
@@ -191,11 +184,11 @@ def open_compiled(path: str, device: str = "cpu", threads: int = 0, precision: s
         raise InputError(
             f"--device {device}: binexport runs OpenVINO on the CPU only; use --runtime ort for CUDA, or --device cpu"
         )
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if compute not in COMPUTE_PRECISIONS:
+        raise InputError(f"unknown precision {compute!r}; valid: {', '.join(COMPUTE_PRECISIONS)}")
     ov = import_openvino()
     core = ov.Core()
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _HINTS[precision]}
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _HINTS[compute]}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     try:
@@ -205,10 +198,10 @@ def open_compiled(path: str, device: str = "cpu", threads: int = 0, precision: s
     except (RuntimeError, ValueError, TypeError, OSError) as e:  # OpenVINO raises RuntimeError for bad graphs
         raise InputError(f"OpenVINO cannot open it ({' '.join(str(e).split())[:200]})") from None
     runtime = OpenVinoRuntime(compiled, metadata, device)
-    if runtime.precision != precision:  # a CPU without bf16 instructions quietly runs f32: say so, don't label it
+    if runtime.compute != compute:  # a CPU without bf16 instructions quietly runs f32: say so, don't label it
         raise InputError(
-            f"--precision {precision}: OpenVINO compiled the model with {runtime.precision} on this CPU "
-            f"(it runs {precision} only where the CPU has the instructions); use --precision f32"
+            f"--precision {compute}: OpenVINO compiled the model with {runtime.compute} on this CPU "
+            f"(it runs {compute} only where the CPU has the instructions); use --precision f32"
         )
     return runtime
 

@@ -17,7 +17,8 @@ import numpy as np
 
 from binexport.errors import InputError
 from binexport.formats.onnx import MAX_FIXED_BATCH
-from binexport.runtimes import INPUT_KINDS, INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, Runtime
+from binexport.runtimes.base import INPUT_KINDS, INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, Runtime
+from binexport.runtimes.cpu import has_amx
 
 _INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
 
@@ -145,7 +146,7 @@ def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> O
 
     Args:
         model: an ONNX file path or serialized bytes.
-        device: 'cpu' or 'cuda' (resolve 'auto' first with :func:`binexport.runtimes.resolve_device`).
+        device: 'cpu' or 'cuda' (resolve 'auto' first with :func:`binexport.runtimes.plan.resolve_device`).
         threads: intra-op threads (0: ONNX Runtime's default, one per core).
 
     Raises:
@@ -252,7 +253,7 @@ def optimized_ops(model: bytes | str, provider: str = "CPUExecutionProvider") ->
 def describe_kernels(ops: OptimizedOps, mlas: bool = True) -> str:
     """One short line: the arithmetic ops by count, and which MLAS path each QLinearConv takes (``mlas``: the
     CPU provider runs them). E.g. ``"18 QLinearConv (MLAS QGEMM: weight zp != 0; AMX on this CPU), 3 Conv"``."""
-    amx = cpu_has_amx()
+    amx = has_amx()
     where = "AMX where the CPU has it" if amx is None else "AMX on this CPU" if amx else "this CPU has no AMX"
     parts = []
     for op in KERNEL_OPS:
@@ -274,18 +275,6 @@ def describe_kernels(ops: OptimizedOps, mlas: bool = True) -> str:
         else:
             parts.append(f"{n} {op}")
     return ", ".join(parts)
-
-
-def cpu_has_amx() -> bool | None:
-    """Whether this CPU has AMX int8 (Linux ``/proc/cpuinfo`` flags); None where that can't be read."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return "amx_int8" in line.split()
-    except OSError:
-        return None
-    return None
 
 
 def ort_errors() -> tuple[type[Exception], ...]:

@@ -13,14 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import queue
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,32 +21,15 @@ from typing import Any
 import numpy as np
 
 from binexport.errors import InputError
+from binexport.runtimes.base import Progress
+from binexport.runtimes.cpu import cpu_info
+from binexport.runtimes.worker import Worker, probe_timeout, slice_timeout
 
 SCHEMA_VERSION = 1
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_SECONDS = 10.0
 #: Timing rounds: each artifact's time is split over this many interleaved slices.
 ROUNDS = 5
-#: CPU flags that decide int8 speed (ONNX Runtime's QLinearConv uses VNNI / AMX where present).
-INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "avx512_bf16")
-
-#: ``progress(done, total)`` after every timing slice.
-Progress = Callable[[int, int], None]
-
-# How long the parent waits for each answer of a worker before it kills the worker's process group and says
-# so in one line (exit 2): a worker that hangs (1,024 threads on 2 CPUs, a runtime stuck in a lock) must not
-# hang bench. Each deadline is what the request should take, times a factor for a loaded machine, plus a margin:
-#: Loading: the interpreter, the runtime's libraries (torch ~2 s) and the file (a 100 MB float32 ONNX ~1 s).
-LOAD_TIMEOUT_S = 120.0
-#: A probe (the first call at a batch size, of unknown speed): a margin plus a pessimistic second per image
-#: for its two calls (WRN-20-10 float32 runs about 100 images/s on 2 cores of a shared AMD EPYC).
-PROBE_TIMEOUT_S = 60.0
-PROBE_S_PER_IMAGE = 1.0
-#: A timing slice: ``SLACK`` x what the probe said it takes (iters + 1 calls), plus ``MARGIN_S``.
-SLICE_SLACK = 4.0
-SLICE_MARGIN_S = 30.0
-#: Quitting (it reports its peak memory and exits).
-QUIT_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -79,7 +55,7 @@ class BenchRow:
     rss_ratio: float = 1.0
     model_rss_ratio: float = 1.0  # of peak RSS above what the runtime's libraries take
     load_ratio: float = 1.0
-    precision: str = "f32"  # the compute precision the runtime reports (OpenVINO bf16 is lossy)
+    precision: str = "f32"  # the compute precision the runtime reports (OpenVINO bf16 is lossy; not the weights')
     kernels: str = ""  # which kernels ran, as the runtime names them ("" where it does not say)
 
     @property
@@ -102,7 +78,7 @@ class BenchReport:
     rows: list[BenchRow]
     version: str
     notes: list[str] = field(default_factory=list)
-    runtimes: list[str] = field(default_factory=lambda: ["ort"])  # the runtimes ONNX files ran on
+    runtimes: list[str] = field(default_factory=lambda: ["onnxruntime"])  # the runtime ids ONNX files ran on
     precision: str = "f32"  # asked of OpenVINO; each row says what really ran
     schema_version: int = SCHEMA_VERSION
 
@@ -118,153 +94,6 @@ class BenchReport:
         return write_atomic(check_output(path, force=True), (json.dumps(self.to_dict(), indent=2) + "\n").encode())
 
 
-def cpu_info() -> tuple[str, list[str]]:
-    """The CPU's model name and which of :data:`INT8_FLAGS` it has (Linux ``/proc/cpuinfo``; else platform)."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return name, []
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            name = value.strip()
-        elif key.strip() == "flags":
-            flags = set(value.split())
-            break
-    return name, [f for f in INT8_FLAGS if f in flags]
-
-
-class _Worker:
-    """The parent's handle on one worker process: every answer awaited with a deadline.
-
-    The worker runs in a process group of its own, so that a deadline kills it with whatever it started.
-    ``command`` replaces the worker's command line (tests).
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        device: str,
-        threads: int,
-        runtime: str = "ort",
-        precision: str = "f32",
-        command: list[str] | None = None,
-    ) -> None:
-        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-        self.path = path
-        self.threads = threads
-        self.kernels = ""
-        self.err = tempfile.TemporaryFile()  # the worker's stderr: its last line explains a crash
-        argv = command or [
-            sys.executable,
-            "-m",
-            "binexport.runtimes.worker",
-            str(path),
-            device,
-            str(threads),
-            runtime,
-            precision,
-        ]
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.err,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        # a thread reads the answers: a pipe read can't time out, a queue get can
-        threading.Thread(target=self._pump, daemon=True).start()
-        self.info = self._read(LOAD_TIMEOUT_S, "loading the file")
-        if not self.info.get("ok"):
-            self.close()
-            raise InputError(self.info.get("error") or f"{path}: the benchmark worker could not load it")
-
-    def _pump(self) -> None:
-        stream = self.proc.stdout
-        if stream is not None:
-            for line in stream:
-                self.lines.put(line)
-        self.lines.put("")
-
-    def _read(self, timeout: float, doing: str) -> dict[str, Any]:
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            self.kill()
-            threads = f"--threads {self.threads}" if self.threads else "the default threads"
-            raise InputError(
-                f"{self.path}: the benchmark worker gave no answer within {timeout:.0f} s while "
-                f"{doing}, so it was stopped; with {threads} on {os.cpu_count() or 1} CPUs, try "
-                "fewer --threads, a smaller --batch-size or fewer --seconds, or a less loaded "
-                "machine"
-            ) from None
-        if not line:
-            code = self.proc.wait()
-            self.err.seek(0)
-            last = (self.err.read().decode(errors="replace").strip().splitlines() or [""])[-1][:200]
-            why = f": {last}" if last else ""
-            return {"ok": False, "error": f"{self.path}: the benchmark worker died (exit {code}){why}"}
-        try:
-            return dict(json.loads(line))
-        except (ValueError, TypeError):
-            return {
-                "ok": False,
-                "error": f"{self.path}: the benchmark worker answered {line.strip()[:80]!r}, not a JSON object",
-            }
-
-    def ask(self, req: dict[str, Any], timeout: float, doing: str) -> dict[str, Any]:
-        if self.proc.stdin is None or self.proc.poll() is not None:
-            raise InputError(f"{self.path}: the benchmark worker is closed")
-        try:
-            self.proc.stdin.write(json.dumps(req) + "\n")
-            self.proc.stdin.flush()
-        except OSError:  # it died: _read reports why
-            pass
-        out = self._read(timeout, doing)
-        if not out.get("ok"):
-            raise InputError(out.get("error") or f"{self.path}: the benchmark worker failed")
-        return out
-
-    def time(self, batch: int, iters: int, timeout: float) -> list[float]:
-        doing = f"timing {iters} call{'s' * (iters != 1)} of {batch} image{'s' * (batch != 1)}"
-        return [float(s) for s in self.ask({"cmd": "time", "batch": batch, "iters": iters}, timeout, doing)["seconds"]]
-
-    def kill(self) -> None:
-        """SIGKILL the worker's process group (it and anything it started), then reap it."""
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (OSError, AttributeError):  # gone already, or no process groups (Windows)
-                self.proc.kill()
-        self.proc.wait()
-
-    def close(self) -> int:
-        peak = 0
-        if self.proc.poll() is None:
-            try:
-                out = self.ask({"cmd": "quit"}, QUIT_TIMEOUT_S, "quitting")
-                peak, self.kernels = int(out.get("peak_rss", 0)), str(out.get("kernels") or "")
-            except (InputError, OSError, ValueError):
-                pass
-        self.kill()
-        self.err.close()
-        return peak
-
-
-def probe_timeout(batch: int) -> float:
-    """Seconds a probe (an untimed and a timed call of ``batch`` images, speed unknown) may take."""
-    return PROBE_TIMEOUT_S + 2 * batch * PROBE_S_PER_IMAGE
-
-
-def slice_timeout(per_call_s: float, iters: int) -> float:
-    """Seconds a slice of ``iters`` timed calls (plus the untimed first) may take, ``per_call_s`` each."""
-    return SLICE_SLACK * per_call_s * (iters + 1) + SLICE_MARGIN_S
-
-
 def bench(
     artifacts: list[str | Path],
     *,
@@ -272,23 +101,25 @@ def bench(
     seconds: float = DEFAULT_SECONDS,
     device: str = "auto",
     threads: int = 0,
-    runtime: str | Sequence[str] = "ort",
+    runtime: str | Sequence[str] = "onnxruntime",
     precision: str = "f32",
     progress: Progress | None = None,
 ) -> BenchReport:
     """Measure what each artifact costs to deploy, side by side.
 
     Args:
-        artifacts: files binexport knows (checkpoint, packed, ``.bwn``, ONNX of any weight encoding).
+        artifacts: files binexport knows (checkpoint, packed, ``.bwn``, ONNX of any weight encoding), or
+            training run folders (their one checkpoint, :func:`binexport.formats.resolve`).
         batch_size: the batch of the throughput measurement (latency is always batch 1).
         seconds: timing budget per artifact, split between latency and throughput over interleaved rounds.
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: intra-op threads of each runtime (0: the runtime's default, one per core), at most
-            :func:`binexport.runtimes.max_threads`.
-        runtime: ``ort``, ``openvino`` or ``all`` (or several): each ONNX file gets one row per runtime;
-            model files (checkpoint, packed, ``.bwn``) one row on the PyTorch reference.
+            :func:`binexport.runtimes.plan.max_threads`.
+        runtime: ``onnxruntime`` (alias ``ort``), ``openvino`` or ``all`` (or several): each ONNX file gets one
+            row per runtime; model files (checkpoint, packed, ``.bwn``) one row on the PyTorch reference
+            (``torch``), as :func:`binexport.runtimes.plan.plan_runs` plans them.
         precision: ``f32`` (exact) or ``bf16`` (OpenVINO's lossy bfloat16 execution; its rows are labelled).
-        progress: ``progress(done, total)`` after every timing slice.
+        progress: ``progress(label, done, total)`` after every timing slice (``label``: the row timed).
 
     Returns:
         A :class:`BenchReport`; rows are in the order given (an ONNX file's runtimes in turn), ratios relative
@@ -296,8 +127,7 @@ def bench(
 
     Raises:
         InputError: bad options, a runtime that is not installed, a file the runtime can't load, or a worker
-            that gave no answer in time (each answer has a deadline: :data:`LOAD_TIMEOUT_S`,
-            :func:`probe_timeout`, :func:`slice_timeout`).
+            that gave no answer in time (each answer has a deadline: :mod:`binexport.runtimes.worker`).
 
     Example:
         >>> r = binexport.bench(["model.onnx", "model-int8.onnx"], batch_size=64)   # doctest: +SKIP
@@ -305,24 +135,22 @@ def bench(
         3.4
     """
     from binexport import __version__
-    from binexport.runtimes import check_threads, is_onnx, plan_runtimes
+    from binexport.runtimes.base import check_batch_size
+    from binexport.runtimes.plan import check_threads, plan_runs
 
     if not artifacts:
         raise InputError("bench needs at least one ARTIFACT file")
-    if not 1 <= batch_size <= 4096:
-        raise InputError(f"--batch-size must be 1..4096, got {batch_size}")
+    check_batch_size(batch_size)
     if not (np.isfinite(seconds) and 0 < seconds <= 3600):
         raise InputError(f"--seconds must be a number of seconds in (0, 3600], got {seconds}")
     check_threads(threads)
-    runtimes, dev, devs = plan_runtimes(runtime, precision, device)
-    workers: list[_Worker] = []
+    plan = plan_runs(artifacts, runtime, precision, device)
+    workers: list[Worker] = []
+    labels = [r.label for r in plan.runs]
     try:
-        for a in artifacts:
-            for rt in runtimes if is_onnx(a) else ["ort"]:  # model files: the PyTorch reference, one row
-                workers.append(
-                    _Worker(Path(a), devs.get(rt, dev), threads, rt, precision if rt == "openvino" else "f32")
-                )
-        lat, thr = _measure(workers, batch_size, seconds, progress)
+        for run in plan.runs:
+            workers.append(Worker(run.path, run.device, threads, run.runtime, run.compute))
+        lat, thr = _measure(workers, batch_size, seconds, progress, labels)
     finally:
         peaks = [w.close() for w in workers]
     rows = [_row(w, peak, lat[i], thr[i], batch_size) for i, (w, peak) in enumerate(zip(workers, peaks, strict=True))]
@@ -334,23 +162,24 @@ def bench(
         r.rss_ratio = r.peak_rss_bytes / base.peak_rss_bytes if base.peak_rss_bytes else 0.0
         r.model_rss_ratio = r.model_rss_bytes / base.model_rss_bytes if base.model_rss_bytes else 0.0
         r.load_ratio = r.load_s / base.load_s if base.load_s else 0.0
-    cpu, flags = cpu_info()
+    cpu = cpu_info()
+    flags = cpu.int8_flags
     notes = []
-    if dev == "cpu" and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
+    if plan.device == "cpu" and not cpu.has_int8_dot:
         notes.append("this CPU has no VNNI or AMX: int8 convolutions run without their int8 dot-product instructions")
     notes += kernel_notes(rows, flags)
     return BenchReport(
-        cpu,
+        cpu.name,
         flags,
         os.cpu_count() or 0,
-        dev,
+        plan.device,
         threads,
         batch_size,
         seconds,
         rows,
         __version__,
         notes,
-        runtimes,
+        plan.runtimes,
         precision,
     )
 
@@ -364,7 +193,7 @@ def kernel_notes(rows: list[BenchRow], flags: list[str]) -> list[str]:
 
     Args:
         rows: the measured rows (their ``weights``, ``runtime`` and ``kernels``).
-        flags: the CPU's flags (:func:`cpu_info`).
+        flags: the CPU's flags (:func:`binexport.runtimes.cpu.cpu_info`).
 
     Returns:
         One sentence per int8 row that runs slower than the file allows, naming the fix.
@@ -389,7 +218,7 @@ def kernel_notes(rows: list[BenchRow], flags: list[str]) -> list[str]:
 
 
 def _measure(
-    workers: list[_Worker], batch: int, seconds: float, progress: Progress | None
+    workers: list[Worker], batch: int, seconds: float, progress: Progress | None, labels: list[str]
 ) -> tuple[list[list[float]], list[list[float]]]:
     """Interleaved rounds of batch-1 and batch-N calls; per worker, every call's seconds."""
     lat: list[list[float]] = [[] for _ in workers]
@@ -409,11 +238,11 @@ def _measure(
             thr[i] += w.time(batch, nb, slice_timeout(many, nb))
             done += 1
             if progress is not None:
-                progress(done, total)
+                progress(labels[i], done, total)
     return lat, thr
 
 
-def _row(w: _Worker, peak: int, lat: list[float], thr: list[float], batch: int) -> BenchRow:
+def _row(w: Worker, peak: int, lat: list[float], thr: list[float], batch: int) -> BenchRow:
     info = w.info
     ms = np.asarray(lat) * 1000
     return BenchRow(
@@ -430,6 +259,6 @@ def _row(w: _Worker, peak: int, lat: list[float], thr: list[float], batch: int) 
         latency_ms_p90=float(np.percentile(ms, 90)),
         images_per_s=batch * len(thr) / sum(thr) if thr else 0.0,
         batch_size=batch,
-        precision=str(info.get("precision", "f32")),
+        precision=str(info.get("compute", "f32")),
         kernels=w.kernels,
     )
