@@ -32,7 +32,15 @@ from binexport.formats import PACK_FORMATS
 from binexport.formats.bwn import ENCODING_CHOICES
 from binexport.formats.bwn import WEIGHTS_CHOICES as BWN_WEIGHTS
 from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS
-from binexport.runtimes import COMPUTE_PRECISIONS, DEFAULT_RUNTIME, DEVICES, MAX_BATCH_SIZE, RUNTIME_CHOICES
+from binexport.runtimes import (
+    COMPUTE_PRECISIONS,
+    DEFAULT_RUNTIME,
+    DEVICES,
+    MAX_BATCH_SIZE,
+    RUNTIME_ALIASES,
+    RUNTIME_CHOICES,
+    RUNTIMES,
+)
 from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
 from binexport.verbs.bench import DEFAULT_SECONDS as BENCH_SECONDS
 from binexport.verbs.export import (
@@ -240,6 +248,12 @@ def pack(
     f"(AMX where present). 1: codes {{0, 2}}: ONNX Runtime's QGEMM, which uses AMX on Intel Xeons, but OpenVINO "
     f"then runs float32 convs. Default: {DEFAULT_WEIGHT_ZERO_POINT} (docs/runtimes.md).",
 )
+@click.option(
+    "--ort-format",
+    is_flag=True,
+    help="Also write the .ort file for ONNX Runtime Mobile (Android/iOS) beside the output, the reduced build's "
+    "operator config, and what ONNX Runtime's mobile usability check says (docs/phones.md).",
+)
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @_mode_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -256,6 +270,7 @@ def to_onnx(
     calibration_size: int,
     percentile: float,
     weight_zero_point: str | None,
+    ort_format: bool,
     force: bool,
     binarized: bool | None,
     as_json: bool,
@@ -278,11 +293,16 @@ def to_onnx(
         calibration_size=calibration_size,
         percentile=percentile,
         weight_zero_point=None if weight_zero_point is None else int(weight_zero_point),
+        ort_format=ort_format,
     )
     if as_json:
         _echo_json(r.to_dict())
         return
     render_onnx(r)
+    if r.ort is not None:
+        from binexport.cli.render_ship import render_ort
+
+        render_ort(r.ort)
 
 
 @main.command()
@@ -408,7 +428,7 @@ def _bars() -> Any:
 
 
 @main.command()
-@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=path())
+@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=path(), callback=say_run_folder)
 @click.option(
     "--batch-size",
     type=click.IntRange(1, MAX_BATCH_SIZE),
@@ -619,6 +639,119 @@ def demo(
                 "differences do. Try: binexport demo (real weights) or --checkpoint CKPT --images DIR"
             )
     report.steps["verify"].raise_for_failures()
+
+
+@main.command()
+@click.argument("model", type=path(), callback=say_run_folder)
+@click.argument("images", metavar="IMAGE...", nargs=-1, required=True, type=path())
+@click.option("--top-k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Classes listed per image.")
+@click.option(
+    "--labels",
+    default=None,
+    metavar="CIFAR10|CIFAR100|SVHN|FILE",
+    help="Class names: a built-in set or a text file, one name a line (default: CIFAR-10 names for 10 classes, "
+    "CIFAR-100 names for 100).",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice([*RUNTIMES, *RUNTIME_ALIASES]),
+    default=DEFAULT_RUNTIME,
+    show_default=True,
+    help="Runtime for ONNX and .ort files (checkpoints, packed and .bwn files run on the PyTorch reference).",
+)
+@click.option("--device", type=click.Choice(DEVICES), default=DEVICES[0], show_default=True)
+@_mode_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def predict(
+    model: Path,
+    images: tuple[Path, ...],
+    top_k: int,
+    labels: str | None,
+    runtime: str,
+    device: str,
+    binarized: bool | None,
+    as_json: bool,
+) -> None:
+    """Name the classes MODEL sees in each IMAGE (PNG, any size up to 1024x1024: resized to 32x32).
+
+    Any file binexport runs: checkpoint, packed, .bwn, .mat, ONNX, .ort. Images are resized by box (area)
+    averaging when shrinking and bilinear interpolation when growing, then normalised as the model expects.
+    """
+    from binexport import predict as run
+    from binexport.cli.render_ship import render_predict
+
+    report = run(model, list(images), top_k=top_k, labels=labels, runtime=runtime, device=device, binarized=binarized)
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    render_predict(report)
+
+
+@main.command()
+@click.argument("model", type=path(), callback=say_run_folder)
+@click.option("-o", "--output", "out", type=path(), required=True, help="The folder to create.")
+@click.option(
+    "--dataset", type=click.Choice(DATASET_NAMES, case_sensitive=False), default=None, help="Test set to verify on."
+)
+@click.option("--data-root", type=path(), default=None, help="Folder holding the test (and calibration) sets.")
+@click.option("--images", type=path(), default=None, help="Folder of labelled 32x32 PNGs instead of --dataset.")
+@click.option(
+    "--calibrate",
+    metavar="CIFAR100|CIFAR10|PATH",
+    default=None,
+    help="Training images for onnx/model_int8.onnx (1-bit models), as to-onnx takes them.",
+)
+@click.option("--calibration-size", type=click.IntRange(1, MAX_CALIBRATION_SIZE), default=CALIBRATION_SIZE)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Verify on the first N images only.")
+@click.option("--labels", default=None, metavar="CIFAR10|CIFAR100|SVHN|FILE", help="Class names (default by count).")
+@click.option("--license", "license_", default=None, help="The model's licence for the card (default: unknown).")
+@click.option("--repo-id", default="USER/MODEL", show_default=True, help="Hub repository for the printed command.")
+@click.option("--bench", is_flag=True, help="Also benchmark every file on this CPU (bench.json).")
+@click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@_mode_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def bundle(
+    model: Path,
+    out: Path,
+    dataset: str | None,
+    data_root: Path | None,
+    images: Path | None,
+    calibrate: str | None,
+    calibration_size: int,
+    limit: int | None,
+    labels: str | None,
+    license_: str | None,
+    repo_id: str,
+    bench: bool,
+    force: bool,
+    binarized: bool | None,
+    as_json: bool,
+) -> None:
+    """Write a Hub-ready folder: safetensors, .bwn, ONNX and .ort variants, config.json, a model card with the
+    accuracy verify measured on your data, verify.json and SHA256SUMS; renamed into place only when all verified."""
+    from binexport import bundle as run
+    from binexport.cli.render_ship import render_bundle
+
+    r = run(
+        model,
+        out,
+        dataset=dataset,
+        data_root=data_root,
+        images=images,
+        calibrate=calibrate,
+        calibration_size=calibration_size,
+        limit=limit,
+        labels=labels,
+        license=license_,
+        bench=bench,
+        force=force,
+        binarized=binarized,
+        repo_id=repo_id,
+    )
+    if as_json:
+        _echo_json(r.to_dict())
+        return
+    render_bundle(r)
 
 
 if __name__ == "__main__":  # pragma: no cover

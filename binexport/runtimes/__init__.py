@@ -12,7 +12,8 @@ CLI's ``--runtime ort``) and, where its extra is installed, ``openvino``
   (:func:`~.plan.plan_runs`) that is verify's and bench's one fan-out;
 - :mod:`.artifact`: :func:`~.artifact.open_artifact`, any file on the runtime it deploys with;
 - :mod:`.cpu`: the CPU's name and flags (the one ``/proc/cpuinfo`` reader);
-- :mod:`.worker`: bench's worker process, parent and child sides, with their deadlines.
+- :mod:`.worker`: bench's worker process, parent and child sides, with their deadlines;
+- :mod:`.signals`: bench's workers killed with bench on SIGINT, SIGTERM and SIGHUP.
 
 This face only re-exports; no module under it imports it back.
 """
@@ -60,6 +61,7 @@ from binexport.runtimes.plan import (
     resolve_runtimes,
     runtime_device,
     runtime_id,
+    runtime_notes,
 )
 
 __all__ = [
@@ -102,6 +104,7 @@ __all__ = [
     "resolve_runtimes",
     "runtime_device",
     "runtime_id",
+    "runtime_notes",
     "select_input",
     "stream_logits",
 ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from binexport.errors import InputError
+from binexport.errors import InputError, MissingExtraError, OptionError
 from binexport.model import Model
 from binexport.runtimes.base import Runtime
 from binexport.runtimes.plan import DEFAULT_RUNTIME, Run, check_threads, runtime_id
@@ -66,19 +66,20 @@ def open_artifact(
 
         model = formats.load(p, binarized=binarized)
         return Artifact(p, model.source.format, model.weights, TorchRuntime(model, device, threads), model)
-    from binexport.formats.onnx import WEIGHT_ALIASES
     from binexport.formats.onnx.bounds import check_onnx_bounds
 
     rt_id = runtime_id(runtime)
+    if fmt.name == "ort":
+        return _open_ort(p, fmt.name, device, threads, rt_id)
     check_onnx_bounds(p)  # an ONNX file is a program: size what it can allocate before any session loads it
     if rt_id == "openvino":
-        from binexport.runtimes.openvino import INSTALL_HINT, open_compiled
+        from binexport.runtimes.openvino import open_compiled
 
         try:
             rt: Runtime = open_compiled(str(p), device, threads, compute)
+        except (MissingExtraError, OptionError):
+            raise  # about the machine or an option, not this file
         except InputError as e:
-            if str(e).startswith(("--", INSTALL_HINT)):
-                raise
             raise InputError(f"{p}: {e}") from None
     else:
         from binexport.runtimes.ort import open_session, ort_errors
@@ -87,16 +88,40 @@ def open_artifact(
             rt = open_session(str(p), device, threads)
         except (*ort_errors(), ValueError, TypeError) as e:  # type: ignore[misc]  # ValueError: e.g. metadata not UTF-8
             raise InputError(f"{p}: ONNX Runtime cannot open it ({str(e).strip()[:200]})") from None
+        except OptionError:
+            raise
         except InputError as e:
-            if str(e).startswith("--device"):
-                raise
             raise InputError(f"{p}: {e}") from None
+    return _onnx_artifact(p, fmt.name, rt)
+
+
+def _onnx_artifact(p: Path, fmt: str, rt: Runtime) -> Artifact:
+    """An opened ONNX or ``.ort`` file, its weight encoding read from its metadata."""
+    from binexport.formats.onnx import WEIGHT_ALIASES
+
     meta = rt.metadata  # type: ignore[attr-defined]
     weights, notes = meta.get("binexport.weights"), []
     if weights is None:
         weights = "float32"
         notes.append("no binexport.weights metadata: held to the float32 tolerance")
-    return Artifact(p, fmt.name, WEIGHT_ALIASES.get(weights, weights), rt, None, meta, notes)
+    return Artifact(p, fmt, WEIGHT_ALIASES.get(weights, weights), rt, None, meta, notes)
+
+
+def _open_ort(p: Path, fmt: str, device: str, threads: int, runtime: str) -> Artifact:
+    """A ``.ort`` file on ONNX Runtime, after :func:`binexport.formats.ort.check_ort_bounds` (ONNX's checker can't
+    read it); OpenVINO does not read the format."""
+    from binexport.formats.ort import check_ort_bounds
+    from binexport.runtimes.ort import open_session, ort_errors
+
+    if runtime != "onnxruntime":
+        raise InputError(f"{p}: a .ort file runs on ONNX Runtime only; use --runtime ort (OpenVINO reads .onnx)")
+    check_ort_bounds(p)
+    stored = "as stored in the .ort file (ONNX Runtime optimised it when it was written)"
+    try:
+        rt = open_session(p.read_bytes(), device, threads, kernels=stored)  # ONNX Runtime tells the format itself
+    except (*ort_errors(), ValueError, TypeError) as e:  # type: ignore[misc]
+        raise InputError(f"{p}: ONNX Runtime cannot open it ({str(e).strip()[:200]})") from None
+    return _onnx_artifact(p, fmt, rt)
 
 
 def open_run(run: Run, threads: int = 0, binarized: bool | None = None) -> Artifact:

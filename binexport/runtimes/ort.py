@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from binexport.errors import InputError
+from binexport.errors import InputError, OptionError
 from binexport.formats.onnx import MAX_FIXED_BATCH
 from binexport.runtimes.base import INPUT_KINDS, INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, Runtime
 from binexport.runtimes.cpu import has_amx
@@ -141,16 +141,26 @@ def _logits(out: Any) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> OrtRuntime:
+def open_session(
+    model: bytes | str,
+    device: str = "cpu",
+    threads: int = 0,
+    disabled_optimizers: tuple[str, ...] = (),
+    kernels: str | None = None,
+) -> OrtRuntime:
     """An ONNX Runtime session on ``device`` ('cpu' or 'cuda'), refusing a silent CPU fallback.
 
     Args:
         model: an ONNX file path or serialized bytes.
         device: 'cpu' or 'cuda' (resolve 'auto' first with :func:`binexport.runtimes.plan.resolve_device`).
         threads: intra-op threads (0: ONNX Runtime's default, one per core).
+        disabled_optimizers: ONNX Runtime graph optimisers to skip (``.ort`` checks run the ``.onnx`` as the
+            ``.ort`` was optimised: :data:`binexport.formats.ort.DISABLED_OPTIMIZERS`).
+        kernels: what :meth:`OrtRuntime.kernels` says, where the caller knows better than the graph
+            (a ``.ort`` file was optimised when it was written); None: read from ONNX Runtime's optimised graph.
 
     Raises:
-        InputError: 'cuda' was asked for but ONNX Runtime fell back to another provider.
+        OptionError: 'cuda' was asked for but ONNX Runtime fell back to another provider.
         ONNX Runtime's own errors (see :func:`ort_errors`) for a graph it can't load.
     """
     import onnxruntime as ort
@@ -179,14 +189,18 @@ def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> O
         except UnicodeEncodeError:  # a POSIX path of non-UTF-8 bytes: ORT wants text, so give it the bytes
             with open(model, "rb") as f:
                 model = f.read()
-    session = ort.InferenceSession(model, sess_options=opts, providers=providers)
+    session = ort.InferenceSession(
+        model, sess_options=opts, providers=providers, disabled_optimizers=list(disabled_optimizers) or None
+    )
     used = session.get_providers()[0]
     if device == "cuda" and used != "CUDAExecutionProvider":
-        raise InputError(
+        raise OptionError(
             f"--device cuda: ONNX Runtime fell back to {used} (its CUDA provider could not load); "
             "install the CUDA libraries onnxruntime-gpu needs, or use --device cpu"
         )
-    return OrtRuntime(session, used, device, source=model)
+    rt = OrtRuntime(session, used, device, source=model)
+    rt._kernels = kernels
+    return rt
 
 
 #: Ops of an optimised graph that do a network's arithmetic, in the order :func:`describe_kernels` names them.

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from binexport.errors import InputError
+from binexport.errors import InputError, OptionError
 from binexport.runtimes.base import COMPUTE_PRECISIONS
 
 #: Values of ``--device``.
@@ -111,22 +111,42 @@ def resolve_runtimes(runtime: str | Sequence[str] = DEFAULT_RUNTIME) -> list[str
     from binexport.runtimes.openvino import available, import_openvino
 
     ids = {RUNTIME_ALIASES.get(n, n) for n in names}
-    if "all" in ids:
-        return [r for r in RUNTIMES if r != "openvino" or available()]
     if "openvino" in ids:
-        import_openvino()
+        import_openvino()  # asked for by name: not installed or broken is the one error line
+    elif "all" in ids:
+        return [r for r in RUNTIMES if r != "openvino" or available()]
     return [r for r in RUNTIMES if r in ids]
+
+
+def runtime_notes(runtime: str | Sequence[str] = DEFAULT_RUNTIME) -> list[str]:
+    """What ``--runtime all`` left out and why, where an optional runtime is installed but does not load.
+
+    A runtime that is simply not installed is left out silently (``all`` means every runtime installed here).
+
+    Example:
+        >>> runtime_notes("ort")
+        []
+    """
+    names = [runtime] if isinstance(runtime, str) else list(runtime)
+    if "all" not in names or "openvino" in names:
+        return []
+    from binexport.runtimes.openvino import load_failure
+
+    failure = load_failure()
+    if failure is None or not failure.installed:
+        return []
+    return [f"--runtime all left OpenVINO out: {failure}"]
 
 
 def runtime_device(runtime: str, device: str, resolved: str) -> str:
     """The device ``runtime`` runs on: OpenVINO runs on the CPU, even where ``--device auto`` found a GPU.
 
     Raises:
-        InputError: ``--device cuda`` asked of OpenVINO.
+        OptionError: ``--device cuda`` asked of OpenVINO.
     """
     if runtime == "openvino":
         if device == "cuda":
-            raise InputError(
+            raise OptionError(
                 "--device cuda: binexport runs OpenVINO on the CPU only; use --runtime ort for CUDA, or --device cpu"
             )
         return "cpu"

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from binexport.errors import InputError
+from binexport.runtimes.signals import register, starting, unregister
 
 # How long the parent waits for each answer of a worker before it kills the worker's process group and says
 # so in one line (exit 2): a worker that hangs (1,024 threads on 2 CPUs, a runtime stuck in a lock) must not
@@ -70,8 +71,9 @@ def slice_timeout(per_call_s: float, iters: int) -> float:
 class Worker:
     """The parent's handle on one worker process: every answer awaited with a deadline.
 
-    The worker runs in a process group of its own, so that a deadline kills it with whatever it started.
-    ``command`` replaces the worker's command line (tests).
+    The worker runs in a process group of its own, so that a deadline or a signal (:mod:`.signals`) kills it
+    with whatever it started (and a Ctrl-C at the terminal reaches bench alone). ``command`` replaces the
+    worker's command line (tests).
 
     Raises:
         InputError: the worker could not load the file, or gave no answer within :data:`LOAD_TIMEOUT_S`.
@@ -92,15 +94,17 @@ class Worker:
         self.kernels = ""
         self.err = tempfile.TemporaryFile()  # the worker's stderr: its last line explains a crash
         argv = command or [sys.executable, "-m", __name__, str(path), device, str(threads), runtime, compute]
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.err,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
+        with starting():  # a signal now waits until the worker is registered, then kills it with the others
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.err,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
+            register(self)
         self.lines: queue.Queue[str] = queue.Queue()
         # a thread reads the answers: a pipe read can't time out, a queue get can
         threading.Thread(target=self._pump, daemon=True).start()
@@ -169,6 +173,7 @@ class Worker:
             except (OSError, AttributeError):  # gone already, or no process groups (Windows)
                 self.proc.kill()
         self.proc.wait()
+        unregister(self)
 
     def close(self) -> int:
         """Ask the worker to quit (its peak RSS and kernels), then end it; returns the peak RSS in bytes."""
@@ -214,8 +219,25 @@ def _inputs(kind: str, batch: int) -> np.ndarray:
     return select_input(kind, pixels, normalize(pixels))
 
 
+def exit_with_parent(poll_s: float = 0.5) -> None:
+    """End this worker when the bench that started it is gone, however it went (even SIGKILL, which it can't catch).
+
+    bench kills its workers' process groups on every signal it can catch; this covers the one it can't: the
+    worker is re-parented when its parent dies, and a daemon thread that sees it exits at once.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def serve(path: str, device: str, threads: int, runtime_name: str = "onnxruntime", compute: str = "f32") -> int:
     """Load ``path`` on ``runtime_name`` (ONNX files) and answer timing requests on stdin until told to quit."""
+    exit_with_parent()
     from binexport import formats
     from binexport.errors import BinexportError
     from binexport.runtimes.artifact import open_runtime

@@ -23,6 +23,7 @@ import numpy as np
 from binexport.errors import InputError
 from binexport.runtimes.base import Progress
 from binexport.runtimes.cpu import cpu_info
+from binexport.runtimes.signals import stop_on_signals
 from binexport.runtimes.worker import Worker, probe_timeout, slice_timeout
 
 SCHEMA_VERSION = 1
@@ -136,7 +137,7 @@ def bench(
     """
     from binexport import __version__
     from binexport.runtimes.base import check_batch_size
-    from binexport.runtimes.plan import check_threads, plan_runs
+    from binexport.runtimes.plan import check_threads, plan_runs, runtime_notes
 
     if not artifacts:
         raise InputError("bench needs at least one ARTIFACT file")
@@ -147,11 +148,10 @@ def bench(
     plan = plan_runs(artifacts, runtime, precision, device)
     workers: list[Worker] = []
     labels = [r.label for r in plan.runs]
-    try:
+    with stop_on_signals():  # a signal or an error ends every worker started so far
         for run in plan.runs:
             workers.append(Worker(run.path, run.device, threads, run.runtime, run.compute))
         lat, thr = _measure(workers, batch_size, seconds, progress, labels)
-    finally:
         peaks = [w.close() for w in workers]
     rows = [_row(w, peak, lat[i], thr[i], batch_size) for i, (w, peak) in enumerate(zip(workers, peaks, strict=True))]
     for r in rows[1:]:
@@ -167,7 +167,7 @@ def bench(
     notes = []
     if plan.device == "cpu" and not cpu.has_int8_dot:
         notes.append("this CPU has no VNNI or AMX: int8 convolutions run without their int8 dot-product instructions")
-    notes += kernel_notes(rows, flags)
+    notes += kernel_notes(rows, flags) + runtime_notes(runtime)
     return BenchReport(
         cpu.name,
         flags,

@@ -81,6 +81,7 @@ class VerifyReport:
     runtimes: list[str] = field(default_factory=lambda: ["onnxruntime"])  # the runtime ids ONNX files ran on
     precision: str = "f32"  # asked of OpenVINO; each row says what really ran
     schema_version: int = SCHEMA_VERSION
+    notes: list[str] = field(default_factory=list)  # about the run as a whole (a runtime ``all`` left out)
 
     @property
     def passed(self) -> bool:
@@ -155,7 +156,7 @@ def verify(
     from binexport import __version__
     from binexport.data import load_test_set
     from binexport.runtimes.base import check_batch_size, stream_logits
-    from binexport.runtimes.plan import plan_runs
+    from binexport.runtimes.plan import plan_runs, runtime_notes
 
     if not artifacts:
         raise InputError("verify needs at least one ARTIFACT file")
@@ -225,6 +226,7 @@ def verify(
         __version__,
         plan.runtimes,
         precision,
+        notes=runtime_notes(runtime),
     )
 
 
