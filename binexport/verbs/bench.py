@@ -129,6 +129,7 @@ def bench(
     Raises:
         InputError: bad options, a runtime that is not installed, a file the runtime can't load, or a worker
             that gave no answer in time (each answer has a deadline: :mod:`binexport.runtimes.worker`).
+        Interrupted: SIGINT, SIGTERM or SIGHUP came; every worker was ended first (:mod:`binexport.runtimes.signals`).
 
     Example:
         >>> r = binexport.bench(["model.onnx", "model-int8.onnx"], batch_size=64)   # doctest: +SKIP
