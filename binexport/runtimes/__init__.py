@@ -13,7 +13,8 @@ CLI's ``--runtime ort``) and, where its extra is installed, ``openvino``
 - :mod:`.artifact`: :func:`~.artifact.open_artifact`, any file on the runtime it deploys with;
 - :mod:`.cpu`: the CPU's name and flags (the one ``/proc/cpuinfo`` reader);
 - :mod:`.worker`: bench's worker process, parent and child sides, with their deadlines;
-- :mod:`.signals`: bench's workers killed with bench on SIGINT, SIGTERM and SIGHUP.
+- :mod:`.signals`: bench's workers killed with bench on SIGINT, SIGTERM and SIGHUP;
+- :mod:`.memory`: what a worker measures of its own memory.
 
 This face only re-exports; no module under it imports it back.
 """

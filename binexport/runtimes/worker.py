@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import resource
 import signal
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from binexport.errors import InputError
+from binexport.runtimes.memory import peak_rss
 from binexport.runtimes.signals import register, starting, unregister
 
 # How long the parent waits for each answer of a worker before it kills the worker's process group and says
@@ -190,19 +190,6 @@ class Worker:
 
 
 # --- the child's side ---
-
-
-def peak_rss() -> int:
-    """This process's peak resident memory in bytes: ``VmHWM`` (reset by exec, unlike ``ru_maxrss``, which a child
-    inherits from the parent that forked it), else ``ru_maxrss``."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _answer(obj: dict[str, Any]) -> None:
