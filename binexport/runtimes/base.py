@@ -72,6 +72,19 @@ def model_input_kind(arch: Arch) -> str:
     return INPUT_NCHW_PYTORCHCV if arch.normalization == "pytorchcv" else INPUT_NCHW
 
 
+def graph_input_kind(declared: str | None, dtype: str) -> str:
+    """What an ONNX graph takes: its ``binexport.input`` metadata where that is a known kind, else what its input's
+    element type (``uint8``, ``float16`` or ``float32``) says: uint8 NHWC pixels or normalised NCHW.
+
+    Example:
+        >>> graph_input_kind(None, "uint8")
+        'uint8-nhwc'
+    """
+    if declared in INPUT_KINDS:
+        return str(declared)
+    return INPUT_NHWC if dtype == "uint8" else INPUT_NCHW_F16 if dtype == "float16" else INPUT_NCHW
+
+
 def select_input(kind: str, pixels: np.ndarray, normalized: np.ndarray) -> np.ndarray:
     """The array a runtime taking ``kind`` input is fed: the input convention travels with the artifact.
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from binexport.errors import InputError, MissingExtraError, OptionError
-from binexport.runtimes.base import COMPUTE_PRECISIONS, INPUT_KINDS, INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, Runtime
+from binexport.runtimes.base import COMPUTE_PRECISIONS, Runtime, graph_input_kind
 
 #: The one line a user sees where OpenVINO is asked for but not installed.
 INSTALL_HINT = 'OpenVINO is not installed; install it with: pip install "binexport[openvino]"'
@@ -120,11 +120,7 @@ class OpenVinoRuntime(Runtime):
             )
         self.fixed_batch: int | None = shape[0].get_length() if shape[0].is_static else None
         kind = metadata.get("binexport.input")
-        self.input_kind = (
-            kind
-            if kind in INPUT_KINDS
-            else (INPUT_NHWC if self.input_type == "u8" else INPUT_NCHW_F16 if self.input_type == "f16" else INPUT_NCHW)
-        )
+        self.input_kind = graph_input_kind(kind, np.dtype(_NP_TYPES[self.input_type]).name)
         self._request = compiled.create_infer_request()
 
     @property

@@ -17,7 +17,7 @@ import numpy as np
 
 from binexport.errors import InputError, OptionError
 from binexport.formats.onnx import MAX_FIXED_BATCH
-from binexport.runtimes.base import INPUT_KINDS, INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, Runtime
+from binexport.runtimes.base import Runtime, graph_input_kind
 from binexport.runtimes.cpu import has_amx
 
 _INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
@@ -65,17 +65,7 @@ class OrtRuntime(Runtime):
             )
         meta = self.metadata
         kind = meta.get("binexport.input")
-        self.input_kind = (
-            kind
-            if kind in INPUT_KINDS
-            else (
-                INPUT_NHWC
-                if inp.type == "tensor(uint8)"
-                else INPUT_NCHW_F16
-                if inp.type == "tensor(float16)"
-                else INPUT_NCHW
-            )
-        )
+        self.input_kind = graph_input_kind(kind, np.dtype(_INPUT_DTYPES[inp.type]).name)
 
     @property
     def input_dtype(self) -> type:
