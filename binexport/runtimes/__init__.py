@@ -14,7 +14,8 @@ CLI's ``--runtime ort``) and, where its extra is installed, ``openvino``
 - :mod:`.cpu`: the CPU's name and flags (the one ``/proc/cpuinfo`` reader);
 - :mod:`.worker`: bench's worker process, parent and child sides, with their deadlines;
 - :mod:`.signals`: bench's workers killed with bench on SIGINT, SIGTERM and SIGHUP;
-- :mod:`.memory`: what a worker measures of its own memory.
+- :mod:`.memory`: what a worker measures and caps of its own memory;
+- :mod:`.openvino_apart`: OpenVINO compiles a file once in a child process first.
 
 This face only re-exports; no module under it imports it back.
 """

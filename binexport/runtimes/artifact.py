@@ -29,6 +29,7 @@ class Artifact:
     model: Model | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    bounds: Any = None  # an ONNX graph's OnnxBounds: what its tensors may take (formats.onnx.bounds)
 
 
 def open_artifact(
@@ -71,7 +72,7 @@ def open_artifact(
     rt_id = runtime_id(runtime)
     if fmt.name == "ort":
         return _open_ort(p, fmt.name, device, threads, rt_id)
-    check_onnx_bounds(p)  # an ONNX file is a program: size what it can allocate before any session loads it
+    bounds = check_onnx_bounds(p)  # an ONNX file is a program: size what it can allocate before a session loads it
     if rt_id == "openvino":
         from binexport.runtimes.openvino import open_compiled
 
@@ -92,10 +93,10 @@ def open_artifact(
             raise
         except InputError as e:
             raise InputError(f"{p}: {e}") from None
-    return _onnx_artifact(p, fmt.name, rt)
+    return _onnx_artifact(p, fmt.name, rt, bounds)
 
 
-def _onnx_artifact(p: Path, fmt: str, rt: Runtime) -> Artifact:
+def _onnx_artifact(p: Path, fmt: str, rt: Runtime, bounds: Any = None) -> Artifact:
     """An opened ONNX or ``.ort`` file, its weight encoding read from its metadata."""
     from binexport.formats.onnx import WEIGHT_ALIASES
 
@@ -104,7 +105,7 @@ def _onnx_artifact(p: Path, fmt: str, rt: Runtime) -> Artifact:
     if weights is None:
         weights = "float32"
         notes.append("no binexport.weights metadata: held to the float32 tolerance")
-    return Artifact(p, fmt, WEIGHT_ALIASES.get(weights, weights), rt, None, meta, notes)
+    return Artifact(p, fmt, WEIGHT_ALIASES.get(weights, weights), rt, None, meta, notes, bounds)
 
 
 def _open_ort(p: Path, fmt: str, device: str, threads: int, runtime: str) -> Artifact:
@@ -134,4 +135,7 @@ def open_runtime(
 ) -> tuple[Runtime, dict[str, Any]]:
     """:func:`open_artifact`, as (runtime, a JSON-able description): what the bench worker needs."""
     a = open_artifact(path, device, threads, runtime=runtime, compute=compute)
-    return a.session, {"format": a.format, "weights": a.weights, "file_bytes": a.path.stat().st_size}
+    info: dict[str, Any] = {"format": a.format, "weights": a.weights, "file_bytes": a.path.stat().st_size}
+    if a.bounds is not None:
+        info["bounds"] = {k: v for k, v in vars(a.bounds).items() if isinstance(v, int)}
+    return a.session, info

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from binexport.errors import InputError
-from binexport.runtimes.memory import peak_rss
+from binexport.runtimes.memory import address_space, limit_address_space, peak_rss
 from binexport.runtimes.signals import register, starting, unregister
 
 # How long the parent waits for each answer of a worker before it kills the worker's process group and says
@@ -244,6 +244,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "onnxruntime
 
             import binexport.runtimes.ort  # noqa: F401
         before = peak_rss()  # the interpreter and the runtime's libraries
+        address_before = address_space()
         t0 = time.perf_counter()
         runtime, info = open_runtime(path, device, threads, runtime_name, compute)
     except BinexportError as e:
@@ -270,6 +271,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "onnxruntime
             _answer({"ok": True, "peak_rss": peak_rss(), "kernels": runtime.kernels()})
             return 0
         batch, iters = int(req["batch"]), int(req["iters"])
+        limit_address_space(info.get("bounds"), batch, threads, device, address_before)
         x = cache.setdefault(batch, _inputs(runtime.input_kind, batch))
         _answer({"ok": True, "seconds": runtime.time_calls(x, iters)})
     return 0
