@@ -10,6 +10,9 @@ its own. Tolerances are keyed by *weight encoding*, not file format:
   WRN-20-10's ~5,800-term dot products and 19 layers stays orders of magnitude
   below 1e-4 on logits of size ~10, so 1e-4 catches any real error (a flipped
   sign bit moves a logit by ~1e-2 or more), and every prediction must agree.
+- ``int2`` ONNX stores the 1-bit weights as INT2 codes -1/+1 times a float32
+  scale and computes in float32: the same arithmetic as ``1-bit``, so the same
+  tolerance.
 - ``float16`` stores weights and computes in half precision (11-bit mantissa),
   so its logits move by ~1e-2: a bound on the logit error plus an argmax
   agreement floor.
@@ -75,6 +78,7 @@ TOLERANCES: dict[str, Tolerance] = {
     "float16": Tolerance(0.25, 0.99),
     "bfloat16": Tolerance(1.0, 0.99),
     "int8": Tolerance(None, 0.97, max_top1_drop=0.01),
+    "int2": Tolerance(1e-4, 1.0),
     "bf16-compute": Tolerance(BF16_COMPUTE_MAX_DIFF, 0.97, max_top1_drop=0.01),
 }
 #: Agreement floors of an export's own validation where they differ from :data:`TOLERANCES`.

@@ -31,7 +31,7 @@ from binexport.data.synth import MAX_WIDTH
 from binexport.formats import PACK_FORMATS
 from binexport.formats.bwn import ENCODING_CHOICES
 from binexport.formats.bwn import WEIGHTS_CHOICES as BWN_WEIGHTS
-from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS
+from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS, WEIGHTS_OPSET
 from binexport.runtimes import (
     COMPUTE_PRECISIONS,
     DEFAULT_RUNTIME,
@@ -182,14 +182,15 @@ def pack(
     "into +-scale by standard ops when the session starts; float32 (default for full precision): "
     "plain weights. Both take float32 NCHW and give float32 logits. float16: half-precision weights "
     "and compute for GPUs; takes float16 NCHW and gives float16 logits. int8: QLinearConv on int8 "
-    "CPU instructions (and TensorRT), 1-bit weights still stored as bits; needs --calibrate.",
+    "CPU instructions (and TensorRT), 1-bit weights still stored as bits; needs --calibrate. int2 (1-bit "
+    "models, opset 25): weights stay 2-bit in the runtime's memory too (~8 MiB for WRN-20-10), exact, "
+    "slower than float32.",
 )
 @click.option(
     "--opset",
     type=click.IntRange(1, 10_000),
-    default=DEFAULT_OPSET,
-    show_default=True,
-    help="ONNX opset (13 or newer).",
+    default=None,
+    help=f"ONNX opset (13 or newer) [default: {DEFAULT_OPSET}; {WEIGHTS_OPSET['int2']} for int2].",
 )
 @click.option(
     "--batch",
@@ -261,7 +262,7 @@ def to_onnx(
     input_file: Path,
     output: Path | None,
     weights: str | None,
-    opset: int,
+    opset: int | None,
     batch: str | int,
     normalize_inside: bool,
     images: Path | None,

@@ -1,4 +1,5 @@
-"""What a worker measures and caps of its own memory: the one place ``/proc/self/status`` is read.
+"""What a worker measures and caps of its own memory (the one place ``/proc/self/status`` is read): its peak,
+what it holds resident once freed memory went back to the OS, and an address-space cap.
 
 Linux's ``/proc`` where it exists; elsewhere the ``resource`` module's figures,
 and no address-space cap.
@@ -6,8 +7,12 @@ and no address-space cap.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import os
 import resource
+import tempfile
 
 
 def peak_rss() -> int:
@@ -62,3 +67,60 @@ def limit_address_space(bounds: dict[str, int] | None, batch: int, threads: int,
         resource.setrlimit(resource.RLIMIT_AS, (max(cap, address_space()), hard))
     except (OSError, ValueError):
         pass  # a platform without RLIMIT_AS: the static bounds still hold
+
+
+def current_rss() -> int | None:
+    """This process's resident memory now (``VmRSS``), in bytes; None where ``/proc`` doesn't say (not Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def settled_rss() -> int | None:
+    """:func:`current_rss` once freed memory went back to the OS: Python's garbage collected, then glibc's
+    ``malloc_trim(0)`` (every arena; skipped where the C library has none), so what is left is what is held."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: freed memory may stay resident, and counts
+        pass
+    return current_rss()
+
+
+def _empty_onnx() -> bytes:
+    """A weightless ONNX graph (one Relu on an image batch): an empty session's cost, to subtract."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["logits"])], "empty", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7).SerializeToString()
+
+
+def empty_session_rss(onnx_file: bool, device: str, threads: int, runtime_name: str, compute: str) -> int | None:
+    """:func:`settled_rss` after opening (and closing) an empty ONNX graph the way the artifact will be opened.
+
+    The runtime's lazily loaded parts (OpenVINO's ONNX frontend and CPU plugin, ONNX Runtime's thread pools and
+    providers, onnx for the bounds check) are then in the baseline, not in the artifact's figure. Model files run on
+    the PyTorch reference, whose baseline is the interpreter with torch imported.
+    """
+    if onnx_file:
+        from binexport.errors import BinexportError
+        from binexport.runtimes.artifact import open_runtime
+
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "empty.onnx")
+            with open(path, "wb") as f:
+                f.write(_empty_onnx())
+            try:
+                runtime, _ = open_runtime(path, device, threads, runtime_name, compute)
+                del runtime
+            except BinexportError:  # the artifact's own load says what is wrong
+                pass
+    return settled_rss()

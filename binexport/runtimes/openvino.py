@@ -233,6 +233,15 @@ def open_compiled(path: str, device: str = "cpu", threads: int = 0, compute: str
     return runtime
 
 
+def int2_refusal(error: str) -> str:
+    """Why OpenVINO did not run an int2 file, in a few words: its ONNX frontend (2026.4) reads no INT2 tensors.
+
+    ``error`` is the InputError :func:`open_compiled` raised; its last clause is OpenVINO's own reason.
+    """
+    why = error.rstrip(")").rsplit(":", 1)[-1].strip()[:60]
+    return f"OpenVINO did not run it: its ONNX frontend reads no INT2 weights ({why}); ONNX Runtime runs it"
+
+
 def _metadata(model: Any) -> dict[str, str]:
     """The ONNX ``metadata_props``, which OpenVINO keeps under the model's ``framework`` rt_info."""
     rt = model.get_rt_info()

@@ -9,6 +9,9 @@ child's exit code, never as message text.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
+
 from binexport.errors import InputError, MissingExtraError, OptionError
 
 #: The child's exit codes beyond 0 and 2 (a file OpenVINO can't compile): what its error was.
@@ -75,6 +78,25 @@ def compile_apart(
             f"OpenVINO crashed compiling it ({name}, in a separate process); expected a binexport WRN export"
         )
     raise InputError(last)
+
+
+def check_compiles(path: Path, compute: str = "f32") -> None:
+    """``path`` passes the ONNX bounds, then OpenVINO compiles it once in a process of its own: a graph that
+    crashes OpenVINO ends that process, and this one says so in one line (docs/safety.md).
+
+    Raises:
+        MissingExtraError, OptionError: as :func:`compile_apart` (about the machine or an option: no path).
+        InputError: the file, named, and why OpenVINO can't compile it.
+    """
+    from binexport.formats.onnx.bounds import check_onnx_bounds
+
+    bounds = check_onnx_bounds(path)
+    try:
+        compile_apart(str(path), 0, compute, bounds=asdict(bounds))
+    except (MissingExtraError, OptionError):
+        raise  # about the machine or an option, not this file
+    except InputError as e:
+        raise InputError(f"{path}: {e}") from None
 
 
 def _main(argv: list[str]) -> int:

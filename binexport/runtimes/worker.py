@@ -9,7 +9,10 @@ on the machine hits them alike. The protocol is one JSON object per line:
   [COMPUTE]]`` (RUNTIME a runtime id, ``torch`` for model files, default ``onnxruntime``; COMPUTE ``f32`` or
   ``bf16``) in a process group of its own;
 - the child (:func:`serve`) loads the artifact and answers ``{"ok": true, "load_s", "provider", "runtime",
-  "compute", "input_kind", "weights", ...}`` (or ``{"ok": false, "error"}`` and exits);
+  "compute", "input_kind", "weights", "rss_weights", ...}`` (or ``{"ok": false, "error"}`` and exits);
+  ``rss_weights`` is what the loaded artifact holds resident (:func:`~.memory.settled_rss` after loading minus
+  the same after an empty session of its runtime: for an ONNX file, the weights as the session keeps them),
+  null where the OS doesn't say;
 - ``{"cmd": "time", "batch": B, "iters": K}`` runs K forward calls of B images and answers ``{"ok": true,
   "seconds": [...]}``;
 - ``{"cmd": "quit"}`` answers ``{"ok": true, "peak_rss": bytes, "kernels": "..."}`` (which kernels ran, as the
@@ -36,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from binexport.errors import InputError
-from binexport.runtimes.memory import address_space, limit_address_space, peak_rss
+from binexport.runtimes.memory import address_space, empty_session_rss, limit_address_space, peak_rss, settled_rss
 from binexport.runtimes.signals import register, starting, unregister
 
 # How long the parent waits for each answer of a worker before it kills the worker's process group and says
@@ -243,6 +246,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "onnxruntime
             import onnxruntime  # noqa: F401
 
             import binexport.runtimes.ort  # noqa: F401
+        baseline = empty_session_rss(fmt.read is None, device, threads, runtime_name, compute)
         before = peak_rss()  # the interpreter and the runtime's libraries
         address_before = address_space()
         t0 = time.perf_counter()
@@ -251,6 +255,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "onnxruntime
         _answer({"ok": False, "error": str(e)})
         return 2
     load_s = time.perf_counter() - t0
+    held = settled_rss()
     _answer(
         {
             "ok": True,
@@ -262,6 +267,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "onnxruntime
             "rss_before_load": before,
             **info,
             "rss_after_load": peak_rss(),
+            "rss_weights": None if held is None or baseline is None else max(0, held - baseline),
         }
     )
     cache: dict[int, np.ndarray] = {}

@@ -31,6 +31,8 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_SECONDS = 10.0
 #: Timing rounds: each artifact's time is split over this many interleaved slices.
 ROUNDS = 5
+#: The weight encoding OpenVINO's ONNX frontend can't read (INT2 tensors, 2026.4): its bench row becomes a note.
+INT2 = "int2"
 
 
 @dataclass
@@ -58,6 +60,9 @@ class BenchRow:
     load_ratio: float = 1.0
     precision: str = "f32"  # the compute precision the runtime reports (OpenVINO bf16 is lossy; not the weights')
     kernels: str = ""  # which kernels ran, as the runtime names them ("" where it does not say)
+    # what the loaded artifact holds resident (RSS after loading minus after an empty session of its runtime,
+    # both once freed memory went back to the OS: runtimes/memory.py); None where the OS doesn't say
+    weights_rss_bytes: int | None = None
 
     @property
     def model_rss_bytes(self) -> int:
@@ -148,10 +153,20 @@ def bench(
     check_threads(threads)
     plan = plan_runs(artifacts, runtime, precision, device)
     workers: list[Worker] = []
-    labels = [r.label for r in plan.runs]
+    refused: list[str] = []
     with stop_on_signals():  # a signal or an error ends every worker started so far
         for run in plan.runs:
-            workers.append(Worker(run.path, run.device, threads, run.runtime, run.compute))
+            try:
+                workers.append(Worker(run.path, run.device, threads, run.runtime, run.compute))
+            except InputError as e:  # OpenVINO 2026.4 reads no INT2: the file's ONNX Runtime row stays, a note says so
+                if run.runtime != "openvino" or not any(
+                    w.path == run.path and w.info.get("weights") == INT2 for w in workers
+                ):
+                    raise
+                from binexport.runtimes.openvino import int2_refusal
+
+                refused.append(f"{run.path.name}: {int2_refusal(str(e))}")
+        labels = [f"{w.path.name} ({w.info.get('runtime', '')})" for w in workers]
         lat, thr = _measure(workers, batch_size, seconds, progress, labels)
         peaks = [w.close() for w in workers]
     rows = [_row(w, peak, lat[i], thr[i], batch_size) for i, (w, peak) in enumerate(zip(workers, peaks, strict=True))]
@@ -168,7 +183,7 @@ def bench(
     notes = []
     if plan.device == "cpu" and not cpu.has_int8_dot:
         notes.append("this CPU has no VNNI or AMX: int8 convolutions run without their int8 dot-product instructions")
-    notes += kernel_notes(rows, flags) + runtime_notes(runtime)
+    notes += kernel_notes(rows, flags) + runtime_notes(runtime) + refused
     return BenchReport(
         cpu.name,
         flags,
@@ -262,4 +277,5 @@ def _row(w: Worker, peak: int, lat: list[float], thr: list[float], batch: int) -
         batch_size=batch,
         precision=str(info.get("compute", "f32")),
         kernels=w.kernels,
+        weights_rss_bytes=None if info.get("rss_weights") is None else int(info["rss_weights"]),
     )

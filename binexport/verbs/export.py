@@ -125,7 +125,7 @@ def export_onnx(
     out: str | Path | None = None,
     *,
     weights: str | None = None,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     batch: str | int = "dynamic",
     normalize_inside: bool = False,
     force: bool = False,
@@ -145,8 +145,8 @@ def export_onnx(
         src: a model file or an in-memory :class:`Model` (then ``out`` is required).
         out: the ``.onnx`` path (default: beside ``src``).
         weights: ``1-bit`` (default for binarised models), ``float32`` (default for full precision), ``float16``,
-            ``int8`` (needs ``calibrate``).
-        opset: ONNX opset, 13 or newer.
+            ``int8`` (needs ``calibrate``), ``int2`` (1-bit models: weights packed in the session's memory too).
+        opset: ONNX opset, 13 or newer (None: 18; 25 for ``int2``, whose INT2 type needs it).
         batch: ``"dynamic"`` or a fixed batch size.
         normalize_inside: the graph takes uint8 NHWC pixels and normalises itself.
         force: replace an existing output.

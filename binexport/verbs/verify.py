@@ -20,7 +20,7 @@ import numpy as np
 
 from binexport import check, formats
 from binexport._fileio import write_atomic
-from binexport.errors import CheckError, InputError, MissingExtraError, OptionError
+from binexport.errors import CheckError, InputError
 from binexport.model import Model
 from binexport.runtimes.artifact import Artifact, open_artifact, open_run
 from binexport.runtimes.base import Progress
@@ -170,7 +170,7 @@ def verify(
         raise InputError(f"--limit must be at least 1, got {limit}")
     plan = plan_runs(artifacts, runtime, precision, device)  # run folders resolved: their one checkpoint
     dev = plan.device
-    arts = [_open(r, binarized) for r in plan.runs]
+    arts = _open_all(plan.runs, binarized)
     reference = formats.resolve(reference) if reference is not None else None
     ref = _reference(arts, reference, dev, binarized)
     ref_model = cast(Model, ref.model)  # _reference returns loadable models only
@@ -236,26 +236,30 @@ def _runtime_errors() -> tuple[type[Exception], ...]:
     return ort_errors()
 
 
+def _open_all(runs: list[Run], binarized: bool | None) -> list[Artifact]:
+    """Every row of the plan, opened. OpenVINO 2026.4 reads no INT2: an int2 file's OpenVINO row is a note on
+    its ONNX Runtime row (the row before it), not a failure."""
+    out: list[Artifact] = []
+    for run in runs:
+        try:
+            out.append(_open(run, binarized))
+        except InputError as e:
+            prev = out[-1] if out else None
+            if run.runtime != "openvino" or prev is None or prev.path != run.path or prev.weights != "int2":
+                raise
+            from binexport.runtimes.openvino import int2_refusal
+
+            prev.notes.append(int2_refusal(str(e)))
+    return out
+
+
 def _open(run: Run, binarized: bool | None) -> Artifact:
-    """One row of the plan, opened; an OpenVINO row is compiled once apart first (:func:`_compile_apart`)."""
+    """One row of the plan, opened; an OpenVINO row is compiled once in a process of its own first."""
     if run.runtime == "openvino":
-        _compile_apart(run.path, run.compute)
+        from binexport.runtimes.openvino_apart import check_compiles
+
+        check_compiles(run.path, run.compute)
     return open_run(run, binarized=binarized)
-
-
-def _compile_apart(p: Path, compute: str) -> None:
-    """The graph passes the bounds, then OpenVINO compiles it once in a process of its own: a graph that
-    crashes OpenVINO ends that process and this one says so in one line (docs/safety.md)."""
-    from binexport.formats.onnx.bounds import check_onnx_bounds
-    from binexport.runtimes.openvino_apart import compile_apart
-
-    bounds = check_onnx_bounds(p)
-    try:
-        compile_apart(str(p), 0, compute, bounds=asdict(bounds))
-    except (MissingExtraError, OptionError):
-        raise  # about the machine or an option, not this file
-    except InputError as e:
-        raise InputError(f"{p}: {e}") from None
 
 
 def _reference(arts: list[Artifact], reference: str | Path | None, dev: str, binarized: bool | None) -> Artifact:
