@@ -549,7 +549,7 @@ def bench(
     "--data-root",
     type=click.Path(path_type=Path),
     default=None,
-    help="Data root whose CIFAR-10 training batches calibrate int8 (default: the 256 shipped training images).",
+    help="Data root whose CIFAR-10 training batches calibrate int8 (default: 192 of the 256 shipped training images).",
 )
 @click.option("--limit", type=click.IntRange(1), default=None, help="Verify on the first N images only.")
 @click.option(
@@ -576,7 +576,7 @@ def demo(
     """Run the whole job on real weights: inspect, .bwn, ONNX, verify and bench McDonnell's 1-bit WRN-20-10.
 
     The model (his MATLAB CIFAR-10 file, MIT licence), 200 real CIFAR-10 test images and 256 real CIFAR-10
-    training images (int8 calibrates on these) ship with binexport; nothing is downloaded. --synthetic runs the older demo on a synthetic training checkpoint.
+    training images (int8 calibrates on 192, validates on 64) ship with binexport; nothing is downloaded. --synthetic runs the older demo on a synthetic training checkpoint.
     """
     from binexport.errors import InputError
     from binexport.verbs.demo import run_demo

@@ -24,7 +24,7 @@ class InspectReport:
     architecture: dict[str, object]
     binarized: bool | None
     binarized_from: str
-    binarised_params: int
+    binarized_params: int
     float_params: int
     zero_weights: int
     breakdown: dict[str, int]
@@ -34,7 +34,15 @@ class InspectReport:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """The JSON object; ``binarised_params`` repeats ``binarized_params`` for 0.3.x only (old spelling)."""
+        out = asdict(self)
+        out["binarised_params"] = self.binarized_params
+        return out
+
+    @property
+    def binarised_params(self) -> int:
+        """The old spelling of :attr:`binarized_params`, kept for 0.3.x."""
+        return self.binarized_params
 
 
 def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport:
@@ -86,7 +94,7 @@ def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport
         },
         binarized=None if told == "unknown" else model.binarized,
         binarized_from=told,
-        binarised_params=nb,
+        binarized_params=nb,
         float_params=nf,
         zero_weights=model.zero_weights,
         breakdown=dict(model.source.breakdown),
