@@ -33,6 +33,8 @@ DEFAULT_SECONDS = 10.0
 ROUNDS = 5
 #: The weight encoding OpenVINO's ONNX frontend can't read (INT2 tensors, 2026.4): its bench row becomes a note.
 INT2 = "int2"
+#: The label of bench's progress: one interleaved timing of every row (``progress(TIMING, done, total)``).
+TIMING = "timing (interleaved)"
 
 
 @dataclass
@@ -125,7 +127,8 @@ def bench(
             row per runtime; model files (checkpoint, packed, ``.bwn``) one row on the PyTorch reference
             (``torch``), as :func:`binexport.runtimes.plan.plan_runs` plans them.
         precision: ``f32`` (exact) or ``bf16`` (OpenVINO's lossy bfloat16 execution; its rows are labelled).
-        progress: ``progress(label, done, total)`` after every timing slice (``label``: the row timed).
+        progress: ``progress(TIMING, done, total)`` after every timing slice (:data:`TIMING`: one label, as
+            every row is timed in turn).
 
     Returns:
         A :class:`BenchReport`; rows are in the order given (an ONNX file's runtimes in turn), ratios relative
@@ -166,8 +169,7 @@ def bench(
                 from binexport.runtimes.openvino import int2_refusal
 
                 refused.append(f"{run.path.name}: {int2_refusal(str(e))}")
-        labels = [f"{w.path.name} ({w.info.get('runtime', '')})" for w in workers]
-        lat, thr = _measure(workers, batch_size, seconds, progress, labels)
+        lat, thr = _measure(workers, batch_size, seconds, progress)
         peaks = [w.close() for w in workers]
     rows = [_row(w, peak, lat[i], thr[i], batch_size) for i, (w, peak) in enumerate(zip(workers, peaks, strict=True))]
     for r in rows[1:]:
@@ -234,7 +236,7 @@ def kernel_notes(rows: list[BenchRow], flags: list[str]) -> list[str]:
 
 
 def _measure(
-    workers: list[Worker], batch: int, seconds: float, progress: Progress | None, labels: list[str]
+    workers: list[Worker], batch: int, seconds: float, progress: Progress | None
 ) -> tuple[list[list[float]], list[list[float]]]:
     """Interleaved rounds of batch-1 and batch-N calls; per worker, every call's seconds."""
     lat: list[list[float]] = [[] for _ in workers]
@@ -254,7 +256,7 @@ def _measure(
             thr[i] += w.time(batch, nb, slice_timeout(many, nb))
             done += 1
             if progress is not None:
-                progress(labels[i], done, total)
+                progress(TIMING, done, total)
     return lat, thr
 
 
