@@ -32,7 +32,15 @@ from binexport.formats import PACK_FORMATS
 from binexport.formats.bwn import ENCODING_CHOICES
 from binexport.formats.bwn import WEIGHTS_CHOICES as BWN_WEIGHTS
 from binexport.formats.onnx import DEFAULT_OPSET, WEIGHT_ALIASES, WEIGHTS, WEIGHTS_OPSET
-from binexport.runtimes import DEFAULT_RUNTIME, DEVICES, PRECISIONS, RUNTIME_CHOICES, RUNTIMES
+from binexport.runtimes import (
+    COMPUTE_PRECISIONS,
+    DEFAULT_RUNTIME,
+    DEVICES,
+    MAX_BATCH_SIZE,
+    RUNTIME_ALIASES,
+    RUNTIME_CHOICES,
+    RUNTIMES,
+)
 from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
 from binexport.verbs.bench import DEFAULT_SECONDS as BENCH_SECONDS
 from binexport.verbs.export import (
@@ -61,14 +69,14 @@ _runtime_option = click.option(
     multiple=True,
     default=(DEFAULT_RUNTIME,),
     show_default=True,
-    help="Runtime(s) for ONNX files, repeatable: ort (ONNX Runtime), openvino (needs "
+    help="Runtime(s) for ONNX files, repeatable: onnxruntime (ONNX Runtime; short: ort), openvino (needs "
     'pip install "binexport[openvino]"), all (every one installed). Each ONNX file gets one row per runtime; '
     "checkpoints, packed and .bwn files run on the PyTorch reference.",
 )
 _precision_option = click.option(
     "--precision",
-    type=click.Choice(PRECISIONS),
-    default=PRECISIONS[0],
+    type=click.Choice(COMPUTE_PRECISIONS),
+    default=COMPUTE_PRECISIONS[0],
     show_default=True,
     help="OpenVINO compute precision: f32 (exact) or bf16 (faster where the CPU has bfloat16 instructions; "
     "lossy, held to its own tolerance and labelled).",
@@ -335,10 +343,10 @@ def to_onnx(
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(1, 4096),
+    type=click.IntRange(1, MAX_BATCH_SIZE),
     default=256,
     show_default=True,
-    help="Images per forward call (at most 4096).",
+    help=f"Images per forward call (at most {MAX_BATCH_SIZE}).",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images.")
 @click.option(
@@ -424,7 +432,7 @@ def _bars() -> Any:
 @click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=path(), callback=say_run_folder)
 @click.option(
     "--batch-size",
-    type=click.IntRange(1, 4096),
+    type=click.IntRange(1, MAX_BATCH_SIZE),
     default=BENCH_BATCH,
     show_default=True,
     help="Batch of the throughput measurement (latency is measured at batch 1).",
@@ -483,7 +491,7 @@ def bench(
             threads=threads,
             runtime=runtime,
             precision=precision,
-            progress=lambda done, total: bars.update(task, completed=done, total=total),
+            progress=lambda _, done, total: bars.update(task, completed=done, total=total),
         )
     render_bench(report)
     if json_out is not None:
@@ -647,7 +655,7 @@ def demo(
 )
 @click.option(
     "--runtime",
-    type=click.Choice(RUNTIMES),
+    type=click.Choice([*RUNTIMES, *RUNTIME_ALIASES]),
     default=DEFAULT_RUNTIME,
     show_default=True,
     help="Runtime for ONNX and .ort files (checkpoints, packed and .bwn files run on the PyTorch reference).",
