@@ -9,7 +9,7 @@ Each count gets a folder of 82-byte valid 32x32 PNGs (all black) in a temporary 
 two interleaved per count so load from elsewhere hits both alike. Then ``check_onnx_bounds`` is timed on the
 real WRN-20-10 in every weight encoding. Prints markdown for docs/BENCHMARKS.md.
 
-``--round3`` instead runs ``verify`` / ``bench`` on the round-3 hostile ONNX graphs (tests/test_hostile_onnx_round3.py:
+``--round3`` instead runs ``verify`` / ``bench`` on the round-3 hostile ONNX graphs (tests/hostile/test_hostile_onnx_round3.py:
 ConvTranspose, Attention, 100,000 nodes, a scalar output, a padded graph), each in a fresh process, and prints
 exit code, stderr lines and peak RSS (the graphs are written by a separate process, so the parent stays small:
 a child's ``ru_maxrss`` starts at its parent's RSS when forked).
