@@ -1,20 +1,37 @@
-"""Rendering of reports for the terminal: part of the CLI layer, with the commands in cli/__init__.py the only code that imports rich.
+"""Rendering of reports for the terminal: with the commands, the only code that imports rich.
 
-Kept apart from the commands so the command definitions stay short; every
-function takes a report dataclass and prints it.
+Every ``render_*`` takes a report dataclass and prints it; :func:`emit` is the one place a command's report
+leaves: as tables, as JSON on stdout (``--json``) and/or as a JSON file (``--json-out``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import click
+
+from binexport.cli.params import one_line
+
+
+def emit(report: Any, render: Callable[[Any], None], as_json: bool, json_out: Path | None) -> None:
+    """Show ``report``: ``render`` it, or print its JSON (``--json``); and write the JSON to ``json_out``.
+
+    Every command ends here, so ``--json`` and ``--json-out`` mean the same on each: the report's
+    ``to_json()``, the text of :class:`binexport.report.Report`, on stdout or written atomically.
+    """
+    if as_json:
+        click.echo(report.to_json(), nl=False)
+    else:
+        render(report)
+    if json_out is not None:
+        report.write_json(json_out)
 
 
 def _line(text: object) -> str:
     """Foreign text (ONNX metadata, notes) on one line, with rich markup escaped."""
     from rich.markup import escape
-
-    from binexport.cli import one_line
 
     return escape(one_line(str(text)))
 

@@ -21,15 +21,15 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from binexport.errors import InputError
+from binexport.report import Report
 
-SCHEMA_VERSION = 1
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_SECONDS = 10.0
 #: Timing rounds: each artifact's time is split over this many interleaved slices.
@@ -89,7 +89,7 @@ class BenchRow:
 
 
 @dataclass
-class BenchReport:
+class BenchReport(Report):
     """Every row, and the machine it was measured on."""
 
     cpu: str
@@ -104,18 +104,12 @@ class BenchReport:
     notes: list[str] = field(default_factory=list)
     runtimes: list[str] = field(default_factory=lambda: ["ort"])  # the runtimes ONNX files ran on
     precision: str = "f32"  # asked of OpenVINO; each row says what really ran
-    schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = super().to_dict()
         for row, r in zip(d["rows"], self.rows, strict=True):
             row["model_rss_bytes"] = r.model_rss_bytes
         return d
-
-    def write_json(self, path: str | Path) -> Path:
-        from binexport._fileio import check_output, write_atomic
-
-        return write_atomic(check_output(path, force=True), (json.dumps(self.to_dict(), indent=2) + "\n").encode())
 
 
 def cpu_info() -> tuple[str, list[str]]:

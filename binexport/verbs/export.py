@@ -9,7 +9,7 @@ reference within its tolerance (:mod:`binexport.check`) replaces the output, oth
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from binexport.errors import CheckError, InputError
 from binexport.formats import onnx as fmt
 from binexport.formats.onnx import int8 as int8_fmt
 from binexport.model import Model
+from binexport.report import Report
 
 #: ``--weights`` choices and the opset default, for the CLI.
 WEIGHTS = fmt.WEIGHTS
@@ -29,7 +30,6 @@ MIN_OPSET = fmt.MIN_OPSET
 #: ``--weight-zero-point`` choices and default (int8): which ONNX Runtime CPU kernel the block convs reach.
 WEIGHT_ZERO_POINTS = int8_fmt.WEIGHT_ZERO_POINTS
 DEFAULT_WEIGHT_ZERO_POINT = int8_fmt.DEFAULT_WEIGHT_ZERO_POINT
-SCHEMA_VERSION = 1
 #: int8 calibration defaults: accuracy was flat from 32 to 512 images on the real WRN-20-10 (docs/BENCHMARKS.md);
 #: 256 keeps the worst logit error low, and the 99.999th percentile beat min/max, 99.9, 99.99 and ORT's entropy.
 CALIBRATION_SIZE = 256
@@ -77,7 +77,7 @@ class Calibration:
 
 
 @dataclass
-class OnnxReport:
+class OnnxReport(Report):
     """What ``export_onnx`` did; the CLI renders it, ``--json`` prints ``to_dict()``."""
 
     input: str
@@ -98,10 +98,6 @@ class OnnxReport:
     timings: dict[str, float] = field(default_factory=dict)
     calibration: Calibration | None = None
     weight_zero_point: int | None = None  # int8 only: the block convs' weight zero point (ORT's kernel)
-    schema_version: int = SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def export_onnx(

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from binexport import formats
 from binexport.errors import InputError
 from binexport.model import Model
-
-SCHEMA_VERSION = 1
+from binexport.report import Report
 
 
 @dataclass
-class InspectReport:
+class InspectReport(Report):
     """Everything ``inspect`` shows: what the file is, and what it would become."""
 
     path: str
@@ -31,10 +30,6 @@ class InspectReport:
     output_sizes: dict[str, object]
     details: dict[str, object] = field(default_factory=dict)
     weights: str = "float32"
-    schema_version: int = SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport:

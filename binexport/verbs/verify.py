@@ -10,18 +10,17 @@ compute mode it ran, ``check.tolerance_key``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
 from binexport import check, formats
-from binexport._fileio import write_atomic
 from binexport.errors import CheckError, InputError
 from binexport.model import Model
+from binexport.report import Report
 from binexport.runtimes import DEVICES, Artifact
 
 #: ``progress(label, images_done, images_total)``, called after every batch.
@@ -30,7 +29,6 @@ Progress = Callable[[str, int, int], None]
 DATASETS = ("CIFAR100", "CIFAR10", "SVHN")
 DEVICE_CHOICES = DEVICES
 DEFAULT_BATCH_SIZE = 256
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -65,7 +63,7 @@ class ArtifactResult:
 
 
 @dataclass
-class VerifyReport:
+class VerifyReport(Report):
     """Every row, the data it was measured on, and what failed (empty when everything passed)."""
 
     data: str
@@ -80,20 +78,13 @@ class VerifyReport:
     version: str
     runtimes: list[str] = field(default_factory=lambda: ["ort"])  # the runtimes ONNX files ran on
     precision: str = "f32"  # asked of OpenVINO; each row says what really ran
-    schema_version: int = SCHEMA_VERSION
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
-
-    def write_json(self, path: str | Path) -> Path:
-        p = Path(path)
-        if p.is_dir() or not p.parent.is_dir():
-            raise InputError(f"{p}: --json needs a file name in an existing folder")
-        return write_atomic(p, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
+        return {**super().to_dict(), "passed": self.passed}
 
     def raise_for_failures(self) -> None:
         """A CheckError listing every failing row (the CLI calls it after rendering)."""
