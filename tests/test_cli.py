@@ -76,9 +76,20 @@ def test_pack_full_precision_message(make_run, tmp_path: Path) -> None:
 
 
 def test_mode_flags_override_log(make_run, tmp_path: Path) -> None:
-    ckpt = make_run(binarize=False)
-    r = _run("pack", ckpt, "-o", tmp_path / "o.pth.tar", "--binarized")
+    """--binarized / --full-precision win over what log.txt says: the model is read in the mode given."""
+    fp = make_run(binarize=False)
+    told = json.loads(_run("inspect", fp, "--json").stdout)
+    assert (told["binarized"], told["binarized_from"]) == (False, "log.txt")
+    over = json.loads(_run("inspect", fp, "--binarized", "--json").stdout)
+    assert over["binarized"] is True and over["architecture"]["mode"] == "1-bit"
+    assert over["binarized_from"] != "log.txt" and over["binarised_params"] > 0
+    assert "--binarize-anyway" in _one_line_error(_run("pack", fp, "-o", tmp_path / "a.pth.tar"), 2)
+    r = _run("pack", fp, "-o", tmp_path / "o.pth.tar", "--binarized", "--json")
     assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["binarized_anyway"] is False  # read as 1-bit, not binarised anyway
+    one_bit = make_run(name="one-bit")
+    under = json.loads(_run("inspect", one_bit, "--full-precision", "--json").stdout)
+    assert under["binarized"] is False and under["binarised_params"] == 0
 
 
 @pytest.mark.parametrize("content", [b"", b"garbage", b"PK\x03\x04broken zip"])
@@ -122,9 +133,17 @@ def test_inspect_real_published(real_packed: Path) -> None:
 
 
 def test_version_is_the_installed_distributions() -> None:
-    from importlib.metadata import version
+    """``--version`` prints the version pyproject.toml declares (installed from this source tree)."""
+    import tomllib
+    from importlib.metadata import distribution
 
-    assert __version__ == version("binexport")  # pyproject.toml is the one place it is written
+    root = Path(__file__).resolve().parents[1]
+    url = json.loads(distribution("binexport").read_text("direct_url.json") or "{}").get("url", "")
+    if url.removeprefix("file://") != str(root):
+        pytest.skip(f"binexport is installed from {url or 'a wheel'}, not this tree ({root})")
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    r = _run("--version")
+    assert r.exit_code == 0 and r.stdout == f"binexport, version {declared}\n" and __version__ == declared
 
 
 def test_version_and_help_do_not_import_torch() -> None:

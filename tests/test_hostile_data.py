@@ -119,10 +119,17 @@ def test_cifar(kit: dict[str, Any], tmp_path: Path, case: str) -> None:
 
 @pytest.mark.parametrize("proto", [0, 1, 2])
 def test_cifar_repickled_by_python3_loads(kit: dict[str, Any], tmp_path: Path, proto: int) -> None:
-    """Protocols 0-2 hold bytes as _codecs.encode(str, 'latin1'): allowed in exactly that form."""
-    write(tmp_path / "cifar-10-batches-py" / "test_batch", _batch(proto=proto))
-    result = run_cli("verify", kit["ckpt"], "--dataset", "CIFAR10", "--data-root", tmp_path)
+    """Protocols 0-2 hold bytes as _codecs.encode(str, 'latin1'): allowed in exactly that form, and every pixel
+    and label comes back as written (a latin-1 round trip that mangled a byte would show here)."""
+    from binexport.data.cifar import load_cifar
+
+    images = np.random.default_rng(proto).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    write(tmp_path / "cifar-10-batches-py" / "test_batch", _batch(labels=(7, 2), data=planar(images), proto=proto))
+    loaded = load_cifar("CIFAR10", tmp_path)
+    assert np.array_equal(loaded.images, images) and list(loaded.labels) == [7, 2]
+    result = run_cli("verify", kit["ckpt"], "--dataset", "CIFAR10", "--data-root", tmp_path, "--json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["num_images"] == 2
 
 
 # --- PNG folders (verify --images) -------------------------------------------------------------------------------

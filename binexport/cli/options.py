@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from binexport._fileio import check_output
 from binexport.cli.params import Threads, one_line, path, say_run_folder
 from binexport.data import DATASET_NAMES
 from binexport.data.calibration import SOURCES as CALIBRATION_SOURCES
@@ -62,7 +63,7 @@ def json_outputs(as_json: str | bool | None, out: Path | None) -> tuple[bool, Pa
     """``(print JSON?, file to write it to)`` from ``--json`` and ``--json-out``; the old ``--json PATH`` warns.
 
     Raises:
-        InputError: both ``--json PATH`` and ``--json-out``, or ``--json PATH`` naming an existing file that
+        InputError: the old ``--json PATH`` names a path ``check_output`` refuses; both ``--json PATH`` and ``--json-out``, or ``--json PATH`` naming an existing file that
             is not ``.json`` (``verify --json model.onnx`` now means "print", and must not overwrite the model).
     """
     if as_json is None or isinstance(as_json, bool):
@@ -77,6 +78,7 @@ def json_outputs(as_json: str | bool | None, out: Path | None) -> tuple[bool, Pa
             f"--json {one_line(as_json)}: an existing file that is not .json; --json now prints the report on "
             "stdout (put it after the files) and --json-out PATH writes it"
         )
+    check_output(old, force=True)  # a refused path gets its one error line, without the notice before it
     click.echo(
         f"binexport: warning: '--json {one_line(as_json)}' is deprecated and goes in 0.4; "
         f"use '--json-out {one_line(as_json)}' ('--json' alone prints the report on stdout)",
