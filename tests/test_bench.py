@@ -28,7 +28,8 @@ def two(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def test_cli_bench_two_artifacts_writes_valid_json(two: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(
-        main, ["bench", *map(str, two), "--seconds", "0.5", "--batch-size", "4", "--threads", "1", "--json-out", str(out)]
+        main,
+        ["bench", *map(str, two), "--seconds", "0.5", "--batch-size", "4", "--threads", "1", "--json-out", str(out)],
     )
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())

@@ -134,8 +134,9 @@ def test_inspect_real_published(real_packed: Path) -> None:
 
 def test_version_is_the_installed_distributions() -> None:
     """``--version`` prints the version pyproject.toml declares (installed from this source tree)."""
-    import tomllib
     from importlib.metadata import distribution
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[1]
     url = json.loads(distribution("binexport").read_text("direct_url.json") or "{}").get("url", "")

@@ -63,8 +63,9 @@ def json_outputs(as_json: str | bool | None, out: Path | None) -> tuple[bool, Pa
     """``(print JSON?, file to write it to)`` from ``--json`` and ``--json-out``; the old ``--json PATH`` warns.
 
     Raises:
-        InputError: the old ``--json PATH`` names a path ``check_output`` refuses; both ``--json PATH`` and ``--json-out``, or ``--json PATH`` naming an existing file that
-            is not ``.json`` (``verify --json model.onnx`` now means "print", and must not overwrite the model).
+        InputError: the old ``--json PATH`` names a path ``check_output`` refuses, or an existing file that is
+            not ``.json`` (``verify --json model.onnx`` now means "print", and must not overwrite the model);
+            or both ``--json PATH`` and ``--json-out`` are given.
     """
     if as_json is None or isinstance(as_json, bool):
         return bool(as_json), out

@@ -18,7 +18,6 @@ from binexport.precision import round_weights
 from binexport.report import Report
 
 #: Formats ``pack`` writes; the first is the default.
-FORMATS = formats.PACK_FORMATS
 
 
 @dataclass
@@ -89,9 +88,9 @@ def pack(
         'float16'
     """
     t0 = time.perf_counter()
-    if format not in FORMATS:
+    if format not in formats.PACK_FORMATS:
         raise InputError(
-            f"pack writes {' or '.join(repr(f) for f in FORMATS)}, not {format!r}; for ONNX use 'binexport to-onnx'"
+            f"pack writes {' or '.join(repr(f) for f in formats.PACK_FORMATS)}, not {format!r}; for ONNX use 'binexport to-onnx'"
         )
     fmt = formats.get(format)
     write, read = fmt.write, fmt.read

@@ -21,13 +21,11 @@ from binexport import check, formats
 from binexport.errors import CheckError, InputError
 from binexport.model import Model
 from binexport.report import Report
-from binexport.runtimes import DEVICES, Artifact
+from binexport.runtimes import Artifact
 
 #: ``progress(label, images_done, images_total)``, called after every batch.
 Progress = Callable[[str, int, int], None]
-#: Choices of ``--dataset`` and ``--device``, and the default batch size, for the CLI.
-DATASETS = ("CIFAR100", "CIFAR10", "SVHN")
-DEVICE_CHOICES = DEVICES
+#: The default batch size (the CLI's too).
 DEFAULT_BATCH_SIZE = 256
 
 
