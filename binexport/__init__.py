@@ -21,9 +21,11 @@ if TYPE_CHECKING:  # the lazy names below, written out for type checkers and imp
     from binexport.formats import load  # noqa: F401
     from binexport.model import Arch, BinaryWeight, Model, binarize  # noqa: F401
     from binexport.verbs.bench import BenchReport, bench  # noqa: F401
+    from binexport.verbs.bundle import BundleReport, bundle  # noqa: F401
     from binexport.verbs.export import OnnxReport, export_onnx  # noqa: F401
     from binexport.verbs.inspect import InspectReport, inspect  # noqa: F401
     from binexport.verbs.pack import PackReport, pack  # noqa: F401
+    from binexport.verbs.predict import PredictReport, predict  # noqa: F401
     from binexport.verbs.verify import VerifyReport, verify  # noqa: F401
 
 
@@ -51,6 +53,10 @@ _API = {
     "VerifyReport": "binexport.verbs.verify",
     "bench": "binexport.verbs.bench",
     "BenchReport": "binexport.verbs.bench",
+    "predict": "binexport.verbs.predict",
+    "PredictReport": "binexport.verbs.predict",
+    "bundle": "binexport.verbs.bundle",
+    "BundleReport": "binexport.verbs.bundle",
     "Model": "binexport.model",
     "Arch": "binexport.model",
     "BinaryWeight": "binexport.model",

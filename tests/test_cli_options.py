@@ -14,6 +14,7 @@ from binexport.cli import main
 from binexport.cli import options as opt
 from binexport.data import DATASET_NAMES
 from binexport.data.calibration import SOURCES
+from binexport.data.labels import BUILTIN_LABELS
 from binexport.data.synth import write_cifar_testset
 from binexport.errors import InputError
 from binexport.formats import PACK_FORMATS
@@ -21,7 +22,7 @@ from binexport.formats.bwn import WEIGHTS_CHOICES
 from binexport.formats.onnx import DEFAULT_OPSET, MAX_FIXED_BATCH, MIN_OPSET, WEIGHT_ALIASES, WEIGHTS
 from binexport.formats.onnx.int8 import WEIGHT_ZERO_POINTS
 from binexport.report import SCHEMA_VERSION
-from binexport.runtimes import DEFAULT_RUNTIME, DEVICES, PRECISIONS, RUNTIME_CHOICES
+from binexport.runtimes import DEFAULT_RUNTIME, DEVICES, PRECISIONS, RUNTIME_CHOICES, RUNTIMES
 from binexport.verbs import bench as bench_verb
 from binexport.verbs import export as export_verb
 from binexport.verbs import verify as verify_verb
@@ -43,12 +44,16 @@ def test_choices_come_from_the_library() -> None:
         assert _choices(ps["runtime"]) == RUNTIME_CHOICES and ps["runtime"].default == (DEFAULT_RUNTIME,)
         assert _choices(ps["precision"]) == PRECISIONS and ps["precision"].default == PRECISIONS[0]
     assert _choices(_params("verify")["dataset"]) == DATASET_NAMES
+    one = _params("predict")["runtime"]
+    assert _choices(one) == RUNTIMES and one.default == DEFAULT_RUNTIME
+    for command in ("predict", "bundle"):
+        assert _params(command)["labels"].metavar == "|".join([*BUILTIN_LABELS, "FILE"])
     assert _choices(_params("pack")["weights"]) == WEIGHTS_CHOICES
     assert _choices(_params("to-onnx")["weights"]) == (*WEIGHTS, *WEIGHT_ALIASES)
     assert _choices(_params("to-onnx")["weight_zero_point"]) == tuple(str(z) for z in WEIGHT_ZERO_POINTS)
     pack = _params("pack")["fmt"]
     assert pack.default == PACK_FORMATS[0] and pack.metavar == "|".join(PACK_FORMATS)
-    for command in ("to-onnx", "demo"):
+    for command in ("to-onnx", "demo", "bundle"):
         assert _params(command)["calibrate"].metavar == "|".join([*SOURCES, "PATH"])
 
 
@@ -70,6 +75,8 @@ def test_bounds_and_defaults_come_from_the_library() -> None:
 def test_a_shared_option_is_the_same_on_every_command(name: str) -> None:
     """Written once: the same flags, help, type and default wherever a command takes it."""
     seen = [ps[name] for c in main.commands if name in (ps := _params(c))]
+    if name == "runtime":  # predict runs one file on one runtime: opt.one_runtime, checked below
+        seen = [p for p in seen if getattr(p, "multiple", False)]
     assert len(seen) >= 1
     first = seen[0]
     for p in seen[1:]:

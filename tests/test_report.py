@@ -14,10 +14,12 @@ from binexport import report
 from binexport.errors import InputError
 from binexport.report import SCHEMA_VERSION, Report
 from binexport.verbs.bench import BenchReport
+from binexport.verbs.bundle import BundleReport
 from binexport.verbs.demo import DemoReport
 from binexport.verbs.export import OnnxReport
 from binexport.verbs.inspect import InspectReport
 from binexport.verbs.pack import PackReport
+from binexport.verbs.predict import PredictReport
 from binexport.verbs.verify import VerifyReport
 
 PACKAGE = Path(report.__file__).parent
@@ -41,7 +43,16 @@ def _sample() -> _Sample:
 
 
 def test_every_report_is_a_report() -> None:
-    for cls in (InspectReport, PackReport, OnnxReport, VerifyReport, BenchReport, DemoReport):
+    for cls in (
+        InspectReport,
+        PackReport,
+        OnnxReport,
+        VerifyReport,
+        BenchReport,
+        DemoReport,
+        PredictReport,
+        BundleReport,
+    ):
         assert issubclass(cls, Report) and cls.schema_version == SCHEMA_VERSION, cls
         assert "schema_version" not in {f.name for f in dataclasses.fields(cls)}, cls  # a constant, not a field
 

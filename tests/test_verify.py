@@ -193,6 +193,7 @@ def test_json_report_schema(setup: dict[str, Path]) -> None:
         "schema_version": int,
         "runtimes": list,
         "precision": str,
+        "notes": list,
     }
     assert {k: type(v) for k, v in rep.items()} == top
     row_types = {

@@ -5,7 +5,8 @@ and hands the report to :func:`binexport.cli.render.emit`. Only this layer impor
 become one line on stderr (:class:`binexport.cli.params.Group`): exit 2 for bad input, 1 for a failed
 check. Heavy imports (torch, onnx) happen inside commands, so ``--help`` and ``--version`` start fast.
 
-The commands live by job: ``convert`` (inspect, pack, to-onnx), ``run`` (verify, bench), ``demo``.
+The commands live by job: ``convert`` (inspect, pack, to-onnx), ``run`` (verify, bench), ``ship`` (predict,
+bundle) and ``demo``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from binexport.cli.convert import inspect, pack, to_onnx
 from binexport.cli.demo import demo
 from binexport.cli.params import Group
 from binexport.cli.run import bench, verify
+from binexport.cli.ship import bundle, predict
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,7 +29,7 @@ def main() -> None:
     """Export and compress 1-bit Wide ResNets (McDonnell, ICLR 2018) for deployment."""
 
 
-for _command in (inspect, pack, to_onnx, verify, bench, demo):
+for _command in (inspect, pack, to_onnx, verify, bench, predict, bundle, demo):
     main.add_command(_command)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ import click
 from binexport.cli import options as opt
 from binexport.cli.params import Batch, path, say_run_folder
 from binexport.cli.render import emit, render_inspect, render_onnx, render_pack
+from binexport.cli.render_ship import render_ort
 from binexport.formats import PACK_FORMATS
 from binexport.formats.bwn import ENCODING_CHOICES
 from binexport.formats.onnx import DEFAULT_OPSET, MAX_FIXED_BATCH, MIN_OPSET
@@ -123,6 +124,12 @@ def pack(
 @opt.calibration_size
 @opt.percentile
 @opt.weight_zero_point
+@click.option(
+    "--ort-format",
+    is_flag=True,
+    help="Also write the .ort file for ONNX Runtime Mobile (Android/iOS) beside the output, the reduced build's "
+    "operator config, and what ONNX Runtime's mobile usability check says (docs/phones.md).",
+)
 @opt.force
 @opt.binarized
 @opt.json_flag
@@ -140,6 +147,7 @@ def to_onnx(
     calibration_size: int,
     percentile: float,
     weight_zero_point: str | None,
+    ort_format: bool,
     force: bool,
     binarized: bool | None,
     as_json: bool,
@@ -163,5 +171,13 @@ def to_onnx(
         calibration_size=calibration_size,
         percentile=percentile,
         weight_zero_point=None if weight_zero_point is None else int(weight_zero_point),
+        ort_format=ort_format,
     )
-    emit(report, render_onnx, as_json, json_out)
+    emit(report, _render_export, as_json, json_out)
+
+
+def _render_export(report: Any) -> None:
+    """The export's table, and the .ort file's where ``--ort-format`` wrote one."""
+    render_onnx(report)
+    if report.ort is not None:
+        render_ort(report.ort)

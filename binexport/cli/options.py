@@ -21,11 +21,12 @@ from binexport._fileio import check_output
 from binexport.cli.params import Threads, one_line, path, say_run_folder
 from binexport.data import DATASET_NAMES
 from binexport.data.calibration import SOURCES as CALIBRATION_SOURCES
+from binexport.data.labels import BUILTIN_LABELS
 from binexport.errors import InputError
 from binexport.formats.bwn import WEIGHTS_CHOICES as BWN_WEIGHTS
 from binexport.formats.onnx import MAX_FIXED_BATCH, WEIGHT_ALIASES, WEIGHTS
 from binexport.formats.onnx.int8 import DEFAULT_WEIGHT_ZERO_POINT, WEIGHT_ZERO_POINTS
-from binexport.runtimes import DEFAULT_RUNTIME, DEVICES, PRECISIONS, RUNTIME_CHOICES, THREADS_PER_CPU
+from binexport.runtimes import DEFAULT_RUNTIME, DEVICES, PRECISIONS, RUNTIME_CHOICES, RUNTIMES, THREADS_PER_CPU
 from binexport.verbs.export import CALIBRATION_SIZE, MAX_CALIBRATION_SIZE, PERCENTILE
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,9 +104,9 @@ binarized = click.option(
 force = click.option("--force", is_flag=True, help="Replace an existing output.")
 
 
-def output(help: str) -> Decorator[Any]:
+def output(help: str, required: bool = False) -> Decorator[Any]:
     """``-o/--output PATH``: where the command writes (each command says its default)."""
-    return click.option("-o", "--output", type=path(), default=None, help=help)
+    return click.option("-o", "--output", type=path(), default=None, required=required, help=help)
 
 
 pack_weights = click.option(
@@ -166,6 +167,13 @@ dataset = click.option(
     default=None,
     help="Standard test set, in torchvision's layout under --data-root.",
 )
+labels = click.option(
+    "--labels",
+    default=None,
+    metavar="|".join([*BUILTIN_LABELS, "FILE"]),
+    help="Class names: a built-in set or a text file, one name a line (default: CIFAR-10 names for 10 classes, "
+    "CIFAR-100 names for 100).",
+)
 download = click.option(
     "--download", is_flag=True, help="Fetch the official archive (md5-checked) if the test set is absent."
 )
@@ -213,6 +221,13 @@ precision = click.option(
     show_default=True,
     help="OpenVINO compute precision: f32 (exact) or bf16 (faster where the CPU has bfloat16 instructions; "
     "lossy, held to its own tolerance and labelled).",
+)
+one_runtime = click.option(
+    "--runtime",
+    type=click.Choice(RUNTIMES),
+    default=DEFAULT_RUNTIME,
+    show_default=True,
+    help="Runtime for ONNX and .ort files (checkpoints, packed and .bwn files run on the PyTorch reference).",
 )
 threads = click.option(
     "--threads",

@@ -274,6 +274,8 @@ def render_verify(r: Any) -> None:
     for row in r.artifacts:
         for note in row.notes:
             con.print(f"note: {_name(row.path)}: {_line(note)}", soft_wrap=True)
+    for note in r.notes:
+        con.print(f"note: {_line(note)}", soft_wrap=True)
     con.print(
         "[green]every artifact classifies like the reference[/green]"
         if r.passed

@@ -6,7 +6,8 @@ then measured on, so binexport takes calibration images only from a training
 split: the training batches of torchvision's CIFAR layout
 (``cifar-100-python/train``, ``cifar-10-batches-py/data_batch_*``, whichever
 exist), one such file, or a folder of labelled PNGs the user vouches for.
-A file whose ``batch_label`` says it is a testing batch is refused.
+A file whose ``batch_label`` says it is a testing batch is refused. A PNG folder is listed, and only the images
+used (``limit``) are decoded.
 """
 
 from __future__ import annotations
@@ -66,10 +67,12 @@ def load_calibration(
                 f"{path}: the calibration images are the validation images; calibrate on training "
                 "images and validate on others"
             )
-        from binexport.data.png import load_labelled_folder
+        from binexport.data.png import list_labelled_folder
 
-        imgs, labels, _ = load_labelled_folder(path)
-        return Dataset("images", imgs[:limit], labels[:limit], None, str(path))
+        # listed, then only the first ``limit`` decoded (as verify --images streams): a folder of 40,000 PNGs
+        # calibrating on 256 decodes 256 + the held-out few, whatever the folder holds
+        pngs, labels, _ = list_labelled_folder(path)
+        return Dataset("images", pngs[:limit], labels[:limit], None, str(path))
     if path.is_file():
         obj = cifar.read_batch(path)
         return _from_files([path], _guess_spec(obj, path), limit, str(path), {path: obj})

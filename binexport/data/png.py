@@ -26,12 +26,14 @@ _MAX_FILE = 16 * 2**20
 _LABEL_DIGITS = re.compile(r"[0-9]{1,9}", re.ASCII)
 
 
-def read_png(path: str | Path, expect: tuple[int, int] | None = None) -> np.ndarray:
+def read_png(path: str | Path, expect: tuple[int, int] | None = None, max_pixels: int | None = None) -> np.ndarray:
     """An (H, W, 3) uint8 RGB array from an 8-bit non-interlaced PNG (grey and alpha dropped/expanded).
 
     ``expect`` (width, height) refuses any other size from the IHDR chunk, before
     anything is decompressed: a 75 KB file can declare 4096x4096 and take a
-    minute to decode. Decompression never produces more than the image needs.
+    minute to decode. ``max_pixels`` refuses, just as early, an image of more than
+    that many pixels (``predict`` takes any size up to it). Decompression never
+    produces more than the image needs.
     """
     p = Path(path)
     data = _read_file(p)
@@ -46,6 +48,11 @@ def read_png(path: str | Path, expect: tuple[int, int] | None = None) -> np.ndar
     if expect is not None and (width, height) != expect:
         raise InputError(
             f"{p}: image is {width}x{height}, expected {expect[0]}x{expect[1]} RGB (CIFAR); resize it first"
+        )
+    if max_pixels is not None and width * height > max_pixels:
+        raise InputError(
+            f"{p}: image is {width}x{height} ({width * height:,} pixels), more than the {max_pixels:,} binexport "
+            "decodes; scale it down first (e.g. to 512x512: the model sees 32x32)"
         )
     if (
         depth != 8

@@ -24,7 +24,7 @@ from typing import Any
 
 from binexport._fileio import check_input, read_head
 from binexport.errors import InputError
-from binexport.formats import _torchsave, bwn, checkpoint, mat, onnx, packed, pytorchcv, safetensors
+from binexport.formats import _torchsave, bwn, checkpoint, mat, onnx, ort, packed, pytorchcv, safetensors
 from binexport.model import Model
 
 
@@ -89,6 +89,13 @@ REGISTRY: tuple[Format, ...] = (
         "an ONNX graph for stock ONNX Runtime (export only)",
         sniff=onnx.sniff,
         write=onnx.write,
+    ),
+    Format(
+        "ort",
+        (".ort",),
+        ".ort",
+        "ONNX Runtime's own format for ORT Mobile (to-onnx --ort-format writes it; run on ONNX Runtime only)",
+        sniff=ort.sniff,
     ),
     Format(
         "pytorchcv",

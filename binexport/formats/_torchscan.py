@@ -12,7 +12,9 @@ zip's central directory or with the size of the file. Only then does torch see i
 from __future__ import annotations
 
 import pickle
+import struct
 import zipfile
+import zlib
 from typing import IO, Any
 
 from binexport.errors import InputError
@@ -196,6 +198,9 @@ def scan(f: IO[bytes], size: int, is_zip: bool) -> None:
         LookupError,
         OSError,
         NotImplementedError,
+        RuntimeError,  # zipfile: an encrypted member
+        zlib.error,
+        struct.error,
     ) as e:
         # the scan builds plain containers and stubs only: any failure here is the file's, not ours
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]

@@ -118,6 +118,25 @@ def read(path: str | Path, binarized: bool | None = None, strict: bool = True) -
     return model
 
 
+def _check_values(p: Path, key: str, arr: np.ndarray) -> None:
+    """Refuse a tensor no pytorchcv checkpoint holds: a weight or BN statistic that is not floating point (only
+    the BN ``num_batches_tracked`` counters are integers), or one holding NaN or infinity (a binarised NaN has no
+    sign, and a non-finite statistic turns every logit into NaN)."""
+    if key.endswith(".num_batches_tracked"):
+        return
+    if arr.dtype.kind != "f":
+        raise InputError(
+            f"{shown(p)}: {key!r} has dtype {arr.dtype}; a pytorchcv WRN-1bit state_dict stores its weights and "
+            "BN statistics as float32 (only num_batches_tracked is an integer)"
+        )
+    if not np.isfinite(arr).all():
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise InputError(
+            f"{shown(p)}: {key!r} holds {bad:,} NaN or infinite value{'s' * (bad != 1)}; a pytorchcv "
+            "checkpoint's weights and BN statistics are finite (the file is corrupt or not a trained model)"
+        )
+
+
 def to_model(p: Path, arrays: dict[str, np.ndarray], binarized: bool | None, strict: bool, file_size: int) -> Model:
     """The Model of a state_dict :func:`matches` found pytorchcv keys in (called by :mod:`._torchsave`)."""
     renamed: dict[str, np.ndarray] = {}
@@ -127,6 +146,7 @@ def to_model(p: Path, arrays: dict[str, np.ndarray], binarized: bool | None, str
         if name is None:
             foreign.append(key)
         else:
+            _check_values(p, key, arr)
             renamed[name] = arr
     if foreign:
         raise InputError(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from binexport.errors import InputError
+from binexport.errors import InputError, MissingExtraError, OptionError
 from binexport.model import Arch, Model
 
 #: Values of ``--device``.
@@ -120,11 +120,31 @@ def resolve_runtimes(runtime: str | Sequence[str] = DEFAULT_RUNTIME) -> list[str
         raise InputError(f"unknown runtime {bad[0]!r}; valid: {', '.join(RUNTIME_CHOICES)}")
     from binexport.runtimes import openvino
 
-    if "all" in names:
-        return [r for r in RUNTIMES if r != "openvino" or openvino.available()]
     if "openvino" in names:
-        openvino.import_openvino()
+        openvino.import_openvino()  # asked for by name: not installed or broken is the one error line
+    elif "all" in names:
+        return [r for r in RUNTIMES if r != "openvino" or openvino.available()]
     return [r for r in RUNTIMES if r in names]
+
+
+def runtime_notes(runtime: str | Sequence[str] = DEFAULT_RUNTIME) -> list[str]:
+    """What ``--runtime all`` left out and why, where an optional runtime is installed but does not load.
+
+    A runtime that is simply not installed is left out silently (``all`` means every runtime installed here).
+
+    Example:
+        >>> runtime_notes("ort")
+        []
+    """
+    names = [runtime] if isinstance(runtime, str) else list(runtime)
+    if "all" not in names or "openvino" in names:
+        return []
+    from binexport.runtimes import openvino
+
+    failure = openvino.load_failure()
+    if failure is None or not failure.installed:
+        return []
+    return [f"--runtime all left OpenVINO out: {failure}"]
 
 
 def runtime_device(runtime: str, device: str, resolved: str) -> str:
@@ -135,7 +155,7 @@ def runtime_device(runtime: str, device: str, resolved: str) -> str:
     """
     if runtime == "openvino":
         if device == "cuda":
-            raise InputError(
+            raise OptionError(
                 "--device cuda: binexport runs OpenVINO on the CPU only; use --runtime ort for CUDA, or --device cpu"
             )
         return "cpu"
@@ -405,15 +425,17 @@ def open_artifact(
 
     if runtime not in RUNTIMES:
         raise InputError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
+    if fmt.name == "ort":
+        return _open_ort(p, fmt.name, device, threads, runtime)
     check_onnx_bounds(p)  # an ONNX file is a program: size what it can allocate before any session loads it
     if runtime == "openvino":
-        from binexport.runtimes.openvino import INSTALL_HINT, open_compiled
+        from binexport.runtimes.openvino import open_compiled
 
         try:
             rt: Runtime = open_compiled(str(p), device, threads, precision)
+        except (MissingExtraError, OptionError):
+            raise  # about the machine or an option, not this file
         except InputError as e:
-            if str(e).startswith(("--", INSTALL_HINT)):
-                raise
             raise InputError(f"{p}: {e}") from None
     else:
         from binexport.runtimes.ort import open_session, ort_errors
@@ -422,9 +444,9 @@ def open_artifact(
             rt = open_session(str(p), device, threads)
         except (*ort_errors(), ValueError, TypeError) as e:  # type: ignore[misc]  # ValueError: e.g. metadata not UTF-8
             raise InputError(f"{p}: ONNX Runtime cannot open it ({str(e).strip()[:200]})") from None
+        except OptionError:
+            raise
         except InputError as e:
-            if str(e).startswith("--device"):
-                raise
             raise InputError(f"{p}: {e}") from None
     meta = rt.metadata  # type: ignore[attr-defined]
     weights, notes = meta.get("binexport.weights"), []
@@ -432,6 +454,29 @@ def open_artifact(
         weights = "float32"
         notes.append("no binexport.weights metadata: held to the float32 tolerance")
     return Artifact(p, fmt.name, WEIGHT_ALIASES.get(weights, weights), rt, None, meta, notes)
+
+
+def _open_ort(p: Path, fmt: str, device: str, threads: int, runtime: str) -> Artifact:
+    """A ``.ort`` file on ONNX Runtime, after :func:`binexport.formats.ort.check_ort_bounds` (ONNX's checker can't
+    read it); OpenVINO does not read the format."""
+    from binexport.formats.onnx import WEIGHT_ALIASES
+    from binexport.formats.ort import check_ort_bounds
+    from binexport.runtimes.ort import open_session, ort_errors
+
+    if runtime != "ort":
+        raise InputError(f"{p}: a .ort file runs on ONNX Runtime only; use --runtime ort (OpenVINO reads .onnx)")
+    check_ort_bounds(p)
+    try:
+        rt = open_session(p.read_bytes(), device, threads)  # ONNX Runtime tells the format from the bytes
+    except (*ort_errors(), ValueError, TypeError) as e:  # type: ignore[misc]
+        raise InputError(f"{p}: ONNX Runtime cannot open it ({str(e).strip()[:200]})") from None
+    rt._kernels = "as stored in the .ort file (ONNX Runtime optimised it when it was written)"
+    meta = rt.metadata
+    weights, notes = meta.get("binexport.weights"), []
+    if weights is None:
+        weights = "float32"
+        notes.append("no binexport.weights metadata: held to the float32 tolerance")
+    return Artifact(p, fmt, WEIGHT_ALIASES.get(weights, weights), rt, None, meta, notes)
 
 
 def open_runtime(

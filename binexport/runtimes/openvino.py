@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from binexport.errors import InputError
+from binexport.errors import InputError, MissingExtraError, OptionError
 from binexport.runtimes import (
     INPUT_KINDS,
     INPUT_NCHW,
@@ -30,6 +30,8 @@ from binexport.runtimes import (
 
 #: The one line a user sees where OpenVINO is asked for but not installed.
 INSTALL_HINT = 'OpenVINO is not installed; install it with: pip install "binexport[openvino]"'
+#: How to mend an OpenVINO that is installed but does not load.
+REINSTALL = 'pip install --force-reinstall "binexport[openvino]"'
 #: OpenVINO's name for each of :data:`binexport.runtimes.PRECISIONS`.
 _HINTS = {"f32": "f32", "bf16": "bf16"}
 #: Layer types whose kernels a user wants to see first (they take >95 % of a WRN's time).
@@ -40,25 +42,53 @@ _NP_TYPES = {"f32": np.float32, "f16": np.float16, "u8": np.uint8}
 
 
 def import_openvino() -> Any:
-    """The ``openvino`` module, or an InputError naming the install command.
+    """The ``openvino`` module, or a :class:`~binexport.errors.MissingExtraError` naming the install command.
+
+    Importing a package runs its code: a broken install (a missing shared library, a half-removed package)
+    raises anything at import, not only ImportError, or imports without the ``Core`` binexport compiles with.
+    Every such failure is the same typed error, so ``--runtime all`` can leave OpenVINO out by type.
 
     Raises:
-        InputError: OpenVINO is not importable here.
+        MissingExtraError: OpenVINO is not installed, fails at import, or has no ``Core``.
     """
     try:
         import openvino
-    except ImportError:
-        raise InputError(INSTALL_HINT) from None
+    except ImportError as e:
+        if e.name in (None, "openvino"):  # no such package (a submodule or library named: a broken one)
+            raise MissingExtraError(INSTALL_HINT) from None
+        raise MissingExtraError(_broken(e), installed=True) from None
+    except Exception as e:  # noqa: BLE001 (a third-party package's import code raised: whatever it is, it is broken)
+        raise MissingExtraError(_broken(e), installed=True) from None
+    if not callable(getattr(openvino, "Core", None)):
+        where = getattr(openvino, "__file__", None) or "an unknown path"
+        raise MissingExtraError(
+            f"OpenVINO is installed but broken: the openvino module at {where} has no Core; reinstall it "
+            f"with: {REINSTALL}",
+            installed=True,
+        )
     return openvino
+
+
+def _broken(e: BaseException) -> str:
+    text = " ".join(str(e).split())[:160]
+    return (
+        f"OpenVINO is installed but does not load ({type(e).__name__}{': ' + text if text else ''}); "
+        f"reinstall it with: {REINSTALL}"
+    )
 
 
 def available() -> bool:
     """Whether OpenVINO can be imported here (``--runtime all`` includes it only then)."""
+    return load_failure() is None
+
+
+def load_failure() -> MissingExtraError | None:
+    """Why OpenVINO can't run here (not installed, or broken), or None where it loads."""
     try:
         import_openvino()
-    except InputError:
-        return False
-    return True
+    except MissingExtraError as e:
+        return e
+    return None
 
 
 class OpenVinoRuntime(Runtime):
@@ -184,11 +214,12 @@ def open_compiled(path: str, device: str = "cpu", threads: int = 0, precision: s
         precision: one of :data:`binexport.runtimes.PRECISIONS`: ``f32`` (exact, the default) or ``bf16``.
 
     Raises:
-        InputError: OpenVINO is missing, ``device`` is cuda, a bad precision, bf16 asked on a CPU that does
-            not run it, or a file OpenVINO cannot read.
+        MissingExtraError: OpenVINO is missing or broken.
+        OptionError: ``device`` is cuda, or bf16 asked on a CPU that does not run it.
+        InputError: a bad precision, or a file OpenVINO cannot read.
     """
     if device != "cpu":
-        raise InputError(
+        raise OptionError(
             f"--device {device}: binexport runs OpenVINO on the CPU only; use --runtime ort for CUDA, or --device cpu"
         )
     if precision not in PRECISIONS:
@@ -206,7 +237,7 @@ def open_compiled(path: str, device: str = "cpu", threads: int = 0, precision: s
         raise InputError(f"OpenVINO cannot open it ({' '.join(str(e).split())[:200]})") from None
     runtime = OpenVinoRuntime(compiled, metadata, device)
     if runtime.precision != precision:  # a CPU without bf16 instructions quietly runs f32: say so, don't label it
-        raise InputError(
+        raise OptionError(
             f"--precision {precision}: OpenVINO compiled the model with {runtime.precision} on this CPU "
             f"(it runs {precision} only where the CPU has the instructions); use --precision f32"
         )

@@ -140,13 +140,17 @@ def _logits(out: Any) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> OrtRuntime:
+def open_session(
+    model: bytes | str, device: str = "cpu", threads: int = 0, disabled_optimizers: tuple[str, ...] = ()
+) -> OrtRuntime:
     """An ONNX Runtime session on ``device`` ('cpu' or 'cuda'), refusing a silent CPU fallback.
 
     Args:
         model: an ONNX file path or serialized bytes.
         device: 'cpu' or 'cuda' (resolve 'auto' first with :func:`binexport.runtimes.resolve_device`).
         threads: intra-op threads (0: ONNX Runtime's default, one per core).
+        disabled_optimizers: ONNX Runtime graph optimisers to skip (``.ort`` checks run the ``.onnx`` as the
+            ``.ort`` was optimised: :data:`binexport.formats.ort.DISABLED_OPTIMIZERS`).
 
     Raises:
         InputError: 'cuda' was asked for but ONNX Runtime fell back to another provider.
@@ -178,7 +182,9 @@ def open_session(model: bytes | str, device: str = "cpu", threads: int = 0) -> O
         except UnicodeEncodeError:  # a POSIX path of non-UTF-8 bytes: ORT wants text, so give it the bytes
             with open(model, "rb") as f:
                 model = f.read()
-    session = ort.InferenceSession(model, sess_options=opts, providers=providers)
+    session = ort.InferenceSession(
+        model, sess_options=opts, providers=providers, disabled_optimizers=list(disabled_optimizers) or None
+    )
     used = session.get_providers()[0]
     if device == "cuda" and used != "CUDAExecutionProvider":
         raise InputError(

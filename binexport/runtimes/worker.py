@@ -18,8 +18,10 @@ on the machine hits them alike. The protocol is one JSON object per line:
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
+import threading
 import time
 from typing import Any
 
@@ -53,8 +55,25 @@ def _inputs(kind: str, batch: int) -> np.ndarray:
     return select_input(kind, pixels, normalize(pixels))
 
 
+def exit_with_parent(poll_s: float = 0.5) -> None:
+    """End this worker when the bench that started it is gone, however it went (even SIGKILL, which it can't catch).
+
+    bench kills its workers' process groups on every signal it can catch; this covers the one it can't: the
+    worker is re-parented when its parent dies, and a daemon thread that sees it exits at once.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def serve(path: str, device: str, threads: int, runtime_name: str = "ort", precision: str = "f32") -> int:
     """Load ``path`` on ``runtime_name`` (ONNX files) and answer timing requests on stdin until told to quit."""
+    exit_with_parent()
     from binexport import formats
     from binexport.errors import BinexportError
     from binexport.runtimes import open_runtime

@@ -11,6 +11,7 @@ row per runtime (ONNX Runtime, OpenVINO), and each row says which kernels ran.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -20,14 +21,14 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from binexport.errors import InputError
+from binexport.errors import InputError, Interrupted
 from binexport.report import Report
 
 DEFAULT_BATCH_SIZE = 64
@@ -129,11 +130,81 @@ def cpu_info() -> tuple[str, list[str]]:
     return name, [f for f in INT8_FLAGS if f in flags]
 
 
+#: Signals after which bench ends its workers before it exits (one line on stderr, exit 128 + the signal).
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
+
+class _Stop:
+    """Process-wide, as signal handlers are: the workers alive, and a signal that came while one was starting.
+
+    A worker is registered the moment it exists, so no signal can leave one unkilled: while a worker is being
+    started (or the others killed) the handler only records the signal, and it is raised right after.
+    """
+
+    live: ClassVar[list[_Worker]] = []
+    defer: ClassVar[bool] = False
+    pending: ClassVar[int] = 0
+
+    @classmethod
+    def handler(cls, signum: int, frame: Any) -> None:
+        if cls.defer:
+            cls.pending = cls.pending or signum
+            return
+        raise _interrupted(signum)
+
+    @classmethod
+    def raise_pending(cls) -> None:
+        cls.defer = False
+        if cls.pending:
+            signum, cls.pending = cls.pending, 0
+            raise _interrupted(signum)
+
+    @classmethod
+    def kill_all(cls) -> None:
+        """SIGKILL every live worker's process group, a second signal waiting until all are gone."""
+        cls.defer = True
+        try:
+            while cls.live:
+                cls.live.pop().kill()
+        finally:
+            cls.defer = False
+
+
+def _interrupted(signum: int) -> Interrupted:
+    name = signal.Signals(signum).name
+    return Interrupted(signum, f"interrupted by {name}; the benchmark workers were stopped")
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """While bench runs: SIGINT, SIGTERM and SIGHUP end every worker (their process groups), then bench.
+
+    The handlers are set explicitly, whatever the process inherited (under ``nohup`` SIGHUP is ignored, in a
+    background job SIGINT), and the previous ones are put back. Off the main thread (where Python can't set
+    handlers) the workers still end on any exception.
+    """
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in STOP_SIGNALS:
+            previous[s] = signal.signal(s, _Stop.handler)
+    try:
+        yield
+    except BaseException:
+        _Stop.kill_all()
+        raise
+    finally:
+        _Stop.kill_all()
+        for s, h in previous.items():
+            signal.signal(s, h)
+        _Stop.pending = 0
+
+
 class _Worker:
     """The parent's handle on one worker process: every answer awaited with a deadline.
 
-    The worker runs in a process group of its own, so that a deadline kills it with whatever it started.
-    ``command`` replaces the worker's command line (tests).
+    The worker runs in a process group of its own, so that a deadline or a signal kills it with whatever it
+    started (and a Ctrl-C at the terminal reaches bench alone). ``command`` replaces the worker's command line
+    (tests).
     """
 
     def __init__(
@@ -160,15 +231,20 @@ class _Worker:
             runtime,
             precision,
         ]
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.err,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
+        _Stop.defer = True  # a signal now waits until the worker is registered, then kills it with the others
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.err,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
+            _Stop.live.append(self)
+        finally:
+            _Stop.raise_pending()
         self.lines: queue.Queue[str] = queue.Queue()
         # a thread reads the answers: a pipe read can't time out, a queue get can
         threading.Thread(target=self._pump, daemon=True).start()
@@ -235,6 +311,8 @@ class _Worker:
             except (OSError, AttributeError):  # gone already, or no process groups (Windows)
                 self.proc.kill()
         self.proc.wait()
+        if self in _Stop.live:
+            _Stop.live.remove(self)
 
     def close(self) -> int:
         peak = 0
@@ -273,7 +351,8 @@ def bench(
     """Measure what each artifact costs to deploy, side by side.
 
     Args:
-        artifacts: files binexport knows (checkpoint, packed, ``.bwn``, ONNX of any weight encoding).
+        artifacts: files binexport knows (checkpoint, packed, ``.bwn``, ONNX of any weight encoding), or
+            training run folders (:func:`binexport.formats.resolve`).
         batch_size: the batch of the throughput measurement (latency is always batch 1).
         seconds: timing budget per artifact, split between latency and throughput over interleaved rounds.
         device: ``auto``, ``cpu`` or ``cuda``.
@@ -298,8 +377,8 @@ def bench(
         >>> r.rows[1].speed_ratio                                                    # doctest: +SKIP
         3.4
     """
-    from binexport import __version__
-    from binexport.runtimes import check_threads, is_onnx, plan_runtimes
+    from binexport import __version__, formats
+    from binexport.runtimes import check_threads, is_onnx, plan_runtimes, runtime_notes
 
     if not artifacts:
         raise InputError("bench needs at least one ARTIFACT file")
@@ -309,15 +388,15 @@ def bench(
         raise InputError(f"--seconds must be a number of seconds in (0, 3600], got {seconds}")
     check_threads(threads)
     runtimes, dev, devs = plan_runtimes(runtime, precision, device)
+    artifacts = [formats.resolve(a) for a in artifacts]  # a training run folder: its one checkpoint
     workers: list[_Worker] = []
-    try:
+    with _stop_on_signals():  # a signal or an error ends every worker started so far
         for a in artifacts:
             for rt in runtimes if is_onnx(a) else ["ort"]:  # model files: the PyTorch reference, one row
                 workers.append(
                     _Worker(Path(a), devs.get(rt, dev), threads, rt, precision if rt == "openvino" else "f32")
                 )
         lat, thr = _measure(workers, batch_size, seconds, progress)
-    finally:
         peaks = [w.close() for w in workers]
     rows = [_row(w, peak, lat[i], thr[i], batch_size) for i, (w, peak) in enumerate(zip(workers, peaks, strict=True))]
     for r in rows[1:]:
@@ -332,7 +411,7 @@ def bench(
     notes = []
     if dev == "cpu" and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
         notes.append("this CPU has no VNNI or AMX: int8 convolutions run without their int8 dot-product instructions")
-    notes += kernel_notes(rows, flags)
+    notes += kernel_notes(rows, flags) + runtime_notes(runtime)
     return BenchReport(
         cpu,
         flags,

@@ -70,6 +70,21 @@ class Calibration:
 
 
 @dataclass
+class OrtExport:
+    """The ``.ort`` phone file written beside the ONNX (``--ort-format``) and what ONNX Runtime's tools said."""
+
+    output: str
+    output_bytes: int
+    onnx_bytes: int
+    size_ratio: float  # .ort bytes / .onnx bytes
+    config: str  # the reduced build's operator config (--include_ops_by_config)
+    operators: list[str]
+    style: str
+    max_abs_diff_vs_onnx: float  # on the validation images, both run by ONNX Runtime
+    mobile_usability: list[str] = field(default_factory=list)
+
+
+@dataclass
 class OnnxReport(Report):
     """What ``export_onnx`` did; the CLI renders it, ``--json`` prints ``to_dict()``."""
 
@@ -91,6 +106,7 @@ class OnnxReport(Report):
     timings: dict[str, float] = field(default_factory=dict)
     calibration: Calibration | None = None
     weight_zero_point: int | None = None  # int8 only: the block convs' weight zero point (ORT's kernel)
+    ort: OrtExport | None = None  # --ort-format: the phone file beside the ONNX
 
 
 def export_onnx(
@@ -110,6 +126,7 @@ def export_onnx(
     calibration_size: int = CALIBRATION_SIZE,
     percentile: float = PERCENTILE,
     weight_zero_point: int | None = None,
+    ort_format: bool = False,
 ) -> OnnxReport:
     """Export ``src`` (any file binexport reads, or a Model) to a validated ONNX file.
 
@@ -134,6 +151,8 @@ def export_onnx(
         weight_zero_point: int8 only: one of ``formats.onnx.int8.WEIGHT_ZERO_POINTS`` (None: its ``DEFAULT_WEIGHT_ZERO_POINT``).
             1 stores the 1-bit weights as codes {0, 2} (ONNX Runtime's QGEMM, AMX on Intel Xeons that have it),
             0 as {-1, +1} (its symmetric direct convolution, no AMX); both give the same logits.
+        ort_format: also write the ``.ort`` file for ONNX Runtime Mobile beside the output, its reduced-build
+            operator config, and the mobile usability check's findings (:func:`write_ort`).
 
     Returns:
         An :class:`OnnxReport` with the validation numbers.
@@ -191,6 +210,11 @@ def export_onnx(
     write_atomic(dest, data, check=_check)
     timings["write"] = time.perf_counter() - t - timings.get("checker", 0.0) - timings.get("runtime", 0.0)
     in_bytes = model.source.size
+    ort_report = None
+    if ort_format:
+        t = time.perf_counter()
+        ort_report = write_ort(dest, weights, force)
+        timings["ort"] = time.perf_counter() - t
     return OnnxReport(
         input=str(model.source.path if isinstance(src, Model) else src),
         input_format=model.source.format,
@@ -210,6 +234,59 @@ def export_onnx(
         timings=timings,
         calibration=cal,
         weight_zero_point=zp_w if weights == "int8" else None,
+        ort=ort_report,
+    )
+
+
+def write_ort(onnx_path: Path, weights: str, force: bool = False) -> OrtExport:
+    """The ``.ort`` file and its operator config beside a validated ONNX file, each written atomically.
+
+    The ``.ort`` is checked before it replaces anything: bounded (:func:`binexport.formats.ort.check_ort_bounds`)
+    and run by ONNX Runtime on the validation batch beside its ``.onnx`` optimised the same way (without the
+    x86-only NCHWc layout), held to the float32 tolerance: it is the same graph, so only float rounding may differ.
+
+    Raises:
+        InputError: an existing output without ``force``, or ONNX Runtime can't convert the graph.
+        CheckError: the ``.ort`` does not classify like its ``.onnx``.
+    """
+    from binexport.formats import ort as ort_fmt
+    from binexport.runtimes import select_input
+    from binexport.runtimes.ort import open_session
+
+    out = check_output(onnx_path.with_suffix(".ort"), force)
+    cfg = check_output(onnx_path.with_suffix(ort_fmt.CONFIG_SUFFIX), force)
+    data, config = ort_fmt.convert(onnx_path)
+    raw = np.random.default_rng(_SEED).integers(0, 256, (RANDOM_IMAGES, 32, 32, 3), dtype=np.uint8)
+    from binexport.data import normalize
+
+    x = normalize(raw)
+    want = open_session(str(onnx_path), disabled_optimizers=ort_fmt.DISABLED_OPTIMIZERS)  # as the .ort was made
+    ref = want.logits(select_input(want.input_kind, raw, x))
+    diff: list[float] = []
+    ops: list[tuple[str, str]] = []
+
+    def _check(tmp: Path) -> None:
+        ops.extend(ort_fmt.check_ort_bounds(tmp))
+        got_rt = open_session(tmp.read_bytes())
+        got = got_rt.logits(select_input(got_rt.input_kind, raw, x))
+        c = check.compare(got, ref, "float32", what=".ort")  # the same optimised graph: float rounding only
+        diff.append(c.max_abs_logit_diff if c.max_abs_logit_diff is not None else float("inf"))
+        if not c.passed:
+            raise CheckError(f"the .ort file does not classify like {onnx_path.name}; no .ort written", c.problems)
+
+    write_atomic(out, data, check=_check)
+    write_atomic(cfg, config.encode())
+    n_onnx = onnx_path.stat().st_size
+    return OrtExport(
+        output=str(out),
+        output_bytes=len(data),
+        onnx_bytes=n_onnx,
+        size_ratio=len(data) / n_onnx,
+        config=str(cfg),
+        operators=[f"{d or 'ai.onnx'}.{op}" for d, op in ops],
+        style=ort_fmt.STYLE,
+        max_abs_diff_vs_onnx=diff[0],
+        mobile_usability=ort_fmt.mobile_usability(onnx_path),
     )
 
 

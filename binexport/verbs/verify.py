@@ -76,6 +76,7 @@ class VerifyReport(Report):
     version: str
     runtimes: list[str] = field(default_factory=lambda: ["ort"])  # the runtimes ONNX files ran on
     precision: str = "f32"  # asked of OpenVINO; each row says what really ran
+    notes: list[str] = field(default_factory=list)  # about the run as a whole (a runtime ``all`` left out)
 
     @property
     def passed(self) -> bool:
@@ -141,7 +142,7 @@ def verify(
     """
     from binexport import __version__
     from binexport.data import load_test_set
-    from binexport.runtimes import plan_runtimes, stream_logits
+    from binexport.runtimes import plan_runtimes, runtime_notes, stream_logits
 
     if not artifacts:
         raise InputError("verify needs at least one ARTIFACT file")
@@ -210,6 +211,7 @@ def verify(
         __version__,
         runtimes,
         precision,
+        notes=runtime_notes(runtime),
     )
 
 
