@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from binexport.cli import options as opt
+import binexport.cli.options as opt
 from binexport.cli.params import Batch, path, say_run_folder
 from binexport.cli.render import emit, render_inspect, render_onnx, render_pack
 from binexport.cli.render_ship import render_ort

@@ -7,18 +7,10 @@ from typing import Any
 
 import click
 
-from binexport.cli import options as opt
+import binexport.cli.options as opt
 from binexport.cli.params import FiniteFloat, one_line, path
-from binexport.cli.render import (
-    console,
-    emit,
-    render_bench,
-    render_inspect,
-    render_onnx,
-    render_pack,
-    render_sizes,
-    render_verify,
-)
+from binexport.cli.render import console, emit, render_inspect, render_onnx, render_pack, render_sizes
+from binexport.cli.render_run import render_bench, render_verify
 from binexport.data.synth import MAX_WIDTH
 
 #: How each step of the demo is shown (its name in ``DemoReport.steps``).

@@ -12,9 +12,10 @@ from typing import Any
 
 import click
 
-from binexport.cli import options as opt
+import binexport.cli.options as opt
 from binexport.cli.params import FiniteFloat, path
-from binexport.cli.render import emit, render_bench, render_verify, stderr_console
+from binexport.cli.render import emit, stderr_console
+from binexport.cli.render_run import render_bench, render_verify
 from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
 from binexport.verbs.bench import DEFAULT_SECONDS as BENCH_SECONDS
 from binexport.verbs.verify import DEFAULT_BATCH_SIZE as VERIFY_BATCH

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from binexport.cli import options as opt
+import binexport.cli.options as opt
 from binexport.cli.params import path, say_run_folder
 from binexport.cli.render import emit
 from binexport.cli.render_ship import render_bundle, render_predict

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import binexport  # the other verbs, through the public API as any user calls them (never a verb module)
 from binexport.errors import CheckError, InputError
 from binexport.report import Report
 
@@ -108,7 +109,6 @@ def bundle(
         >>> r.upload_command                                                                            # doctest: +SKIP
         'hf upload USER/MODEL hub/ .'
     """
-    import binexport
     from binexport import formats
     from binexport._fileio import sha256_file
     from binexport.data.labels import default_labels, load_labels

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-import binexport
+import binexport  # the other verbs, through the public API as any user calls them (never a verb module)
 from binexport.report import Report
 
 #: The shipped demo: McDonnell's MATLAB CIFAR-10 model and 200 CIFAR-10 test images in torchvision's layout.
