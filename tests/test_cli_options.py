@@ -107,6 +107,8 @@ def test_json_outputs_old_spelling_warns_once(tmp_path: Path, capsys: pytest.Cap
     (tmp_path / "m.onnx").write_bytes(b"model")
     with pytest.raises(InputError, match="not .json"):  # 'verify --json m.onnx' must not overwrite the model
         opt.json_outputs(str(tmp_path / "m.onnx"), None)
+    with pytest.raises(InputError, match="the path is empty"):
+        opt.json_outputs("", None)
     with pytest.raises(InputError, match="give --json-out only"):
         opt.json_outputs(str(tmp_path / "r.json"), tmp_path / "s.json")
     assert (tmp_path / "m.onnx").read_bytes() == b"model"

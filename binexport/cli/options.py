@@ -72,6 +72,8 @@ def json_outputs(as_json: str | bool | None, out: Path | None) -> tuple[bool, Pa
         return bool(as_json), out
     if as_json == JSON_STDOUT:
         return True, out
+    if not as_json:
+        raise InputError("--json '': the path is empty; --json alone prints the report, --json-out PATH writes it")
     old = Path(as_json)
     if out is not None:
         raise InputError(f"--json {one_line(as_json)} and --json-out {one_line(str(out))}: give --json-out only")
