@@ -6,7 +6,7 @@ PYTHON ?= python3
 install:
 	PYTHON=$(PYTHON) bash scripts/install.sh
 
-# The demo calibrates int8 on the 256 CIFAR-10 training images binexport ships; DEMO_ARGS adds options
+# The demo calibrates int8 on 192 of the 256 CIFAR-10 training images binexport ships (validated on the other 64); DEMO_ARGS adds options
 # (e.g. DEMO_ARGS="--data-root ~/data" to calibrate on your own training batches).
 DEMO_ARGS ?=
 

@@ -19,7 +19,7 @@ from binexport.data.synth import write_cifar_testset
 from binexport.errors import InputError
 from binexport.formats import PACK_FORMATS
 from binexport.formats.bwn import WEIGHTS_CHOICES
-from binexport.formats.onnx import DEFAULT_OPSET, MAX_FIXED_BATCH, MIN_OPSET, WEIGHT_ALIASES, WEIGHTS
+from binexport.formats.onnx import DEFAULT_OPSET, MAX_FIXED_BATCH, MIN_OPSET, WEIGHT_ALIASES, WEIGHTS, WEIGHTS_OPSET
 from binexport.formats.onnx.int8 import WEIGHT_ZERO_POINTS
 from binexport.report import SCHEMA_VERSION
 from binexport.runtimes import DEFAULT_RUNTIME, DEVICES, PRECISIONS, RUNTIME_CHOICES, RUNTIMES
@@ -67,7 +67,9 @@ def test_bounds_and_defaults_come_from_the_library() -> None:
     assert isinstance(size.type, click.IntRange)
     assert (size.type.max, size.default) == (export_verb.MAX_CALIBRATION_SIZE, export_verb.CALIBRATION_SIZE)
     assert ps["percentile"].default == export_verb.PERCENTILE
-    assert ps["opset"].default == DEFAULT_OPSET and f"{MIN_OPSET} or newer" in str(ps["opset"].help)
+    opset = str(ps["opset"].help)  # None: the writer picks DEFAULT_OPSET, or WEIGHTS_OPSET's for the weights
+    assert ps["opset"].default is None and f"{MIN_OPSET} or newer" in opset and f"default: {DEFAULT_OPSET};" in opset
+    assert f"{WEIGHTS_OPSET['int2']} for int2" in opset
     assert _params("bench")["seconds"].default == bench_verb.DEFAULT_SECONDS
 
 

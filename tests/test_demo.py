@@ -30,9 +30,13 @@ def test_demo_on_the_shipped_model_and_images(tmp_path: Path, monkeypatch: pytes
     assert report["synthetic_checkpoint"] is False and report["checkpoint"].endswith(".mat")
     assert list(report["steps"]) == ["inspect", "pack-bwn", "to-onnx", "to-onnx-int8", "verify", "bench"]
     assert "McDonnell MATLAB variant" == report["steps"]["inspect"]["architecture"]["variant"]
-    assert any("256 CIFAR-10 training images shipped" in n for n in report["notes"])
+    assert any("192 CIFAR-10 training images shipped" in n and "other 64" in n for n in report["notes"])
     int8 = report["steps"]["to-onnx-int8"]
-    assert int8["calibration"]["images"] == 256 and "demo" in int8["calibration"]["source"]
+    assert int8["calibration"]["images"] == 192 and "demo" in int8["calibration"]["source"]
+    # judged on the 64 real held-out images (agreement over >= 50 real images), not decided by random near-ties
+    v = int8["validation"]
+    assert v["rule"] == "real-agreement" and v["heldout_images"] == v["real_images"] == v["agreement_images"] == 64
+    assert v["image_kind"] == "real and random" and v["passed"] is True
     assert int8["weight_zero_point"] == 0  # the default: int8 convolutions on ONNX Runtime and OpenVINO alike
     verify = report["steps"]["verify"]
     assert verify["passed"] is True and verify["data"] == "CIFAR10" and verify["num_images"] == 8
@@ -47,15 +51,30 @@ def test_demo_on_the_shipped_model_and_images(tmp_path: Path, monkeypatch: pytes
     assert [r["runtime"] for r in bench] == RUNTIMES * 3
 
 
-def test_demo_shipped_calibration_images_are_real_training_images_not_the_test_images() -> None:
+def test_demo_calibration_and_validation_images_are_real_disjoint_and_not_the_test_images() -> None:
+    """int8 calibrates on the first 192 shipped training images and is validated on the other 64: both real
+    (the shipped data_batch_4, a training batch), disjoint from each other and from the test images verify uses."""
     from binexport.data.calibration import load_calibration
-    from binexport.data.cifar import load_cifar
-    from binexport.verbs.demo import DEMO_CALIBRATION_COUNT, DEMO_DIR
+    from binexport.data.cifar import load_cifar, read_batch
+    from binexport.verbs.demo import (
+        DEMO_CALIBRATION,
+        DEMO_CALIBRATION_COUNT,
+        DEMO_DIR,
+        DEMO_HELDOUT_COUNT,
+        DEMO_TRAINING_IMAGES,
+    )
+    from binexport.verbs.export import HELDOUT_IMAGES, split_calibration
 
-    train = load_calibration("CIFAR10", DEMO_DIR)
-    test = load_cifar("CIFAR10", DEMO_DIR)
-    assert len(train.labels) == DEMO_CALIBRATION_COUNT == 256 and train.images.shape[1:] == (32, 32, 3)
-    assert len(set(map(bytes, train.images)) & set(map(bytes, test.images))) == 0
+    train = load_calibration("CIFAR10", DEMO_DIR, limit=DEMO_CALIBRATION_COUNT + HELDOUT_IMAGES)
+    assert len(train.labels) == DEMO_TRAINING_IMAGES == 256 and train.images.shape[1:] == (32, 32, 3)
+    assert train.origin.endswith("(training split)")
+    assert read_batch(DEMO_CALIBRATION)["batch_label"] == "training batch 4 of 5"
+    cal, held = split_calibration(train.images, DEMO_CALIBRATION_COUNT)
+    assert held is not None and (len(cal), len(held)) == (192, 64) == (DEMO_CALIBRATION_COUNT, DEMO_HELDOUT_COUNT)
+    cal_set, held_set = set(map(bytes, cal)), set(map(bytes, held))
+    test_set = set(map(bytes, load_cifar("CIFAR10", DEMO_DIR).images))
+    assert len(cal_set) == 192 and len(held_set) == 64  # no duplicate image inside either
+    assert not cal_set & held_set and not cal_set & test_set and not held_set & test_set
     assert 8 <= len(set(train.labels.tolist())) <= 10  # ten classes, roughly balanced in 256 images
 
 

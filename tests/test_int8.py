@@ -113,7 +113,9 @@ def test_metadata_and_graph_input(exported) -> None:
     assert info["weight_zero_point"] == int8.DEFAULT_WEIGHT_ZERO_POINT == report.weight_zero_point
     assert s.get_inputs()[0].type == "tensor(float)" and s.get_inputs()[0].shape == ["N", 3, 32, 32]
     assert report.calibration.images == 48 and report.calibration.heldout_images == 96
-    assert report.validation.heldout_images == 96 and report.validation.agreement >= 0.95
+    v = report.validation
+    assert v.heldout_images == v.real_images == v.agreement_images == 96 and v.agreement >= 0.95
+    assert (v.rule, v.image_kind, v.images) == ("real-agreement", "real and random", 96 + v.random_images)
 
 
 def test_normalize_inside_takes_uint8_nhwc(root: Path, tmp_path: Path) -> None:
@@ -217,8 +219,11 @@ def test_real_checkpoint_int8_on_the_real_samples(real_packed: Path, tmp_path: P
         images=CIFAR100_SAMPLES,
     )
     assert r.output_bytes <= 4_000_000 and r.validation.int8_convs == 18
-    assert r.validation.accuracy == r.validation.reference_accuracy == 0.8
-    assert r.validation.agreement >= 0.95
+    # 20 labelled + 96 held-out real images: judged by agreement on them. int8 accuracy may differ from the
+    # reference's by a near-tie that flips on another CPU's kernel, so the test allows one image of the 20
+    v = r.validation
+    assert v.reference_accuracy == 0.8 and abs(v.accuracy - 0.8) <= 0.05 and v.agreement >= 0.95
+    assert v.rule == "real-agreement" and v.real_images == 116
 
 
 def test_calibration_file_is_read_within_the_cifar_size_bound(tmp_path: Path) -> None:
@@ -268,9 +273,11 @@ def test_weight_zero_points_give_bit_identical_logits_within_int8_tolerance(expo
         zp: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
         for zp, p in both_encodings.items()
     }
+    # integer sums are exact, so both kernels give the same bits on this CPU (seen on AVX-512 VNNI and on an
+    # AVX2-only EPYC); across CPUs int8 logits may differ, so the check against the reference uses the export rule
     assert got[0].tobytes() == got[1].tobytes()
     ref = TorchRuntime(model).logits(x)
-    assert check.compare(got[1], ref, "int8", min_agreement=check.EXPORT_MIN_AGREEMENT.get("int8")).passed
+    assert check.judge_export(got[1], ref, "int8", np.zeros(len(x), bool))[1].passed  # a rule every kernel meets
     assert not np.array_equal(got[1], ref)  # really int8, not the float graph
 
 
@@ -335,3 +342,134 @@ def test_bad_weight_zero_point_is_refused(root: Path, tmp_path: Path) -> None:
     )
     assert res.exit_code == 2 and "weight-zero-point" in res.output
     assert not any(tmp_path.glob("*.onnx"))
+
+
+# --- the export's self-check gives one verdict on every CPU kernel ---------------------------------------------
+# int8 logits differ by kernel (MLAS VNNI / AVX-512 / AVX2 / AMX paths, OpenVINO's oneDNN): nothing below compares
+# them with a tolerance tighter than check.judge_export's (a bound relative to each image's logit spread, an
+# agreement only on >= 50 real images or past the margin), which holds on every kernel measured.
+
+
+def _runtimes(paths: dict[int, Path]) -> dict[str, object]:
+    """The same int8 model on every kernel choice ONNX Runtime offers here, and on OpenVINO where installed."""
+    from binexport.runtimes.openvino import available, open_compiled
+    from binexport.runtimes.ort import OrtRuntime
+
+    out: dict[str, object] = {}
+    for zp, path in paths.items():  # the weight zero point picks MLAS's symmetric direct conv (0) or QGEMM (1)
+        for level in ("ORT_ENABLE_ALL", "ORT_DISABLE_ALL"):  # DISABLE_ALL: no QLinearConv / NCHWc fusion at all
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+            s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            out[f"onnxruntime zp{zp} {level}"] = OrtRuntime(s, "CPUExecutionProvider")
+        if available():
+            out[f"openvino zp{zp}"] = open_compiled(str(path))
+    return out
+
+
+def test_int8_verdict_is_the_same_on_every_kernel(exported, both_encodings, root: Path) -> None:
+    """The export's rule, on random images alone (margin) and with 50 real held-out ones (real-agreement), gives
+    the same verdict on every kernel: both weight zero points, ORT's fusions on and off, OpenVINO."""
+    from binexport.data import normalize
+    from binexport.data.calibration import load_calibration
+    from binexport.runtimes import select_input
+    from binexport.runtimes.torch_ref import TorchRuntime
+    from binexport.validation import RANDOM_IMAGES, random_images, validate
+    from binexport.verbs.export import split_calibration
+
+    model = exported[0]
+    _, held = split_calibration(load_calibration("CIFAR10", root).images, 48)
+    raw = np.concatenate([random_images(RANDOM_IMAGES), held[: check.MIN_AGREEMENT_IMAGES]])
+    x = normalize(raw)
+    ref = TorchRuntime(model).logits(x)
+    real = np.arange(len(raw)) >= RANDOM_IMAGES
+    runtimes = _runtimes(both_encodings)
+    assert len(runtimes) >= 4
+    for name, rt in runtimes.items():
+        got = rt.logits(select_input(rt.input_kind, raw, x))  # type: ignore[attr-defined]
+        for n, rule in ((RANDOM_IMAGES, "margin"), (len(raw), "real-agreement")):
+            verdict, c = check.judge_export(got[:n], ref[:n], "int8", real[:n])
+            assert (verdict, c.passed) == (rule, True), (name, c.problems)
+            assert c.max_relative_logit_diff is not None and c.max_relative_logit_diff < check.INT8_RELATIVE_BOUND / 4
+    # the whole validation, with the runtime passed in: ORT with every graph optimisation off
+    rt = runtimes[f"onnxruntime zp{int8.DEFAULT_WEIGHT_ZERO_POINT} ORT_DISABLE_ALL"]
+    v = validate(both_encodings[int8.DEFAULT_WEIGHT_ZERO_POINT], model, "int8", "dynamic", False, runtime=rt)
+    assert (v.passed, v.rule, v.images, v.real_images, v.image_kind) == (True, "margin", RANDOM_IMAGES, 0, "random")
+
+
+def test_near_ties_decide_nothing() -> None:
+    """A batch whose reference top-2 are near ties, every one flipped by the artifact: the old 95 % agreement on
+    random images failed it (one flip in four was 75 %); the margin rule passes it, on real images too."""
+    rng = np.random.default_rng(5)
+    ref = rng.normal(0, 1, (4, 10)).astype(np.float32)
+    order = np.argsort(ref, 1)
+    top, second = order[:, -1], order[:, -2]
+    rows = np.arange(4)
+    ref[rows, second] = ref[rows, top] - 1e-3  # margins of 0.001 on logits of spread ~1
+    got = ref.copy()
+    got[rows, top], got[rows, second] = ref[rows, second], ref[rows, top]  # each top-1 flips by 0.001
+    assert not check.compare(got, ref, "int8", min_agreement=check.EXPORT_MIN_AGREEMENT["int8"]).passed
+    for real in (np.zeros(4, bool), np.ones(4, bool)):
+        rule, c = check.judge_export(got, ref, "int8", real)
+        assert (rule, c.passed, c.agreement_images) == ("margin", True, 0)
+    # a flip past the margin still counts, and so does a logit error beyond the bound
+    far = ref.copy()
+    far[0, top[0]] += 5.0  # reference margin 5 on image 0; the artifact keeps the old logit
+    rule, c = check.judge_export(ref, far, "int8", np.zeros(4, bool))
+    assert rule == "margin" and not c.passed and any("beyond its bound" in p for p in c.problems)
+
+
+def test_agreement_decides_only_on_enough_real_images() -> None:
+    ref = np.eye(100, 10, dtype=np.float32) * 4.0
+    got = ref.copy()
+    got[:6] = np.roll(got[:6], 1, axis=1)  # 6 of 100 real images change class
+    assert check.export_rule("int8", 49) == "margin" and check.export_rule("int8", 50) == "real-agreement"
+    assert check.export_rule("float32", 1000) == check.export_rule("1-bit", 0) == "exact"
+    rule, c = check.judge_export(got, ref, "int8", np.ones(100, bool))
+    assert rule == "real-agreement" and c.agreement == 0.94 and not c.passed
+    assert any("agreement 94.00 % < 95 %" in p for p in c.problems)
+
+
+def _broken(path: Path, tmp: Path, name: str, change) -> Path:
+    """A copy of the int8 file with one initializer changed, as an encoding bug would."""
+    proto = onnx.load(str(path))
+    init = next(i for i in proto.graph.initializer if i.name == name)
+    init.CopyFrom(onnx.numpy_helper.from_array(change(onnx.numpy_helper.to_array(init).copy()), name))
+    out = tmp / f"broken-{name}.onnx"
+    onnx.save(proto, str(out))
+    return out
+
+
+def _flip_first_channel(bits: np.ndarray) -> np.ndarray:
+    bits[: 32 * 9 // 8] ^= 0xFF  # output channel 0 of a 32-in 3x3 conv: its 288 sign bits, inverted
+    return bits
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("group1.block0.conv1.bits", _flip_first_channel),  # a sign-flipped channel
+        ("group0.block0.conv1.wscale", lambda s: s * 2),  # a wrong weight scale
+    ],
+)
+def test_random_images_alone_still_fail_a_wrong_int8_export(exported, tmp_path: Path, name: str, change) -> None:
+    from binexport.errors import CheckError
+    from binexport.validation import validate
+
+    model, path, _ = exported
+    assert validate(path, model, "int8", "dynamic", False).passed  # the right file passes on random images alone
+    with pytest.raises(CheckError, match=r"random; rule: margin") as e:
+        validate(_broken(path, tmp_path, name, change), model, "int8", "dynamic", False)
+    assert any("spread" in p for p in e.value.problems), e.value.problems
+
+
+def test_cli_names_the_rule_and_the_images(root: Path, tmp_path: Path) -> None:
+    """Calibrating on all 160 training images leaves none held out: random images alone, by the margin rule."""
+    from binexport import formats
+
+    ckpt = tmp_path / "m.packed.pth.tar"
+    ckpt.write_bytes(formats.get("packed").write(tiny_model()))
+    args = ["to-onnx", str(ckpt), "-o", str(tmp_path / "m.onnx"), "--weights", "int8", "--calibrate", "CIFAR10"]
+    res = CliRunner().invoke(main, [*args, "--data-root", str(root), "--calibration-size", str(N_TRAIN)])
+    assert res.exit_code == 0, res.output
+    assert "margin (8 images: 0 real, 8 random)" in res.stdout and "limit 0.6x" in res.stdout

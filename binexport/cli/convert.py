@@ -16,7 +16,7 @@ from binexport.cli.render import emit, render_inspect, render_onnx, render_pack
 from binexport.cli.render_ship import render_ort
 from binexport.formats import PACK_FORMATS
 from binexport.formats.bwn import ENCODING_CHOICES
-from binexport.formats.onnx import DEFAULT_OPSET, MAX_FIXED_BATCH, MIN_OPSET
+from binexport.formats.onnx import DEFAULT_OPSET, MAX_FIXED_BATCH, MIN_OPSET, WEIGHTS_OPSET
 
 
 @click.command()
@@ -98,9 +98,8 @@ def pack(
 @click.option(
     "--opset",
     type=click.IntRange(1, 10_000),
-    default=DEFAULT_OPSET,
-    show_default=True,
-    help=f"ONNX opset ({MIN_OPSET} or newer).",
+    default=None,
+    help=f"ONNX opset ({MIN_OPSET} or newer) [default: {DEFAULT_OPSET}; {WEIGHTS_OPSET['int2']} for int2].",
 )
 @click.option(
     "--batch",
@@ -138,7 +137,7 @@ def to_onnx(
     input_file: Path,
     output: Path | None,
     weights: str | None,
-    opset: int,
+    opset: int | None,
     batch: str | int,
     normalize_inside: bool,
     images: Path | None,

@@ -57,7 +57,9 @@ RENDERERS = {
 )
 @opt.binarized
 @opt.calibrate("Training images for the int8 export (as to-onnx); --synthetic makes its own.")
-@opt.data_root("Data root whose CIFAR-10 training batches calibrate int8 (default: the 256 shipped training images).")
+@opt.data_root(
+    "Data root whose CIFAR-10 training batches calibrate int8 (default: 192 of the 256 shipped training images)."
+)
 @opt.limit("Verify on the first N images only.")
 @click.option(
     "--bench-seconds",
@@ -85,7 +87,7 @@ def demo(
     """Run the whole job on real weights: inspect, .bwn, ONNX, verify and bench McDonnell's 1-bit WRN-20-10.
 
     The model (his MATLAB CIFAR-10 file, MIT licence), 200 real CIFAR-10 test images and 256 real CIFAR-10
-    training images (int8 calibrates on these) ship with binexport; nothing is downloaded. --synthetic runs
+    training images (int8 calibrates on 192, validates on 64) ship with binexport; nothing is downloaded. --synthetic runs
     the older demo on a synthetic training checkpoint; --full-precision, the steps of a full-precision model
     (on a synthetic checkpoint trained without --binarize, or on --checkpoint).
     """

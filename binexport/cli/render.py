@@ -198,13 +198,20 @@ def render_onnx(r: Any) -> None:
         c = r.calibration
         t.add_row("int8 calibration", f"{c.images} training images, p{c.percentile:g}")
         t.add_row("QLinearConv in ORT", str(v.int8_convs))
-    limit = "reported" if v.tolerance == float("inf") else f"limit {v.tolerance:g}"
-    t.add_row("max |logit diff|", f"{v.max_abs_diff:.3g} ({limit})")
-    t.add_row(
-        "top-1 agreement",
-        f"{v.agreement:.1%} of {v.random_images + v.labelled_images + v.heldout_images} "
-        f"images (needs {v.min_agreement:.0%})",
+    t.add_row("validation rule", f"{v.rule} ({v.images} images: {v.real_images} real, {v.random_images} random)")
+    if v.relative_bound is not None:
+        t.add_row(
+            "max |logit diff|", f"{v.max_abs_diff:.3g} ({v.max_relative_diff:.2f}x spread, limit {v.relative_bound:g}x)"
+        )
+        t.add_row("mean |logit diff|", f"{v.mean_relative_diff:.3f}x spread (limit {v.mean_relative_bound:g}x)")
+    else:
+        t.add_row("max |logit diff|", f"{v.max_abs_diff:.3g} (limit {v.tolerance:g})")
+    agree = (
+        f"{v.agreement:.1%} of {v.agreement_images} {v.agreement_on}"
+        if v.agreement_images
+        else "no image past the margin"
     )
+    t.add_row("top-1 agreement", f"{agree} (needs {v.min_agreement:.0%})")
     if v.accuracy is not None:
         t.add_row(f"accuracy, {v.labelled_images} labelled", f"{v.accuracy:.1%} (reference {v.reference_accuracy:.1%})")
     t.add_row("export time", f"{r.seconds:.2f} s")

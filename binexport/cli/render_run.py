@@ -70,6 +70,11 @@ def render_verify(r: Any) -> None:
     )
 
 
+def _mb(n: int | None) -> str:
+    """Bytes as whole MB (one decimal below 10 MB, where the int2 figures are); ``-`` where not measured."""
+    return "-" if n is None else f"{n / 1e6:.1f}" if n < 10e6 else f"{n / 1e6:,.0f}"
+
+
 def render_bench(r: Any) -> None:
     from rich import box
     from rich.table import Table
@@ -83,7 +88,7 @@ def render_bench(r: Any) -> None:
     )
     t.add_column("file", overflow="ellipsis", no_wrap=True, max_width=18)
     t.add_column("weights\non", no_wrap=True)
-    for col in ("size\nMB", "load\ns", "RSS MB\npeak/own", "b=1 ms\nmed/p90", "batch\nimg/s", "speed\nvs 1st"):
+    for col in ("size\nMB", "load\ns", "RSS MB\npeak/wts", "b=1 ms\nmed/p90", "batch\nimg/s", "speed\nvs 1st"):
         t.add_column(col, justify="right", no_wrap=True)
     for row in r.rows:
         on = (
@@ -98,14 +103,17 @@ def render_bench(r: Any) -> None:
             f"{row.weights}\n{on}",
             f"{row.file_bytes / 1e6:.1f}",
             f"{row.load_s:.2f}",
-            f"{row.peak_rss_bytes / 1e6:,.0f}/{row.model_rss_bytes / 1e6:,.0f}",
+            f"{row.peak_rss_bytes / 1e6:,.0f}/{_mb(row.weights_rss_bytes)}",
             f"{row.latency_ms_median:.1f}/{row.latency_ms_p90:.1f}",
             f"{row.images_per_s:,.1f}",
             f"{row.speed_ratio:.2f}x",
         )
     con = console()
     con.print(t)
-    con.print("RSS: the peak of the artifact's own process / the part above its runtime's libraries.")
+    con.print(
+        "RSS: the peak of the artifact's own process / what it holds resident once loaded (its weights as the "
+        "runtime keeps them: RSS after loading minus after an empty session of the runtime)."
+    )
     _kernel_notes(con, r.rows)
     for note in r.notes:
         con.print(f"note: {safe_line(note)}")

@@ -373,6 +373,7 @@ class Artifact:
     model: Model | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    bounds: Any = None  # an ONNX graph's OnnxBounds: what its tensors may take (formats.onnx.bounds)
 
 
 def is_onnx(path: str | Path) -> bool:
@@ -427,7 +428,7 @@ def open_artifact(
         raise InputError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
     if fmt.name == "ort":
         return _open_ort(p, fmt.name, device, threads, runtime)
-    check_onnx_bounds(p)  # an ONNX file is a program: size what it can allocate before any session loads it
+    bounds = check_onnx_bounds(p)  # an ONNX file is a program: size what it can allocate before a session loads it
     if runtime == "openvino":
         from binexport.runtimes.openvino import open_compiled
 
@@ -453,7 +454,7 @@ def open_artifact(
     if weights is None:
         weights = "float32"
         notes.append("no binexport.weights metadata: held to the float32 tolerance")
-    return Artifact(p, fmt.name, WEIGHT_ALIASES.get(weights, weights), rt, None, meta, notes)
+    return Artifact(p, fmt.name, WEIGHT_ALIASES.get(weights, weights), rt, None, meta, notes, bounds)
 
 
 def _open_ort(p: Path, fmt: str, device: str, threads: int, runtime: str) -> Artifact:
@@ -484,4 +485,7 @@ def open_runtime(
 ) -> tuple[Runtime, dict[str, Any]]:
     """:func:`open_artifact`, as (runtime, a JSON-able description): what the bench worker needs."""
     a = open_artifact(path, device, threads, runtime=runtime, precision=precision)
-    return a.runtime, {"format": a.format, "weights": a.weights, "file_bytes": a.path.stat().st_size}
+    info: dict[str, Any] = {"format": a.format, "weights": a.weights, "file_bytes": a.path.stat().st_size}
+    if a.bounds is not None:
+        info["bounds"] = {k: v for k, v in vars(a.bounds).items() if isinstance(v, int)}
+    return a.runtime, info

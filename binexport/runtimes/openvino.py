@@ -244,6 +244,15 @@ def open_compiled(path: str, device: str = "cpu", threads: int = 0, precision: s
     return runtime
 
 
+def int2_refusal(error: str) -> str:
+    """Why OpenVINO did not run an int2 file, in a few words: its ONNX frontend (2026.4) reads no INT2 tensors.
+
+    ``error`` is the InputError :func:`open_compiled` raised; its last clause is OpenVINO's own reason.
+    """
+    why = error.rstrip(")").rsplit(":", 1)[-1].strip()[:60]
+    return f"OpenVINO did not run it: its ONNX frontend reads no INT2 weights ({why}); ONNX Runtime runs it"
+
+
 def _metadata(model: Any) -> dict[str, str]:
     """The ONNX ``metadata_props``, which OpenVINO keeps under the model's ``framework`` rt_info."""
     rt = model.get_rt_info()
@@ -255,3 +264,82 @@ def _metadata(model: Any) -> dict[str, str]:
         return {str(k): v.astype(str) if hasattr(v, "astype") else str(v) for k, v in dict(fw).items()}
     except (AttributeError, RuntimeError, TypeError, ValueError):
         return {}
+
+
+#: How long a compile in a separate process (:func:`compile_apart`) may take: WRN-20-10 compiles in about 2 s.
+COMPILE_TIMEOUT_S = 300.0
+
+
+def compile_apart(
+    path: str,
+    threads: int = 0,
+    precision: str = "f32",
+    timeout: float = COMPILE_TIMEOUT_S,
+    command: list[str] | None = None,
+    bounds: dict[str, int] | None = None,
+) -> None:
+    """Compile ``path`` once in a process of its own, so that an OpenVINO crash (a SIGSEGV on a crafted graph)
+    ends that process, not the caller: ``verify`` calls it before compiling in its own process.
+
+    Raises:
+        InputError: the compile failed (its one-line reason), crashed (the signal), or ran past ``timeout``.
+
+    ``bounds`` (the graph's ``OnnxBounds`` as a dict) caps the child's address space as a bench worker's
+    (:func:`binexport.runtimes.worker.limit_address_space`, one image). ``command`` replaces the child's command
+    line (tests).
+    """
+    import signal
+    import subprocess
+    import sys
+
+    cmd = command or [sys.executable, "-m", "binexport.runtimes.openvino", path, str(threads), precision]
+    if command is None and bounds is not None:
+        import json
+
+        cmd.append(json.dumps(bounds))
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired:
+        raise InputError(
+            f"OpenVINO did not compile it within {timeout:.0f} s (in a separate process, now stopped); "
+            "expected a binexport WRN export"
+        ) from None
+    if proc.returncode == 0:
+        return
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    if proc.returncode < 0:
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        raise InputError(
+            f"OpenVINO crashed compiling it ({name}, in a separate process); expected a binexport WRN export"
+        )
+    raise InputError(lines[-1][:300] if lines else f"OpenVINO could not compile it (exit {proc.returncode})")
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m binexport.runtimes.openvino PATH THREADS PRECISION [BOUNDS_JSON]``: compile once, exit 0, or 2
+    with one line; with the graph's bounds, under the address-space cap of a bench worker timing one image."""
+    import json
+    import sys
+
+    from binexport.runtimes.worker import address_space, limit_address_space
+
+    try:
+        import_openvino()
+        if len(argv) > 3:  # the graph's bounds, from the parent that checked it: no onnx import here
+            limit_address_space(json.loads(argv[3]), 1, int(argv[1]), "cpu", address_space())
+        open_compiled(argv[0], "cpu", int(argv[1]), argv[2])
+    except InputError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - run as a subprocess by compile_apart
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

@@ -7,8 +7,10 @@ on the machine hits them alike. The protocol is one JSON object per line:
 
 - the parent starts ``python -m binexport.runtimes.worker PATH DEVICE THREADS [RUNTIME [PRECISION]]``
   (RUNTIME ``ort`` or ``openvino`` for ONNX files, default ``ort``; PRECISION ``f32`` or ``bf16``);
-- the worker loads the artifact and answers ``{"ok": true, "load_s", "provider", "input_kind", "weights", ...}``
-  (or ``{"ok": false, "error"}`` and exits);
+- the worker loads the artifact and answers ``{"ok": true, "load_s", "provider", "input_kind", "weights",
+  "rss_weights", ...}`` (or ``{"ok": false, "error"}`` and exits); ``rss_weights`` is what the loaded artifact
+  holds resident (:func:`settled_rss` after loading minus the same after an empty session of its runtime:
+  for an ONNX file, the weights as the session keeps them), null where the OS doesn't say;
 - ``{"cmd": "time", "batch": B, "iters": K}`` runs K forward calls of B images and answers ``{"ok": true,
   "seconds": [...]}``;
 - ``{"cmd": "quit"}`` answers ``{"ok": true, "peak_rss": bytes, "kernels": "..."}`` (which kernels ran, as the
@@ -17,10 +19,14 @@ on the machine hits them alike. The protocol is one JSON object per line:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import json
 import os
 import resource
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -39,6 +45,104 @@ def peak_rss() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+#: What a worker running an ONNX graph may reserve beyond the bound its graph passed with (``OnnxBounds.peak_bound``)
+#: and its address space before loading: runtime code, thread stacks, malloc arenas. Measured on WRN-20-10
+#: (2 CPUs): ORT reserves 1.0-1.1 GiB of address space beyond its resident peak, OpenVINO 0.45-0.5 GiB.
+ADDRESS_SLACK_BYTES = 2 << 30
+#: ... plus this per intra-op thread (a stack and a malloc arena each).
+ADDRESS_PER_THREAD_BYTES = 256 << 20
+
+
+def address_space() -> int:
+    """This process's virtual size now (``VmSize``), or 0 where /proc can't say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def limit_address_space(bounds: dict[str, int] | None, batch: int, threads: int, device: str, base: int) -> None:
+    """Cap this worker's address space (``RLIMIT_AS``, soft) at what its graph's bound allows for ``batch`` images.
+
+    The static bounds size every tensor a graph declares; this is the backstop for anything they miss: an
+    allocation past it fails inside the runtime (an error the worker reports, or its death, which bench reports
+    in one line) instead of taking the machine's memory. Not on CUDA (its driver reserves far more address
+    space than it uses), not where /proc can't say, and only for ONNX graphs (``bounds`` given).
+    """
+    if bounds is None or device != "cpu" or not base:
+        return
+    peak = bounds["const_total_bytes"] + bounds["workspace_bytes"] + batch * bounds["image_total_bytes"]
+    cap = base + peak + ADDRESS_SLACK_BYTES + ADDRESS_PER_THREAD_BYTES * (threads or os.cpu_count() or 1)
+    try:
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        if hard != resource.RLIM_INFINITY:
+            cap = min(cap, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (max(cap, address_space()), hard))
+    except (OSError, ValueError):
+        pass  # a platform without RLIMIT_AS: the static bounds still hold
+
+
+def current_rss() -> int | None:
+    """This process's resident memory now (``VmRSS``), in bytes; None where ``/proc`` doesn't say (not Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def settled_rss() -> int | None:
+    """:func:`current_rss` once freed memory went back to the OS: Python's garbage collected, then glibc's
+    ``malloc_trim(0)`` (every arena; skipped where the C library has none), so what is left is what is held."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: freed memory may stay resident, and counts
+        pass
+    return current_rss()
+
+
+def _empty_onnx() -> bytes:
+    """A weightless ONNX graph (one Relu on an image batch): an empty session's cost, to subtract."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["logits"])], "empty", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7).SerializeToString()
+
+
+def empty_session_rss(onnx_file: bool, device: str, threads: int, runtime_name: str, precision: str) -> int | None:
+    """:func:`settled_rss` after opening (and closing) an empty ONNX graph the way the artifact will be opened.
+
+    The runtime's lazily loaded parts (OpenVINO's ONNX frontend and CPU plugin, ONNX Runtime's thread pools and
+    providers, onnx for the bounds check) are then in the baseline, not in the artifact's figure. Model files run on
+    the PyTorch reference, whose baseline is the interpreter with torch imported.
+    """
+    if onnx_file:
+        from binexport.errors import BinexportError
+        from binexport.runtimes import open_runtime
+
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "empty.onnx")
+            with open(path, "wb") as f:
+                f.write(_empty_onnx())
+            try:
+                runtime, _ = open_runtime(path, device, threads, runtime_name, precision)
+                del runtime
+            except BinexportError:  # the artifact's own load says what is wrong
+                pass
+    return settled_rss()
 
 
 def _answer(obj: dict[str, Any]) -> None:
@@ -91,13 +195,16 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "ort", preci
             import onnxruntime  # noqa: F401
 
             import binexport.runtimes.ort  # noqa: F401
+        baseline = empty_session_rss(fmt.read is None, device, threads, runtime_name, precision)
         before = peak_rss()  # the interpreter and the runtime's libraries
+        address_before = address_space()
         t0 = time.perf_counter()
         runtime, info = open_runtime(path, device, threads, runtime_name, precision)
     except BinexportError as e:
         _answer({"ok": False, "error": str(e)})
         return 2
     load_s = time.perf_counter() - t0
+    held = settled_rss()
     _answer(
         {
             "ok": True,
@@ -109,6 +216,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "ort", preci
             "rss_before_load": before,
             **info,
             "rss_after_load": peak_rss(),
+            "rss_weights": None if held is None or baseline is None else max(0, held - baseline),
         }
     )
     cache: dict[int, np.ndarray] = {}
@@ -118,6 +226,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "ort", preci
             _answer({"ok": True, "peak_rss": peak_rss(), "kernels": runtime.kernels()})
             return 0
         batch, iters = int(req["batch"]), int(req["iters"])
+        limit_address_space(info.get("bounds"), batch, threads, device, address_before)
         x = cache.setdefault(batch, _inputs(runtime.input_kind, batch))
         _answer({"ok": True, "seconds": runtime.time_calls(x, iters)})
     return 0

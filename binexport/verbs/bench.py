@@ -38,6 +38,8 @@ ROUNDS = 5
 #: CPU flags that decide int8 speed (ONNX Runtime's QLinearConv uses VNNI / AMX where present).
 INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "avx512_bf16")
 
+#: The weight encoding OpenVINO's ONNX frontend can't read (INT2 tensors, 2026.4): its bench row becomes a note.
+INT2 = "int2"
 #: ``progress(done, total)`` after every timing slice.
 Progress = Callable[[int, int], None]
 
@@ -82,6 +84,9 @@ class BenchRow:
     load_ratio: float = 1.0
     precision: str = "f32"  # the compute precision the runtime reports (OpenVINO bf16 is lossy)
     kernels: str = ""  # which kernels ran, as the runtime names them ("" where it does not say)
+    # what the loaded artifact holds resident (RSS after loading minus after an empty session of its runtime,
+    # both once freed memory went back to the OS: runtimes/worker.py); None where the OS doesn't say
+    weights_rss_bytes: int | None = None
 
     @property
     def model_rss_bytes(self) -> int:
@@ -390,12 +395,22 @@ def bench(
     runtimes, dev, devs = plan_runtimes(runtime, precision, device)
     artifacts = [formats.resolve(a) for a in artifacts]  # a training run folder: its one checkpoint
     workers: list[_Worker] = []
+    refused: list[str] = []
     with _stop_on_signals():  # a signal or an error ends every worker started so far
         for a in artifacts:
             for rt in runtimes if is_onnx(a) else ["ort"]:  # model files: the PyTorch reference, one row
-                workers.append(
-                    _Worker(Path(a), devs.get(rt, dev), threads, rt, precision if rt == "openvino" else "f32")
-                )
+                try:
+                    workers.append(
+                        _Worker(Path(a), devs.get(rt, dev), threads, rt, precision if rt == "openvino" else "f32")
+                    )
+                except InputError as e:
+                    if rt != "openvino" or not any(
+                        w.path == Path(a) and w.info.get("weights") == INT2 for w in workers
+                    ):
+                        raise
+                    from binexport.runtimes.openvino import int2_refusal
+
+                    refused.append(f"{Path(a).name}: {int2_refusal(str(e))}")
         lat, thr = _measure(workers, batch_size, seconds, progress)
         peaks = [w.close() for w in workers]
     rows = [_row(w, peak, lat[i], thr[i], batch_size) for i, (w, peak) in enumerate(zip(workers, peaks, strict=True))]
@@ -411,7 +426,7 @@ def bench(
     notes = []
     if dev == "cpu" and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags):
         notes.append("this CPU has no VNNI or AMX: int8 convolutions run without their int8 dot-product instructions")
-    notes += kernel_notes(rows, flags) + runtime_notes(runtime)
+    notes += kernel_notes(rows, flags) + runtime_notes(runtime) + refused
     return BenchReport(
         cpu,
         flags,
@@ -505,4 +520,5 @@ def _row(w: _Worker, peak: int, lat: list[float], thr: list[float], batch: int) 
         batch_size=batch,
         precision=str(info.get("precision", "f32")),
         kernels=w.kernels,
+        weights_rss_bytes=None if info.get("rss_weights") is None else int(info["rss_weights"]),
     )

@@ -2,8 +2,9 @@
 
 Validation is part of every export, not a warning: the temp file is checked
 by ``onnx.checker`` (full_check) and run by ONNX Runtime on a fixed random
-batch (plus labelled images when given); only a file that matches the
-reference within its tolerance (:mod:`binexport.check`) replaces the output, otherwise no file is left.
+batch (plus held-out and labelled real images when there are some); only a file that passes the rule
+:func:`binexport.check.judge_export` picks for its images (:mod:`binexport.validation`) replaces the output,
+otherwise no file is left.
 """
 
 from __future__ import annotations
@@ -22,40 +23,16 @@ from binexport.formats import onnx as fmt
 from binexport.formats.onnx import int8 as int8_fmt
 from binexport.model import Model
 from binexport.report import Report
+from binexport.validation import RANDOM_IMAGES, Validation, random_images, validate
 
 #: int8 calibration defaults: accuracy was flat from 32 to 512 images on the real WRN-20-10 (docs/BENCHMARKS.md);
 #: 256 keeps the worst logit error low, and the 99.999th percentile beat min/max, 99.9, 99.99 and ORT's entropy.
 CALIBRATION_SIZE = 256
 MAX_CALIBRATION_SIZE = 50_000
 PERCENTILE = 99.999
-#: Training images after the calibration sample, held out to validate an int8 export on (real images, so
-#: agreement means something; random images have near-uniform logits).
+#: Training images after the calibration sample, held out to validate an int8 export on: real images, so an
+#: agreement percentage means something where there are at least ``check.MIN_AGREEMENT_IMAGES`` of them.
 HELDOUT_IMAGES = 96
-
-#: images in the fixed random validation batch: every weight reaches every logit, so a few images catch any
-#: encoding error; few, because the PyTorch reference of WRN-20-10 costs ~0.2 s per image on two cores
-RANDOM_IMAGES = 4
-_SEED = 20180226  # fixed, so every export of the same model is checked on the same batch
-
-
-@dataclass
-class Validation:
-    """How the exported graph compared with the PyTorch reference."""
-
-    provider: str
-    random_images: int
-    labelled_images: int
-    max_abs_diff: float
-    tolerance: float
-    worst_output: str
-    agreement: float
-    min_agreement: float
-    accuracy: float | None = None
-    reference_accuracy: float | None = None
-    passed: bool = True
-    heldout_images: int = 0
-    int8_convs: int | None = None  # QLinearConv nodes in ONNX Runtime's optimised graph (int8 only)
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -114,7 +91,7 @@ def export_onnx(
     out: str | Path | None = None,
     *,
     weights: str | None = None,
-    opset: int = fmt.DEFAULT_OPSET,
+    opset: int | None = None,
     batch: str | int = "dynamic",
     normalize_inside: bool = False,
     force: bool = False,
@@ -134,8 +111,8 @@ def export_onnx(
         src: a model file or an in-memory :class:`Model` (then ``out`` is required).
         out: the ``.onnx`` path (default: beside ``src``).
         weights: ``1-bit`` (default for binarised models), ``float32`` (default for full precision), ``float16``,
-            ``int8`` (needs ``calibrate``).
-        opset: ONNX opset, 13 or newer.
+            ``int8`` (needs ``calibrate``), ``int2`` (1-bit models: weights packed in the session's memory too).
+        opset: ONNX opset, 13 or newer (None: 18; 25 for ``int2``, whose INT2 type needs it).
         batch: ``"dynamic"`` or a fixed batch size.
         normalize_inside: the graph takes uint8 NHWC pixels and normalises itself.
         force: replace an existing output.
@@ -256,7 +233,7 @@ def write_ort(onnx_path: Path, weights: str, force: bool = False) -> OrtExport:
     out = check_output(onnx_path.with_suffix(".ort"), force)
     cfg = check_output(onnx_path.with_suffix(ort_fmt.CONFIG_SUFFIX), force)
     data, config = ort_fmt.convert(onnx_path)
-    raw = np.random.default_rng(_SEED).integers(0, 256, (RANDOM_IMAGES, 32, 32, 3), dtype=np.uint8)
+    raw = random_images(RANDOM_IMAGES)
     from binexport.data import normalize
 
     x = normalize(raw)
@@ -310,8 +287,7 @@ def _calibrate(
         raise InputError(f"--percentile must lie in (50, 100], got {percentile}")
     t = time.perf_counter()
     ds = load_calibration(source, data_root, limit=size + HELDOUT_IMAGES, not_from=images)
-    use = ds.images[:size]
-    heldout = ds.images[size:] if len(ds.images) > size else None
+    use, heldout = split_calibration(ds.images, size)
     ref = TorchRuntime(model)
     ranges = ref.activation_ranges(select_input(ref.input_kind, use, normalize(use)), percentile)
     cal = Calibration(
@@ -325,107 +301,13 @@ def _calibrate(
     return cal, heldout, {"int8_ranges": ranges, "int8_info": info}
 
 
+def split_calibration(images: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first ``size`` images calibrate; up to :data:`HELDOUT_IMAGES` after them validate (None: none left)."""
+    held = images[size : size + HELDOUT_IMAGES]
+    return images[:size], held if len(held) else None
+
+
 def _labelled(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     from binexport.data.png import load_labelled_folder
 
     return load_labelled_folder(folder)
-
-
-def validate(
-    path: Path,
-    model: Model,
-    weights: str,
-    batch: str | int,
-    normalize_inside: bool,
-    labelled: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
-    device: str = "cpu",
-    timings: dict[str, float] | None = None,
-    heldout: np.ndarray | None = None,
-) -> Validation:
-    """onnx.checker (full_check), then ONNX Runtime vs the PyTorch reference; CheckError on any failure.
-
-    The images are a fixed random batch, then ``heldout`` (unlabelled: training images no calibration saw),
-    then ``labelled`` (accuracy is reported on those).
-    """
-    import onnx
-
-    from binexport.data import normalize
-    from binexport.runtimes import resolve_device, select_input
-    from binexport.runtimes.ort import open_session, optimized_ops, ort_errors
-    from binexport.runtimes.torch_ref import TorchRuntime
-
-    timings = timings if timings is not None else {}
-    t = time.perf_counter()
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise CheckError(
-            "the exported graph fails onnx.checker (full_check)", [str(e).strip().splitlines()[0]]
-        ) from None
-    timings["checker"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    rng = np.random.default_rng(_SEED)
-    raw = rng.integers(0, 256, (RANDOM_IMAGES, 32, 32, 3), dtype=np.uint8)
-    names = [f"random image {i}" for i in range(RANDOM_IMAGES)]
-    if heldout is not None:
-        raw = np.concatenate([raw, heldout])
-        names += [f"held-out training image {i}" for i in range(len(heldout))]
-    if labelled is not None:
-        raw = np.concatenate([raw, labelled[0]])
-        names += list(labelled[2])
-    x = normalize(raw)
-    try:
-        runtime = open_session(str(path), resolve_device(device))
-        got = runtime.logits(select_input(runtime.input_kind, raw, x), 64)
-    except ort_errors() as e:  # ONNX Runtime's own types, for graphs it can't load or run
-        text = str(e).strip()
-        if "opset" in text.lower() or "IR version" in text:
-            import onnxruntime
-
-            why = text.splitlines()[-1].rsplit(") ", 1)[-1].strip().split(". ")[-1]  # its last sentence
-            raise InputError(
-                f"ONNX Runtime {onnxruntime.__version__} here can't load this opset ({why}); "
-                "choose a lower --opset (default 18)"
-            ) from None
-        raise CheckError("ONNX Runtime could not run the exported graph", [f"{type(e).__name__}: {text}"]) from None
-    torch_rt = TorchRuntime(model)
-    ref = torch_rt.logits(select_input(torch_rt.input_kind, raw, x))
-    timings["runtime"] = time.perf_counter() - t
-    labels = labelled[1] if labelled is not None else None
-    try:
-        c = check.compare(
-            got, ref, weights, names=names, what="ONNX", min_agreement=check.EXPORT_MIN_AGREEMENT.get(weights)
-        )
-    except InputError as e:
-        raise CheckError("the exported graph gives logits of the wrong shape", [str(e)]) from None
-    n_held = 0 if heldout is None else len(heldout)
-    v = Validation(
-        provider=runtime.provider,
-        random_images=RANDOM_IMAGES,
-        labelled_images=len(names) - RANDOM_IMAGES - n_held,
-        heldout_images=n_held,
-        max_abs_diff=c.max_abs_logit_diff if c.max_abs_logit_diff is not None else float("inf"),
-        tolerance=c.tolerance.max_abs_logit_diff if c.tolerance.max_abs_logit_diff is not None else float("inf"),
-        worst_output=c.worst_output,
-        agreement=c.agreement,
-        min_agreement=c.tolerance.min_agreement,
-        passed=c.passed,
-    )
-    if labels is not None:
-        n = len(labels)
-        v.accuracy = float(np.mean(got[-n:].argmax(1) == labels))
-        v.reference_accuracy = float(np.mean(ref[-n:].argmax(1) == labels))
-    if not c.passed:
-        raise CheckError(
-            f"ONNX Runtime ({runtime.provider}) disagrees with the PyTorch reference; no file written", c.problems
-        )
-    if weights == "int8":
-        v.int8_convs = optimized_ops(str(path)).count("QLinearConv")
-        blocks = 2 * 3 * model.arch.blocks_per_group
-        if v.int8_convs < blocks:
-            v.notes.append(
-                f"ONNX Runtime ({runtime.provider}) fused only {v.int8_convs} of the {blocks} block convs "
-                "into QLinearConv: this graph will not run faster than float here"
-            )
-    return v

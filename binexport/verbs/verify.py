@@ -11,7 +11,7 @@ compute mode it ran, ``check.tolerance_key``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -233,10 +233,35 @@ def _open_all(p: Path, dev: str, devs: dict[str, str], binarized: bool | None, p
 
     if not is_onnx(p):
         return [_open(p, dev, binarized)]
-    return [
-        open_artifact(p, d, binarized=binarized, runtime=rt, precision=precision if rt == "openvino" else "f32")
-        for rt, d in devs.items()
-    ]
+    out: list[Artifact] = []
+    for rt, d in devs.items():
+        try:
+            if rt == "openvino":
+                _compile_apart(p, precision)
+            out.append(
+                open_artifact(p, d, binarized=binarized, runtime=rt, precision=precision if rt == "openvino" else "f32")
+            )
+        except InputError as e:  # OpenVINO 2026.4 reads no INT2: the int2 file's row on ONNX Runtime says so
+            if rt != "openvino" or not out or out[0].weights != "int2":
+                raise
+            from binexport.runtimes.openvino import int2_refusal
+
+            out[0].notes.append(int2_refusal(str(e)))
+    return out
+
+
+def _compile_apart(p: Path, precision: str) -> None:
+    """The graph passes the bounds, then OpenVINO compiles it once in a process of its own: a graph that
+    crashes OpenVINO ends that process and this one says so in one line (docs/safety.md)."""
+    from binexport.formats.onnx.bounds import check_onnx_bounds
+    from binexport.runtimes.openvino import compile_apart
+
+    bounds = check_onnx_bounds(p)
+    try:
+        compile_apart(str(p), 0, precision, bounds=asdict(bounds))
+    except InputError as e:
+        msg = str(e)
+        raise InputError(msg if msg.startswith((str(p), "--", "OpenVINO is not")) else f"{p}: {msg}") from None
 
 
 def _reference(arts: list[Artifact], reference: str | Path | None, dev: str, binarized: bool | None) -> Artifact:

@@ -35,15 +35,14 @@ from binexport.formats.onnx.graph import (
     normalize,
     onnx_pads,
     pack_lut8,
-    scale_table,
     to_nchw,
-    zeros_like,
 )
-from binexport.model import Arch, Model, input_normalization
+from binexport.model import Model, input_normalization
 
 #: Weight encodings of ``--weights`` (``1-bit``: sign bits turned into +-scale when the session starts;
-#: ``int8``: QDQ graph, calibrated activations, 1-bit weights still stored as bits).
-WEIGHTS = ("1-bit", "float32", "float16", "int8")
+#: ``int8``: QDQ graph, calibrated activations, 1-bit weights still stored as bits; ``int2``: opset-25 INT2
+#: weights that stay packed in the session's memory too, float activations, exact: ``formats/onnx/int2.py``).
+WEIGHTS = ("1-bit", "float32", "float16", "int8", "int2")
 #: Old names still accepted (binexport 0.1 called ``1-bit`` ``packed``).
 WEIGHT_ALIASES = {"packed": "1-bit"}
 MIN_OPSET = 13
@@ -51,6 +50,8 @@ MIN_OPSET = 13
 #: activation already; 10,000,000 would be 114 GiB). Larger batches gain nothing on any GPU binexport targets.
 MAX_FIXED_BATCH = 4096
 DEFAULT_OPSET = 18
+#: The default opset of each weight encoding that needs a newer one than :data:`DEFAULT_OPSET` (INT2: opset 25).
+WEIGHTS_OPSET = {"int2": 25}
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
@@ -104,9 +105,12 @@ def input_kind(weights: str, normalize_inside: bool, pixels: bool = False, norma
 
 
 def check_options(
-    model: Model, weights: str | None = None, opset: int = DEFAULT_OPSET, batch: str | int = "dynamic"
+    model: Model, weights: str | None = None, opset: int | None = None, batch: str | int = "dynamic"
 ) -> tuple[str, int, str | int]:
-    """Resolved (weights, opset, batch), or an InputError that says which values are valid."""
+    """Resolved (weights, opset, batch), or an InputError that says which values are valid.
+
+    ``opset`` None: :data:`DEFAULT_OPSET`, or the encoding's own in :data:`WEIGHTS_OPSET`.
+    """
     weights = WEIGHT_ALIASES.get(weights or "", weights) or default_weights(model)
     if weights not in WEIGHTS:
         raise InputError(f"unknown weight encoding {weights!r}; valid: {', '.join(WEIGHTS)}")
@@ -117,6 +121,7 @@ def check_options(
         )
     import onnx
 
+    opset = WEIGHTS_OPSET.get(weights, DEFAULT_OPSET) if opset is None else opset
     top = onnx.defs.onnx_opset_version()
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= top:
         raise InputError(f"opset {opset!r} is not supported; use {MIN_OPSET}..{top} (default {DEFAULT_OPSET})")
@@ -129,13 +134,17 @@ def check_options(
             raise InputError(
                 f"batch must be 'dynamic' or a fixed batch of 1..{MAX_FIXED_BATCH} images, got {str(batch)[:40]}"
             )
+    if weights == "int2":
+        from binexport.formats.onnx import int2
+
+        int2.check(model, opset)
     return weights, opset, batch
 
 
 def build_model(
     model: Model,
     weights: str | None = None,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
     batch: str | int = "dynamic",
     normalize_inside: bool = False,
     source_sha256: str | None = None,
@@ -183,6 +192,10 @@ def build_model(
 
     def outer(name: str) -> str:
         """conv0 / conv_last: float, or sign bits expanded at session start where the file keeps 1 bit."""
+        if name in model.binary and weights == "int2":  # h is, at the call, this conv's input
+            from binexport.formats.onnx import int2
+
+            return int2.weight(g, name, model.binary[name], h)
         if name in model.binary and weights in ("1-bit", "int8"):
             return packer(g, name, model.binary[name], dtype)
         return g.const(name, model.dense(name).astype(dtype))
@@ -192,6 +205,10 @@ def build_model(
     if weights == "int8":
         zp_w = int8.DEFAULT_WEIGHT_ZERO_POINT if int8_weight_zero_point is None else int8_weight_zero_point
         h = int8.body(g, model, h, int8_ranges or {}, zp_w)
+    elif weights == "int2":
+        from binexport.formats.onnx import int2
+
+        h = int2.body(g, model, h)
     else:
         h = float_blocks(g, model, h, weight)
     h = bn(g, model, h, "bn", relu=True)
@@ -255,22 +272,3 @@ def float_blocks(g: Graph, model: Model, h: str, weight: Callable[[str], str]) -
             h = downsample(g, h, arch)
         h = g.node("Add", [h, t])
     return h
-
-
-# The names this module had before the graph pieces moved to graph.py, for code written against them
-# (benchmarks, work in progress); new code imports from binexport.formats.onnx.graph.
-_Graph = Graph
-_bn = bn
-_normalize = normalize
-_to_nchw = to_nchw
-_zeros_like = zeros_like
-
-
-def _downsample(g: Graph, h: str, prefix: str, width: int, arch: Arch) -> str:
-    """The old signature of :func:`graph.downsample` (``prefix`` and ``width`` were never used)."""
-    return downsample(g, h, arch)
-
-
-def sign_table(bits: int, scale: float, dtype: Any) -> np.ndarray:
-    """(2**bits, bits) of +-scale (np.packbits order): :func:`graph.scale_table`, under its old name."""
-    return scale_table(bits, scale, dtype)

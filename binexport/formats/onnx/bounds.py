@@ -12,13 +12,20 @@ first and every tensor it can make is sized from its declared shapes:
 - ONNX shape inference (strict, with data propagation, the batch dimension
   symbolic) must give every node output a fully known shape in which the
   batch appears at most once;
+- only the operators of :data:`.ops.ALLOWED_OPS`, at most :data:`.ops.MAX_NODES`
+  nodes and :data:`.ops.MAX_GRAPH_DEPTH` deep, one image input of a documented
+  kind and every output (N, classes) (:mod:`.ops`);
+- the allowances grow with the weights W the graph holds (the declared bytes of
+  the initializers and Constant tensors its nodes use), not with the file's
+  length: padding, metadata and unused initializers buy nothing;
 - a tensor with the batch dimension is an activation: at most
   :data:`MAX_IMAGE_TENSOR_BYTES` per image, all of them together at most
-  ``IMAGE_TOTAL_FACTOR x file size + IMAGE_TOTAL_SLACK_BYTES`` per image;
+  ``min(IMAGE_TOTAL_FACTOR x W + IMAGE_TOTAL_SLACK_BYTES, MAX_IMAGE_TOTAL_BYTES)`` per image;
 - a tensor without it is a constant (weights, the 1-bit graphs' float weights
   expanded at session start, shapes): each at most
-  ``CONST_TENSOR_FACTOR x file size + CONST_SLACK_BYTES``, all of them together
-  at most ``CONST_TOTAL_FACTOR x file size + CONST_SLACK_BYTES``.
+  ``CONST_TENSOR_FACTOR x W + CONST_SLACK_BYTES``, all of them together
+  at most ``min(CONST_TOTAL_FACTOR x W + CONST_SLACK_BYTES, MAX_CONST_TOTAL_BYTES)``;
+- a convolution's im2col scratch is at most :data:`.ops.MAX_WORKSPACE_BYTES`.
 
 Every graph binexport writes passes (float32, float16, 1-bit, int8 QDQ,
 ``--normalize-inside``, McDonnell's variants): WRN-20-10, the widest model in
@@ -26,8 +33,8 @@ use, has activations of at most 640 KiB per image and 26-29 MiB per image in
 all (7-9x its 1-bit file; 2.6 MiB for WRN-20-1); a 1-bit graph's expanded float
 weights are 32x their packed bytes (its largest constant is 4x the whole file)
 and all its constants together 62-67x the file. So memory at batch B is at most
-``const_total + B x image_total`` (:meth:`OnnxBounds.peak_bound`): for a
-374-byte file 16 MiB + B x 8 MiB, whatever the graph says.
+``const_total + workspace + B x image_total`` (:meth:`OnnxBounds.peak_bound`):
+for a graph without weights 16 MiB + 64 MiB + B x 8 MiB, whatever the graph says.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from binexport.errors import InputError
+from binexport.formats.onnx import ops
 
 #: One activation: 1,024 channels of 32x32 float32 (a WRN of width 64; WRN-20-10's widest is 160 channels).
 MAX_IMAGE_TENSOR_BYTES = 4 << 20
@@ -53,12 +61,19 @@ CONST_TENSOR_FACTOR = 32
 CONST_TOTAL_FACTOR = 128
 #: Small graphs get this much room whatever their size (shape tensors, tables, a tiny model's weights).
 CONST_SLACK_BYTES = 16 << 20
+#: Whatever the weights, every activation together per image stays under this (WRN-20-10: 29 MiB; WRN-40-10
+#: about 2x that): a graph holding 100 MB of weights is not allowed 6 GiB per image.
+MAX_IMAGE_TOTAL_BYTES = 128 << 20
+#: ... and every constant together under this (a float32 WRN-40-10 holds 220 MB; the .bwn reader's cap is 4 GiB).
+MAX_CONST_TOTAL_BYTES = 2 << 30
 #: Initializers above this many bytes are sized from their dims alone; shape inference never needs their values.
 _VALUE_FREE_BYTES = 4096
 #: The batch symbol the graph input's first dimension is given for inference.
 _BATCH = "__binexport_batch__"
 #: Plain numeric element types: ONNX TensorProto.DataType -> bytes per element.
 _ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
+#: Sub-byte integer types (UINT4, INT4, UINT2, INT2: int2 and int4 weights), packed: bits per element.
+_BITS = {21: 4, 22: 4, 25: 2, 26: 2}
 #: The typed-data field each element type keeps its values in when not in raw_data.
 _FIELD = {
     1: "float_data",
@@ -74,6 +89,10 @@ _FIELD = {
     12: "uint64_data",
     13: "uint64_data",
     16: "int32_data",
+    21: "int32_data",
+    22: "int32_data",
+    25: "int32_data",
+    26: "int32_data",
 }
 _STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -87,10 +106,14 @@ class OnnxBounds:
     image_total_bytes: int  # every activation together, per image
     const_tensor_bytes: int  # the largest constant
     const_total_bytes: int  # every constant together
+    weight_bytes: int = 0  # what the allowances grow with: the initializers and Constant tensors nodes use
+    workspace_bytes: int = 0  # the largest operator scratch (a convolution's im2col columns)
+    nodes: int = 0
+    depth: int = 0  # nodes on the longest path
 
     def peak_bound(self, batch: int) -> int:
         """Bytes every tensor together may take at ``batch`` images: what the checks guarantee, at most."""
-        return self.const_total_bytes + batch * self.image_total_bytes
+        return self.const_total_bytes + self.workspace_bytes + batch * self.image_total_bytes
 
 
 def check_onnx_bounds(model: bytes | str | os.PathLike[str], where: str = "") -> OnnxBounds:
@@ -129,6 +152,8 @@ def _check(proto: Any, file_bytes: int, where: str) -> OnnxBounds:
     import onnx
 
     g = proto.graph
+    if len(g.node) > ops.MAX_NODES:  # before anything walks them
+        ops.check_graph_size(g, where)
     if len(proto.functions):
         raise InputError(
             f"{where}: the graph defines {len(proto.functions)} local functions; binexport runs plain "
@@ -143,12 +168,16 @@ def _check(proto: Any, file_bytes: int, where: str) -> OnnxBounds:
         _check_tensor(t, f"initializer {t.name!r}", where)
     for node in g.node:
         _check_node(node, where)
+    ops.check_graph_size(g, where)
     weights = {t.name for t in g.initializer}  # IR < 4 lists initializers among the inputs too
     images = [i for i in g.input if i.name not in weights]
-    if not images or len(images[0].type.tensor_type.shape.dim) < 1:
+    if len(images) != 1 or not g.output:
         raise InputError(
-            f"{where}: the graph input has no shape; expected an image batch (N, 3, 32, 32) or (N, 32, 32, 3)"
+            f"{where}: the graph has {len(images)} inputs and {len(g.output)} outputs; a WRN classifier "
+            "takes one image batch and gives logits"
         )
+    ops.check_image_input(images[0], where)
+    weight_bytes = _weight_bytes(g)
     _strip_large_values(g)
     dim0 = images[0].type.tensor_type.shape.dim[0]
     dim0.Clear()
@@ -164,7 +193,9 @@ def _check(proto: Any, file_bytes: int, where: str) -> OnnxBounds:
             "every tensor before running a graph, so it can't run this one"
         ) from None
     known = {v.name: v.type for v in (*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input)}
-    image_max = image_total = 0
+    for t in g.initializer:
+        known.setdefault(t.name, _initializer_type(t))
+    image_max = image_total = scratch = 0
     const_sizes = [_declared_bytes(t) for t in g.initializer]
     for node in inferred.graph.node:
         for out in node.output:
@@ -175,38 +206,75 @@ def _check(proto: Any, file_bytes: int, where: str) -> OnnxBounds:
                 image_max, image_total = max(image_max, per_image), image_total + per_image
             else:
                 const_sizes.append(const)
-    bounds = OnnxBounds(file_bytes, image_max, image_total, max(const_sizes, default=0), sum(const_sizes))
+        work = ops.workspace_bytes(node, known)
+        ops.check_workspace(node, work, where)
+        scratch = max(scratch, work)
+    ops.check_outputs(inferred.graph.output, _BATCH, where)
+    bounds = OnnxBounds(
+        file_bytes,
+        image_max,
+        image_total,
+        max(const_sizes, default=0),
+        sum(const_sizes),
+        weight_bytes,
+        scratch,
+        len(g.node),
+        ops.graph_depth(g),
+    )
     _enforce(bounds, where)
     return bounds
 
 
+def allowances(weight_bytes: int) -> tuple[int, int, int]:
+    """(all activations per image, one constant, all constants) a graph holding ``weight_bytes`` may make."""
+    image_all = min(IMAGE_TOTAL_FACTOR * weight_bytes + IMAGE_TOTAL_SLACK_BYTES, MAX_IMAGE_TOTAL_BYTES)
+    const_one = CONST_TENSOR_FACTOR * weight_bytes + CONST_SLACK_BYTES
+    const_all = min(CONST_TOTAL_FACTOR * weight_bytes + CONST_SLACK_BYTES, MAX_CONST_TOTAL_BYTES)
+    return image_all, const_one, const_all
+
+
+def _weight_bytes(g: Any) -> int:
+    """Declared bytes of the initializers and Constant tensors a node or output uses: what a graph holds."""
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    n = sum(_declared_bytes(t) for t in g.initializer if t.name in used)
+    for node in g.node:
+        if node.op_type == "Constant":
+            n += sum(_declared_bytes(a.t) for a in node.attribute if a.HasField("t"))
+    return n
+
+
+def _initializer_type(t: Any) -> Any:
+    """An initializer's type as a TypeProto (what inference gives node outputs), for :func:`ops.workspace_bytes`."""
+    import onnx
+
+    return onnx.helper.make_tensor_type_proto(t.data_type, list(t.dims))
+
+
 def _enforce(b: OnnxBounds, where: str) -> None:
-    const_one = CONST_TENSOR_FACTOR * b.file_bytes + CONST_SLACK_BYTES
-    const_all = CONST_TOTAL_FACTOR * b.file_bytes + CONST_SLACK_BYTES
+    image_all, const_one, const_all = allowances(b.weight_bytes)
+    held = f"a graph holding {b.weight_bytes:,} bytes of weights"
     fix = "binexport runs WRN classifiers; this graph asks for far more memory than one needs"
     if b.image_tensor_bytes > MAX_IMAGE_TENSOR_BYTES:
         raise InputError(
             f"{where}: one tensor takes {_mib(b.image_tensor_bytes)} per image, more than the "
             f"{_mib(MAX_IMAGE_TENSOR_BYTES)} allowed; {fix}"
         )
-    image_all = IMAGE_TOTAL_FACTOR * b.file_bytes + IMAGE_TOTAL_SLACK_BYTES
     if b.image_total_bytes > image_all:
         raise InputError(
             f"{where}: its tensors take {_mib(b.image_total_bytes)} per image together, more than the "
-            f"{_mib(image_all)} a {b.file_bytes:,}-byte file may make ({IMAGE_TOTAL_FACTOR}x its size + "
-            f"{_mib(IMAGE_TOTAL_SLACK_BYTES)}); {fix}"
+            f"{_mib(image_all)} {held} may make ({IMAGE_TOTAL_FACTOR}x them + "
+            f"{_mib(IMAGE_TOTAL_SLACK_BYTES)}, at most {_mib(MAX_IMAGE_TOTAL_BYTES)}); {fix}"
         )
     if b.const_tensor_bytes > const_one:
         raise InputError(
             f"{where}: one constant tensor takes {_mib(b.const_tensor_bytes)}, more than the "
-            f"{_mib(const_one)} a {b.file_bytes:,}-byte file may make ({CONST_TENSOR_FACTOR}x its size "
-            f"+ {_mib(CONST_SLACK_BYTES)}); {fix}"
+            f"{_mib(const_one)} {held} may make ({CONST_TENSOR_FACTOR}x them + {_mib(CONST_SLACK_BYTES)}); {fix}"
         )
     if b.const_total_bytes > const_all:
         raise InputError(
             f"{where}: its constant tensors take {_mib(b.const_total_bytes)} together, more than the "
-            f"{_mib(const_all)} a {b.file_bytes:,}-byte file may make ({CONST_TOTAL_FACTOR}x its size "
-            f"+ {_mib(CONST_SLACK_BYTES)}); {fix}"
+            f"{_mib(const_all)} {held} may make ({CONST_TOTAL_FACTOR}x them + {_mib(CONST_SLACK_BYTES)}, "
+            f"at most {_mib(MAX_CONST_TOTAL_BYTES)}); {fix}"
         )
 
 
@@ -242,15 +310,17 @@ def _check_tensor(t: Any, what: str, where: str) -> None:
             f"{where}: {what} keeps its data in an external file; binexport reads self-contained "
             "ONNX files only (save the model without external data)"
         )
-    if t.data_type not in _ITEMSIZE:
+    if t.data_type not in _ITEMSIZE and t.data_type not in _BITS:
         raise InputError(
             f"{where}: {what} has element type {t.data_type}; expected a plain numeric type "
-            "(float, float16, bfloat16, double, (u)int8..64, bool)"
+            "(float, float16, bfloat16, double, (u)int2..64, bool)"
         )
     if any(d < 0 for d in t.dims):
         raise InputError(f"{where}: {what} declares a negative dimension {list(t.dims)[:8]}")
     n = _prod(t.dims)
-    if t.raw_data:
+    if t.data_type in _BITS:  # packed: raw bytes or int32_data entries, one packed byte each
+        have, need = len(t.raw_data) if t.raw_data else len(t.int32_data), _declared_bytes(t)
+    elif t.raw_data:
         have, need = len(t.raw_data), n * _ITEMSIZE[t.data_type]
     else:
         have, need = len(getattr(t, _FIELD[t.data_type])), n
@@ -279,7 +349,7 @@ def _sized(tp: Any, name: str, op: str, where: str) -> tuple[int | None, int]:
             "tensor before running a graph (shapes must follow from the file)"
         )
     tt = tp.tensor_type
-    size = _ITEMSIZE.get(tt.elem_type)
+    size = _ITEMSIZE.get(tt.elem_type, 1 if tt.elem_type in _BITS else None)  # sub-byte: a byte each, at most
     if size is None:
         raise InputError(
             f"{where}: {op} output {name[:60]!r} has element type {tt.elem_type}; expected a plain numeric type"
@@ -305,6 +375,8 @@ def _sized(tp: Any, name: str, op: str, where: str) -> tuple[int | None, int]:
 
 
 def _declared_bytes(t: Any) -> int:
+    if t.data_type in _BITS:
+        return -(-_prod(t.dims) * _BITS[t.data_type] // 8)
     return _prod(t.dims) * _ITEMSIZE.get(t.data_type, 1)
 
 
