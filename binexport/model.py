@@ -1,7 +1,7 @@
 """The one in-memory model every reader produces and every writer takes.
 
-It holds numpy arrays only, so formats that don't need torch (``.bwn``)
-never import it. Names are canonical: the state_dict keys of
+It holds numpy arrays only, so formats that don't need torch (``.bwn``,
+``.mat``, safetensors, ONNX) never import torch. Names are canonical: the state_dict keys of
 ``WRN_McDonnell`` without the ``module.`` prefix of ``DataParallel``.
 """
 

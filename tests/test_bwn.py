@@ -99,7 +99,7 @@ def test_round_trip_exact(
     assert model.compare(back) == []
     assert (back.arch, back.binarized, back.zero_weights) == (model.arch, binarized, 3)
     assert back.floats["bn_last.num_batches_tracked"].dtype == np.int64
-    assert back.source.format == "bwn" and back.source.breakdown["binarised weights"] >= 0
+    assert back.source.format == "bwn" and back.source.breakdown["binarized weights"] >= 0
 
 
 def test_packed_encoding_is_memory_mapped_and_zero_copy(tmp_path: Path) -> None:

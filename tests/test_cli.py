@@ -34,10 +34,14 @@ def test_inspect_training_checkpoint_json(make_run) -> None:
     assert (data["format"], data["layout"], data["schema_version"]) == ("checkpoint", "training-checkpoint", 1)
     assert data["architecture"]["name"] == "WRN-8-1" and data["architecture"]["mode"] == "1-bit"
     assert data["binarized_from"] == "log.txt"
-    assert data["binarised_params"] == sum(
-        int(__import__("numpy").prod(s.shape))
-        for s in __import__("binexport").load(ckpt).arch.specs()
-        if s.kind == "binary"
+    assert (
+        data["binarized_params"]
+        == data["binarised_params"]
+        == sum(
+            int(__import__("numpy").prod(s.shape))
+            for s in __import__("binexport").load(ckpt).arch.specs()
+            if s.kind == "binary"
+        )
     )
     b = data["breakdown"]
     assert b["optimizer state"] > 0 and sum(b.values()) == data["file_bytes"]

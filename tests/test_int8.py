@@ -473,3 +473,74 @@ def test_cli_names_the_rule_and_the_images(root: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(main, [*args, "--data-root", str(root), "--calibration-size", str(N_TRAIN)])
     assert res.exit_code == 0, res.output
     assert "margin (8 images: 0 real, 8 random)" in res.stdout and "limit 0.6x" in res.stdout
+
+
+#: A child that runs int8 files on OpenVINO with oneDNN capped at one instruction set (``ONEDNN_MAX_CPU_ISA``, read
+#: when the CPU plugin loads), so this AVX-512 VNNI machine also runs the AVX2 and AVX-512-core int8 kernels that
+#: AVX2-only and pre-VNNI CPUs get. Writes each file's logits and its int8 convolution kernels.
+ISA_CHILD = r"""
+import json, sys
+import numpy as np
+from binexport.runtimes.openvino import open_compiled
+raw, x = np.load(sys.argv[1]), np.load(sys.argv[2])
+out = {}
+for i, path in enumerate(sys.argv[4:]):
+    rt = open_compiled(path)
+    np.save(f"{sys.argv[3]}-{i}.npy", rt.logits(x if rt.input_kind.startswith("float32") else raw))
+    out[path] = rt.kernels()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("isa", ["AVX2", "AVX512_CORE"])
+def test_int8_verdict_is_the_same_on_the_avx2_and_avx512_core_kernels(
+    exported, both_encodings, root: Path, tmp_path: Path, isa: str
+) -> None:
+    """The kernels an AVX2-only CPU (no VNNI) and an AVX-512 CPU without VNNI run, forced on this machine through
+    OpenVINO's oneDNN: the int8 convolutions really change kernel (named in the runtime model), and the export's
+    rule gives the same verdict on both kinds of images as on the native kernels."""
+    pytest.importorskip("openvino")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from binexport.data import normalize
+    from binexport.data.calibration import load_calibration
+    from binexport.runtimes.torch_ref import TorchRuntime
+    from binexport.validation import RANDOM_IMAGES, random_images
+    from binexport.verbs.export import split_calibration
+
+    model = exported[0]
+    _, held = split_calibration(load_calibration("CIFAR10", root).images, 48)
+    raw = np.concatenate([random_images(RANDOM_IMAGES), held[: check.MIN_AGREEMENT_IMAGES]])
+    x = normalize(raw)
+    np.save(tmp_path / "raw.npy", raw)
+    np.save(tmp_path / "x.npy", x)
+    ref = TorchRuntime(model).logits(x)
+    real = np.arange(len(raw)) >= RANDOM_IMAGES
+    zps, paths = list(both_encodings), [str(p) for p in both_encodings.values()]
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa}
+    proc = subprocess.run(
+        [sys.executable, "-c", ISA_CHILD, str(tmp_path / "raw.npy"), str(tmp_path / "x.npy"), str(tmp_path / "o")]
+        + paths,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    kernels = json.loads(proc.stdout.strip().splitlines()[-1])
+    want = "avx2" if isa == "AVX2" else "avx512"
+    for i, path in enumerate(paths):
+        convs = kernels[path].split(";")[0]  # "conv: jit_avx2_I8 x6, ...; other: ..." (OpenVINO's own JIT ops
+        int8_convs = [k for k in convs.split(",") if "I8" in k]  # outside oneDNN ignore the cap)
+        if zps[i] == 0:  # zero point 1: OpenVINO runs the convolutions in float32 (docs/runtimes.md)
+            assert int8_convs and all(want in k for k in int8_convs), kernels[path]
+        if isa == "AVX2":
+            assert "avx512" not in convs, kernels[path]  # the cap held: no AVX-512 convolution ran
+        got = np.load(tmp_path / f"o-{i}.npy")
+        for n, rule in ((RANDOM_IMAGES, "margin"), (len(raw), "real-agreement")):
+            verdict, c = check.judge_export(got[:n], ref[:n], "int8", real[:n])
+            assert (verdict, c.passed) == (rule, True), (isa, path, c.problems)

@@ -226,19 +226,28 @@ def _check_sums(out: Path) -> None:
 
 
 def _check_card(card: Path, n_rows: int) -> None:
-    """The front matter parses as YAML and has the Hub's documented keys (huggingface_hub is not installable here)."""
-    yaml = pytest.importorskip("yaml")
+    """huggingface_hub's own parser accepts the card, and its model-index holds verify.json's numbers, file by file."""
+    hub = pytest.importorskip("huggingface_hub", reason="the card's oracle: pip install -e '.[test]'")
     text = card.read_text()
     assert text.startswith("---\n")
-    meta = yaml.safe_load(text.split("---\n")[1])
-    assert meta["pipeline_tag"] == "image-classification" and meta["library_name"] == "binexport"
-    assert isinstance(meta["license"], str) and isinstance(meta["tags"], list)
-    results = meta["model-index"][0]["results"]
-    assert len(results) == n_rows
-    for res in results:
-        assert res["task"]["type"] == "image-classification"
-        m = res["metrics"][0]
-        assert m["type"] == "accuracy" and 0 <= m["value"] <= 1
+    c = hub.ModelCard.load(card, ignore_metadata_errors=False)  # raises on a model-index it can't read
+    d = c.data
+    assert d.pipeline_tag == "image-classification" and d.library_name == "binexport"
+    assert isinstance(d.license, str) and d.license and d.metrics == ["accuracy"]
+    assert ("1-bit" in d.tags) != ("full-precision" in d.tags)
+    verify = json.loads((card.parent / "verify.json").read_text())
+    assert d.datasets == (None if verify["data"] == "images" else [verify["data"].lower()])  # cifar100: a Hub id
+    results = d.eval_results
+    assert results is not None and len(results) == n_rows
+    measured = {a["path"]: a["top1"] for a in verify["artifacts"]}  # bundle paths: relative to the folder
+    for r in results:
+        assert r.task_type == "image-classification" and r.metric_type == "accuracy" and r.dataset_split == "test"
+        assert r.dataset_name and r.dataset_type and r.verified is False
+        file = r.metric_name.removeprefix("top-1 accuracy (").removesuffix(")")
+        assert r.metric_value == round(measured[file], 6), file  # the number verify measured, not a typed one
+    assert {r.metric_name for r in results} == {f"top-1 accuracy ({f})" for f in measured if not f.startswith("/")}
+    again = hub.ModelCardData(**d.to_dict())  # and back: the Hub's schema, as huggingface_hub writes it
+    assert again.to_dict() == d.to_dict() and again.eval_results == results
 
 
 # --- real data (slow) -------------------------------------------------------------------------------------------
@@ -267,20 +276,28 @@ def demo_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.slow
 def test_cat_is_a_cat_from_every_file_and_matches_verify(demo_files: dict) -> None:
+    """predict's top-1 is, image by image, what the file's runtime gives on verify's own loading of the images."""
     import binexport
+    from binexport.data import normalize
+    from binexport.data.png import load_labelled_folder
+    from binexport.runtimes import open_artifact, select_input
 
     images = sorted(CIFAR10_SAMPLES.glob("*.png"))
+    pixels, labels, _ = load_labelled_folder(CIFAR10_SAMPLES)  # verify's loader: the names' labels, in name order
+    assert [int(p.name.rsplit("_", 1)[1][:-4]) for p in images] == list(labels)
     for kind, f in demo_files.items():
         if kind.startswith("_"):
             continue
         cat = binexport.predict(f, [CAT], top_k=1)
         assert cat.images[0].top[0].label == "cat", kind
         r = binexport.predict(f, images, top_k=1)
+        assert [im.path for im in r.images] == [str(p) for p in images]
+        ours = np.array([im.top[0].index for im in r.images])
+        rt = open_artifact(f).runtime  # the reference: the runtime itself, fed as verify feeds it
+        theirs = rt.logits(select_input(rt.input_kind, pixels, normalize(pixels))).argmax(axis=1)
+        assert np.array_equal(ours, theirs), (kind, ours, theirs)  # per image, not a count
         v = binexport.verify([f], images=CIFAR10_SAMPLES, reference=DEMO_MAT)
-        ours = [im.top[0].index for im in r.images]
-        assert v.artifacts[0].top1_correct == sum(
-            i == int(p.name.rsplit("_", 1)[1][:-4]) for i, p in zip(ours, images, strict=True)
-        ), kind
+        assert v.artifacts[0].top1_correct == int((ours == labels).sum()), kind
 
 
 @pytest.mark.slow
@@ -310,11 +327,26 @@ def test_int8_ort_size_ops_and_logits(demo_files: dict) -> None:
                 name += ch
     assert listed == set(ops)  # the config lists exactly what the graph uses
     imgs, _, _ = load_labelled_folder(CIFAR10_SAMPLES)
-    a = open_session(str(demo_files["int8"]), disabled_optimizers=DISABLED_OPTIMIZERS)
-    b = open_session(demo_files["int8_ort"].read_bytes())
-    x = select_input(a.input_kind, imgs, normalize(imgs))
-    la, lb = a.logits(x), b.logits(x)
-    assert (la.argmax(1) == lb.argmax(1)).all() and np.abs(la - lb).max() < 1e-5
+    for onnx_file, ort_file in (("int8", "int8_ort"), ("onnx", "ort")):  # int8 and 1-bit
+        a = open_session(str(demo_files[onnx_file]), disabled_optimizers=DISABLED_OPTIMIZERS)  # as the .ort was made
+        b = open_session(demo_files[ort_file].read_bytes())
+        x = select_input(a.input_kind, imgs, normalize(imgs))
+        assert np.array_equal(a.logits(x), b.logits(x)), ort_file  # the same graph, the same kernels: bit for bit
+        assert _optimized_ops(demo_files[onnx_file]) == set(check_ort_bounds(demo_files[ort_file])), ort_file
+
+
+def _optimized_ops(onnx_file: Path) -> set[tuple[str, str]]:
+    """The operators of ONNX Runtime's optimised graph of ``onnx_file`` with the .ort's optimisers disabled."""
+    import onnx
+    import onnxruntime as ort
+
+    from binexport.formats.ort import DISABLED_OPTIMIZERS
+
+    saved = onnx_file.with_suffix(".optimized.onnx")
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(saved)
+    ort.InferenceSession(str(onnx_file), so, ["CPUExecutionProvider"], disabled_optimizers=list(DISABLED_OPTIMIZERS))
+    return {(n.domain, n.op_type) for n in onnx.load(saved).graph.node}
 
 
 @pytest.mark.slow

@@ -77,7 +77,7 @@ def render_inspect(report: Any) -> None:
         + (f" (from {report.binarized_from})" if report.binarized_from not in ("", "unknown") else "")
     )
     con.print(
-        f"parameters: {report.binarised_params:,} binarised, {report.float_params:,} float"
+        f"parameters: {report.binarized_params:,} binarised, {report.float_params:,} float"
         + (f"; [yellow]{report.zero_weights:,} exact-zero weights mapped to +1[/yellow]" if report.zero_weights else "")
     )
     t = Table(title="Where the bytes go")

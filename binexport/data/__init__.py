@@ -1,4 +1,4 @@
-"""Where test and calibration images come from: CIFAR files, PNG folders, synthetic data.
+"""Where test and calibration images come from: CIFAR and SVHN test files, PNG folders, synthetic data.
 
 Every source ends as a :class:`~binexport.data.cifar.Dataset` of uint8 NHWC
 images and labels; :func:`normalize` turns images into the float32 NCHW input

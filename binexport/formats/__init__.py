@@ -3,20 +3,30 @@
 Every format is a :class:`Format` record: its name, the suffixes of its files,
 how to recognise it from its first bytes, and the ``read`` / ``write`` /
 ``describe`` functions it has (a format that can't do one leaves it ``None``).
-Formats never import each other; they meet only in the in-memory
-:class:`~binexport.model.Model`. Files are always detected from their content,
-never their name.
+Formats meet only in the in-memory :class:`~binexport.model.Model`; what they
+share sits below them (:mod:`.torchfile`, the one safe ``torch.load``;
+:mod:`.runfolder`, a training run folder and its ``log.txt``). The one
+dispatch between rooms runs down from a container to its layouts: the
+``checkpoint`` reader hands a torch file to the ``packed`` or ``pytorchcv``
+room. Files are always detected from their content, never their name.
 
-Vocabulary, used in the registry, in ``Source.format``, in every JSON report and
-on the CLI: a *file format* (``checkpoint``, ``packed``, ``bwn``, ``mat``, ``onnx``) is
-not a *weight encoding* (``float32``, ``1-bit``, ``float16``, ``int8``:
-:data:`binexport.check.WEIGHT_ENCODINGS`) and neither is a ``.bwn`` *tensor
-encoding* (``raw``, ``packed``, ``rans``, ``rans-ref``, ``f32-rans``).
+Vocabulary, used in the registry, in ``Source.format``, in every JSON report and on the CLI:
+
+- a *file format* (``checkpoint``, ``packed``, ``bwn``, ``mat``, ``onnx``, ``ort``, ``pytorchcv``, ``safetensors``);
+- a torch file's *layout* (``Source.layout``: ``training-checkpoint``, ``state-dict``, ``packed-checkpoint``,
+  ``pytorchcv-state-dict``), what the reader found inside the container;
+- a *weight encoding* (``1-bit``, ``float32``, ``float16``, ``bfloat16``, ``int8``:
+  :data:`binexport.check.WEIGHT_ENCODINGS`), how a model's weights are held, whatever the file;
+- a ``.bwn`` *tensor encoding* (``raw``, ``packed``, ``rans``, ``rans-ref``, ``f32-rans``, ``planes``), how one
+  tensor's bytes sit in a ``.bwn`` file.
+
+*Packed bits* (signs 8 per byte, ``np.packbits`` order) is the storage behind the ``packed`` file format, the
+``.bwn`` ``packed`` encoding and safetensors' U8 tensors; ``packed`` alone names the file format, or the
+``.bwn`` encoding after ``--encoding``. 1-bit ONNX weights are ``1-bit`` (``packed`` is its old CLI alias).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +34,7 @@ from typing import Any
 
 from binexport._fileio import check_input, read_head
 from binexport.errors import InputError
-from binexport.formats import _torchsave, bwn, checkpoint, mat, onnx, ort, packed, pytorchcv, safetensors
+from binexport.formats import bwn, checkpoint, mat, onnx, ort, packed, pytorchcv, runfolder, safetensors, torchfile
 from binexport.model import Model
 
 
@@ -33,8 +43,9 @@ class Format:
     """One file format: what it is called, how to recognise it, and what binexport can do with it.
 
     ``sniff`` is None for a format that shares its container with another (a
-    packed checkpoint is a torch file: the ``checkpoint`` reader claims it and
-    names the layout it found in ``Source.format``).
+    packed checkpoint and a pytorchcv state_dict are torch files: the
+    ``checkpoint`` reader claims them, hands them to their room, and the Model
+    says which in ``Source.format`` and ``Source.layout``).
     """
 
     name: str
@@ -53,7 +64,7 @@ REGISTRY: tuple[Format, ...] = (
         (".pth.tar", ".pth", ".pt", ".th", ".tar"),
         ".pth.tar",
         "a PyTorch checkpoint of the training code (training checkpoint or bare state_dict, zip or legacy)",
-        sniff=_torchsave.is_torch_file,
+        sniff=torchfile.is_torch_file,
         read=checkpoint.read,
     ),
     Format(
@@ -123,10 +134,6 @@ NAMES: tuple[str, ...] = tuple(f.name for f in REGISTRY)
 PACK_FORMATS: tuple[str, ...] = ("packed", "bwn", "safetensors")
 #: Pack formats that hold a full-precision model as floats (``weights=float32|float16|bfloat16``).
 FLOAT_PACK_FORMATS: tuple[str, ...] = ("bwn", "safetensors")
-#: The file the training code's ``--save`` folder holds (beside its ``log.txt``): taken first from a run folder.
-RUN_CHECKPOINT = "checkpoint.pth.tar"
-#: A run folder is scanned up to this many entries (a training run holds a handful).
-MAX_RUN_FOLDER_ENTRIES = 1000
 
 
 def get(name: str) -> Format:
@@ -169,11 +176,11 @@ def detect_file(path: str | Path) -> tuple[Path, Format]:
 
 
 def resolve(path: str | Path) -> Path:
-    """A model file as given; a training run folder (the training code's ``--save`` folder) as its one checkpoint.
+    """A model file as given; a training run folder (the training code's ``--save`` folder) as its one model file.
 
     In a folder, the training code's own ``checkpoint.pth.tar`` is taken first; otherwise the one file whose
-    content a reader recognises (hidden files and ONNX files aside). The ``log.txt`` beside it then says whether
-    the run was binarised, as for the file itself.
+    content a reader recognises (hidden files and ONNX files aside): :func:`.runfolder.resolve` with this
+    registry's sniffs. The ``log.txt`` beside it then says whether the run was binarized, as for the file itself.
 
     Args:
         path: a file, or a folder holding exactly one model file.
@@ -188,41 +195,12 @@ def resolve(path: str | Path) -> Path:
         >>> binexport.formats.resolve("logs/WRN-20-10-1bit_1234")       # doctest: +SKIP
         PosixPath('logs/WRN-20-10-1bit_1234/checkpoint.pth.tar')
     """
-    p = Path(path)
-    if not os.fspath(p) or not p.is_dir():
-        return p
-    own = p / RUN_CHECKPOINT
-    if own.is_file():
-        return own
-    try:
-        entries = sorted(os.scandir(p), key=lambda e: e.name)
-    except OSError as e:
-        raise InputError(f"{p}: the folder can't be listed ({e.strerror or e})") from None
-    if len(entries) > MAX_RUN_FOLDER_ENTRIES:
-        raise InputError(f"{p}: a folder of {len(entries)} entries, not a training run folder; give the model file")
-    found = [Path(e.path) for e in entries if not e.name.startswith(".") and _is_model_file(e)]
-    if len(found) == 1:
-        return found[0]
-    names = ", ".join(f.name for f in found[:8]) + (", ..." if len(found) > 8 else "")
-    if not found:
-        raise InputError(
-            f"{p}: is a directory with no model file in it (expected a training run folder holding "
-            f"{RUN_CHECKPOINT}, or one checkpoint, packed, .bwn or .mat file); give the file"
-        )
-    raise InputError(
-        f"{p}: is a directory with {len(found)} model files ({names}) and no {RUN_CHECKPOINT}; give the one you mean"
-    )
+    return runfolder.resolve(path, _readable)
 
 
-def _is_model_file(entry: os.DirEntry[str]) -> bool:
-    """A regular file whose first bytes a reader recognises."""
-    try:
-        if not entry.is_file():
-            return False
-        head = read_head(Path(entry.path), 64)
-    except (OSError, InputError):
-        return False
-    fmt = detect(head) if head else None
+def _readable(head: bytes) -> bool:
+    """True for the leading bytes of a file some reader here reads (an ONNX file is written, not read)."""
+    fmt = detect(head)
     return fmt is not None and fmt.read is not None
 
 

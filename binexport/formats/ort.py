@@ -7,7 +7,10 @@ reduced-build operator config with type reduction. The optimisation style is the
 the converter folds the in-graph unpack of the 1-bit weights, storing them as 27 MB of int8/float (measured on
 the demo WRN-20-10: 26.9-27.0 MB for every level and style but ``disable``, against 3.48 MB for the int8 ONNX);
 without folding the file stays within 2 % of the ONNX and keeps the QLinearConv fusions (``disable`` keeps the
-size too but then runs dequantised float convs).
+size too but then runs dequantised float convs). The file is the graph ONNX Runtime optimised, stored: a session
+on it gives logits bit-identical to one on the ``.onnx`` opened with :data:`DISABLED_OPTIMIZERS` disabled, on the
+same batches; against the ``.onnx`` with every default optimiser they differ by float rounding (NCHWc kernels,
+Conv+BatchNormalization fused after folding), up to ~4e-3 on int8 logits (docs/phones.md measures each).
 
 Reading: a ``.ort`` file is a flatbuffer (identifier ``ORTM`` at bytes 4..8). ONNX's checker and shape
 inference can't read it, so :func:`check_ort_bounds` bounds it structurally before any session opens it,

@@ -9,9 +9,9 @@ models are the same network with the latent weights used as they are. Both have 
 floats don't say which forward they belong to, so the caller says (``--binarized`` / ``--full-precision``);
 the file name is never read.
 
-The container is a torch file: the ``checkpoint`` format's sniff claims it, and :mod:`._torchsave` (the one
-safe ``torch.load``) hands a state_dict with these keys here, as it names a packed layout; ``binexport.load``
-reads either.
+The container is a torch file: the ``checkpoint`` format's sniff claims it, :mod:`.torchfile` (the one safe
+``torch.load``) reads it into a raw record, and the ``checkpoint`` reader hands a record with these keys to
+:func:`from_record`; :func:`read` reads this layout only. ``binexport.load`` reads either.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy as np
 
 from binexport._fileio import shown
 from binexport.errors import InputError
-from binexport.formats import _torchsave
+from binexport.formats import torchfile
 from binexport.model import Arch, Model, Source, binarize
 
 #: ``Source.layout`` of these files.
@@ -109,13 +109,18 @@ def read(path: str | Path, binarized: bool | None = None, strict: bool = True) -
         >>> m.arch.name, m.arch.family, m.source.format                            # doctest: +SKIP
         ('WRN-20-10', 'pytorchcv', 'pytorchcv')
     """
-    model = _torchsave.load_model(path, binarized=binarized, strict=strict)
-    if model.source.format != "pytorchcv":
+    rec = torchfile.load(path)
+    if rec.bit_tensors or not matches(rec.arrays):
+        try:
+            what = f" of the {Arch.infer({k: v.shape for k, v in rec.arrays.items()}).label}"
+        except InputError:
+            what = ""
+        layout = torchfile.LAYOUT_PACKED if rec.bit_tensors else rec.layout
         raise InputError(
-            f"{path}: expected one of pytorchcv's WRN-1bit state_dicts (keys "
-            f"{_MARKERS[0]!r}, ...), found a {model.source.layout} of the {model.arch.label}"
+            f"{path}: expected one of pytorchcv's WRN-1bit state_dicts (keys {_MARKERS[0]!r}, ...), "
+            f"found a {layout}{what}"
         )
-    return model
+    return from_record(rec, binarized, strict)
 
 
 def _check_values(p: Path, key: str, arr: np.ndarray) -> None:
@@ -137,8 +142,14 @@ def _check_values(p: Path, key: str, arr: np.ndarray) -> None:
         )
 
 
-def to_model(p: Path, arrays: dict[str, np.ndarray], binarized: bool | None, strict: bool, file_size: int) -> Model:
-    """The Model of a state_dict :func:`matches` found pytorchcv keys in (called by :mod:`._torchsave`)."""
+def from_record(rec: torchfile.TorchRecord, binarized: bool | None, strict: bool) -> Model:
+    """The Model of a torch record :func:`matches` found pytorchcv keys in (the ``checkpoint`` reader's dispatch).
+
+    Raises:
+        InputError: keys or shapes of another network, non-float or non-finite values, or no ``binarized``
+            when ``strict``.
+    """
+    p, arrays, file_size = rec.path, rec.arrays, rec.size
     renamed: dict[str, np.ndarray] = {}
     foreign = []
     for key, arr in arrays.items():
@@ -166,7 +177,7 @@ def to_model(p: Path, arrays: dict[str, np.ndarray], binarized: bool | None, str
         mode, told_by = False, "unknown"
     else:
         mode, told_by = binarized, "option"
-    breakdown = _torchsave._breakdown(renamed, set(), arch.kinds, {}, file_size, mode)
+    breakdown = torchfile.breakdown(renamed, arch.kinds, file_size, binarized=mode)
     source = Source("pytorchcv", str(p), file_size, "", breakdown, LAYOUT)
     meta = {"binarized_from": told_by}
     if told_by == "unknown":  # what inspect says instead of the training checkpoint's "no log.txt"

@@ -1,9 +1,10 @@
 """The bundle's model card: YAML front matter in the Hugging Face Hub's schema, then prose; every number is passed in.
 
 The front matter carries ``license``, ``library_name``, ``tags``, ``pipeline_tag: image-classification``,
-``datasets`` (CIFAR only), ``metrics`` and ``model-index`` with one accuracy per file from the ``verify`` run
-(Hub keys: https://huggingface.co/docs/hub/model-cards). Values are written as JSON scalars, which YAML reads
-as they are.
+``datasets`` (CIFAR and SVHN), ``metrics`` and ``model-index`` with one accuracy per file from the ``verify`` run
+(Hub keys: https://huggingface.co/docs/hub/model-cards): one result (task ``image-classification`` on the data
+given) holding one ``accuracy`` metric per file, the grouping ``huggingface_hub.ModelCardData`` writes back, so
+the tests' ``ModelCard.load`` round trip is exact. Values are written as JSON scalars, which YAML reads as they are.
 """
 
 from __future__ import annotations
@@ -38,18 +39,24 @@ def front_matter(name: str, lic: str, binarized: bool, data: str, n_images: int,
     ]
     if hub:
         lines += ["datasets:", f"- {_q(hub)}"]
-    lines += ["metrics:", "- accuracy", "model-index:", f"- name: {_q(name)}", "  results:"]
     what = f"{data} test, first {n_images} images" if hub else f"{data} ({n_images} images)"
+    lines += [
+        "metrics:",
+        "- accuracy",
+        "model-index:",
+        f"- name: {_q(name)}",
+        "  results:",  # one task on one dataset, one metric per file: the grouping huggingface_hub writes back
+        "  - task:",
+        "      type: image-classification",
+        "      name: Image Classification",
+        "    dataset:",
+        f"      name: {_q(what)}",
+        f"      type: {_q(hub or 'imagefolder')}",
+        "      split: test",
+        "    metrics:",
+    ]
     for file, top1 in rows:
         lines += [
-            "  - task:",
-            "      type: image-classification",
-            "      name: Image Classification",
-            "    dataset:",
-            f"      name: {_q(what)}",
-            f"      type: {_q(hub or 'imagefolder')}",
-            "      split: test",
-            "    metrics:",
             "    - type: accuracy",
             f"      value: {_q(round(top1, 6))}",
             f"      name: {_q(f'top-1 accuracy ({file})')}",

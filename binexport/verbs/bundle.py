@@ -164,11 +164,11 @@ def bundle(
         )
         if not report.passed:
             raise CheckError("a bundled file does not classify like the source; nothing written", report.failures)
-        report.write_json(tmp / "verify.json")
+        (tmp / "verify.json").write_text(_bundle_paths(report.to_dict(), tmp))
         bench_report = None
         if bench:
             bench_report = binexport.bench([tmp / n for n in model_files], seconds=bench_seconds, device="cpu")
-            bench_report.write_json(tmp / "bench.json")
+            (tmp / "bench.json").write_text(_bundle_paths(bench_report.to_dict(), tmp))
         rows = {Path(r.path).resolve(): r for r in report.artifacts}
         config = _config(m, names, labels_origin, roles)
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -215,6 +215,13 @@ def bundle(
         warnings=warnings,
         version=binexport.__version__,
     )
+
+
+def _bundle_paths(d: dict[str, Any], tmp: Path) -> str:
+    """``d`` as indented JSON with the temporary folder's paths made relative to the bundle (``onnx/model.onnx``):
+    the published ``verify.json`` names the files beside it, not a folder that no longer exists."""
+    prefix = json.dumps(str(tmp) + os.sep)[1:-1]  # as it appears inside a JSON string
+    return json.dumps(d, indent=2, default=str).replace(prefix, "") + "\n"
 
 
 def _replace_dir(tmp: Path, dest: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from binexport import formats
 from binexport.errors import InputError
@@ -23,13 +24,24 @@ class InspectReport(Report):
     architecture: dict[str, object]
     binarized: bool | None
     binarized_from: str
-    binarised_params: int
+    binarized_params: int
     float_params: int
     zero_weights: int
     breakdown: dict[str, int]
     output_sizes: dict[str, object]
     details: dict[str, object] = field(default_factory=dict)
     weights: str = "float32"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object; ``binarised_params`` repeats ``binarized_params`` for 0.3.x only (old spelling)."""
+        out = super().to_dict()
+        out["binarised_params"] = self.binarized_params
+        return out
+
+    @property
+    def binarised_params(self) -> int:
+        """The old spelling of :attr:`binarized_params`, kept for 0.3.x."""
+        return self.binarized_params
 
 
 def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport:
@@ -81,7 +93,7 @@ def inspect(path: str | Path, *, binarized: bool | None = None) -> InspectReport
         },
         binarized=None if told == "unknown" else model.binarized,
         binarized_from=told,
-        binarised_params=nb,
+        binarized_params=nb,
         float_params=nf,
         zero_weights=model.zero_weights,
         breakdown=dict(model.source.breakdown),

@@ -329,9 +329,9 @@ def _checked(c: box.Container, e: box.Entry, arr: np.ndarray, verify: bool, wide
 
 def _breakdown(c: box.Container, arch: Arch) -> dict[str, int]:
     kinds = arch.kinds
-    out = {"header": 32 + c.header_length, "binarised weights": 0, "float weights": 0, "BN statistics": 0}
+    out = {"header": 32 + c.header_length, "binarized weights": 0, "float weights": 0, "BN statistics": 0}
     for e in c.entries:
-        key = "binarised weights" if e.dtype == "b1" else "BN statistics" if kinds[e.name] == "bn" else "float weights"
+        key = "binarized weights" if e.dtype == "b1" else "BN statistics" if kinds[e.name] == "bn" else "float weights"
         out[key] += e.length
     out["padding"] = int(c.data.size) - sum(out.values())
     return out

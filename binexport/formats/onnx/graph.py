@@ -119,10 +119,11 @@ def zeros_like(g: Graph, x: str) -> str:
 def normalize(g: Graph, x: str, arch: Arch) -> str:
     """uint8 NHWC pixels -> normalised NCHW (the arch's mean/std), in the same float32 steps as ``data.normalize``."""
     mean, std = input_normalization(arch)
+    whose = arch.normalization or "cifar"  # the initializers say whose statistics they hold
     h = g.node("Cast", [x], to=FLOAT)
     h = g.node("Div", [h, g.const("pixel_max", np.array(255.0, np.float32))])
-    h = g.node("Sub", [h, g.const("cifar_mean", np.asarray(mean, np.float32).reshape(1, 1, 1, 3))])
-    h = g.node("Div", [h, g.const("cifar_std", np.asarray(std, np.float32).reshape(1, 1, 1, 3))])
+    h = g.node("Sub", [h, g.const(f"{whose}_mean", np.asarray(mean, np.float32).reshape(1, 1, 1, 3))])
+    h = g.node("Div", [h, g.const(f"{whose}_std", np.asarray(std, np.float32).reshape(1, 1, 1, 3))])
     h = g.node("Transpose", [h], perm=[0, 3, 1, 2])
     if g.dtype == np.float16:
         h = g.node("Cast", [h], to=FLOAT16)

@@ -239,8 +239,8 @@ def _float(c: Container, e: Any, kind: str, weights: str) -> np.ndarray:
 
 
 def _breakdown(c: Container, kinds: dict[str, str], packed: set[str]) -> dict[str, int]:
-    out = {"header": 8 + c.header_length, "binarised weights": 0, "float weights": 0, "BN statistics": 0}
+    out = {"header": 8 + c.header_length, "binarized weights": 0, "float weights": 0, "BN statistics": 0}
     for e in c.entries:
-        key = "binarised weights" if e.name in packed else "BN statistics" if kinds[e.name] == "bn" else "float weights"
+        key = "binarized weights" if e.name in packed else "BN statistics" if kinds[e.name] == "bn" else "float weights"
         out[key] += e.end - e.begin
     return out

@@ -1,18 +1,23 @@
-"""Safe reading of the three torch.save layouts users have, into the in-memory model.
+"""The one safe ``torch.load`` of a stranger's torch file, into a raw record every torch reader starts from.
 
-Only ``torch.load(weights_only=True)`` is used, never a fallback: a checkpoint
-from the internet must not run code. Zip files are memory-mapped so the
-optimizer state, half of a training checkpoint, is never paged in.
+A torch file (``torch.save``, zip or legacy pickle, or a zoo's one-member zip around one) is first scanned
+inertly (:mod:`.torchscan`: declared sizes checked against the file, no code run) and then loaded with
+``torch.load(weights_only=True)``, never a fallback: a checkpoint from the internet must not run code. Zip files
+are memory-mapped so the optimizer state, half of a training checkpoint, is never paged in.
+
+The result is a :class:`TorchRecord`: the container's layout, the tensors as numpy arrays (the DataParallel
+``module.`` prefix removed, uint8 packed bits unpacked to one bool per sign) and what sat beside the
+state_dict. It knows no architecture: the readers (:mod:`.checkpoint` and the layouts it dispatches to,
+:mod:`.packed` and :mod:`.pytorchcv`) turn it into a Model, and :func:`breakdown` says where its bytes went.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import pickle
-import re
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,80 +25,111 @@ import numpy as np
 
 from binexport._fileio import check_input, read_head, shown
 from binexport.errors import InputError
-from binexport.formats import _torchscan, _zipwrap
-from binexport.model import Arch, BinaryWeight, Model, Source
+from binexport.formats import torchscan, zipwrap
 
-#: Layouts of torch files (``Source.layout``); a packed layout is the ``packed`` file format, the others ``checkpoint``.
-TRAINING = "training-checkpoint"
-STATE_DICT = "state-dict"
-PACKED = "packed-checkpoint"
+#: ``Source.layout`` of a torch file: a dict with ``state_dict`` beside the optimizer, epoch... (training code).
+LAYOUT_TRAINING = "training-checkpoint"
+#: ``Source.layout`` of a bare state_dict (a flat dict of tensors).
+LAYOUT_STATE_DICT = "state-dict"
+#: ``Source.layout`` of a torch file holding uint8 packed bits: the ``packed`` file format.
+LAYOUT_PACKED = "packed-checkpoint"
+#: Tensor dtypes a state_dict of ours holds besides uint8 packed bits.
+TENSOR_DTYPES = ("float16", "float32", "float64", "int64")
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_BLOCK_CONV = re.compile(r"group\d+\.block\d+\.conv[01]")
 _PICKLE_PROTO = b"\x80"
-#: log.txt is read up to this size; a training log of 160 epochs is a few hundred KB.
-_MAX_LOG_BYTES = 16 * 2**20
-_MAX_LOG_LINE = 64 * 2**10
-_MAX_JSON_DEPTH = 32
+
+
+@dataclass
+class TorchRecord:
+    """What a torch file holds, before any architecture is read into it.
+
+    Attributes:
+        path: the file read.
+        size: its size in bytes.
+        layout: :data:`LAYOUT_TRAINING`, :data:`LAYOUT_STATE_DICT` or :data:`LAYOUT_PACKED` (any uint8 tensor).
+        arrays: every tensor by name, ``module.`` removed; a uint8 tensor unpacked along axis 1 to bool signs.
+        bit_tensors: the names of the tensors stored as uint8 packed bits (``np.packbits`` order, axis 1).
+        extra: the training checkpoint's entries beside ``state_dict`` (optimizer, epoch...); empty otherwise.
+    """
+
+    path: Path
+    size: int
+    layout: str
+    arrays: dict[str, np.ndarray]
+    bit_tensors: frozenset[str] = frozenset()
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def is_torch_file(head: bytes) -> bool:
+    """True for the first bytes of a ``torch.save`` file: a zip or a pickle (protocol 2+)."""
     return head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTO)
 
 
-def load_model(path: str | Path, binarized: bool | None = None, strict: bool = True) -> Model:
-    """Read a training checkpoint, bare state_dict or packed checkpoint.
+def load(path: str | Path) -> TorchRecord:
+    """Read a torch file safely into a :class:`TorchRecord`.
 
-    ``binarized`` overrides what ``log.txt`` says. Where neither tells and
-    ``strict`` is set, refuse rather than guess; otherwise read as full precision
-    and record ``metadata['binarized_from'] = 'unknown'``.
+    Args:
+        path: a ``torch.save`` file (zip or legacy) or a one-member zip around one (pytorchcv's ``.pth.zip``).
+
+    Returns:
+        The record: layout, tensors as numpy arrays, packed-bit names, the rest of a training checkpoint.
+
+    Raises:
+        InputError: not a torch file; sizes the file can't hold; Python objects other than tensors and plain
+            containers; corrupt or truncated; not a dict of tensors (non-string keys, mixed ``module.``
+            prefixes, an empty dict, tensors that are not plain dense CPU tensors of a known dtype).
+
+    Example:
+        >>> rec = load("wrn20-10-1bit-packed.pth.tar")               # doctest: +SKIP
+        >>> rec.layout, len(rec.bit_tensors)                          # doctest: +SKIP
+        ('packed-checkpoint', 18)
     """
     p = check_input(path)
     obj = _torch_load(p)
     layout, state, extra = _unwrap(obj, p)
-    arrays, packed_names = _to_numpy(state, layout, p)
-    if not packed_names:
-        from binexport.formats import pytorchcv  # noqa: PLC0415 (pytorchcv's layout has a room of its own)
+    arrays, bits = _to_numpy(state, p)
+    return TorchRecord(p, p.stat().st_size, layout, arrays, frozenset(bits), extra)
 
-        if pytorchcv.matches(arrays):
-            return pytorchcv.to_model(p, arrays, binarized, strict, p.stat().st_size)
-    if packed_names:
-        layout = PACKED  # uint8 bits are packed whatever wraps them; binarising them again would corrupt them
-    bad = sorted(k for k in packed_names if not _BLOCK_CONV.fullmatch(k))  # before shapes: unpacking changed them
-    if bad:
-        raise InputError(
-            f"{p}: uint8 (packed) tensors are only valid for block convs (group*.block*.conv0/conv1), "
-            f"found {', '.join(bad[:3])}"
-        )
-    arch = Arch.infer({k: v.shape for k, v in arrays.items()})
-    kinds = arch.kinds
-    size = p.stat().st_size
-    if layout == PACKED:
-        source = Source("packed", str(p), size, "", _breakdown(arrays, packed_names, kinds, extra, size, True), layout)
-        missing = [k for k, kind in kinds.items() if kind == "binary" and k not in packed_names]
-        if missing:
-            raise InputError(
-                f"{p}: packed checkpoint has float block convs ({', '.join(missing[:3])}); "
-                "every group*.block*.conv* must be uint8 packed bits"
-            )
-        floats = {k: v for k, v in arrays.items() if k not in packed_names}
-        binary = {k: BinaryWeight(arrays[k]) for k in packed_names}
-        return Model(arch, True, floats, binary, 0, source, {"binarized_from": "packed layout"})
-    mode, told_by = _binarized_mode(p, binarized)
-    if mode is None:
-        if strict:
-            raise InputError(
-                f"{p}: can't tell whether this model was trained with --binarize: the checkpoint doesn't say and "
-                "there is no log.txt beside it; pass --binarized or --full-precision"
-            )
-        mode, told_by = False, "unknown"
-    source = Source("checkpoint", str(p), size, "", _breakdown(arrays, packed_names, kinds, extra, size, mode), layout)
-    model = Model(arch, False, arrays, {}, 0, source, {"binarized_from": told_by})
-    if mode:
-        from binexport.model import binarize  # noqa: PLC0415
 
-        model = binarize(model)
-    return model
+def breakdown(
+    arrays: dict[str, np.ndarray],
+    kinds: dict[str, str],
+    file_size: int,
+    *,
+    binarized: bool,
+    bit_tensors: frozenset[str] | set[str] = frozenset(),
+    extra: dict[str, Any] | None = None,
+) -> dict[str, int]:
+    """Bytes of a torch file by role: the ``Source.breakdown`` of every torch layout.
+
+    Args:
+        arrays: the tensors by binexport name (packed bits already unpacked).
+        kinds: ``Arch.kinds``: each tensor's role (``binary``, ``bn``, ``float``...).
+        file_size: the file's size; what no tensor accounts for is ``other``.
+        binarized: count latent float block convs as binarized weights (the model is read as 1-bit).
+        bit_tensors: the names stored as uint8 packed bits (one bit per element in the file).
+        extra: the training checkpoint's other entries: the tensors under ``optimizer`` are optimizer state.
+
+    Returns:
+        ``{"binarized weights", "float weights", "BN statistics", "optimizer state", "other"}`` in bytes.
+
+    Example:
+        >>> breakdown({"conv0": np.zeros((16, 3, 3, 3), np.float32)}, {"conv0": "float"}, 1000, binarized=False)
+        {'binarized weights': 0, 'float weights': 1728, 'BN statistics': 0, 'optimizer state': 0, 'other': 0}
+    """
+    out = {"binarized weights": 0, "float weights": 0, "BN statistics": 0, "optimizer state": 0}
+    for k, v in arrays.items():
+        nbytes = v.size // 8 if k in bit_tensors else v.nbytes
+        if kinds[k] == "binary" and binarized:
+            out["binarized weights"] += nbytes
+        elif kinds[k] == "bn":
+            out["BN statistics"] += nbytes
+        else:
+            out["float weights"] += nbytes
+    out["optimizer state"] = _tensor_bytes((extra or {}).get("optimizer"))
+    out["other"] = max(0, file_size - sum(out.values()))
+    return out
 
 
 def _torch_load(p: Path) -> Any:
@@ -108,10 +144,10 @@ def _torch_load(p: Path) -> Any:
         size = os.fstat(f.fileno()).st_size
         src: Any = f
         try:
-            inner = _zipwrap.wrapped_member(f, size) if is_zip else None
+            inner = zipwrap.wrapped_member(f, size) if is_zip else None
             if inner is not None:  # a zoo's one-member zip around the torch file (pytorchcv's <name>.pth.zip)
                 src, size, is_zip = io.BytesIO(inner), len(inner), inner.startswith(_ZIP_MAGIC)
-            _torchscan.scan(src, size, is_zip)  # declared sizes vs the file, before torch allocates anything
+            torchscan.scan(src, size, is_zip)  # declared sizes vs the file, before torch allocates anything
         except InputError as e:
             raise InputError(f"{shown(p)}: {e}") from None
         src.seek(0)
@@ -150,10 +186,10 @@ def _unwrap(obj: Any, p: Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
         state = obj["state_dict"]
         if not isinstance(state, dict):
             raise InputError(f"{p}: 'state_dict' holds a {type(state).__name__}, expected a dict of tensors")
-        return TRAINING, state, {k: v for k, v in obj.items() if k != "state_dict"}
+        return LAYOUT_TRAINING, state, {k: v for k, v in obj.items() if k != "state_dict"}
     if not obj:
         raise InputError(f"{p}: the checkpoint is an empty dict")
-    layout = PACKED if any(_is_uint8(v) for v in obj.values()) else STATE_DICT
+    layout = LAYOUT_PACKED if any(_is_uint8(v) for v in obj.values()) else LAYOUT_STATE_DICT
     return layout, obj, {}
 
 
@@ -163,7 +199,7 @@ def _is_uint8(v: Any) -> bool:
     return isinstance(v, torch.Tensor) and v.dtype == torch.uint8
 
 
-def _to_numpy(state: dict[str, Any], layout: str, p: Path) -> tuple[dict[str, np.ndarray], set[str]]:
+def _to_numpy(state: dict[str, Any], p: Path) -> tuple[dict[str, np.ndarray], set[str]]:
     import torch
 
     keys = list(state)
@@ -176,7 +212,7 @@ def _to_numpy(state: dict[str, Any], layout: str, p: Path) -> tuple[dict[str, np
     if prefixed and len(prefixed) != len(keys):
         raise InputError(f"{p}: some keys start with 'module.' and some don't (e.g. {keys[0]!r}); expected all or none")
     arrays: dict[str, np.ndarray] = {}
-    packed: set[str] = set()
+    bits: set[str] = set()
     for key, t in state.items():
         name = key[len("module.") :] if prefixed else key
         refusal = _tensor_refusal(t, torch)
@@ -189,18 +225,15 @@ def _to_numpy(state: dict[str, Any], layout: str, p: Path) -> tuple[dict[str, np
             if t.dim() != 4:
                 raise InputError(f"{p}: packed tensor {key!r} has shape {tuple(t.shape)}, expected (out, in/8, kh, kw)")
             arrays[name] = np.unpackbits(t.numpy(), axis=1).view(bool)
-            packed.add(name)
-        elif str(t.dtype).replace("torch.", "") in _DTYPES_NAMES:
+            bits.add(name)
+        elif str(t.dtype).replace("torch.", "") in TENSOR_DTYPES:
             arrays[name] = t.detach().numpy()
         else:
             raise InputError(
                 f"{p}: {key!r} has dtype {str(t.dtype).replace('torch.', '')}, expected float32 "
                 "(or uint8 packed bits, int64 counters)"
             )
-    return arrays, packed
-
-
-_DTYPES_NAMES = ("float16", "float32", "float64", "int64")
+    return arrays, bits
 
 
 def _tensor_refusal(t: Any, torch: Any) -> str:
@@ -239,31 +272,10 @@ def _tensor_refusal(t: Any, torch: Any) -> str:
     return ""
 
 
-def _breakdown(
-    arrays: dict[str, np.ndarray],
-    packed: set[str],
-    kinds: dict[str, str],
-    extra: dict[str, Any],
-    file_size: int,
-    binarised: bool,
-) -> dict[str, int]:
-    """Bytes of the file by role; latent float block convs count as binarised weights when binarised."""
-    out = {"binarised weights": 0, "float weights": 0, "BN statistics": 0, "optimizer state": 0}
-    for k, v in arrays.items():
-        nbytes = v.size // 8 if k in packed else v.nbytes
-        if kinds[k] == "binary" and binarised:
-            out["binarised weights"] += nbytes
-        elif kinds[k] == "bn":
-            out["BN statistics"] += nbytes
-        else:
-            out["float weights"] += nbytes
-    out["optimizer state"] = _tensor_bytes(extra.get("optimizer"))
-    out["other"] = max(0, file_size - sum(out.values()))
-    return out
-
-
 def _tensor_bytes(obj: Any) -> int:
     """Bytes of every tensor in nested containers; iterative and cycle-safe (a pickle can nest deep or loop)."""
+    if obj is None:
+        return 0
     import torch
 
     total, stack, seen = 0, [obj], set()
@@ -279,62 +291,3 @@ def _tensor_bytes(obj: Any) -> int:
         elif isinstance(o, (list, tuple)):
             stack.extend(o)
     return total
-
-
-def _binarized_mode(p: Path, override: bool | None) -> tuple[bool | None, str]:
-    """What log.txt beside the checkpoint says about --binarize, unless overridden."""
-    if override is not None:
-        return override, "option"
-    log = p.parent / "log.txt"
-    if not log.is_file():
-        return None, "unknown"
-    seen: set[bool] = set()
-    try:
-        if not log.stat().st_size <= _MAX_LOG_BYTES:
-            raise InputError(
-                f"{shown(log)}: larger than {_MAX_LOG_BYTES >> 20} MiB, not a training log; pass "
-                "--binarized or --full-precision"
-            )
-        with open(log, "rb") as f:
-            raw = f.read(_MAX_LOG_BYTES + 1)
-    except OSError as e:
-        raise InputError(
-            f"{shown(log)}: can't be read ({e.strerror or e}); pass --binarized or --full-precision"
-        ) from None
-    for line in raw[:_MAX_LOG_BYTES].decode("utf-8", errors="replace").splitlines():
-        line = line.strip()
-        if not line.startswith("{") or len(line) > _MAX_LOG_LINE or _json_depth(line) > _MAX_JSON_DEPTH:
-            continue  # not a log entry of the training code (they are flat dicts of numbers)
-        try:
-            entry = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(entry, dict) and isinstance(entry.get("binarize"), bool):
-            seen.add(entry["binarize"])
-    if len(seen) > 1:
-        raise InputError(f'{log}: lines disagree on "binarize"; pass --binarized or --full-precision')
-    if not seen:
-        return None, "unknown"
-    return seen.pop(), "log.txt"
-
-
-def _json_depth(line: str) -> int:
-    """Deepest nesting of brackets in a line (strings ignored), so json.loads never recurses deep."""
-    depth = deepest = 0
-    in_str = escaped = False
-    for c in line:
-        if in_str:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-        elif c in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c in "]}":
-            depth -= 1
-    return deepest
