@@ -365,7 +365,7 @@ def test_the_packed_layout_still_refuses_a_full_precision_model(fp_checkpoint: P
 
     with pytest.raises(InputError, match="published packed layout holds 1-bit block convs only"):
         binexport.pack(fp_checkpoint, tmp_path / "m.packed.pth.tar")
-    with pytest.raises(InputError, match="--weights is a .bwn option"):
+    with pytest.raises(InputError, match="--weights is a .bwn/safetensors option"):
         binexport.pack(fp_checkpoint, tmp_path / "m.packed.pth.tar", binarize_anyway=True, weights="float16")
 
 
