@@ -36,9 +36,9 @@ from binexport.data import load_test_set, normalize
 from binexport.data.calibration import load_calibration
 from binexport.formats.onnx import build_model
 from binexport.formats.onnx.int8 import WEIGHT_ZERO_POINTS
+from binexport.runtimes.cpu import cpu_info
 from binexport.runtimes.ort import open_session
 from binexport.runtimes.torch_ref import TorchRuntime
-from binexport.verbs.bench import cpu_info
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 CKPT = REAL / "seed-checkpoint" / "wrn20-10-1bit-packed.pth.tar"
@@ -146,7 +146,7 @@ def main() -> None:
     if not CKPT.is_file():
         raise SystemExit(f"real material absent: {CKPT}")
     print(
-        f"{datetime.date.today()}, {platform.platform()}, {cpu_info()[0]} ({', '.join(cpu_info()[1])}), "
+        f"{datetime.date.today()}, {platform.platform()}, {cpu_info().name} ({', '.join(cpu_info().int8_flags)}), "
         f"binexport {binexport.__version__}"
     )
     if not a.skip_accuracy:

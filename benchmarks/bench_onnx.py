@@ -268,14 +268,9 @@ def _machine() -> None:
     import onnxruntime
     import torch
 
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    from binexport.runtimes.cpu import cpu_info
+
+    cpu = cpu_info().name
     print(
         f"Machine: {cpu}, {os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.2f}; "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; Python {platform.python_version()}, "

@@ -90,14 +90,9 @@ def _write_docs(table: str) -> None:
     marker = "<!-- section: pack -->"
     start = text.index(marker) + len(marker)
     end = text.find("<!-- section:", start)
-    cpu = next(
-        (
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    from binexport.runtimes.cpu import cpu_info
+
+    cpu = cpu_info().name
     body = (
         f"\n## pack: `binexport pack` vs a bare `torch.load`\n\n`benchmarks/bench_pack.py`, run "
         f"{time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import binexport
 from binexport.runtimes import resolve_runtimes
-from binexport.verbs.bench import cpu_info
+from binexport.runtimes.cpu import cpu_info
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 CKPT = REAL / "seed-checkpoint" / "wrn20-10-1bit-packed.pth.tar"
@@ -67,9 +67,10 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="also a run with OpenVINO in bfloat16 (lossy)")
     ap.add_argument("--files", nargs="+", type=Path, default=None)
     a = ap.parse_args()
-    if resolve_runtimes("all") != ["ort", "openvino"]:
+    if resolve_runtimes("all") != ["onnxruntime", "openvino"]:
         raise SystemExit('OpenVINO is not installed: pip install "binexport[openvino]"')
-    name, flags = cpu_info()
+    cpu = cpu_info()
+    name, flags = cpu.name, cpu.int8_flags
     print(
         f"{datetime.date.today()}, {platform.platform()}, {name} ({', '.join(flags)}), binexport "
         f"{binexport.__version__}"

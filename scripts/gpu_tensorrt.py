@@ -26,7 +26,7 @@ def main(packed: str, data_root: str, out: str, files: list[str]) -> int:
     nhwc, labels = ds.images, ds.labels
     nchw = normalize(nhwc)
     ref = open_artifact(packed, "cuda")
-    ref_logits = ref.runtime.logits(select_input(ref.runtime.input_kind, nhwc, nchw), 256)
+    ref_logits = ref.session.logits(select_input(ref.session.input_kind, nhwc, nchw), 256)
     rows, ok = [], True
     for f in files:
         meta = open_artifact(f, "cpu")  # weights and input kind from the file's metadata

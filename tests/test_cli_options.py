@@ -19,10 +19,18 @@ from binexport.data.synth import write_cifar_testset
 from binexport.errors import InputError
 from binexport.formats import PACK_FORMATS
 from binexport.formats.bwn import WEIGHTS_CHOICES
-from binexport.formats.onnx import DEFAULT_OPSET, MAX_FIXED_BATCH, MIN_OPSET, WEIGHT_ALIASES, WEIGHTS, WEIGHTS_OPSET
+from binexport.formats.onnx import DEFAULT_OPSET, MIN_OPSET, WEIGHT_ALIASES, WEIGHTS, WEIGHTS_OPSET
 from binexport.formats.onnx.int8 import WEIGHT_ZERO_POINTS
 from binexport.report import SCHEMA_VERSION
-from binexport.runtimes import DEFAULT_RUNTIME, DEVICES, PRECISIONS, RUNTIME_CHOICES, RUNTIMES
+from binexport.runtimes import (
+    COMPUTE_PRECISIONS,
+    DEFAULT_RUNTIME,
+    DEVICES,
+    MAX_BATCH_SIZE,
+    RUNTIME_ALIASES,
+    RUNTIME_CHOICES,
+    RUNTIMES,
+)
 from binexport.verbs import bench as bench_verb
 from binexport.verbs import export as export_verb
 from binexport.verbs import verify as verify_verb
@@ -42,10 +50,10 @@ def test_choices_come_from_the_library() -> None:
         ps = _params(command)
         assert _choices(ps["device"]) == DEVICES and ps["device"].default == DEVICES[0]
         assert _choices(ps["runtime"]) == RUNTIME_CHOICES and ps["runtime"].default == (DEFAULT_RUNTIME,)
-        assert _choices(ps["precision"]) == PRECISIONS and ps["precision"].default == PRECISIONS[0]
+        assert _choices(ps["precision"]) == COMPUTE_PRECISIONS and ps["precision"].default == COMPUTE_PRECISIONS[0]
     assert _choices(_params("verify")["dataset"]) == DATASET_NAMES
     one = _params("predict")["runtime"]
-    assert _choices(one) == RUNTIMES and one.default == DEFAULT_RUNTIME
+    assert _choices(one) == (*RUNTIMES, *RUNTIME_ALIASES) and one.default == DEFAULT_RUNTIME
     for command in ("predict", "bundle"):
         assert _params(command)["labels"].metavar == "|".join([*BUILTIN_LABELS, "FILE"])
     assert _choices(_params("pack")["weights"]) == WEIGHTS_CHOICES
@@ -61,7 +69,7 @@ def test_bounds_and_defaults_come_from_the_library() -> None:
     for command, default in (("verify", verify_verb.DEFAULT_BATCH_SIZE), ("bench", bench_verb.DEFAULT_BATCH_SIZE)):
         p = _params(command)["batch_size"]
         assert isinstance(p.type, click.IntRange)
-        assert (p.type.min, p.type.max, p.default) == (1, MAX_FIXED_BATCH, default) == (1, opt.MAX_BATCH_SIZE, default)
+        assert (p.type.min, p.type.max, p.default) == (1, MAX_BATCH_SIZE, default)
     ps = _params("to-onnx")
     size = ps["calibration_size"]
     assert isinstance(size.type, click.IntRange)

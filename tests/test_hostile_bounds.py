@@ -86,14 +86,14 @@ def _gone(pid: int) -> bool:
 def test_a_hung_worker_is_killed_with_its_children_at_the_deadline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
 ) -> None:
-    from binexport.verbs import bench
+    from binexport.runtimes import worker
 
-    monkeypatch.setattr(bench, "LOAD_TIMEOUT_S", 1.0 if stage == "hangs-loading" else 60.0)
+    monkeypatch.setattr(worker, "LOAD_TIMEOUT_S", 1.0 if stage == "hangs-loading" else 60.0)
     pidfile = tmp_path / "child.pid"
     cmd = [sys.executable, "-c", HANGS_AFTER_A_CHILD, str(pidfile), stage]
     t0 = time.monotonic()
     with pytest.raises(InputError, match="no answer within 1 s while (loading the file|timing 3 calls of 1 image)"):
-        w = bench._Worker(tmp_path / "m.onnx", "cpu", 0, command=cmd)
+        w = worker.Worker(tmp_path / "m.onnx", "cpu", 0, command=cmd)
         w.time(1, 3, timeout=1.0)
     assert time.monotonic() - t0 < 50  # not the 120 s it would sleep
     pid = int(pidfile.read_text())
@@ -107,15 +107,15 @@ def test_a_hung_worker_is_killed_with_its_children_at_the_deadline(
 def test_a_worker_past_its_deadline_is_one_line_exit_2_from_the_cli(
     kit: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from binexport.verbs import bench
+    from binexport.runtimes import worker
 
-    monkeypatch.setattr(bench, "LOAD_TIMEOUT_S", 0.01)  # no interpreter starts that fast
+    monkeypatch.setattr(worker, "LOAD_TIMEOUT_S", 0.01)  # no interpreter starts that fast
     err = assert_refused(run_cli("bench", kit["onnx"], "--seconds", "0.1", "--device", "cpu"))
     assert "no answer within" in err and "--threads" in err
 
 
 def test_deadlines_grow_with_the_work_asked_for() -> None:
-    from binexport.verbs.bench import probe_timeout, slice_timeout
+    from binexport.runtimes.worker import probe_timeout, slice_timeout
 
     assert probe_timeout(4096) > probe_timeout(1) >= 60
     assert slice_timeout(2.0, 100) > 4 * 2.0 * 100 and slice_timeout(0.0, 1) >= 30
@@ -432,13 +432,13 @@ def test_verify_streams_cifar_files_too(kit: dict[str, Any]) -> None:
     pixels = np.random.default_rng(0).integers(0, 256, (STREAM_CHUNK + 37, 32, 32, 3), dtype=np.uint8)
     from binexport.data import normalize
 
-    whole = a.runtime.logits(normalize(pixels), 100)
-    seen: list[tuple[int, int, int]] = []
+    whole = a.session.logits(normalize(pixels), 100)
+    seen: list[tuple[str, int, int]] = []
     [(streamed, secs)] = stream_logits(
-        [a.runtime], pixels, len(pixels), 100, lambda i, done, total: seen.append((i, done, total))
+        [a.session], pixels, len(pixels), 100, lambda label, done, total: seen.append((label, done, total))
     )
     np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-5)
-    assert secs > 0 and seen[-1] == (0, len(pixels), len(pixels))
+    assert secs > 0 and seen[-1] == ("torch", len(pixels), len(pixels))
     assert [d for _, d, _ in seen] == sorted({d for _, d, _ in seen})  # per batch, increasing
 
 

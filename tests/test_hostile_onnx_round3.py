@@ -247,7 +247,7 @@ def test_sub_byte_weights_are_sized_packed() -> None:
 
 def test_a_crashing_openvino_compile_is_one_line() -> None:
     """The compile runs apart: a child killed by SIGSEGV is a message naming the signal, not our death."""
-    from binexport.runtimes.openvino import compile_apart
+    from binexport.runtimes.openvino_apart import compile_apart
 
     segv = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
     with pytest.raises(InputError, match=r"OpenVINO crashed compiling it \(SIGSEGV, in a separate process\)"):
@@ -324,7 +324,7 @@ def test_the_cli_refuses_in_one_line_within_the_bound(
 CAPPED = r"""
 import sys
 import numpy as np
-from binexport.runtimes.worker import ADDRESS_SLACK_BYTES, address_space, limit_address_space
+from binexport.runtimes.memory import ADDRESS_SLACK_BYTES, address_space, limit_address_space
 bounds = {"const_total_bytes": 0, "workspace_bytes": 0, "image_total_bytes": 1 << 20}
 limit_address_space(bounds, 1, 1, "cpu", address_space())
 try:

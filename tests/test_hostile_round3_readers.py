@@ -293,7 +293,7 @@ def test_runtime_all_goes_on_without_a_broken_openvino_saying_so(
     r = _cli_with_fake_openvino(tmp_path, "raises", *args, "--binarized")
     assert r.returncode == 0, r.stderr
     report = json.loads(out.read_text())
-    assert report["runtimes"] == ["ort"] and "OpenVINO out" in report["notes"][0]
+    assert report["runtimes"] == ["onnxruntime"] and "OpenVINO out" in report["notes"][0]
     assert "--runtime all left OpenVINO out" in r.stdout
 
 
@@ -306,7 +306,7 @@ def test_missing_extra_is_typed_and_runtime_all_catches_it_by_type(monkeypatch: 
     with pytest.raises(MissingExtraError, match="has no Core") as e:
         openvino.import_openvino()
     assert e.value.installed and e.value.exit_code == 2
-    assert resolve_runtimes("all") == ["ort"]
+    assert resolve_runtimes("all") == ["onnxruntime"]
     assert runtime_notes("all") and runtime_notes("ort") == []
 
 

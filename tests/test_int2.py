@@ -178,7 +178,7 @@ def test_bounds_refuse_an_int2_tensor_that_lies_about_its_size(exported, tmp_pat
         check_onnx_bounds(bad)
 
 
-@pytest.mark.skipif(resolve_runtimes("all") != ["ort", "openvino"], reason="OpenVINO is not installed")
+@pytest.mark.skipif(resolve_runtimes("all") != ["onnxruntime", "openvino"], reason="OpenVINO is not installed")
 def test_openvino_refusal_is_a_note_in_bench_not_a_failure(exported, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from binexport import bench
 

@@ -52,18 +52,18 @@ def test_openvino_is_exact_at_f32_against_the_reference(files: dict[str, Path], 
     ref = open_artifact(files["packed"])
     a = open_artifact(files[name], runtime="openvino")
     x = normalized_batch(16, seed=1)
-    y = a.runtime.logits(x, batch_size=5)  # 5 does not divide 16: the last batch is short
+    y = a.session.logits(x, batch_size=5)  # 5 does not divide 16: the last batch is short
     expected = reference_logits(ref.model, x)
-    assert a.runtime.name == "openvino" and a.weights == ("1-bit" if name == "onnx" else "float32")
+    assert a.session.name == "openvino" and a.weights == ("1-bit" if name == "onnx" else "float32")
     assert y.shape == (16, 100) and np.abs(y - expected).max() <= check.TOLERANCES["float32"].max_abs_logit_diff
     assert (y.argmax(1) == expected.argmax(1)).all()
 
 
 def test_precision_hint_is_pinned_to_f32_and_read_back(files: dict[str, Path]) -> None:
     a = open_artifact(files["onnx"], runtime="openvino", threads=1)
-    rt = a.runtime
+    rt = a.session
     assert rt.compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
-    assert rt.precision == "f32" and rt.threads == 1
+    assert rt.compute == "f32" and rt.threads == 1
     assert rt.provider == "OpenVINO:CPU" and rt.execution_devices == ["CPU"]  # reported, not assumed
     if _bf16_runs_here():  # where the CPU has bf16, OpenVINO's own default is lossy: the pin is what makes f32
         default = ov.Core().compile_model(str(files["onnx"]), "CPU")
@@ -80,7 +80,7 @@ def test_bf16_is_a_lossy_mode_with_its_own_tolerance(files: dict[str, Path]) -> 
     )
     if not _bf16_runs_here():
         with pytest.raises(InputError, match="compiled the model with f32"):
-            open_artifact(files["onnx"], runtime="openvino", precision="bf16")
+            open_artifact(files["onnx"], runtime="openvino", compute="bf16")
         return
     r = verify(
         [files["packed"], files["onnx"]],
@@ -138,10 +138,10 @@ def test_kernel_summary_parsing() -> None:
 
 
 def test_openvino_reports_the_kernels_of_its_runtime_model(files: dict[str, Path]) -> None:
-    k = open_artifact(files["onnx"], runtime="openvino").runtime.kernels()
+    k = open_artifact(files["onnx"], runtime="openvino").session.kernels()
     assert k.startswith("conv: ") and " x" in k
     assert "unknown" not in k and "Const" not in k
-    assert open_artifact(files["packed"]).runtime.kernels() == ""  # the base class: nothing to say
+    assert open_artifact(files["packed"]).session.kernels() == ""  # the base class: nothing to say
 
 
 def test_verify_runtime_all_gives_one_row_per_runtime_in_json(files: dict[str, Path], tmp_path: Path) -> None:
@@ -167,7 +167,7 @@ def test_verify_runtime_all_gives_one_row_per_runtime_in_json(files: dict[str, P
     )
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
-    assert rep["runtimes"] == ["ort", "openvino"] and rep["precision"] == "f32"
+    assert rep["runtimes"] == ["onnxruntime", "openvino"] and rep["precision"] == "f32"
     rows = [(Path(r["path"]).name, r["runtime"], r["provider"], r["precision"]) for r in rep["artifacts"]]
     assert rows == [
         ("m.packed.pth.tar", "torch", "torch:cpu", "f32"),
@@ -216,7 +216,7 @@ def test_bench_runtime_all_rows_in_json(files: dict[str, Path], tmp_path: Path) 
     )
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
-    assert rep["runtimes"] == ["ort", "openvino"]
+    assert rep["runtimes"] == ["onnxruntime", "openvino"]
     rows = [(Path(r["path"]).name, r["runtime"], r["provider"], r["precision"]) for r in rep["rows"]]
     assert rows == [
         ("m.onnx", "onnxruntime", "CPUExecutionProvider", "f32"),
@@ -279,7 +279,7 @@ def test_missing_extra_is_one_line_naming_the_install_command(
 
 
 def test_missing_extra_leaves_runtime_all_and_the_default_unchanged(files: dict[str, Path], no_openvino: None) -> None:
-    assert resolve_runtimes("all") == ["ort"]
+    assert resolve_runtimes("all") == ["onnxruntime"]
     r = verify(
         [files["packed"], files["onnx"]],
         dataset="CIFAR100",
@@ -327,7 +327,7 @@ def test_every_input_kind_and_fixed_batch_runs_on_openvino_like_on_ort(tmp_path:
     pixels = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
     ref = reference_logits(model, normalize(pixels))
     a = open_artifact(path, runtime="openvino")
-    y = a.runtime.logits(select_input(a.runtime.input_kind, pixels, normalize(pixels)), 4)
+    y = a.session.logits(select_input(a.session.input_kind, pixels, normalize(pixels)), 4)
     tol = check.TOLERANCES[a.weights]
     assert y.shape == ref.shape and np.abs(y - ref).max() <= tol.max_abs_logit_diff
-    assert a.runtime.fixed_batch == opts.get("batch")
+    assert a.session.fixed_batch == opts.get("batch")

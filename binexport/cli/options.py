@@ -24,16 +24,23 @@ from binexport.data.calibration import SOURCES as CALIBRATION_SOURCES
 from binexport.data.labels import BUILTIN_LABELS
 from binexport.errors import InputError
 from binexport.formats.bwn import WEIGHTS_CHOICES as BWN_WEIGHTS
-from binexport.formats.onnx import MAX_FIXED_BATCH, WEIGHT_ALIASES, WEIGHTS
+from binexport.formats.onnx import WEIGHT_ALIASES, WEIGHTS
 from binexport.formats.onnx.int8 import DEFAULT_WEIGHT_ZERO_POINT, WEIGHT_ZERO_POINTS
-from binexport.runtimes import DEFAULT_RUNTIME, DEVICES, PRECISIONS, RUNTIME_CHOICES, RUNTIMES, THREADS_PER_CPU
+from binexport.runtimes import (
+    COMPUTE_PRECISIONS,
+    DEFAULT_RUNTIME,
+    DEVICES,
+    MAX_BATCH_SIZE,
+    RUNTIME_ALIASES,
+    RUNTIME_CHOICES,
+    RUNTIMES,
+    THREADS_PER_CPU,
+)
 from binexport.verbs.export import CALIBRATION_SIZE, MAX_CALIBRATION_SIZE, PERCENTILE
 
 F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[F], F]
 
-#: Largest ``--batch-size``: the bound the ONNX writer puts on a fixed batch, so every command agrees on it.
-MAX_BATCH_SIZE = MAX_FIXED_BATCH
 #: What ``--json`` holds when given without a value (verify and bench, during the deprecation of ``--json PATH``).
 JSON_STDOUT = "-"
 DATA_ROOT_HELP = (
@@ -214,21 +221,21 @@ runtime = click.option(
     multiple=True,
     default=(DEFAULT_RUNTIME,),
     show_default=True,
-    help="Runtime(s) for ONNX files, repeatable: ort (ONNX Runtime), openvino (needs "
+    help="Runtime(s) for ONNX files, repeatable: onnxruntime (ONNX Runtime; short: ort), openvino (needs "
     'pip install "binexport[openvino]"), all (every one installed). Each ONNX file gets one row per runtime; '
     "checkpoints, packed and .bwn files run on the PyTorch reference.",
 )
 precision = click.option(
     "--precision",
-    type=click.Choice(PRECISIONS),
-    default=PRECISIONS[0],
+    type=click.Choice(COMPUTE_PRECISIONS),
+    default=COMPUTE_PRECISIONS[0],
     show_default=True,
     help="OpenVINO compute precision: f32 (exact) or bf16 (faster where the CPU has bfloat16 instructions; "
     "lossy, held to its own tolerance and labelled).",
 )
 one_runtime = click.option(
     "--runtime",
-    type=click.Choice(RUNTIMES),
+    type=click.Choice([*RUNTIMES, *RUNTIME_ALIASES]),
     default=DEFAULT_RUNTIME,
     show_default=True,
     help="Runtime for ONNX and .ort files (checkpoints, packed and .bwn files run on the PyTorch reference).",
@@ -243,7 +250,7 @@ threads = click.option(
 
 
 def batch_size(default: int, help: str) -> Decorator[Any]:
-    """``--batch-size N``: 1..MAX_BATCH_SIZE images per call (each command its own default)."""
+    """``--batch-size N``: 1..``runtimes.MAX_BATCH_SIZE`` images per call (each command its own default)."""
     return click.option(
         "--batch-size",
         type=click.IntRange(1, MAX_BATCH_SIZE),

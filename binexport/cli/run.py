@@ -16,12 +16,10 @@ import binexport.cli.options as opt
 from binexport.cli.params import FiniteFloat, path
 from binexport.cli.render import emit, stderr_console
 from binexport.cli.render_run import render_bench, render_verify
+from binexport.runtimes.base import Progress
 from binexport.verbs.bench import DEFAULT_BATCH_SIZE as BENCH_BATCH
 from binexport.verbs.bench import DEFAULT_SECONDS as BENCH_SECONDS
 from binexport.verbs.verify import DEFAULT_BATCH_SIZE as VERIFY_BATCH
-
-#: ``progress(label, done, total)``: one bar per label.
-Progress = Callable[[str, int, int], None]
 
 
 def run_with_progress(
@@ -55,10 +53,11 @@ def run_with_progress(
 
 
 def _bars() -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bars
 
     con = stderr_console()  # bars only on a terminal: a piped stderr carries error lines and nothing else
-    return Progress(
+    return Bars(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -174,7 +173,7 @@ def bench(
             threads=threads,
             runtime=runtime,
             precision=precision,
-            progress=lambda done, total: progress("timing (interleaved)", done, total),
+            progress=progress,
         )
 
     run_with_progress(run, render_bench, as_json, json_out)

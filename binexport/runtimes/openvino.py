@@ -19,20 +19,13 @@ from typing import Any
 import numpy as np
 
 from binexport.errors import InputError, MissingExtraError, OptionError
-from binexport.runtimes import (
-    INPUT_KINDS,
-    INPUT_NCHW,
-    INPUT_NCHW_F16,
-    INPUT_NHWC,
-    PRECISIONS,
-    Runtime,
-)
+from binexport.runtimes.base import COMPUTE_PRECISIONS, Runtime, graph_input_kind
 
 #: The one line a user sees where OpenVINO is asked for but not installed.
 INSTALL_HINT = 'OpenVINO is not installed; install it with: pip install "binexport[openvino]"'
 #: How to mend an OpenVINO that is installed but does not load.
 REINSTALL = 'pip install --force-reinstall "binexport[openvino]"'
-#: OpenVINO's name for each of :data:`binexport.runtimes.PRECISIONS`.
+#: OpenVINO's name for each of :data:`binexport.runtimes.base.COMPUTE_PRECISIONS`.
 _HINTS = {"f32": "f32", "bf16": "bf16"}
 #: Layer types whose kernels a user wants to see first (they take >95 % of a WRN's time).
 _CONV_TYPES = ("Convolution", "GroupConvolution", "FullyConnected", "MatMul")
@@ -95,7 +88,7 @@ class OpenVinoRuntime(Runtime):
     """A compiled OpenVINO model behind the common :class:`Runtime` loop.
 
     Attributes:
-        precision: the inference precision the compiled model reports (``f32`` or ``bf16``), never the one asked.
+        compute: the inference precision the compiled model reports (``f32`` or ``bf16``), never the one asked.
         provider: ``OpenVINO:`` plus the execution devices the compiled model reports (``OpenVINO:CPU``).
     """
 
@@ -105,7 +98,7 @@ class OpenVinoRuntime(Runtime):
         self.compiled = compiled
         self.device = device
         self._metadata = metadata
-        self.precision = _element_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.compute = _element_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
         devices = compiled.get_property("EXECUTION_DEVICES")
         self.execution_devices = [str(d) for d in devices]
         self.provider = "OpenVINO:" + ",".join(self.execution_devices)
@@ -127,11 +120,7 @@ class OpenVinoRuntime(Runtime):
             )
         self.fixed_batch: int | None = shape[0].get_length() if shape[0].is_static else None
         kind = metadata.get("binexport.input")
-        self.input_kind = (
-            kind
-            if kind in INPUT_KINDS
-            else (INPUT_NHWC if self.input_type == "u8" else INPUT_NCHW_F16 if self.input_type == "f16" else INPUT_NCHW)
-        )
+        self.input_kind = graph_input_kind(kind, np.dtype(_NP_TYPES[self.input_type]).name)
         self._request = compiled.create_infer_request()
 
     @property
@@ -204,14 +193,14 @@ def summarize_kernels(counts: Counter[tuple[str, str]], limit: int = 4) -> str:
     return "; ".join(parts)
 
 
-def open_compiled(path: str, device: str = "cpu", threads: int = 0, precision: str = "f32") -> OpenVinoRuntime:
+def open_compiled(path: str, device: str = "cpu", threads: int = 0, compute: str = "f32") -> OpenVinoRuntime:
     """Compile an ONNX file on OpenVINO's CPU plugin with the precision hint pinned, and check what it reports.
 
     Args:
         path: the ONNX file.
         device: 'cpu' only (binexport runs OpenVINO on its CPU plugin).
         threads: ``INFERENCE_NUM_THREADS`` (0: OpenVINO's default, one per core).
-        precision: one of :data:`binexport.runtimes.PRECISIONS`: ``f32`` (exact, the default) or ``bf16``.
+        compute: one of :data:`binexport.runtimes.base.COMPUTE_PRECISIONS`: ``f32`` (exact, the default) or ``bf16``.
 
     Raises:
         MissingExtraError: OpenVINO is missing or broken.
@@ -222,11 +211,11 @@ def open_compiled(path: str, device: str = "cpu", threads: int = 0, precision: s
         raise OptionError(
             f"--device {device}: binexport runs OpenVINO on the CPU only; use --runtime ort for CUDA, or --device cpu"
         )
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if compute not in COMPUTE_PRECISIONS:
+        raise InputError(f"unknown precision {compute!r}; valid: {', '.join(COMPUTE_PRECISIONS)}")
     ov = import_openvino()
     core = ov.Core()
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _HINTS[precision]}
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": _HINTS[compute]}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
     try:
@@ -236,10 +225,10 @@ def open_compiled(path: str, device: str = "cpu", threads: int = 0, precision: s
     except (RuntimeError, ValueError, TypeError, OSError) as e:  # OpenVINO raises RuntimeError for bad graphs
         raise InputError(f"OpenVINO cannot open it ({' '.join(str(e).split())[:200]})") from None
     runtime = OpenVinoRuntime(compiled, metadata, device)
-    if runtime.precision != precision:  # a CPU without bf16 instructions quietly runs f32: say so, don't label it
+    if runtime.compute != compute:  # a CPU without bf16 instructions quietly runs f32: say so, don't label it
         raise OptionError(
-            f"--precision {precision}: OpenVINO compiled the model with {runtime.precision} on this CPU "
-            f"(it runs {precision} only where the CPU has the instructions); use --precision f32"
+            f"--precision {compute}: OpenVINO compiled the model with {runtime.compute} on this CPU "
+            f"(it runs {compute} only where the CPU has the instructions); use --precision f32"
         )
     return runtime
 
@@ -264,82 +253,3 @@ def _metadata(model: Any) -> dict[str, str]:
         return {str(k): v.astype(str) if hasattr(v, "astype") else str(v) for k, v in dict(fw).items()}
     except (AttributeError, RuntimeError, TypeError, ValueError):
         return {}
-
-
-#: How long a compile in a separate process (:func:`compile_apart`) may take: WRN-20-10 compiles in about 2 s.
-COMPILE_TIMEOUT_S = 300.0
-
-
-def compile_apart(
-    path: str,
-    threads: int = 0,
-    precision: str = "f32",
-    timeout: float = COMPILE_TIMEOUT_S,
-    command: list[str] | None = None,
-    bounds: dict[str, int] | None = None,
-) -> None:
-    """Compile ``path`` once in a process of its own, so that an OpenVINO crash (a SIGSEGV on a crafted graph)
-    ends that process, not the caller: ``verify`` calls it before compiling in its own process.
-
-    Raises:
-        InputError: the compile failed (its one-line reason), crashed (the signal), or ran past ``timeout``.
-
-    ``bounds`` (the graph's ``OnnxBounds`` as a dict) caps the child's address space as a bench worker's
-    (:func:`binexport.runtimes.worker.limit_address_space`, one image). ``command`` replaces the child's command
-    line (tests).
-    """
-    import signal
-    import subprocess
-    import sys
-
-    cmd = command or [sys.executable, "-m", "binexport.runtimes.openvino", path, str(threads), precision]
-    if command is None and bounds is not None:
-        import json
-
-        cmd.append(json.dumps(bounds))
-    try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired:
-        raise InputError(
-            f"OpenVINO did not compile it within {timeout:.0f} s (in a separate process, now stopped); "
-            "expected a binexport WRN export"
-        ) from None
-    if proc.returncode == 0:
-        return
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    if proc.returncode < 0:
-        try:
-            name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            name = f"signal {-proc.returncode}"
-        raise InputError(
-            f"OpenVINO crashed compiling it ({name}, in a separate process); expected a binexport WRN export"
-        )
-    raise InputError(lines[-1][:300] if lines else f"OpenVINO could not compile it (exit {proc.returncode})")
-
-
-def _main(argv: list[str]) -> int:
-    """``python -m binexport.runtimes.openvino PATH THREADS PRECISION [BOUNDS_JSON]``: compile once, exit 0, or 2
-    with one line; with the graph's bounds, under the address-space cap of a bench worker timing one image."""
-    import json
-    import sys
-
-    from binexport.runtimes.worker import address_space, limit_address_space
-
-    try:
-        import_openvino()
-        if len(argv) > 3:  # the graph's bounds, from the parent that checked it: no onnx import here
-            limit_address_space(json.loads(argv[3]), 1, int(argv[1]), "cpu", address_space())
-        open_compiled(argv[0], "cpu", int(argv[1]), argv[2])
-    except InputError as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - run as a subprocess by compile_apart
-    import sys
-
-    sys.exit(_main(sys.argv[1:]))

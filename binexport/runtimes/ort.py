@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from binexport.errors import InputError
+from binexport.errors import InputError, OptionError
 from binexport.formats.onnx import MAX_FIXED_BATCH
-from binexport.runtimes import INPUT_KINDS, INPUT_NCHW, INPUT_NCHW_F16, INPUT_NHWC, Runtime
+from binexport.runtimes.base import Runtime, graph_input_kind
+from binexport.runtimes.cpu import has_amx
 
 _INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
 
@@ -64,17 +65,7 @@ class OrtRuntime(Runtime):
             )
         meta = self.metadata
         kind = meta.get("binexport.input")
-        self.input_kind = (
-            kind
-            if kind in INPUT_KINDS
-            else (
-                INPUT_NHWC
-                if inp.type == "tensor(uint8)"
-                else INPUT_NCHW_F16
-                if inp.type == "tensor(float16)"
-                else INPUT_NCHW
-            )
-        )
+        self.input_kind = graph_input_kind(kind, np.dtype(_INPUT_DTYPES[inp.type]).name)
 
     @property
     def input_dtype(self) -> type:
@@ -141,19 +132,25 @@ def _logits(out: Any) -> np.ndarray:
 
 
 def open_session(
-    model: bytes | str, device: str = "cpu", threads: int = 0, disabled_optimizers: tuple[str, ...] = ()
+    model: bytes | str,
+    device: str = "cpu",
+    threads: int = 0,
+    disabled_optimizers: tuple[str, ...] = (),
+    kernels: str | None = None,
 ) -> OrtRuntime:
     """An ONNX Runtime session on ``device`` ('cpu' or 'cuda'), refusing a silent CPU fallback.
 
     Args:
         model: an ONNX file path or serialized bytes.
-        device: 'cpu' or 'cuda' (resolve 'auto' first with :func:`binexport.runtimes.resolve_device`).
+        device: 'cpu' or 'cuda' (resolve 'auto' first with :func:`binexport.runtimes.plan.resolve_device`).
         threads: intra-op threads (0: ONNX Runtime's default, one per core).
         disabled_optimizers: ONNX Runtime graph optimisers to skip (``.ort`` checks run the ``.onnx`` as the
             ``.ort`` was optimised: :data:`binexport.formats.ort.DISABLED_OPTIMIZERS`).
+        kernels: what :meth:`OrtRuntime.kernels` says, where the caller knows better than the graph
+            (a ``.ort`` file was optimised when it was written); None: read from ONNX Runtime's optimised graph.
 
     Raises:
-        InputError: 'cuda' was asked for but ONNX Runtime fell back to another provider.
+        OptionError: 'cuda' was asked for but ONNX Runtime fell back to another provider.
         ONNX Runtime's own errors (see :func:`ort_errors`) for a graph it can't load.
     """
     import onnxruntime as ort
@@ -187,11 +184,13 @@ def open_session(
     )
     used = session.get_providers()[0]
     if device == "cuda" and used != "CUDAExecutionProvider":
-        raise InputError(
+        raise OptionError(
             f"--device cuda: ONNX Runtime fell back to {used} (its CUDA provider could not load); "
             "install the CUDA libraries onnxruntime-gpu needs, or use --device cpu"
         )
-    return OrtRuntime(session, used, device, source=model)
+    rt = OrtRuntime(session, used, device, source=model)
+    rt._kernels = kernels
+    return rt
 
 
 #: Ops of an optimised graph that do a network's arithmetic, in the order :func:`describe_kernels` names them.
@@ -258,7 +257,7 @@ def optimized_ops(model: bytes | str, provider: str = "CPUExecutionProvider") ->
 def describe_kernels(ops: OptimizedOps, mlas: bool = True) -> str:
     """One short line: the arithmetic ops by count, and which MLAS path each QLinearConv takes (``mlas``: the
     CPU provider runs them). E.g. ``"18 QLinearConv (MLAS QGEMM: weight zp != 0; AMX on this CPU), 3 Conv"``."""
-    amx = cpu_has_amx()
+    amx = has_amx()
     where = "AMX where the CPU has it" if amx is None else "AMX on this CPU" if amx else "this CPU has no AMX"
     parts = []
     for op in KERNEL_OPS:
@@ -280,18 +279,6 @@ def describe_kernels(ops: OptimizedOps, mlas: bool = True) -> str:
         else:
             parts.append(f"{n} {op}")
     return ", ".join(parts)
-
-
-def cpu_has_amx() -> bool | None:
-    """Whether this CPU has AMX int8 (Linux ``/proc/cpuinfo`` flags); None where that can't be read."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return "amx_int8" in line.split()
-    except OSError:
-        return None
-    return None
 
 
 def ort_errors() -> tuple[type[Exception], ...]:

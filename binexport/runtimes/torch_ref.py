@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from binexport.model import Model
-from binexport.runtimes import Runtime, model_input_kind
+from binexport.runtimes.base import WARMUP, Progress, Runtime, model_input_kind
 
 #: ``tap(name, activation)``: names are ``x`` (the input, pixels or normalised), ``h0`` (conv0 output), ``<block>a`` (relu(bn0) = conv0's input),
 #: ``<block>b`` (relu(bn1) = conv1's input), ``<block>t`` (conv1's output), ``<block>h`` (after the residual add),
@@ -112,7 +112,7 @@ class WRNReference(torch.nn.Module):
 class TorchRuntime(Runtime):
     """The reference forward of a :class:`Model` on ``device`` ('cpu' or 'cuda').
 
-    Its input is float32 NCHW in the model's own convention (:func:`binexport.runtimes.model_input_kind`):
+    Its input is float32 NCHW in the model's own convention (:func:`binexport.runtimes.base.model_input_kind`):
     normalised for the port, raw 0..255 pixels for a model with an input BN.
     """
 
@@ -128,10 +128,17 @@ class TorchRuntime(Runtime):
         self.net = WRNReference(model).to(device).eval()
 
     def timed_logits(
-        self, x: np.ndarray, batch_size: int = 256, progress: Any = None, warmup: int = 2
+        self,
+        x: np.ndarray,
+        batch_size: int = 256,
+        progress: Progress | None = None,
+        warmup: int = WARMUP,
+        label: str = "",
+        offset: int = 0,
+        total: int | None = None,
     ) -> tuple[np.ndarray, float]:
         with torch.inference_mode(), exact_cuda(self.device):
-            return super().timed_logits(x, batch_size, progress, warmup)
+            return super().timed_logits(x, batch_size, progress, warmup, label, offset, total)
 
     def time_calls(self, x: np.ndarray, iters: int) -> list[float]:
         with torch.inference_mode(), exact_cuda(self.device):
@@ -157,7 +164,7 @@ class TorchRuntime(Runtime):
             torch.cuda.synchronize()
 
     def activation_ranges(
-        self, x: np.ndarray, percentile: float = 99.999, batch_size: int = 64, progress: Any = None
+        self, x: np.ndarray, percentile: float = 99.999, batch_size: int = 64, progress: Progress | None = None
     ) -> dict[str, tuple[float, float]]:
         """Per tapped activation (see :data:`Tap`), the (low, high) percentiles over every value of every image.
 
@@ -184,7 +191,7 @@ class TorchRuntime(Runtime):
                 xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], dtype=np.float32)).to(self.device)
                 self.net(xb, tap)
                 if progress is not None:
-                    progress(min(i + batch_size, n), n)
+                    progress("calibration", min(i + batch_size, n), n)
         return {name: (-float(lo[name].min()), float(hi[name].min())) for name in hi}
 
 

@@ -1,148 +1,198 @@
-"""One artifact in a process of its own, timed on request: what ``bench`` measures memory and speed with.
+"""One artifact in a process of its own, timed on request: bench's worker, both sides of its protocol.
 
 Each artifact gets a fresh interpreter, so its peak RSS is its own (an ONNX
 file is served without importing torch, as it would be deployed), and the
 parent can interleave timing rounds of several artifacts so that other load
 on the machine hits them alike. The protocol is one JSON object per line:
 
-- the parent starts ``python -m binexport.runtimes.worker PATH DEVICE THREADS [RUNTIME [PRECISION]]``
-  (RUNTIME ``ort`` or ``openvino`` for ONNX files, default ``ort``; PRECISION ``f32`` or ``bf16``);
-- the worker loads the artifact and answers ``{"ok": true, "load_s", "provider", "input_kind", "weights",
-  "rss_weights", ...}`` (or ``{"ok": false, "error"}`` and exits); ``rss_weights`` is what the loaded artifact
-  holds resident (:func:`settled_rss` after loading minus the same after an empty session of its runtime:
-  for an ONNX file, the weights as the session keeps them), null where the OS doesn't say;
+- the parent (:class:`Worker`) starts ``python -m binexport.runtimes.worker PATH DEVICE THREADS [RUNTIME
+  [COMPUTE]]`` (RUNTIME a runtime id, ``torch`` for model files, default ``onnxruntime``; COMPUTE ``f32`` or
+  ``bf16``) in a process group of its own;
+- the child (:func:`serve`) loads the artifact and answers ``{"ok": true, "load_s", "provider", "runtime",
+  "compute", "input_kind", "weights", "rss_weights", ...}`` (or ``{"ok": false, "error"}`` and exits);
+  ``rss_weights`` is what the loaded artifact holds resident (:func:`~.memory.settled_rss` after loading minus
+  the same after an empty session of its runtime: for an ONNX file, the weights as the session keeps them),
+  null where the OS doesn't say;
 - ``{"cmd": "time", "batch": B, "iters": K}`` runs K forward calls of B images and answers ``{"ok": true,
   "seconds": [...]}``;
 - ``{"cmd": "quit"}`` answers ``{"ok": true, "peak_rss": bytes, "kernels": "..."}`` (which kernels ran, as the
   runtime names them, asked after timing) and exits.
+
+The parent awaits every answer with a deadline (:data:`LOAD_TIMEOUT_S`, :func:`probe_timeout`,
+:func:`slice_timeout`, :data:`QUIT_TIMEOUT_S`) and kills the worker's process group when one passes.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import json
 import os
-import resource
+import queue
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from binexport.errors import InputError
+from binexport.runtimes.memory import address_space, empty_session_rss, limit_address_space, peak_rss, settled_rss
+from binexport.runtimes.signals import register, starting, unregister
 
-def peak_rss() -> int:
-    """This process's peak resident memory in bytes: ``VmHWM`` (reset by exec, unlike ``ru_maxrss``, which a child
-    inherits from the parent that forked it), else ``ru_maxrss``."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-#: What a worker running an ONNX graph may reserve beyond the bound its graph passed with (``OnnxBounds.peak_bound``)
-#: and its address space before loading: runtime code, thread stacks, malloc arenas. Measured on WRN-20-10
-#: (2 CPUs): ORT reserves 1.0-1.1 GiB of address space beyond its resident peak, OpenVINO 0.45-0.5 GiB.
-ADDRESS_SLACK_BYTES = 2 << 30
-#: ... plus this per intra-op thread (a stack and a malloc arena each).
-ADDRESS_PER_THREAD_BYTES = 256 << 20
+# How long the parent waits for each answer of a worker before it kills the worker's process group and says
+# so in one line (exit 2): a worker that hangs (1,024 threads on 2 CPUs, a runtime stuck in a lock) must not
+# hang bench. Each deadline is what the request should take, times a factor for a loaded machine, plus a margin:
+#: Loading: the interpreter, the runtime's libraries (torch ~2 s) and the file (a 100 MB float32 ONNX ~1 s).
+LOAD_TIMEOUT_S = 120.0
+#: A probe (the first call at a batch size, of unknown speed): a margin plus a pessimistic second per image
+#: for its two calls (WRN-20-10 float32 runs about 100 images/s on 2 cores of a shared AMD EPYC).
+PROBE_TIMEOUT_S = 60.0
+PROBE_S_PER_IMAGE = 1.0
+#: A timing slice: ``SLACK`` x what the probe said it takes (iters + 1 calls), plus ``MARGIN_S``.
+SLICE_SLACK = 4.0
+SLICE_MARGIN_S = 30.0
+#: Quitting (it reports its peak memory and exits).
+QUIT_TIMEOUT_S = 10.0
 
 
-def address_space() -> int:
-    """This process's virtual size now (``VmSize``), or 0 where /proc can't say."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+def probe_timeout(batch: int) -> float:
+    """Seconds a probe (an untimed and a timed call of ``batch`` images, speed unknown) may take."""
+    return PROBE_TIMEOUT_S + 2 * batch * PROBE_S_PER_IMAGE
 
 
-def limit_address_space(bounds: dict[str, int] | None, batch: int, threads: int, device: str, base: int) -> None:
-    """Cap this worker's address space (``RLIMIT_AS``, soft) at what its graph's bound allows for ``batch`` images.
+def slice_timeout(per_call_s: float, iters: int) -> float:
+    """Seconds a slice of ``iters`` timed calls (plus the untimed first) may take, ``per_call_s`` each."""
+    return SLICE_SLACK * per_call_s * (iters + 1) + SLICE_MARGIN_S
 
-    The static bounds size every tensor a graph declares; this is the backstop for anything they miss: an
-    allocation past it fails inside the runtime (an error the worker reports, or its death, which bench reports
-    in one line) instead of taking the machine's memory. Not on CUDA (its driver reserves far more address
-    space than it uses), not where /proc can't say, and only for ONNX graphs (``bounds`` given).
+
+# --- the parent's side ---
+
+
+class Worker:
+    """The parent's handle on one worker process: every answer awaited with a deadline.
+
+    The worker runs in a process group of its own, so that a deadline or a signal (:mod:`.signals`) kills it
+    with whatever it started (and a Ctrl-C at the terminal reaches bench alone). ``command`` replaces the
+    worker's command line (tests).
+
+    Raises:
+        InputError: the worker could not load the file, or gave no answer within :data:`LOAD_TIMEOUT_S`.
     """
-    if bounds is None or device != "cpu" or not base:
-        return
-    peak = bounds["const_total_bytes"] + bounds["workspace_bytes"] + batch * bounds["image_total_bytes"]
-    cap = base + peak + ADDRESS_SLACK_BYTES + ADDRESS_PER_THREAD_BYTES * (threads or os.cpu_count() or 1)
-    try:
-        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-        if hard != resource.RLIM_INFINITY:
-            cap = min(cap, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (max(cap, address_space()), hard))
-    except (OSError, ValueError):
-        pass  # a platform without RLIMIT_AS: the static bounds still hold
 
+    def __init__(
+        self,
+        path: Path,
+        device: str,
+        threads: int,
+        runtime: str = "onnxruntime",
+        compute: str = "f32",
+        command: list[str] | None = None,
+    ) -> None:
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        self.path = path
+        self.threads = threads
+        self.kernels = ""
+        self.err = tempfile.TemporaryFile()  # the worker's stderr: its last line explains a crash
+        argv = command or [sys.executable, "-m", __name__, str(path), device, str(threads), runtime, compute]
+        with starting():  # a signal now waits until the worker is registered, then kills it with the others
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.err,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
+            register(self)
+        self.lines: queue.Queue[str] = queue.Queue()
+        # a thread reads the answers: a pipe read can't time out, a queue get can
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.info = self._read(LOAD_TIMEOUT_S, "loading the file")
+        if not self.info.get("ok"):
+            self.close()
+            raise InputError(self.info.get("error") or f"{path}: the benchmark worker could not load it")
 
-def current_rss() -> int | None:
-    """This process's resident memory now (``VmRSS``), in bytes; None where ``/proc`` doesn't say (not Linux)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    def _pump(self) -> None:
+        stream = self.proc.stdout
+        if stream is not None:
+            for line in stream:
+                self.lines.put(line)
+        self.lines.put("")
 
+    def _read(self, timeout: float, doing: str) -> dict[str, Any]:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            self.kill()
+            threads = f"--threads {self.threads}" if self.threads else "the default threads"
+            raise InputError(
+                f"{self.path}: the benchmark worker gave no answer within {timeout:.0f} s while "
+                f"{doing}, so it was stopped; with {threads} on {os.cpu_count() or 1} CPUs, try "
+                "fewer --threads, a smaller --batch-size or fewer --seconds, or a less loaded "
+                "machine"
+            ) from None
+        if not line:
+            code = self.proc.wait()
+            self.err.seek(0)
+            last = (self.err.read().decode(errors="replace").strip().splitlines() or [""])[-1][:200]
+            why = f": {last}" if last else ""
+            return {"ok": False, "error": f"{self.path}: the benchmark worker died (exit {code}){why}"}
+        try:
+            return dict(json.loads(line))
+        except (ValueError, TypeError):
+            return {
+                "ok": False,
+                "error": f"{self.path}: the benchmark worker answered {line.strip()[:80]!r}, not a JSON object",
+            }
 
-def settled_rss() -> int | None:
-    """:func:`current_rss` once freed memory went back to the OS: Python's garbage collected, then glibc's
-    ``malloc_trim(0)`` (every arena; skipped where the C library has none), so what is left is what is held."""
-    gc.collect()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: freed memory may stay resident, and counts
-        pass
-    return current_rss()
+    def ask(self, req: dict[str, Any], timeout: float, doing: str) -> dict[str, Any]:
+        """Send one request and await its answer for at most ``timeout`` seconds (``doing`` names it in errors)."""
+        if self.proc.stdin is None or self.proc.poll() is not None:
+            raise InputError(f"{self.path}: the benchmark worker is closed")
+        try:
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+        except OSError:  # it died: _read reports why
+            pass
+        out = self._read(timeout, doing)
+        if not out.get("ok"):
+            raise InputError(out.get("error") or f"{self.path}: the benchmark worker failed")
+        return out
 
+    def time(self, batch: int, iters: int, timeout: float) -> list[float]:
+        """Seconds of each of ``iters`` forward calls of ``batch`` images."""
+        doing = f"timing {iters} call{'s' * (iters != 1)} of {batch} image{'s' * (batch != 1)}"
+        return [float(s) for s in self.ask({"cmd": "time", "batch": batch, "iters": iters}, timeout, doing)["seconds"]]
 
-def _empty_onnx() -> bytes:
-    """A weightless ONNX graph (one Relu on an image batch): an empty session's cost, to subtract."""
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])
-    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3, 32, 32])
-    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["logits"])], "empty", [x], [y])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7).SerializeToString()
-
-
-def empty_session_rss(onnx_file: bool, device: str, threads: int, runtime_name: str, precision: str) -> int | None:
-    """:func:`settled_rss` after opening (and closing) an empty ONNX graph the way the artifact will be opened.
-
-    The runtime's lazily loaded parts (OpenVINO's ONNX frontend and CPU plugin, ONNX Runtime's thread pools and
-    providers, onnx for the bounds check) are then in the baseline, not in the artifact's figure. Model files run on
-    the PyTorch reference, whose baseline is the interpreter with torch imported.
-    """
-    if onnx_file:
-        from binexport.errors import BinexportError
-        from binexport.runtimes import open_runtime
-
-        with tempfile.TemporaryDirectory() as d:
-            path = os.path.join(d, "empty.onnx")
-            with open(path, "wb") as f:
-                f.write(_empty_onnx())
+    def kill(self) -> None:
+        """SIGKILL the worker's process group (it and anything it started), then reap it."""
+        if self.proc.poll() is None:
             try:
-                runtime, _ = open_runtime(path, device, threads, runtime_name, precision)
-                del runtime
-            except BinexportError:  # the artifact's own load says what is wrong
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (OSError, AttributeError):  # gone already, or no process groups (Windows)
+                self.proc.kill()
+        self.proc.wait()
+        unregister(self)
+
+    def close(self) -> int:
+        """Ask the worker to quit (its peak RSS and kernels), then end it; returns the peak RSS in bytes."""
+        peak = 0
+        if self.proc.poll() is None:
+            try:
+                out = self.ask({"cmd": "quit"}, QUIT_TIMEOUT_S, "quitting")
+                peak, self.kernels = int(out.get("peak_rss", 0)), str(out.get("kernels") or "")
+            except (InputError, OSError, ValueError):
                 pass
-    return settled_rss()
+        self.kill()
+        self.err.close()
+        return peak
+
+
+# --- the child's side ---
 
 
 def _answer(obj: dict[str, Any]) -> None:
@@ -152,7 +202,7 @@ def _answer(obj: dict[str, Any]) -> None:
 
 def _inputs(kind: str, batch: int) -> np.ndarray:
     from binexport.data import normalize
-    from binexport.runtimes import select_input
+    from binexport.runtimes.base import select_input
 
     rng = np.random.default_rng(batch)
     pixels = rng.integers(0, 256, (batch, 32, 32, 3), dtype=np.uint8)
@@ -175,19 +225,20 @@ def exit_with_parent(poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
-def serve(path: str, device: str, threads: int, runtime_name: str = "ort", precision: str = "f32") -> int:
+def serve(path: str, device: str, threads: int, runtime_name: str = "onnxruntime", compute: str = "f32") -> int:
     """Load ``path`` on ``runtime_name`` (ONNX files) and answer timing requests on stdin until told to quit."""
     exit_with_parent()
     from binexport import formats
     from binexport.errors import BinexportError
-    from binexport.runtimes import open_runtime
+    from binexport.runtimes.artifact import open_runtime
+    from binexport.runtimes.plan import RUNTIME_ALIASES
 
     try:
         _, fmt = formats.detect_file(path)
         # the runtime's libraries are imported before the clock starts: load time is the file's, not Python's
         if fmt.read is not None:
             import binexport.runtimes.torch_ref  # noqa: F401
-        elif runtime_name == "openvino":
+        elif RUNTIME_ALIASES.get(runtime_name, runtime_name) == "openvino":
             from binexport.runtimes.openvino import import_openvino
 
             import_openvino()
@@ -195,11 +246,11 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "ort", preci
             import onnxruntime  # noqa: F401
 
             import binexport.runtimes.ort  # noqa: F401
-        baseline = empty_session_rss(fmt.read is None, device, threads, runtime_name, precision)
+        baseline = empty_session_rss(fmt.read is None, device, threads, runtime_name, compute)
         before = peak_rss()  # the interpreter and the runtime's libraries
         address_before = address_space()
         t0 = time.perf_counter()
-        runtime, info = open_runtime(path, device, threads, runtime_name, precision)
+        runtime, info = open_runtime(path, device, threads, runtime_name, compute)
     except BinexportError as e:
         _answer({"ok": False, "error": str(e)})
         return 2
@@ -211,7 +262,7 @@ def serve(path: str, device: str, threads: int, runtime_name: str = "ort", preci
             "load_s": load_s,
             "provider": runtime.provider,
             "runtime": runtime.name,
-            "precision": runtime.precision,
+            "compute": runtime.compute,
             "input_kind": runtime.input_kind,
             "rss_before_load": before,
             **info,

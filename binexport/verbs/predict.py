@@ -100,7 +100,7 @@ def predict(
     *,
     top_k: int = DEFAULT_TOP_K,
     labels: str | Path | None = None,
-    runtime: str = "ort",
+    runtime: str = "onnxruntime",
     device: str = "cpu",
     binarized: bool | None = None,
 ) -> PredictReport:
@@ -112,7 +112,7 @@ def predict(
         top_k: classes listed per image (at most the model's number of classes).
         labels: ``CIFAR10``, ``CIFAR100``, ``SVHN`` or a text file of class names, one a line (default: CIFAR-10
             names for a 10-class model, CIFAR-100 names for a 100-class one).
-        runtime: ``ort`` or ``openvino``, for ONNX files (model files run on the PyTorch reference).
+        runtime: ``onnxruntime`` (alias ``ort``) or ``openvino``, for ONNX files (model files run on the PyTorch reference).
         device: ``auto``, ``cuda`` or ``cpu``.
         binarized: override ``log.txt`` about ``--binarize`` for training checkpoints.
 
@@ -130,8 +130,10 @@ def predict(
     from binexport import __version__, formats
     from binexport.data.labels import default_labels, load_labels
     from binexport.data.resize import METHOD
-    from binexport.runtimes import RUNTIMES, open_artifact, plan_runtimes, stream_logits
+    from binexport.runtimes.artifact import open_artifact
+    from binexport.runtimes.base import stream_logits
     from binexport.runtimes.ort import ort_errors
+    from binexport.runtimes.plan import plan_runtimes, runtime_id
 
     if not images:
         raise InputError("predict needs at least one IMAGE (a PNG file)")
@@ -139,12 +141,11 @@ def predict(
         raise InputError(f"{len(images):,} images given; predict takes at most {MAX_IMAGES:,} per call")
     if top_k < 1:
         raise InputError(f"--top-k must be at least 1, got {top_k}")
-    if runtime not in RUNTIMES:
-        raise InputError(f"unknown runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
+    runtime = runtime_id(runtime)
     _, _, devs = plan_runtimes(runtime, "f32", device)
     pixels, sizes = load_images(images)
     art = open_artifact(formats.resolve(model), devs[runtime], binarized=binarized, runtime=runtime)
-    rt = art.runtime
+    rt = art.session
 
     def failed(i: int, shape: tuple[int, ...], e: Exception) -> Exception:
         return InputError(

@@ -10,8 +10,8 @@ compute mode it ran, ``check.tolerance_key``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,10 +21,10 @@ from binexport import check, formats
 from binexport.errors import CheckError, InputError
 from binexport.model import Model
 from binexport.report import Report
-from binexport.runtimes import Artifact
+from binexport.runtimes.artifact import Artifact, open_artifact, open_run
+from binexport.runtimes.base import Progress
+from binexport.runtimes.plan import Run
 
-#: ``progress(label, images_done, images_total)``, called after every batch.
-Progress = Callable[[str, int, int], None]
 #: The default batch size (the CLI's too).
 DEFAULT_BATCH_SIZE = 256
 
@@ -74,7 +74,7 @@ class VerifyReport(Report):
     artifacts: list[ArtifactResult]
     failures: list[str]
     version: str
-    runtimes: list[str] = field(default_factory=lambda: ["ort"])  # the runtimes ONNX files ran on
+    runtimes: list[str] = field(default_factory=lambda: ["onnxruntime"])  # the runtime ids ONNX files ran on
     precision: str = "f32"  # asked of OpenVINO; each row says what really ran
     notes: list[str] = field(default_factory=list)  # about the run as a whole (a runtime ``all`` left out)
 
@@ -106,14 +106,15 @@ def verify(
     batch_size: int = DEFAULT_BATCH_SIZE,
     limit: int | None = None,
     binarized: bool | None = None,
-    runtime: str | Sequence[str] = "ort",
+    runtime: str | Sequence[str] = "onnxruntime",
     precision: str = "f32",
     progress: Progress | None = None,
 ) -> VerifyReport:
     """Run the reference and every artifact over one test set; rows that miss their tolerance are failures.
 
     Args:
-        artifacts: files to check: checkpoints, packed, ``.bwn`` (run by PyTorch) and ONNX (run by ONNX Runtime).
+        artifacts: files to check: checkpoints, packed, ``.bwn`` (run by PyTorch) and ONNX (run by ONNX Runtime),
+            or training run folders (their one checkpoint).
         dataset: ``CIFAR100``, ``CIFAR10`` or ``SVHN``: the standard test file under ``data_root`` (SVHN: the
             official ``test_32x32.mat``, streamed); or give ``images``.
         data_root: folder of torchvision's layout (default ``$BINEXPORT_DATA``, else ``~/.cache/binexport/data``).
@@ -121,10 +122,11 @@ def verify(
         images: a folder of labelled 32x32 PNGs instead of ``dataset``.
         reference: the checkpoint the artifacts came from (default: the first artifact that is not ONNX).
         device: ``auto``, ``cuda`` or ``cpu``.
-        batch_size: images per forward call.
+        batch_size: images per forward call, 1..:data:`binexport.runtimes.base.MAX_BATCH_SIZE`.
         limit: use only the first N images.
         binarized: override ``log.txt`` about ``--binarize`` for training checkpoints.
-        runtime: ``ort``, ``openvino`` or ``all`` (or several): each ONNX file gets one row per runtime.
+        runtime: ``onnxruntime`` (alias ``ort``), ``openvino`` or ``all`` (or several): each ONNX file gets one
+            row per runtime (:func:`binexport.runtimes.plan.plan_runs`).
         precision: ``f32`` (exact) or ``bf16`` (OpenVINO's bfloat16 execution, held to
             ``check.TOLERANCES['bf16-compute']``).
         progress: ``progress(label, done, total)`` after every batch.
@@ -142,7 +144,8 @@ def verify(
     """
     from binexport import __version__
     from binexport.data import load_test_set
-    from binexport.runtimes import plan_runtimes, runtime_notes, stream_logits
+    from binexport.runtimes.base import check_batch_size, stream_logits
+    from binexport.runtimes.plan import plan_runs, runtime_notes
 
     if not artifacts:
         raise InputError("verify needs at least one ARTIFACT file")
@@ -151,11 +154,12 @@ def verify(
             "give exactly one of --dataset CIFAR100|CIFAR10|SVHN (a test set under --data-root) or "
             "--images DIR (a folder of labelled images)"
         )
-    if batch_size < 1 or (limit is not None and limit < 1):
-        raise InputError(f"--batch-size and --limit must be at least 1, got {batch_size} and {limit}")
-    runtimes, dev, devs = plan_runtimes(runtime, precision, device)
-    # a run folder: its one checkpoint
-    arts = [a for p in artifacts for a in _open_all(formats.resolve(p), dev, devs, binarized, precision)]
+    check_batch_size(batch_size)
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
+    plan = plan_runs(artifacts, runtime, precision, device)  # run folders resolved: their one checkpoint
+    dev = plan.device
+    arts = _open_all(plan.runs, binarized)
     reference = formats.resolve(reference) if reference is not None else None
     ref = _reference(arts, reference, dev, binarized)
     ref_model = cast(Model, ref.model)  # _reference returns loadable models only
@@ -177,17 +181,17 @@ def verify(
     # every row runs over one stream of images, a chunk at a time (decoded and normalised once per chunk):
     # memory holds a chunk and the logits, whatever the number of images
     runs = [ref] + [a for a in arts if a.path.resolve() != ref.path.resolve()]
-    names = [f"{ref.path.name} (reference)"] + [f"{a.path.name} ({a.runtime.name})" for a in runs[1:]]
-    tick = (lambda i, done, total: progress(names[i], done, total)) if progress else None
+    names = [f"{ref.path.name} (reference)"] + [f"{a.path.name} ({a.session.name})" for a in runs[1:]]
 
     def failed(i: int, shape: tuple[int, ...], e: Exception) -> Exception:
         a = runs[i]
         return InputError(
-            f"{a.path}: {a.runtime.name} failed on {a.runtime.input_kind} input of shape "
+            f"{a.path}: {a.session.name} failed on {a.session.input_kind} input of shape "
             f"{shape} ({str(e).strip()[:200]}); expected a binexport WRN export"
         )
 
-    results = iter(stream_logits([a.runtime for a in runs], ds.images, n, batch_size, tick, _runtime_errors(), failed))
+    sessions = [a.session for a in runs]
+    results = iter(stream_logits(sessions, ds.images, n, batch_size, progress, _runtime_errors(), failed, names))
     ref_logits, ref_secs = next(results)
     ref_row = _row(ref, "reference", ref_logits, ref_secs, ref_logits, labels)
     rows = []
@@ -209,7 +213,7 @@ def verify(
         rows,
         failures,
         __version__,
-        runtimes,
+        plan.runtimes,
         precision,
         notes=runtime_notes(runtime),
     )
@@ -221,53 +225,36 @@ def _runtime_errors() -> tuple[type[Exception], ...]:
     return ort_errors()
 
 
-def _open(p: Path, dev: str, binarized: bool | None) -> Artifact:
-    from binexport.runtimes import open_artifact
-
-    return open_artifact(p, dev, binarized=binarized)
-
-
-def _open_all(p: Path, dev: str, devs: dict[str, str], binarized: bool | None, precision: str) -> list[Artifact]:
-    """One artifact per runtime for an ONNX file (in ``RUNTIMES`` order); one on PyTorch for a model file."""
-    from binexport.runtimes import is_onnx, open_artifact
-
-    if not is_onnx(p):
-        return [_open(p, dev, binarized)]
+def _open_all(runs: list[Run], binarized: bool | None) -> list[Artifact]:
+    """Every row of the plan, opened. OpenVINO 2026.4 reads no INT2: an int2 file's OpenVINO row is a note on
+    its ONNX Runtime row (the row before it), not a failure."""
     out: list[Artifact] = []
-    for rt, d in devs.items():
+    for run in runs:
         try:
-            if rt == "openvino":
-                _compile_apart(p, precision)
-            out.append(
-                open_artifact(p, d, binarized=binarized, runtime=rt, precision=precision if rt == "openvino" else "f32")
-            )
-        except InputError as e:  # OpenVINO 2026.4 reads no INT2: the int2 file's row on ONNX Runtime says so
-            if rt != "openvino" or not out or out[0].weights != "int2":
+            out.append(_open(run, binarized))
+        except InputError as e:
+            prev = out[-1] if out else None
+            if run.runtime != "openvino" or prev is None or prev.path != run.path or prev.weights != "int2":
                 raise
             from binexport.runtimes.openvino import int2_refusal
 
-            out[0].notes.append(int2_refusal(str(e)))
+            prev.notes.append(int2_refusal(str(e)))
     return out
 
 
-def _compile_apart(p: Path, precision: str) -> None:
-    """The graph passes the bounds, then OpenVINO compiles it once in a process of its own: a graph that
-    crashes OpenVINO ends that process and this one says so in one line (docs/safety.md)."""
-    from binexport.formats.onnx.bounds import check_onnx_bounds
-    from binexport.runtimes.openvino import compile_apart
+def _open(run: Run, binarized: bool | None) -> Artifact:
+    """One row of the plan, opened; an OpenVINO row is compiled once in a process of its own first."""
+    if run.runtime == "openvino":
+        from binexport.runtimes.openvino_apart import check_compiles
 
-    bounds = check_onnx_bounds(p)
-    try:
-        compile_apart(str(p), 0, precision, bounds=asdict(bounds))
-    except InputError as e:
-        msg = str(e)
-        raise InputError(msg if msg.startswith((str(p), "--", "OpenVINO is not")) else f"{p}: {msg}") from None
+        check_compiles(run.path, run.compute)
+    return open_run(run, binarized=binarized)
 
 
 def _reference(arts: list[Artifact], reference: str | Path | None, dev: str, binarized: bool | None) -> Artifact:
     if reference is not None:
         same = [a for a in arts if a.path.resolve() == Path(reference).resolve()]
-        ref = same[0] if same else _open(Path(reference), dev, binarized)
+        ref = same[0] if same else open_artifact(Path(reference), dev, binarized=binarized)
         if ref.model is None:
             raise InputError(
                 f"{reference}: the reference must be the checkpoint the artifacts were made from "
@@ -310,10 +297,10 @@ def _row(
             f"{a.path}: its weights are {weights!r}, for which no tolerance is defined; known: "
             f"{', '.join(check.WEIGHT_ENCODINGS)}"
         )
-    precision = a.runtime.precision
-    key = check.tolerance_key(weights, precision)
-    if precision != "f32":
-        notes.append(f"{a.runtime.name} computed in {precision}: lossy, held to the {key} tolerance")
+    compute = a.session.compute
+    key = check.tolerance_key(weights, compute)
+    if compute != "f32":
+        notes.append(f"{a.session.name} computed in {compute}: lossy, held to the {key} tolerance")
     try:
         c = check.compare(logits, ref, key, labels=labels, what=a.path.name)
     except InputError as e:
@@ -328,10 +315,10 @@ def _row(
         role=role,
         format=a.format,
         weights=weights,
-        runtime=a.runtime.name,
-        device=a.runtime.device,
-        provider=a.runtime.provider,
-        input=a.runtime.input_kind,
+        runtime=a.session.name,
+        device=a.session.device,
+        provider=a.session.provider,
+        input=a.session.input_kind,
         images=n,
         top1=c1 / n if n else 0.0,
         top5=c5 / n if n else 0.0,
@@ -347,6 +334,6 @@ def _row(
         passed=c.passed,
         problems=c.problems,
         notes=notes,
-        precision=precision,
-        kernels=a.runtime.kernels(),
+        precision=compute,
+        kernels=a.session.kernels(),
     )
