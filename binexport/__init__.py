@@ -14,19 +14,7 @@ Everything is imported lazily, so ``binexport --help`` and torch-free paths
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # the lazy names below, written out for type checkers and import graphs
-    from binexport.errors import BinexportError, CheckError, FormatError, InputError  # noqa: F401
-    from binexport.formats import load  # noqa: F401
-    from binexport.model import Arch, BinaryWeight, Model, binarize  # noqa: F401
-    from binexport.verbs.bench import BenchReport, bench  # noqa: F401
-    from binexport.verbs.bundle import BundleReport, bundle  # noqa: F401
-    from binexport.verbs.export import OnnxReport, export_onnx  # noqa: F401
-    from binexport.verbs.inspect import InspectReport, inspect  # noqa: F401
-    from binexport.verbs.pack import PackReport, pack  # noqa: F401
-    from binexport.verbs.predict import PredictReport, predict  # noqa: F401
-    from binexport.verbs.verify import VerifyReport, verify  # noqa: F401
+from typing import Any
 
 
 def _version() -> str:
