@@ -41,7 +41,7 @@ step export-int8 "${BX[@]}" to-onnx "$PACKED" -o "$M/wrn-int8.onnx" --weights in
     --data-root "$DATA" --force
 FILES=("$M/wrn-float32.onnx" "$M/wrn-float16.onnx" "$M/wrn-1bit.onnx" "$M/wrn-int8.onnx")
 step verify-cuda "${BX[@]}" verify "$PACKED" "${FILES[@]}" --device cuda --dataset CIFAR100 --data-root "$DATA" \
-    --json "$OUT/verify-cuda.json"
+    --json-out "$OUT/verify-cuda.json"
 if "$PY" -c 'import sys, onnxruntime as o; sys.exit("TensorrtExecutionProvider" not in o.get_available_providers())' \
     && { ldconfig -p 2>/dev/null | grep -q libnvinfer || "$PY" -c 'import tensorrt' 2>/dev/null; }; then
     step verify-tensorrt "$PY" scripts/gpu_tensorrt.py "$PACKED" "$DATA" "$OUT/verify-tensorrt.json" "${FILES[@]}"
@@ -49,7 +49,7 @@ else
     echo "== verify-tensorrt: skipped: ONNX Runtime's TensorRT provider or TensorRT's libraries (libnvinfer) are not installed" \
         | tee "$OUT/verify-tensorrt.log"
 fi
-step bench-cuda "${BX[@]}" bench "${FILES[@]}" "$PACKED" --device cuda --batch-size 64 --json "$OUT/bench-cuda.json"
+step bench-cuda "${BX[@]}" bench "${FILES[@]}" "$PACKED" --device cuda --batch-size 64 --json-out "$OUT/bench-cuda.json"
 step pytest-cuda "$PY" -m pytest -q -m cuda tests/runtimes/test_cuda.py
 cp "$OUT/pytest-cuda.log" "$OUT/pytest-cuda.txt" 2>/dev/null
 echo "gpu-check: $failed step(s) failed; reports in $OUT"

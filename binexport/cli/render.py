@@ -1,25 +1,42 @@
-"""Rendering of reports for the terminal: part of the CLI layer, with the commands in cli/__init__.py the only code that imports rich.
+"""Rendering of reports for the terminal: with the commands, the only code that imports rich.
 
-Kept apart from the commands so the command definitions stay short; every
-function takes a report dataclass and prints it.
+Every ``render_*`` takes a report dataclass and prints it; :func:`emit` is the one place a command's report
+leaves: as tables, as JSON on stdout (``--json``) and/or as a JSON file (``--json-out``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import click
 
-def _line(text: object) -> str:
+from binexport.cli.params import one_line
+
+
+def emit(report: Any, render: Callable[[Any], None], as_json: bool, json_out: Path | None) -> None:
+    """Show ``report``: ``render`` it, or print its JSON (``--json``); and write the JSON to ``json_out``.
+
+    Every command ends here, so ``--json`` and ``--json-out`` mean the same on each: the report's
+    ``to_json()``, the text of :class:`binexport.report.Report`, on stdout or written atomically.
+    """
+    if as_json:
+        click.echo(report.to_json(), nl=False)
+    else:
+        render(report)
+    if json_out is not None:
+        report.write_json(json_out)
+
+
+def safe_line(text: object) -> str:
     """Foreign text (ONNX metadata, notes) on one line, with rich markup escaped."""
     from rich.markup import escape
-
-    from binexport.cli import one_line
 
     return escape(one_line(str(text)))
 
 
-def _path(path: str) -> str:
+def safe_path(path: str) -> str:
     """A whole path, printable whatever bytes it holds, markup escaped."""
     from rich.markup import escape
 
@@ -28,7 +45,7 @@ def _path(path: str) -> str:
     return escape(shown(path))
 
 
-def _name(path: str) -> str:
+def safe_name(path: str) -> str:
     """A file's name, printable whatever bytes it holds, markup escaped."""
     from rich.markup import escape
 
@@ -53,14 +70,14 @@ def render_inspect(report: Any) -> None:
     a = report.architecture
     con = console()
     kind = report.format if report.layout == report.format else f"{report.format} ({report.layout})"
-    con.print(f"[bold]{_path(report.path)}[/bold]: {kind}, {mib(report.file_bytes)}")
+    con.print(f"[bold]{safe_path(report.path)}[/bold]: {kind}, {mib(report.file_bytes)}")
     variant = f", {a['variant']}" if a.get("family", "pytorch") != "pytorch" else ""
     con.print(
         f"architecture: {a['name']}, {a['num_classes']} classes, {a['mode']}{variant}"
         + (f" (from {report.binarized_from})" if report.binarized_from not in ("", "unknown") else "")
     )
     con.print(
-        f"parameters: {report.binarised_params:,} binarised, {report.float_params:,} float"
+        f"parameters: {report.binarized_params:,} binarised, {report.float_params:,} float"
         + (f"; [yellow]{report.zero_weights:,} exact-zero weights mapped to +1[/yellow]" if report.zero_weights else "")
     )
     t = Table(title="Where the bytes go")
@@ -98,7 +115,7 @@ def render_inspect(report: Any) -> None:
         elif isinstance(value, dict):
             con.print(f"{key}: " + ", ".join(f"{k}={v:,}" if type(v) is int else f"{k}={v}" for k, v in value.items()))
         else:
-            con.print(f"{key}: {_line(value)}")
+            con.print(f"{key}: {safe_line(value)}")
 
 
 def render_pack(r: Any) -> None:
@@ -120,7 +137,7 @@ def render_pack(r: Any) -> None:
             "the weights-to-weights ratio is the fair one."
         )
     con.print(
-        f"wrote [bold]{_path(r.output)}[/bold]; re-read it and checked {r.tensors_checked} tensors bit for bit "
+        f"wrote [bold]{safe_path(r.output)}[/bold]; re-read it and checked {r.tensors_checked} tensors bit for bit "
         f"({r.seconds:.2f} s)"
     )
     if r.binarized_anyway:
@@ -202,121 +219,10 @@ def render_onnx(r: Any) -> None:
     con.print(t)
     for note in v.notes:
         con.print(f"[yellow]note: {note}[/yellow]")
-    con.print(f"wrote [bold]{_path(r.output)}[/bold]; validated: [green]passed[/green]")
+    con.print(f"wrote [bold]{safe_path(r.output)}[/bold]; validated: [green]passed[/green]")
 
 
 def stderr_console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
-
-
-def _openvino_on(row: Any) -> str:
-    """An OpenVINO row's label: the devices it reports (``OpenVINO:CPU``), and a lossy compute mode (``bf16``)."""
-    return row.provider if row.precision == "f32" else f"{row.provider} {row.precision}"
-
-
-def _kernel_notes(con: Any, rows: list[Any]) -> None:
-    """One footnote per row that says which kernels ran, as its runtime names them."""
-    for row in rows:
-        if row.kernels:
-            con.print(f"kernels: {_name(row.path)} on {row.runtime}: {_line(row.kernels)}", soft_wrap=True)
-
-
-def render_verify(r: Any) -> None:
-    from rich import box
-    from rich.table import Table
-
-    def diff(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.1e}"
-
-    what = Path(r.data_source).name if r.data == "images" else r.data
-    t = Table(
-        title=f"{what}: {r.num_images:,} images, {r.num_classes} classes, on {r.device}",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    t.add_column("#", justify="right", no_wrap=True)  # names go below, whole: folding them is unreadable
-    for col in ("weights\nruntime", "top-1\n%", "top-5\n%", "agree\n%", "max\n|Δ|", "mean\n|Δ|", "img/s", "result"):
-        t.add_column(col, justify="left" if col[0] in "wr" else "right", no_wrap=True)
-    rows = [r.reference, *r.artifacts]
-    for i, row in enumerate(rows):
-        result = "ref" if row.role == "reference" else ("[green]PASS[/green]" if row.passed else "[bold]FAIL[/bold]")
-        on = _openvino_on(row) if row.runtime == "openvino" else row.provider.replace("ExecutionProvider", "")
-        t.add_row(
-            str(i),
-            f"{row.weights}\n{on}",
-            f"{100 * row.top1:.2f}",
-            f"{100 * row.top5:.2f}",
-            f"{100 * row.agreement:.2f}",
-            diff(row.max_abs_logit_diff),
-            diff(row.mean_abs_logit_diff),
-            f"{row.images_per_s:,.0f}",
-            result,
-            style=None if row.passed else "red",
-        )
-    con = console()
-    con.print(t)
-    for i, row in enumerate(rows):
-        con.print(f" {i}  {_name(row.path)}" + (" (reference)" if row.role == "reference" else ""), soft_wrap=True)
-    _kernel_notes(con, rows)
-    for row in r.artifacts:
-        for note in row.notes:
-            con.print(f"note: {_name(row.path)}: {_line(note)}", soft_wrap=True)
-    for note in r.notes:
-        con.print(f"note: {_line(note)}", soft_wrap=True)
-    con.print(
-        "[green]every artifact classifies like the reference[/green]"
-        if r.passed
-        else f"[bold red]{len(r.failures)} problem(s); rows marked FAIL[/bold red]"
-    )
-
-
-def _mb(n: int | None) -> str:
-    """Bytes as whole MB (one decimal below 10 MB, where the int2 figures are); ``-`` where not measured."""
-    return "-" if n is None else f"{n / 1e6:.1f}" if n < 10e6 else f"{n / 1e6:,.0f}"
-
-
-def render_bench(r: Any) -> None:
-    from rich import box
-    from rich.table import Table
-
-    flags = ", ".join(r.cpu_flags) or "none of AVX2 / AVX-512 / VNNI / AMX"
-    t = Table(
-        title=f"{r.cpu} ({r.cores} cores; {flags}), {r.device}, batch {r.batch_size}",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-    t.add_column("file", overflow="ellipsis", no_wrap=True, max_width=18)
-    t.add_column("weights\non", no_wrap=True)
-    for col in ("size\nMB", "load\ns", "RSS MB\npeak/wts", "b=1 ms\nmed/p90", "batch\nimg/s", "speed\nvs 1st"):
-        t.add_column(col, justify="right", no_wrap=True)
-    for row in r.rows:
-        on = (
-            "torch"
-            if row.runtime == "torch"
-            else _openvino_on(row).replace("OpenVINO:CPU", "OV")  # 80 columns; the title names the device
-            if row.runtime == "openvino"
-            else (row.provider.replace("ExecutionProvider", "").replace("CPU", "ORT"))
-        )
-        t.add_row(
-            _name(row.path),
-            f"{row.weights}\n{on}",
-            f"{row.file_bytes / 1e6:.1f}",
-            f"{row.load_s:.2f}",
-            f"{row.peak_rss_bytes / 1e6:,.0f}/{_mb(row.weights_rss_bytes)}",
-            f"{row.latency_ms_median:.1f}/{row.latency_ms_p90:.1f}",
-            f"{row.images_per_s:,.1f}",
-            f"{row.speed_ratio:.2f}x",
-        )
-    con = console()
-    con.print(t)
-    con.print(
-        "RSS: the peak of the artifact's own process / what it holds resident once loaded (its weights as the "
-        "runtime keeps them: RSS after loading minus after an empty session of the runtime)."
-    )
-    _kernel_notes(con, r.rows)
-    for note in r.notes:
-        con.print(f"note: {_line(note)}")

@@ -11,22 +11,21 @@ row per runtime (ONNX Runtime, OpenVINO), and each row says which kernels ran.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from binexport.errors import InputError
+from binexport.report import Report
 from binexport.runtimes.base import Progress
 from binexport.runtimes.cpu import cpu_info
 from binexport.runtimes.signals import stop_on_signals
 from binexport.runtimes.worker import Worker, probe_timeout, slice_timeout
 
-SCHEMA_VERSION = 1
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_SECONDS = 10.0
 #: Timing rounds: each artifact's time is split over this many interleaved slices.
@@ -73,7 +72,7 @@ class BenchRow:
 
 
 @dataclass
-class BenchReport:
+class BenchReport(Report):
     """Every row, and the machine it was measured on."""
 
     cpu: str
@@ -88,18 +87,12 @@ class BenchReport:
     notes: list[str] = field(default_factory=list)
     runtimes: list[str] = field(default_factory=lambda: ["onnxruntime"])  # the runtime ids ONNX files ran on
     precision: str = "f32"  # asked of OpenVINO; each row says what really ran
-    schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = super().to_dict()
         for row, r in zip(d["rows"], self.rows, strict=True):
             row["model_rss_bytes"] = r.model_rss_bytes
         return d
-
-    def write_json(self, path: str | Path) -> Path:
-        from binexport._fileio import check_output, write_atomic
-
-        return write_atomic(check_output(path, force=True), (json.dumps(self.to_dict(), indent=2) + "\n").encode())
 
 
 def bench(

@@ -15,13 +15,14 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import binexport  # the other verbs, through the public API as any user calls them (never a verb module)
 from binexport.errors import CheckError, InputError
+from binexport.report import Report
 
-SCHEMA_VERSION = 1
 #: What ``--license`` defaults to, and the card then warns.
 UNKNOWN_LICENSE = "unknown"
 #: int8 calibration images for the bundle (the to-onnx default).
@@ -42,7 +43,7 @@ class BundleFile:
 
 
 @dataclass
-class BundleReport:
+class BundleReport(Report):
     """What ``bundle`` wrote, and the command that publishes it."""
 
     output: str
@@ -58,10 +59,6 @@ class BundleReport:
     upload_command: str
     warnings: list[str] = field(default_factory=list)
     version: str = ""
-    schema_version: int = SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def bundle(
@@ -112,7 +109,6 @@ def bundle(
         >>> r.upload_command                                                                            # doctest: +SKIP
         'hf upload USER/MODEL hub/ .'
     """
-    import binexport
     from binexport import formats
     from binexport._fileio import sha256_file
     from binexport.data.labels import default_labels, load_labels

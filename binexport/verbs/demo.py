@@ -22,6 +22,9 @@ from typing import Any
 
 import numpy as np
 
+import binexport  # the other verbs, through the public API as any user calls them (never a verb module)
+from binexport.report import Report
+
 #: The shipped demo: McDonnell's MATLAB CIFAR-10 model and 200 CIFAR-10 test images in torchvision's layout.
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 DEMO_MODEL = DEMO_DIR / "TrainedWideResNet20-10_CIFAR10_1-bit-per-weight-4MB.mat"
@@ -35,7 +38,7 @@ DEMO_HELDOUT_COUNT = DEMO_TRAINING_IMAGES - DEMO_CALIBRATION_COUNT
 
 
 @dataclass
-class DemoReport:
+class DemoReport(Report):
     """The reports of each step, in order, keyed by step name, and notes on what was left out and why."""
 
     folder: str
@@ -45,16 +48,9 @@ class DemoReport:
     steps: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "schema_version": 1,
-            "folder": self.folder,
-            "checkpoint": self.checkpoint,
-            "synthetic_checkpoint": self.synthetic_checkpoint,
-            "data": self.data,
-            "steps": {k: v.to_dict() for k, v in self.steps.items()},
-            "notes": list(self.notes),
-        }
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, with each step as its own report's ``to_dict()`` (its version and extra keys kept)."""
+        return {**super().to_dict(), "steps": {k: v.to_dict() for k, v in self.steps.items()}}
 
 
 def run_demo(
@@ -70,6 +66,7 @@ def run_demo(
     bench_seconds: float = 4.0,
     limit: int | None = None,
     full_precision: bool = False,
+    binarized: bool | None = None,
     on_step: Callable[[str, Any], None] | None = None,
 ) -> DemoReport:
     """Run every capability once, ending with ``bench``; ``on_step(name, report)`` sees each report as it is made.
@@ -86,7 +83,9 @@ def run_demo(
             instead of the 256 shipped training images.
         bench_seconds: timing budget per artifact of the closing benchmark (0 skips it).
         limit: verify on the first N images only.
-        full_precision: the synthetic run with a full-precision checkpoint (implies ``synthetic``).
+        full_precision: the full-precision steps (.bwn float32 and float16, ONNX float32, verify): on
+            ``checkpoint``, else on a synthetic checkpoint trained without ``--binarize``.
+        binarized: override ``log.txt`` about ``--binarize`` for ``checkpoint`` (as every verb's option).
         on_step: called with each step's name and report.
 
     Returns:
@@ -99,11 +98,9 @@ def run_demo(
         >>> run_demo("binexport-demo").steps["verify"].passed      # doctest: +SKIP
         True
     """
-    from binexport import export_onnx, inspect, pack, verify
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    synthetic = synthetic or full_precision
+    synthetic = synthetic or (full_precision and checkpoint is None)
     report = DemoReport(str(out), "", synthetic, "")
 
     def step(name: str, r: Any) -> Any:
@@ -129,25 +126,35 @@ def run_demo(
     report.checkpoint = str(ckpt)
     report.data = report.data or str(images)
 
-    info = step("inspect", inspect(ckpt))
+    info = step("inspect", binexport.inspect(ckpt, binarized=binarized))
     if full_precision:  # the other row of the seed's table: lossless and half-precision .bwn, float32 ONNX
-        step("pack-bwn", pack(ckpt, out / "model.bwn", format="bwn", force=True))
-        step("pack-bwn-float16", pack(ckpt, out / "model.float16.bwn", format="bwn", weights="float16", force=True))
-        step("to-onnx", export_onnx(ckpt, out / "model.onnx", weights="float32", force=True, images=images))
+        step("pack-bwn", binexport.pack(ckpt, out / "model.bwn", format="bwn", force=True, binarized=binarized))
+        step(
+            "pack-bwn-float16",
+            binexport.pack(
+                ckpt, out / "model.float16.bwn", format="bwn", weights="float16", force=True, binarized=binarized
+            ),
+        )
+        step(
+            "to-onnx",
+            binexport.export_onnx(
+                ckpt, out / "model.onnx", weights="float32", force=True, images=images, binarized=binarized
+            ),
+        )
         artifacts = [report.steps[s].output for s in ("pack-bwn", "pack-bwn-float16", "to-onnx")]
-        step("verify", verify(artifacts, reference=ckpt, limit=limit, **test))
+        step("verify", binexport.verify(artifacts, reference=ckpt, limit=limit, binarized=binarized, **test))
         return report
     names = []
     if isinstance(info.output_sizes.get("packed"), int):  # the published layout holds the PyTorch port only
-        step("pack", pack(ckpt, out / "model.packed.pth.tar", force=True))
+        step("pack", binexport.pack(ckpt, out / "model.packed.pth.tar", force=True, binarized=binarized))
         names.append("pack")
-    step("pack-bwn", pack(ckpt, out / "model.bwn", format="bwn", force=True))
-    step("to-onnx", export_onnx(ckpt, out / "model.onnx", force=True, images=images))
+    step("pack-bwn", binexport.pack(ckpt, out / "model.bwn", format="bwn", force=True, binarized=binarized))
+    step("to-onnx", binexport.export_onnx(ckpt, out / "model.onnx", force=True, images=images, binarized=binarized))
     names += ["pack-bwn", "to-onnx"]
     if calibrate is not None:
         step(
             "to-onnx-int8",
-            export_onnx(
+            binexport.export_onnx(
                 ckpt,
                 out / "model-int8.onnx",
                 weights="int8",
@@ -156,20 +163,19 @@ def run_demo(
                 calibration_size=64 if synthetic else DEMO_CALIBRATION_COUNT,
                 force=True,
                 images=images,
+                binarized=binarized,
             ),
         )
         names.append("to-onnx-int8")
     artifacts = [report.steps[s].output for s in names]
     # runtime "all": ONNX files also run on OpenVINO where its extra is installed (one more row each)
-    step("verify", verify(artifacts, reference=ckpt, limit=limit, runtime="all", **test))
+    step("verify", binexport.verify(artifacts, reference=ckpt, limit=limit, runtime="all", binarized=binarized, **test))
     if bench_seconds > 0:
-        from binexport import bench
-
         float32 = out / "model-float32.onnx"
-        export_onnx(ckpt, float32, weights="float32", force=True)
+        binexport.export_onnx(ckpt, float32, weights="float32", force=True, binarized=binarized)
         onnx = [a for a in artifacts if str(a).endswith(".onnx")]
         torch_files = [artifacts[0]] if synthetic or "pack" in names else []
-        step("bench", bench([float32, *onnx, *torch_files], seconds=bench_seconds, runtime="all"))
+        step("bench", binexport.bench([float32, *onnx, *torch_files], seconds=bench_seconds, runtime="all"))
     return report
 
 

@@ -10,7 +10,7 @@ otherwise no file is left.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,9 @@ from binexport.errors import CheckError, InputError
 from binexport.formats import onnx as fmt
 from binexport.formats.onnx import int8 as int8_fmt
 from binexport.model import Model
+from binexport.report import Report
 from binexport.validation import RANDOM_IMAGES, Validation, random_images, validate
 
-#: ``--weights`` choices and the opset default, for the CLI.
-WEIGHTS = fmt.WEIGHTS
-DEFAULT_OPSET = fmt.DEFAULT_OPSET
-MIN_OPSET = fmt.MIN_OPSET
-#: ``--weight-zero-point`` choices and default (int8): which ONNX Runtime CPU kernel the block convs reach.
-WEIGHT_ZERO_POINTS = int8_fmt.WEIGHT_ZERO_POINTS
-DEFAULT_WEIGHT_ZERO_POINT = int8_fmt.DEFAULT_WEIGHT_ZERO_POINT
-SCHEMA_VERSION = 1
 #: int8 calibration defaults: accuracy was flat from 32 to 512 images on the real WRN-20-10 (docs/BENCHMARKS.md);
 #: 256 keeps the worst logit error low, and the 99.999th percentile beat min/max, 99.9, 99.99 and ORT's entropy.
 CALIBRATION_SIZE = 256
@@ -69,7 +62,7 @@ class OrtExport:
 
 
 @dataclass
-class OnnxReport:
+class OnnxReport(Report):
     """What ``export_onnx`` did; the CLI renders it, ``--json`` prints ``to_dict()``."""
 
     input: str
@@ -91,10 +84,6 @@ class OnnxReport:
     calibration: Calibration | None = None
     weight_zero_point: int | None = None  # int8 only: the block convs' weight zero point (ORT's kernel)
     ort: OrtExport | None = None  # --ort-format: the phone file beside the ONNX
-    schema_version: int = SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def export_onnx(
@@ -136,7 +125,7 @@ def export_onnx(
         calibration_size: training images whose activations set the int8 ranges; up to
             :data:`HELDOUT_IMAGES` more are held out to validate on.
         percentile: each activation's range is its ``percentile``-th percentile (100 = min/max).
-        weight_zero_point: int8 only: one of :data:`WEIGHT_ZERO_POINTS` (None: :data:`DEFAULT_WEIGHT_ZERO_POINT`).
+        weight_zero_point: int8 only: one of ``formats.onnx.int8.WEIGHT_ZERO_POINTS`` (None: its ``DEFAULT_WEIGHT_ZERO_POINT``).
             1 stores the 1-bit weights as codes {0, 2} (ONNX Runtime's QGEMM, AMX on Intel Xeons that have it),
             0 as {-1, +1} (its symmetric direct convolution, no AMX); both give the same logits.
         ort_format: also write the ``.ort`` file for ONNX Runtime Mobile beside the output, its reduced-build
@@ -174,7 +163,9 @@ def export_onnx(
         )
     if weight_zero_point is not None and weights != "int8":
         raise InputError(f"--weight-zero-point is for --weights int8 only (this export is {weights})")
-    zp_w = int8_fmt.check_zero_point(DEFAULT_WEIGHT_ZERO_POINT if weight_zero_point is None else weight_zero_point)
+    zp_w = int8_fmt.check_zero_point(
+        int8_fmt.DEFAULT_WEIGHT_ZERO_POINT if weight_zero_point is None else weight_zero_point
+    )
     labelled = _labelled(images) if images is not None else None
     timings["load"] = time.perf_counter() - t0
 

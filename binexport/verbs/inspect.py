@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from binexport import formats
 from binexport.errors import InputError
 from binexport.model import Model
-
-SCHEMA_VERSION = 1
+from binexport.report import Report
 
 
 @dataclass
-class InspectReport:
+class InspectReport(Report):
     """Everything ``inspect`` shows: what the file is, and what it would become."""
 
     path: str
@@ -31,11 +31,10 @@ class InspectReport:
     output_sizes: dict[str, object]
     details: dict[str, object] = field(default_factory=dict)
     weights: str = "float32"
-    schema_version: int = SCHEMA_VERSION
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         """The JSON object; ``binarised_params`` repeats ``binarized_params`` for 0.3.x only (old spelling)."""
-        out = asdict(self)
+        out = super().to_dict()
         out["binarised_params"] = self.binarized_params
         return out
 

@@ -7,7 +7,7 @@ with ``weights=``); the published layout can't hold float block convs, so it sti
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from binexport import formats
@@ -15,14 +15,13 @@ from binexport._fileio import check_output, write_atomic
 from binexport.errors import InputError
 from binexport.model import binarize
 from binexport.precision import round_weights
+from binexport.report import Report
 
 #: Formats ``pack`` writes; the first is the default.
-FORMATS = formats.PACK_FORMATS
-SCHEMA_VERSION = 1
 
 
 @dataclass
-class PackReport:
+class PackReport(Report):
     """What ``pack`` did, in numbers; the CLI renders it, ``--json`` prints it."""
 
     input: str
@@ -43,10 +42,6 @@ class PackReport:
     seconds: float
     options: dict[str, object] = field(default_factory=dict)
     weights: str = "1-bit"
-    schema_version: int = SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def pack(
@@ -93,9 +88,9 @@ def pack(
         'float16'
     """
     t0 = time.perf_counter()
-    if format not in FORMATS:
+    if format not in formats.PACK_FORMATS:
         raise InputError(
-            f"pack writes {' or '.join(repr(f) for f in FORMATS)}, not {format!r}; for ONNX use 'binexport to-onnx'"
+            f"pack writes {' or '.join(repr(f) for f in formats.PACK_FORMATS)}, not {format!r}; for ONNX use 'binexport to-onnx'"
         )
     fmt = formats.get(format)
     write, read = fmt.write, fmt.read

@@ -10,15 +10,14 @@ A 32x32 image reaches the model exactly as ``verify`` would feed it, so both nam
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from binexport.errors import InputError
+from binexport.report import Report
 
-SCHEMA_VERSION = 1
 #: Default of ``--top-k``.
 DEFAULT_TOP_K = 5
 #: Images run per forward call.
@@ -51,7 +50,7 @@ class ImagePrediction:
 
 
 @dataclass
-class PredictReport:
+class PredictReport(Report):
     """Every image's top classes, what ran them, and how the pictures were prepared."""
 
     model: str
@@ -67,10 +66,6 @@ class PredictReport:
     images: list[ImagePrediction] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     version: str = ""
-    schema_version: int = SCHEMA_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -10,27 +10,23 @@ compute mode it ran, ``check.tolerance_key``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
 from binexport import check, formats
-from binexport._fileio import write_atomic
 from binexport.errors import CheckError, InputError
 from binexport.model import Model
+from binexport.report import Report
 from binexport.runtimes.artifact import Artifact, open_artifact, open_run
 from binexport.runtimes.base import Progress
-from binexport.runtimes.plan import DEVICES, Run
+from binexport.runtimes.plan import Run
 
-#: Choices of ``--dataset`` and ``--device``, and the default batch size, for the CLI.
-DATASETS = ("CIFAR100", "CIFAR10", "SVHN")
-DEVICE_CHOICES = DEVICES
+#: The default batch size (the CLI's too).
 DEFAULT_BATCH_SIZE = 256
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -65,7 +61,7 @@ class ArtifactResult:
 
 
 @dataclass
-class VerifyReport:
+class VerifyReport(Report):
     """Every row, the data it was measured on, and what failed (empty when everything passed)."""
 
     data: str
@@ -80,7 +76,6 @@ class VerifyReport:
     version: str
     runtimes: list[str] = field(default_factory=lambda: ["onnxruntime"])  # the runtime ids ONNX files ran on
     precision: str = "f32"  # asked of OpenVINO; each row says what really ran
-    schema_version: int = SCHEMA_VERSION
     notes: list[str] = field(default_factory=list)  # about the run as a whole (a runtime ``all`` left out)
 
     @property
@@ -88,13 +83,7 @@ class VerifyReport:
         return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "passed": self.passed}
-
-    def write_json(self, path: str | Path) -> Path:
-        p = Path(path)
-        if p.is_dir() or not p.parent.is_dir():
-            raise InputError(f"{p}: --json needs a file name in an existing folder")
-        return write_atomic(p, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
+        return {**super().to_dict(), "passed": self.passed}
 
     def raise_for_failures(self) -> None:
         """A CheckError listing every failing row (the CLI calls it after rendering)."""

@@ -189,3 +189,16 @@ def test_demo_on_the_real_checkpoint_and_samples(realdata: Path, tmp_path: Path)
 def test_demo_synthetic_and_checkpoint_together_is_refused(tmp_path: Path) -> None:
     r = invoke("demo", "--synthetic", "--checkpoint", str(tmp_path), "--out", str(tmp_path))
     assert_refused(r, match="not both")
+
+
+def test_demo_full_precision_is_the_shared_mode_option(make_run, tmp_path: Path) -> None:
+    """demo --full-precision is every command's --binarized/--full-precision: on --checkpoint it reads the model
+    as full precision (whatever its log.txt says) and runs the full-precision steps on it."""
+    ckpt = make_run(depth=8, width=1, num_classes=100)  # trained with --binarize, says its log.txt
+    args = ["demo", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"), "--limit", "4", "--json"]
+    r = invoke(*args, "--full-precision", "--bench-seconds", "0")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert list(report["steps"]) == ["inspect", "pack-bwn", "pack-bwn-float16", "to-onnx", "verify"]
+    assert report["steps"]["inspect"]["binarized"] is False and report["steps"]["to-onnx"]["weights"] == "float32"
+    assert report["synthetic_checkpoint"] is False and report["checkpoint"] == str(ckpt)

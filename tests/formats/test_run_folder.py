@@ -99,7 +99,7 @@ def test_to_onnx_and_verify_take_a_run_folder(make_run, tmp_path: Path) -> None:
         "CIFAR10",
         "--data-root",
         tmp_path / "data",
-        "--json",
+        "--json-out",
         tmp_path / "v.json",
     )
     assert r.exit_code == 0, r.output

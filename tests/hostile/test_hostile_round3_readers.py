@@ -226,7 +226,7 @@ def test_pytorchcv_int64_counters_are_still_read(tmp_path: Path) -> None:
 def test_bench_takes_a_run_folder(make_run, tmp_path: Path) -> None:
     ckpt = make_run()
     out = tmp_path / "b.json"
-    r = invoke("bench", ckpt.parent, "--seconds", "0.2", "--device", "cpu", "--batch-size", "2", "--json", out)
+    r = invoke("bench", ckpt.parent, "--seconds", "0.2", "--device", "cpu", "--batch-size", "2", "--json-out", out)
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["rows"][0]["path"] == str(ckpt)
     assert "a training run folder; using checkpoint.pth.tar" in r.stderr
@@ -280,7 +280,7 @@ def test_runtime_all_goes_on_without_a_broken_openvino_saying_so(
 ) -> None:
     onnx, ckpt = onnx_and_ckpt
     out = tmp_path / "v.json"
-    args = ["verify", ckpt, onnx, "--images", png_folder, "--device", "cpu", "--runtime", "all", "--json", out]
+    args = ["verify", ckpt, onnx, "--images", png_folder, "--device", "cpu", "--runtime", "all", "--json-out", out]
     r = _cli_with_fake_openvino(tmp_path, "raises", *args, "--binarized")
     assert r.code == 0, r.stderr
     report = json.loads(out.read_text())

@@ -58,7 +58,7 @@ def test_bench_on_cuda_reports_the_cuda_provider(files: dict[str, Path], tmp_pat
         "0.5",
         "--batch-size",
         "8",
-        "--json",
+        "--json-out",
         str(out),
     )
     assert res.exit_code == 0, res.output

@@ -152,7 +152,7 @@ def test_verify_runtime_all_gives_one_row_per_runtime_in_json(files: dict[str, P
         str(files["data"]),
         "--device",
         "cpu",
-        "--json",
+        "--json-out",
         str(out),
     )
     assert res.exit_code == 0, res.output
@@ -198,7 +198,7 @@ def test_bench_runtime_all_rows_in_json(files: dict[str, Path], tmp_path: Path) 
         "1",
         "--device",
         "cpu",
-        "--json",
+        "--json-out",
         str(out),
     )
     assert res.exit_code == 0, res.output

@@ -90,7 +90,7 @@ def test_a_run_folder_is_planned_as_its_checkpoint(make_run) -> None:
 def test_bench_takes_a_run_folder_like_verify(make_run, tmp_path: Path) -> None:
     ckpt = make_run()
     out = tmp_path / "bench.json"
-    r = invoke("bench", ckpt.parent, "--seconds", "0.2", "--batch-size", "2", "--device", "cpu", "--json", out)
+    r = invoke("bench", ckpt.parent, "--seconds", "0.2", "--batch-size", "2", "--device", "cpu", "--json-out", out)
     assert r.exit_code == 0, r.output
     [row] = json.loads(out.read_text())["rows"]
     assert row["path"] == str(ckpt) and row["runtime"] == "torch" and row["format"] == "checkpoint"

@@ -22,7 +22,9 @@ def two(artifacts) -> list[Path]:
 
 def test_cli_bench_two_artifacts_writes_valid_json(two: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    res = invoke("bench", *map(str, two), "--seconds", "0.5", "--batch-size", "4", "--threads", "1", "--json", str(out))
+    res = invoke(
+        "bench", *map(str, two), "--seconds", "0.5", "--batch-size", "4", "--threads", "1", "--json-out", str(out)
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     assert rep["schema_version"] == 1 and rep["batch_size"] == 4 and rep["threads"] == 1

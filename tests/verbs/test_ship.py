@@ -292,7 +292,7 @@ def test_cat_is_a_cat_from_every_file_and_matches_verify(demo_files: dict) -> No
         r = binexport.predict(f, images, top_k=1)
         assert [im.path for im in r.images] == [str(p) for p in images]
         ours = np.array([im.top[0].index for im in r.images])
-        rt = open_artifact(f).runtime  # the reference: the runtime itself, fed as verify feeds it
+        rt = open_artifact(f).session  # the reference: the runtime session itself, fed as verify feeds it
         theirs = rt.logits(select_input(rt.input_kind, pixels, normalize(pixels))).argmax(axis=1)
         assert np.array_equal(ours, theirs), (kind, ours, theirs)  # per image, not a count
         v = binexport.verify([f], images=CIFAR10_SAMPLES, reference=DEMO_MAT)

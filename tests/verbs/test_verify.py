@@ -105,7 +105,7 @@ def test_flipped_sign_bits_fail_with_exit_1_and_are_marked(setup: dict[str, Path
         "CIFAR100",
         "--data-root",
         setup["root"],
-        "--json",
+        "--json-out",
         out,
     )
     assert_refused(res, code=1)
@@ -144,7 +144,7 @@ def test_training_checkpoint_and_each_export_pass(make_run, tmp_path: Path) -> N
         tmp_path / "d",
         "--batch-size",
         16,
-        "--json",
+        "--json-out",
         out,
     )
     assert res.exit_code == 0, res.output
@@ -171,7 +171,7 @@ def test_training_checkpoint_and_each_export_pass(make_run, tmp_path: Path) -> N
 def test_json_report_schema(setup: dict[str, Path]) -> None:
     out = setup["tmp"] / "r.json"
     res = invoke(
-        "verify", setup["ref"], "--dataset", "CIFAR100", "--data-root", setup["root"], "--limit", 20, "--json", out
+        "verify", setup["ref"], "--dataset", "CIFAR100", "--data-root", setup["root"], "--limit", 20, "--json-out", out
     )
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
@@ -257,7 +257,7 @@ def test_onnx_falling_back_to_cpu_under_cuda_is_refused(
         ([], "exactly one of --dataset"),
         (["--dataset", "CIFAR10"], "CIFAR10 has 10 classes but the reference"),
         (["--dataset", "CIFAR100", "--reference", "{onnx}"], "not an ONNX file"),
-        (["--dataset", "CIFAR100", "--json", "/nonexistent-folder/r.json"], "output folder does not exist"),
+        (["--dataset", "CIFAR100", "--json-out", "/nonexistent-folder/r.json"], "output folder does not exist"),
     ],
 )
 def test_bad_input_exits_2(setup: dict[str, Path], model100: Model, args: list[str], message: str) -> None:
@@ -323,7 +323,7 @@ def test_download_through_the_cli(
     md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     monkeypatch.setitem(data.DATASETS, "CIFAR100", dataclasses.replace(data.DATASETS["CIFAR100"], md5=md5))
     out = setup["tmp"] / "r.json"
-    res = invoke("verify", setup["ref"], "--dataset", "CIFAR100", "--download", "--json", out)
+    res = invoke("verify", setup["ref"], "--dataset", "CIFAR100", "--download", "--json-out", out)
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["artifacts"][0]["top1_correct"] == N // 3
     assert (setup["tmp"] / "cache" / "cifar-100-python" / "test").is_file()
