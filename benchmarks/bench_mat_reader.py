@@ -22,6 +22,7 @@ import scipy.io
 
 from binexport.formats import mat
 from binexport.formats.mat import mat5
+from binexport.formats.mat.source import Budget
 
 MCD = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "mcdonnell-1-bit-per-weight" / "TrainedModels"
 FILES = {
@@ -40,7 +41,7 @@ def wanted(names: list[str]) -> list[str]:
 
 def ours(path: Path) -> dict:
     data = path.read_bytes()
-    f = mat5.MatFile(data, str(path), mat5.Budget(str(path), mat.decode_limit(len(data))))
+    f = mat5.MatFile(data, str(path), Budget(str(path), mat.decode_limit(len(data))))
     return {n: f.load(f.vars[n]) for n in wanted(list(f.vars))}
 
 

@@ -1,7 +1,7 @@
 """The one comparison of an artifact's logits with the reference's, and the tolerances it is held to.
 
-Both ``to-onnx`` (validating an export before it is written, :func:`judge_export`) and ``verify`` (checking
-artifacts on a test set) call :func:`compare`; neither has rules of its own. Tolerances are keyed by *weight
+Both ``to-onnx`` (validating an export before it is written, :func:`~binexport.validation.judge_export`)
+and ``verify`` (checking artifacts on a test set) call :func:`compare`; neither has rules of its own. Tolerances are keyed by *weight
 encoding*, not file format:
 
 - ``float32`` and ``1-bit`` artifacts (packed checkpoints, ``.bwn``, a training checkpoint binarised as trained,
@@ -22,7 +22,7 @@ encoding*, not file format:
   test set. An export's own validation is held to 95 % agreement on its real held-out images where it has at
   least :data:`MIN_AGREEMENT_IMAGES`; with fewer, or only random images, an agreement percentage is decided by
   near-ties (which flip with the CPU's int8 kernel), so the logit error is bounded relative to each image's
-  logit spread and top-1 counted only past the margin instead (:func:`judge_export`).
+  logit spread and top-1 counted only past the margin instead (:func:`~binexport.validation.judge_export`).
 - ``bf16-compute`` is not a weight encoding but a compute mode: OpenVINO's bfloat16 execution (``--precision
   bf16``) rounds activations and weights to an 8-bit mantissa in every layer, whatever the file stores. Measured
   on the 500 real CIFAR-100 test images (published WRN-20-10, OpenVINO 2026.4.1 on an AMD EPYC with avx512_bf16,
@@ -76,8 +76,8 @@ TOLERANCES: dict[str, Tolerance] = {
 }
 #: Agreement floors of an export's own validation where they differ from :data:`TOLERANCES`.
 EXPORT_MIN_AGREEMENT: dict[str, float] = {"int8": 0.95}
-#: Fewest real images on which a top-1 agreement percentage decides an export (:func:`judge_export`): over
-#: fewer, one near-tie flipped by the CPU's int8 kernel moves it by several points.
+#: Fewest real images on which a top-1 agreement percentage decides an export
+#: (:func:`~binexport.validation.judge_export`): over fewer, one near-tie flipped by the CPU's int8 kernel moves it by several points.
 MIN_AGREEMENT_IMAGES = 50
 #: int8 exports: the bound on each image's max |logit diff|, as a multiple of the spread (std over classes) of
 #: that image's reference logits. Worst seen with ONNX Runtime (graph optimisations on and off, weight zero
@@ -90,7 +90,7 @@ INT8_RELATIVE_BOUND = 0.6
 #: moves more surely than the max: worst seen 0.024 (WRN-20-10, smooth random images; 0.005 McDonnell's model);
 #: one sign-flipped output channel of a block conv: 0.07 (WRN-20-10, 1 of 320), 0.04-0.11 (a WRN-8-1, 1 of 16-32).
 INT8_MEAN_RELATIVE_BOUND = 0.06
-#: The rules an export is judged by (:func:`judge_export`), as reports name them.
+#: The rules an export is judged by (:func:`~binexport.validation.judge_export`), as reports name them.
 EXPORT_RULES: dict[str, str] = {
     "exact": "every logit within the encoding's bound, every top-1 kept where no rounding can flip it",
     "real-agreement": f"top-1 agreement on >= {MIN_AGREEMENT_IMAGES} real held-out images, and every image's "
@@ -188,8 +188,8 @@ def compare(
         min_agreement: replace the tolerance's agreement floor (an export's validation, see
             :data:`EXPORT_MIN_AGREEMENT`).
         bounds: (N,) a bound on each image's |logit diff|, replacing the tolerance's ``max_abs_logit_diff``
-            (:func:`judge_export`); a top-1 change then counts only where the reference's margin exceeds
-            twice the image's bound (a margin-aware agreement: near-ties decide nothing).
+            (:func:`~binexport.validation.judge_export`); a top-1 change then counts only where the reference's
+            margin exceeds twice the image's bound (a margin-aware agreement: near-ties decide nothing).
         agree_on: (N,) bool, the images agreement is measured on (default all).
         count_near_ties: with ``bounds``, count every top-1 change on ``agree_on`` (a plain agreement, for
             enough real images), not only those past the margin.
@@ -296,57 +296,3 @@ def spreads(logits: np.ndarray) -> np.ndarray:
     """(N,) the standard deviation of each row's logits over the classes: the scale a logit error is judged on."""
     out: np.ndarray = logits.astype(np.float64).std(1)
     return out
-
-
-def export_rule(weights: str, real_images: int) -> str:
-    """Which of :data:`EXPORT_RULES` judges an export of ``weights`` with ``real_images`` real images."""
-    tol = tolerance(weights)
-    if tol.max_abs_logit_diff is not None and tol.max_abs_logit_diff <= 1e-4:
-        return "exact"
-    return "real-agreement" if real_images >= MIN_AGREEMENT_IMAGES else "margin"
-
-
-def judge_export(
-    logits: np.ndarray, reference: np.ndarray, weights: str, real: np.ndarray, *, names: list[str] | None = None
-) -> tuple[str, Comparison]:
-    """An export's validation: :func:`compare` under the rule that fits its images (:func:`export_rule`).
-
-    Every image's max |logit diff| must lie within the encoding's bound (int8: :data:`INT8_RELATIVE_BOUND`
-    times the image's logit spread, and the mean within :data:`INT8_MEAN_RELATIVE_BOUND`). Top-1 agreement is
-    measured on the real images where there are :data:`MIN_AGREEMENT_IMAGES` or more (floor
-    :data:`EXPORT_MIN_AGREEMENT`), else only where the reference's margin exceeds twice the bound: no near-tie,
-    flipped one way by one CPU's int8 kernel and the other way by another's, decides a verdict.
-
-    Args:
-        logits, reference: (N, classes) the export's and the reference's logits, same images in the same order.
-        weights: the export's weight encoding.
-        real: (N,) bool, which images are real (held-out training or labelled) rather than random.
-        names: as :func:`compare`.
-
-    Returns:
-        The rule's name (a key of :data:`EXPORT_RULES`) and the :class:`Comparison`.
-
-    Raises:
-        InputError: as :func:`compare`.
-
-    Example:
-        >>> judge_export(onnx_logits, torch_logits, "int8", np.zeros(4, bool))[0]  # doctest: +SKIP
-        'margin'
-    """
-    real = np.asarray(real, bool)
-    rule = export_rule(weights, int(real.sum()))
-    bound = tolerance(weights).max_abs_logit_diff
-    relative = bound is None  # int8: bounded relative to each image's spread
-    c = compare(
-        logits,
-        reference,
-        weights,
-        names=names,
-        what="ONNX",
-        min_agreement=EXPORT_MIN_AGREEMENT.get(weights),
-        bounds=INT8_RELATIVE_BOUND * spreads(reference) if relative else np.full(len(reference), bound),
-        agree_on=real if rule == "real-agreement" else None,
-        count_near_ties=rule == "real-agreement",
-        mean_relative_bound=INT8_MEAN_RELATIVE_BOUND if relative else None,
-    )
-    return rule, c

@@ -2,7 +2,7 @@
 
 ``to-onnx`` runs the temp file on ONNX Runtime (or a runtime a test passes in) and the reference on the same
 images through :func:`binexport.runtimes.stream_logits`, as ``verify`` does, and judges the logits with
-:func:`binexport.check.judge_export`: the one comparison, under the rule that fits the images (real held-out
+:func:`judge_export`: the one comparison, under the rule that fits the images (real held-out
 ones where there are enough, else a margin-aware rule that near-ties, which flip with the CPU's int8 kernel,
 cannot decide). The report names the rule, the number of images and whether they were real or random.
 """
@@ -90,7 +90,7 @@ def validate(
     heldout: np.ndarray | None = None,
     runtime: Runtime | None = None,
 ) -> Validation:
-    """onnx.checker (full_check), then the runtime vs the PyTorch reference by :func:`check.judge_export`.
+    """onnx.checker (full_check), then the runtime vs the PyTorch reference by :func:`judge_export`.
 
     The images are a fixed random batch, then ``heldout`` (unlabelled: training images no calibration saw),
     then ``labelled`` (accuracy is reported on those); the last two are the real ones. Both runtimes run through
@@ -147,7 +147,7 @@ def validate(
     timings["runtime"] = time.perf_counter() - t
     real = np.arange(len(raw)) >= RANDOM_IMAGES
     try:
-        rule, c = check.judge_export(got, ref, weights, real, names=names)
+        rule, c = judge_export(got, ref, weights, real, names=names)
     except InputError as e:
         raise CheckError("the exported graph gives logits of the wrong shape", [str(e)]) from None
     n_real = int(real.sum())
@@ -195,3 +195,57 @@ def validate(
                 "into QLinearConv: this graph will not run faster than float here"
             )
     return v
+
+
+def export_rule(weights: str, real_images: int) -> str:
+    """Which rule of :data:`binexport.check.EXPORT_RULES` judges an export of ``weights`` with ``real_images`` real images."""
+    tol = check.tolerance(weights)
+    if tol.max_abs_logit_diff is not None and tol.max_abs_logit_diff <= 1e-4:
+        return "exact"
+    return "real-agreement" if real_images >= check.MIN_AGREEMENT_IMAGES else "margin"
+
+
+def judge_export(
+    logits: np.ndarray, reference: np.ndarray, weights: str, real: np.ndarray, *, names: list[str] | None = None
+) -> tuple[str, check.Comparison]:
+    """An export's validation: :func:`~binexport.check.compare` under the rule that fits its images (:func:`export_rule`).
+
+    Every image's max |logit diff| must lie within the encoding's bound (int8: :data:`~binexport.check.INT8_RELATIVE_BOUND`
+    times the image's logit spread, and the mean within :data:`~binexport.check.INT8_MEAN_RELATIVE_BOUND`). Top-1 agreement is
+    measured on the real images where there are :data:`~binexport.check.MIN_AGREEMENT_IMAGES` or more (floor
+    :data:`~binexport.check.EXPORT_MIN_AGREEMENT`), else only where the reference's margin exceeds twice the bound: no near-tie,
+    flipped one way by one CPU's int8 kernel and the other way by another's, decides a verdict.
+
+    Args:
+        logits, reference: (N, classes) the export's and the reference's logits, same images in the same order.
+        weights: the export's weight encoding.
+        real: (N,) bool, which images are real (held-out training or labelled) rather than random.
+        names: as :func:`~binexport.check.compare`.
+
+    Returns:
+        The rule's name (a key of :data:`binexport.check.EXPORT_RULES`) and the :class:`~binexport.check.Comparison`.
+
+    Raises:
+        InputError: as :func:`~binexport.check.compare`.
+
+    Example:
+        >>> judge_export(onnx_logits, torch_logits, "int8", np.zeros(4, bool))[0]  # doctest: +SKIP
+        'margin'
+    """
+    real = np.asarray(real, bool)
+    rule = export_rule(weights, int(real.sum()))
+    bound = check.tolerance(weights).max_abs_logit_diff
+    relative = bound is None  # int8: bounded relative to each image's spread
+    c = check.compare(
+        logits,
+        reference,
+        weights,
+        names=names,
+        what="ONNX",
+        min_agreement=check.EXPORT_MIN_AGREEMENT.get(weights),
+        bounds=check.INT8_RELATIVE_BOUND * check.spreads(reference) if relative else np.full(len(reference), bound),
+        agree_on=real if rule == "real-agreement" else None,
+        count_near_ties=rule == "real-agreement",
+        mean_relative_bound=check.INT8_MEAN_RELATIVE_BOUND if relative else None,
+    )
+    return rule, c

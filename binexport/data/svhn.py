@@ -21,6 +21,7 @@ from binexport._fileio import check_input
 from binexport.data.cifar import Dataset, default_root
 from binexport.errors import InputError
 from binexport.formats.mat import mat5
+from binexport.formats.mat.source import Budget
 
 NAME = "SVHN"
 #: The official test file, directly under the data root (torchvision's SVHN layout).
@@ -79,7 +80,7 @@ def load_svhn(root: str | Path | None = None, *, download: bool = False) -> Data
             )
         f.seek(0)
         data: bytes | mmap.mmap = f.read() if size < 4096 else mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    budget = mat5.Budget(str(p), DECODE_RATIO * max(size, 1 << 20), f" ({DECODE_RATIO} x the file)")
+    budget = Budget(str(p), DECODE_RATIO * max(size, 1 << 20), f" ({DECODE_RATIO} x the file)")
     mat = mat5.MatFile(data, str(p), budget)  # type: ignore[arg-type]  # an mmap is a buffer like bytes
     n = _check_layout(mat, str(p))
     labels = _labels(mat, n, str(p))

@@ -3,7 +3,7 @@
 Validation is part of every export, not a warning: the temp file is checked
 by ``onnx.checker`` (full_check) and run by ONNX Runtime on a fixed random
 batch (plus held-out and labelled real images when there are some); only a file that passes the rule
-:func:`binexport.check.judge_export` picks for its images (:mod:`binexport.validation`) replaces the output,
+:func:`binexport.validation.judge_export` picks for its images replaces the output,
 otherwise no file is left.
 """
 

@@ -32,6 +32,7 @@ import numpy as np
 from binexport._fileio import check_input
 from binexport.errors import InputError
 from binexport.formats.mat import mat5
+from binexport.formats.mat.source import Budget
 from binexport.model import Arch, BinaryWeight, Model, Source
 
 MAGIC = b"MATLAB 5.0 MAT-file"
@@ -113,7 +114,7 @@ def _open(p: Path, size: int) -> mat5.MatFile:
     if len(data) != size:
         raise InputError(f"{p}: changed while it was read ({size:,} bytes, then {len(data):,}); read it again")
     rule = f" ({DECODE_RATIO} x its size, at least {DECODE_FLOOR >> 20} MiB; McDonnell's decode to about 7 x)"
-    return mat5.MatFile(data, str(p), mat5.Budget(str(p), decode_limit(size), rule))
+    return mat5.MatFile(data, str(p), Budget(str(p), decode_limit(size), rule))
 
 
 def _read_matlab(p: Path, size: int, mat: mat5.MatFile) -> Model:

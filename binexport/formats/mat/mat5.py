@@ -23,13 +23,13 @@ import io
 import math
 import re
 import struct
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from binexport.errors import InputError
+from binexport.formats.mat.source import Budget, Source
 
 MI_MATRIX, MI_COMPRESSED = 14, 15
 #: numeric data-element types: mdtype -> numpy dtype character code (``b`` int8 ... ``d`` double)
@@ -46,7 +46,6 @@ MAX_NAME = 255
 #: of tiny elements could make a reader create (a WRN-1000 would still fit)
 MAX_VARS = 4096
 MAX_CELLS = 4096
-_CHUNK = 1 << 16
 _NAME = re.compile(r"[A-Za-z0-9_]*")
 
 
@@ -55,82 +54,6 @@ def class_name(cls: int) -> str:
     if cls in _MX_NUMERIC:
         return {6: "double", 7: "single"}.get(cls, np.dtype(_MX_NUMERIC[cls]).name)
     return _MX_NAMES.get(cls, f"unknown class {cls}")
-
-
-class Budget:
-    """Bytes a read may still decode; every inflate and copy is charged here before it happens."""
-
-    def __init__(self, label: str, limit: int, rule: str = "") -> None:
-        self.label, self.limit, self.used, self.rule = label, limit, 0, rule
-
-    def charge(self, n: int, what: str) -> None:
-        if n < 0 or self.used + n > self.limit:
-            raise InputError(
-                f"{self.label}: {what} declares {n:,} bytes of data; with {self.used:,} already "
-                f"decoded that passes the {self.limit:,} bytes this file can honestly hold{self.rule}; "
-                "the file is damaged or hostile"
-            )
-        self.used += n
-
-
-class _Source:
-    """Bytes of one element body: a slice of the file, or a zlib stream that never yields past its cap."""
-
-    def __init__(self, label: str, body: memoryview, compressed: bool, cap: int) -> None:
-        self.label, self.body, self.compressed, self.cap = label, body, compressed, cap
-        self.pos = 0  # bytes of output handed out
-        self._in = 0  # compressed bytes fed
-        self._z = zlib.decompressobj() if compressed else None
-
-    def read(self, n: int, what: str) -> bytes:
-        if n > self.cap - self.pos:
-            raise InputError(
-                f"{self.label}: {what} needs {n:,} bytes where {self.cap - self.pos:,} remain "
-                "in its element; the file is truncated or damaged"
-            )
-        if self._z is None:
-            out = bytes(self.body[self.pos : self.pos + n])
-        else:
-            parts, got = [], 0
-            while got < n:
-                data = self._z.unconsumed_tail or self.body[self._in : self._in + _CHUNK]
-                if not self._z.unconsumed_tail:
-                    self._in += len(data)
-                if not len(data) or self._z.eof:
-                    break
-                try:
-                    piece = self._z.decompress(data, n - got)
-                except zlib.error as e:
-                    raise InputError(f"{self.label}: {what}: its zlib stream is damaged ({e})") from None
-                parts.append(piece)
-                got += len(piece)
-            out = b"".join(parts)
-        if len(out) != n:
-            raise InputError(
-                f"{self.label}: {what} needs {n:,} bytes, its element holds {len(out):,}; "
-                "the file is truncated or damaged"
-            )
-        self.pos += n
-        return out
-
-    def finish(self, what: str) -> None:
-        """A compressed element must end exactly where its matrix does (no hidden bytes behind it)."""
-        if self._z is None:
-            return
-        rest = bytes(self._z.unconsumed_tail) + bytes(self.body[self._in :])  # the file bounds it
-        self._in = len(self.body)
-        extra = b""
-        if rest and not self._z.eof:
-            try:
-                extra = self._z.decompress(rest, 1)  # a correct stream has only its adler32 trailer left
-            except zlib.error as e:
-                raise InputError(f"{self.label}: {what}: its zlib stream is damaged ({e})") from None
-            rest = self._z.unused_data + self._z.unconsumed_tail
-        if extra or rest or not self._z.eof:
-            raise InputError(
-                f"{self.label}: {what}: its compressed element holds more or less than the "
-                "matrix it declares; the file is damaged or hostile"
-            )
 
 
 @dataclass
@@ -143,7 +66,7 @@ class Var:
     logical: bool
     complex: bool
     offset: int  # of its element in the file
-    open: Callable[[], tuple[_Source, int]] | None = None  # a source just past its miMATRIX tag, and that size
+    open: Callable[[], tuple[Source, int]] | None = None  # a source just past its miMATRIX tag, and that size
 
     @property
     def class_name(self) -> str:
@@ -175,7 +98,7 @@ class MatFile:
             raise InputError(f"{label}: MAT-file version {version:#06x}; expected 0x0100 (level 5)")
         self.vars = self._list()
 
-    def _tag(self, src: _Source, what: str) -> tuple[int, int, bool]:
+    def _tag(self, src: Source, what: str) -> tuple[int, int, bool]:
         """(mdtype, byte count, small) of the next data element tag."""
         first = struct.unpack(self.bo + "I", src.read(4, what))[0]
         if first >> 16:  # small data element: count in the high half, data in the next 4 bytes
@@ -185,7 +108,7 @@ class MatFile:
             return mdtype, n, True
         return first, struct.unpack(self.bo + "I", src.read(4, what))[0], False
 
-    def _payload(self, src: _Source, n: int, small: bool, what: str) -> bytes | memoryview:
+    def _payload(self, src: Source, n: int, small: bool, what: str) -> bytes | memoryview:
         raw = src.read(4 if small else n + (-n) % 8, what)
         return raw if len(raw) == n else memoryview(raw)[:n]
 
@@ -221,25 +144,25 @@ class MatFile:
             pos += 8 + n + ((-n) % 8 if mdtype == MI_MATRIX else 0)
         return out
 
-    def _opener(self, body: memoryview, compressed: bool, pos: int) -> Callable[[], tuple[_Source, int]]:
+    def _opener(self, body: memoryview, compressed: bool, pos: int) -> Callable[[], tuple[Source, int]]:
         """Positions a fresh source just past the variable's miMATRIX tag; returns it and the matrix size."""
 
-        def open_() -> tuple[_Source, int]:
+        def open_() -> tuple[Source, int]:
             what = f"the variable at offset {pos:,}"
             if not compressed:
-                src = _Source(self.label, body, False, len(body))
+                src = Source(self.label, body, False, len(body))
                 return src, len(body)
-            head = _Source(self.label, body, True, 8)
+            head = Source(self.label, body, True, 8)
             mdtype, n = struct.unpack(self.bo + "II", head.read(8, what))
             if mdtype != MI_MATRIX:
                 raise InputError(f"{self.label}: {what} is compressed type {mdtype}; expected miMATRIX (14)")
-            src = _Source(self.label, body, True, 8 + n)
+            src = Source(self.label, body, True, 8 + n)
             src._z, src._in, src.pos = head._z, head._in, 8
             return src, n
 
         return open_
 
-    def _header(self, src: _Source, what: str, offset: int) -> Var:
+    def _header(self, src: Source, what: str, offset: int) -> Var:
         """Array flags, dims and name of the matrix ``src`` is positioned in (bounded, whatever it declares)."""
         mdtype, n, small = self._tag(src, what)
         if mdtype != 6 or n != 8:
@@ -346,14 +269,14 @@ class MatFile:
             return dt, io.BytesIO(bytes(self._payload(src, n, small, what))).read
         return dt, lambda k: src.read(k, what)
 
-    def _numeric(self, src: _Source, head: Var, what: str) -> np.ndarray:
+    def _numeric(self, src: Source, head: Var, what: str) -> np.ndarray:
         dt, n, small = self._data_tag(src, head, what)
         raw = self._payload(src, n, small, what)
         with np.errstate(all="ignore"):  # double data in a single array may overflow: the reader checks values
             arr = np.frombuffer(raw, dt).astype(_MX_NUMERIC[head.cls] if not head.logical else "u1")
         return arr.reshape(head.dims, order="F")
 
-    def _data_tag(self, src: _Source, head: Var, what: str) -> tuple[np.dtype, int, bool]:
+    def _data_tag(self, src: Source, head: Var, what: str) -> tuple[np.dtype, int, bool]:
         """The data element's dtype, byte count and smallness, checked against the array's class and shape."""
         if head.complex:
             raise InputError(f"{self.label}: {what} is complex; McDonnell's models hold real numbers")

@@ -12,6 +12,7 @@ first and every tensor it can make is sized from its declared shapes:
 - ONNX shape inference (strict, with data propagation, the batch dimension
   symbolic) must give every node output a fully known shape in which the
   batch appears at most once;
+- (:mod:`.tensors` sizes and checks each tensor)
 - only the operators of :data:`.ops.ALLOWED_OPS`, at most :data:`.ops.MAX_NODES`
   nodes and :data:`.ops.MAX_GRAPH_DEPTH` deep, one image input of a documented
   kind and every output (N, classes) (:mod:`.ops`);
@@ -45,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from binexport.errors import InputError
-from binexport.formats.onnx import ops
+from binexport.formats.onnx import ops, tensors
 
 #: One activation: 1,024 channels of 32x32 float32 (a WRN of width 64; WRN-20-10's widest is 160 channels).
 MAX_IMAGE_TENSOR_BYTES = 4 << 20
@@ -68,33 +69,6 @@ MAX_IMAGE_TOTAL_BYTES = 128 << 20
 MAX_CONST_TOTAL_BYTES = 2 << 30
 #: Initializers above this many bytes are sized from their dims alone; shape inference never needs their values.
 _VALUE_FREE_BYTES = 4096
-#: The batch symbol the graph input's first dimension is given for inference.
-_BATCH = "__binexport_batch__"
-#: Plain numeric element types: ONNX TensorProto.DataType -> bytes per element.
-_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
-#: Sub-byte integer types (UINT4, INT4, UINT2, INT2: int2 and int4 weights), packed: bits per element.
-_BITS = {21: 4, 22: 4, 25: 2, 26: 2}
-#: The typed-data field each element type keeps its values in when not in raw_data.
-_FIELD = {
-    1: "float_data",
-    2: "int32_data",
-    3: "int32_data",
-    4: "int32_data",
-    5: "int32_data",
-    6: "int32_data",
-    7: "int64_data",
-    9: "int32_data",
-    10: "int32_data",
-    11: "double_data",
-    12: "uint64_data",
-    13: "uint64_data",
-    16: "int32_data",
-    21: "int32_data",
-    22: "int32_data",
-    25: "int32_data",
-    26: "int32_data",
-}
-_STANDARD_DOMAINS = ("", "ai.onnx")
 
 
 @dataclass(frozen=True)
@@ -165,9 +139,9 @@ def _check(proto: Any, file_bytes: int, where: str) -> OnnxBounds:
             "expected dense initializers"
         )
     for t in g.initializer:
-        _check_tensor(t, f"initializer {t.name!r}", where)
+        tensors.check_tensor(t, f"initializer {t.name!r}", where)
     for node in g.node:
-        _check_node(node, where)
+        tensors.check_node(node, where)
     ops.check_graph_size(g, where)
     weights = {t.name for t in g.initializer}  # IR < 4 lists initializers among the inputs too
     images = [i for i in g.input if i.name not in weights]
@@ -178,10 +152,10 @@ def _check(proto: Any, file_bytes: int, where: str) -> OnnxBounds:
         )
     ops.check_image_input(images[0], where)
     weight_bytes = _weight_bytes(g)
-    _strip_large_values(g)
+    tensors.strip_large_values(g, _VALUE_FREE_BYTES)
     dim0 = images[0].type.tensor_type.shape.dim[0]
     dim0.Clear()
-    dim0.dim_param = _BATCH  # a fixed batch too: its tensors are sized per image like the others
+    dim0.dim_param = tensors.BATCH  # a fixed batch too: its tensors are sized per image like the others
     del g.value_info[:]  # declared shapes are claims: every shape below is inferred from the input's
     for out in g.output:
         out.type.tensor_type.ClearField("shape")
@@ -196,12 +170,12 @@ def _check(proto: Any, file_bytes: int, where: str) -> OnnxBounds:
     for t in g.initializer:
         known.setdefault(t.name, _initializer_type(t))
     image_max = image_total = scratch = 0
-    const_sizes = [_declared_bytes(t) for t in g.initializer]
+    const_sizes = [tensors.declared_bytes(t) for t in g.initializer]
     for node in inferred.graph.node:
         for out in node.output:
             if not out:
                 continue
-            per_image, const = _sized(known.get(out), out, node.op_type, where)
+            per_image, const = tensors.sized(known.get(out), out, node.op_type, where)
             if per_image is not None:
                 image_max, image_total = max(image_max, per_image), image_total + per_image
             else:
@@ -209,7 +183,7 @@ def _check(proto: Any, file_bytes: int, where: str) -> OnnxBounds:
         work = ops.workspace_bytes(node, known)
         ops.check_workspace(node, work, where)
         scratch = max(scratch, work)
-    ops.check_outputs(inferred.graph.output, _BATCH, where)
+    ops.check_outputs(inferred.graph.output, tensors.BATCH, where)
     bounds = OnnxBounds(
         file_bytes,
         image_max,
@@ -236,10 +210,10 @@ def allowances(weight_bytes: int) -> tuple[int, int, int]:
 def _weight_bytes(g: Any) -> int:
     """Declared bytes of the initializers and Constant tensors a node or output uses: what a graph holds."""
     used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-    n = sum(_declared_bytes(t) for t in g.initializer if t.name in used)
+    n = sum(tensors.declared_bytes(t) for t in g.initializer if t.name in used)
     for node in g.node:
         if node.op_type == "Constant":
-            n += sum(_declared_bytes(a.t) for a in node.attribute if a.HasField("t"))
+            n += sum(tensors.declared_bytes(a.t) for a in node.attribute if a.HasField("t"))
     return n
 
 
@@ -276,123 +250,6 @@ def _enforce(b: OnnxBounds, where: str) -> None:
             f"{_mib(const_all)} {held} may make ({CONST_TOTAL_FACTOR}x them + {_mib(CONST_SLACK_BYTES)}, "
             f"at most {_mib(MAX_CONST_TOTAL_BYTES)}); {fix}"
         )
-
-
-def _check_node(node: Any, where: str) -> None:
-    """Standard operators only, no subgraphs, and any tensor attribute holding what it declares."""
-    what = f"node {node.name or node.op_type!r} ({node.op_type})"
-    if node.domain not in _STANDARD_DOMAINS:
-        raise InputError(
-            f"{where}: {what} is in operator domain {node.domain[:60]!r}; binexport runs standard "
-            "ONNX operators only (custom operators can't be sized before they run)"
-        )
-    for a in node.attribute:
-        if a.type in (5, 10) or a.HasField("g") or len(a.graphs):  # GRAPH, GRAPHS
-            raise InputError(
-                f"{where}: {what} has a subgraph (attribute {a.name!r}); binexport runs graphs without "
-                "If/Loop/Scan bodies, whose sizes can't be checked before they run"
-            )
-        if a.type in (11, 12) or a.HasField("sparse_tensor") or len(a.sparse_tensors):  # SPARSE_TENSOR(S)
-            raise InputError(
-                f"{where}: {what} has a sparse tensor attribute {a.name!r}, whose dense size is not "
-                "in the file; expected dense tensors"
-            )
-        if a.HasField("t"):
-            _check_tensor(a.t, f"{what} attribute {a.name!r}", where)
-        for t in a.tensors:
-            _check_tensor(t, f"{what} attribute {a.name!r}", where)
-
-
-def _check_tensor(t: Any, what: str, where: str) -> None:
-    """A tensor in the file holds exactly the bytes its dims and type declare, in the file itself."""
-    if t.data_location == 1 or len(t.external_data):
-        raise InputError(
-            f"{where}: {what} keeps its data in an external file; binexport reads self-contained "
-            "ONNX files only (save the model without external data)"
-        )
-    if t.data_type not in _ITEMSIZE and t.data_type not in _BITS:
-        raise InputError(
-            f"{where}: {what} has element type {t.data_type}; expected a plain numeric type "
-            "(float, float16, bfloat16, double, (u)int2..64, bool)"
-        )
-    if any(d < 0 for d in t.dims):
-        raise InputError(f"{where}: {what} declares a negative dimension {list(t.dims)[:8]}")
-    n = _prod(t.dims)
-    if t.data_type in _BITS:  # packed: raw bytes or int32_data entries, one packed byte each
-        have, need = len(t.raw_data) if t.raw_data else len(t.int32_data), _declared_bytes(t)
-    elif t.raw_data:
-        have, need = len(t.raw_data), n * _ITEMSIZE[t.data_type]
-    else:
-        have, need = len(getattr(t, _FIELD[t.data_type])), n
-    if have != need:
-        unit = "bytes" if t.raw_data else "values"
-        raise InputError(
-            f"{where}: {what} declares shape {list(t.dims)[:8]} ({need:,} {unit}) but holds {have:,}; "
-            "the file is corrupt or crafted"
-        )
-
-
-def _strip_large_values(g: Any) -> None:
-    """Large initializers keep their dims and type, not their values: inference needs no more, and copying
-    a 100 MB graph for it would double the memory this check takes."""
-    for t in g.initializer:
-        if _declared_bytes(t) > _VALUE_FREE_BYTES:
-            for name in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
-                t.ClearField(name)
-
-
-def _sized(tp: Any, name: str, op: str, where: str) -> tuple[int | None, int]:
-    """(bytes per image, None) for a tensor with the batch dimension, (None, bytes) for a constant."""
-    if tp is None or not tp.HasField("tensor_type") or not tp.tensor_type.HasField("shape"):
-        raise InputError(
-            f"{where}: the shape of {op} output {name[:60]!r} can't be inferred; binexport sizes every "
-            "tensor before running a graph (shapes must follow from the file)"
-        )
-    tt = tp.tensor_type
-    size = _ITEMSIZE.get(tt.elem_type, 1 if tt.elem_type in _BITS else None)  # sub-byte: a byte each, at most
-    if size is None:
-        raise InputError(
-            f"{where}: {op} output {name[:60]!r} has element type {tt.elem_type}; expected a plain numeric type"
-        )
-    batch, n = 0, size
-    for d in tt.shape.dim:
-        if d.HasField("dim_value") and d.dim_value >= 0:
-            n *= d.dim_value
-        elif d.dim_param == _BATCH:
-            batch += 1
-        else:
-            raise InputError(
-                f"{where}: the shape of {op} output {name[:60]!r} is not fully known "
-                f"({_shape_text(tt.shape)}); binexport sizes every tensor before running a graph "
-                "(shapes must follow from the file and the batch)"
-            )
-    if batch > 1:
-        raise InputError(
-            f"{where}: {op} output {name[:60]!r} grows with the square of the batch "
-            f"({_shape_text(tt.shape)}); expected tensors linear in the batch"
-        )
-    return (n, 0) if batch else (None, n)
-
-
-def _declared_bytes(t: Any) -> int:
-    if t.data_type in _BITS:
-        return -(-_prod(t.dims) * _BITS[t.data_type] // 8)
-    return _prod(t.dims) * _ITEMSIZE.get(t.data_type, 1)
-
-
-def _prod(dims: Any) -> int:
-    n = 1
-    for d in dims:
-        n *= int(d)
-    return n
-
-
-def _shape_text(shape: Any) -> str:
-    dims = [
-        str(d.dim_value) if d.HasField("dim_value") else ("N" if d.dim_param == _BATCH else (d.dim_param[:20] or "?"))
-        for d in shape.dim
-    ]
-    return "(" + ", ".join(dims[:8]) + (", ..." if len(dims) > 8 else "") + ")"
 
 
 def _first_line(e: BaseException) -> str:

@@ -241,10 +241,11 @@ def test_own_reader_matches_scipy_on_the_real_files(key: tuple[str, int]) -> Non
 
     from binexport.formats import mat
     from binexport.formats.mat import mat5
+    from binexport.formats.mat.source import Budget
 
     path = _need(REAL[key])
     data = path.read_bytes()
-    f = mat5.MatFile(data, str(path), mat5.Budget(str(path), mat.decode_limit(len(data))))
+    f = mat5.MatFile(data, str(path), Budget(str(path), mat.decode_limit(len(data))))
     names = [n for n in f.vars if n in mat._MATLAB_VARS or mat._KERAS_CONV.match(n) or mat._KERAS_BN.match(n)]
     assert len(names) in (8, 41)
     ref = scipy.io.loadmat(path, variable_names=names)

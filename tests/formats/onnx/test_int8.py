@@ -14,7 +14,7 @@ from support.models import tiny_model
 from support.paths import CIFAR100_SAMPLES
 from support.refusals import assert_refused
 
-from binexport import check, export_onnx, verify
+from binexport import check, export_onnx, validation, verify
 from binexport.data.synth import write_cifar_testset
 from binexport.errors import InputError
 from binexport.formats.onnx import int8
@@ -278,7 +278,7 @@ def test_weight_zero_points_give_bit_identical_logits_within_int8_tolerance(expo
     # AVX2-only EPYC); across CPUs int8 logits may differ, so the check against the reference uses the export rule
     assert got[0].tobytes() == got[1].tobytes()
     ref = TorchRuntime(model).logits(x)
-    assert check.judge_export(got[1], ref, "int8", np.zeros(len(x), bool))[1].passed  # a rule every kernel meets
+    assert validation.judge_export(got[1], ref, "int8", np.zeros(len(x), bool))[1].passed  # a rule every kernel meets
     assert not np.array_equal(got[1], ref)  # really int8, not the float graph
 
 
@@ -344,7 +344,7 @@ def test_bad_weight_zero_point_is_refused(root: Path, tmp_path: Path) -> None:
 
 # --- the export's self-check gives one verdict on every CPU kernel ---------------------------------------------
 # int8 logits differ by kernel (MLAS VNNI / AVX-512 / AVX2 / AMX paths, OpenVINO's oneDNN): nothing below compares
-# them with a tolerance tighter than check.judge_export's (a bound relative to each image's logit spread, an
+# them with a tolerance tighter than validation.judge_export's (a bound relative to each image's logit spread, an
 # agreement only on >= 50 real images or past the margin), which holds on every kernel measured.
 
 
@@ -386,7 +386,7 @@ def test_int8_verdict_is_the_same_on_every_kernel(exported, both_encodings, root
     for name, rt in runtimes.items():
         got = rt.logits(select_input(rt.input_kind, raw, x))  # type: ignore[attr-defined]
         for n, rule in ((RANDOM_IMAGES, "margin"), (len(raw), "real-agreement")):
-            verdict, c = check.judge_export(got[:n], ref[:n], "int8", real[:n])
+            verdict, c = validation.judge_export(got[:n], ref[:n], "int8", real[:n])
             assert (verdict, c.passed) == (rule, True), (name, c.problems)
             assert c.max_relative_logit_diff is not None and c.max_relative_logit_diff < check.INT8_RELATIVE_BOUND / 4
     # the whole validation, with the runtime passed in: ORT with every graph optimisation off
@@ -408,12 +408,12 @@ def test_near_ties_decide_nothing() -> None:
     got[rows, top], got[rows, second] = ref[rows, second], ref[rows, top]  # each top-1 flips by 0.001
     assert not check.compare(got, ref, "int8", min_agreement=check.EXPORT_MIN_AGREEMENT["int8"]).passed
     for real in (np.zeros(4, bool), np.ones(4, bool)):
-        rule, c = check.judge_export(got, ref, "int8", real)
+        rule, c = validation.judge_export(got, ref, "int8", real)
         assert (rule, c.passed, c.agreement_images) == ("margin", True, 0)
     # a flip past the margin still counts, and so does a logit error beyond the bound
     far = ref.copy()
     far[0, top[0]] += 5.0  # reference margin 5 on image 0; the artifact keeps the old logit
-    rule, c = check.judge_export(ref, far, "int8", np.zeros(4, bool))
+    rule, c = validation.judge_export(ref, far, "int8", np.zeros(4, bool))
     assert rule == "margin" and not c.passed and any("beyond its bound" in p for p in c.problems)
 
 
@@ -421,9 +421,9 @@ def test_agreement_decides_only_on_enough_real_images() -> None:
     ref = np.eye(100, 10, dtype=np.float32) * 4.0
     got = ref.copy()
     got[:6] = np.roll(got[:6], 1, axis=1)  # 6 of 100 real images change class
-    assert check.export_rule("int8", 49) == "margin" and check.export_rule("int8", 50) == "real-agreement"
-    assert check.export_rule("float32", 1000) == check.export_rule("1-bit", 0) == "exact"
-    rule, c = check.judge_export(got, ref, "int8", np.ones(100, bool))
+    assert validation.export_rule("int8", 49) == "margin" and validation.export_rule("int8", 50) == "real-agreement"
+    assert validation.export_rule("float32", 1000) == validation.export_rule("1-bit", 0) == "exact"
+    rule, c = validation.judge_export(got, ref, "int8", np.ones(100, bool))
     assert rule == "real-agreement" and c.agreement == 0.94 and not c.passed
     assert any("agreement 94.00 % < 95 %" in p for p in c.problems)
 
@@ -540,5 +540,5 @@ def test_int8_verdict_is_the_same_on_the_avx2_and_avx512_core_kernels(
             assert "avx512" not in convs, kernels[path]  # the cap held: no AVX-512 convolution ran
         got = np.load(tmp_path / f"o-{i}.npy")
         for n, rule in ((RANDOM_IMAGES, "margin"), (len(raw), "real-agreement")):
-            verdict, c = check.judge_export(got[:n], ref[:n], "int8", real[:n])
+            verdict, c = validation.judge_export(got[:n], ref[:n], "int8", real[:n])
             assert (verdict, c.passed) == (rule, True), (isa, path, c.problems)
