@@ -1,4 +1,4 @@
-"""Experiment (issue 15, item 4): the residual stream in uint8, so ONNX Runtime fuses com.microsoft::QLinearAdd.
+"""Experiment: the residual stream in uint8, so ONNX Runtime fuses com.microsoft::QLinearAdd.
 
 Not shipped: on the real WRN-20-10 it was neither faster nor halved batch-64 peak RSS (docs/BENCHMARKS.md,
 "int8 weight encoding" section). Kept so the numbers can be re-measured.

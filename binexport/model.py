@@ -100,7 +100,7 @@ class Source:
     @property
     def sha256(self) -> str:
         if not self._sha256 and self.path:
-            from binexport._fileio import sha256_file
+            from binexport.fileio import sha256_file
 
             self._sha256 = sha256_file(self.path)
         return self._sha256

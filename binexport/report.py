@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from binexport._fileio import check_output, write_atomic
+from binexport.fileio import check_output, write_atomic
 
 #: Version of every report's JSON layout; bumped when a key changes meaning or goes away.
 SCHEMA_VERSION = 1

@@ -17,12 +17,12 @@ from typing import Any, TypeVar
 
 import click
 
-from binexport._fileio import check_output
 from binexport.cli.params import Threads, one_line, path, say_run_folder
 from binexport.data import DATASET_NAMES
 from binexport.data.calibration import SOURCES as CALIBRATION_SOURCES
 from binexport.data.labels import BUILTIN_LABELS
 from binexport.errors import InputError
+from binexport.fileio import check_output
 from binexport.formats.bwn import WEIGHTS_CHOICES as BWN_WEIGHTS
 from binexport.formats.onnx import WEIGHT_ALIASES, WEIGHTS
 from binexport.formats.onnx.int8 import DEFAULT_WEIGHT_ZERO_POINT, WEIGHT_ZERO_POINTS

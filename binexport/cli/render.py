@@ -40,7 +40,7 @@ def safe_path(path: str) -> str:
     """A whole path, printable whatever bytes it holds, markup escaped."""
     from rich.markup import escape
 
-    from binexport._fileio import shown
+    from binexport.fileio import shown
 
     return escape(shown(path))
 
@@ -49,7 +49,7 @@ def safe_name(path: str) -> str:
     """A file's name, printable whatever bytes it holds, markup escaped."""
     from rich.markup import escape
 
-    from binexport._fileio import shown
+    from binexport.fileio import shown
 
     return escape(shown(Path(path).name))
 

@@ -33,7 +33,7 @@ def run_with_progress(
     Returns:
         The report, for a command to act on after it is shown (``verify`` raises for failed rows).
     """
-    from binexport._fileio import check_output
+    from binexport.fileio import check_output
 
     show_json, json_out = opt.json_outputs(as_json, json_out)
     if json_out is not None:

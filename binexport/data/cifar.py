@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from binexport._fileio import check_input
 from binexport.data import safepickle
 from binexport.data.download import fetch_member
 from binexport.errors import InputError
+from binexport.fileio import check_input
 
 #: Where the archives live; ``$BINEXPORT_DATA_URL`` overrides it (mirrors, tests).
 BASE_URL = "https://www.cs.toronto.edu/~kriz"

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from binexport._fileio import write_atomic
 from binexport.errors import InputError
+from binexport.fileio import write_atomic
 
 #: The largest archive fetched: the CIFAR archives are 163 MB (CIFAR-10) and 161 MB (CIFAR-100).
 MAX_ARCHIVE_BYTES = 512 * 2**20

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from binexport._fileio import check_input
 from binexport.data.cifar import Dataset, default_root
 from binexport.errors import InputError
+from binexport.fileio import check_input
 from binexport.formats.mat import mat5
 from binexport.formats.mat.source import Budget
 

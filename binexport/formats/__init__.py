@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from binexport._fileio import check_input, read_head
 from binexport.errors import InputError
+from binexport.fileio import check_input, read_head
 from binexport.formats import bwn, checkpoint, mat, onnx, ort, packed, pytorchcv, runfolder, safetensors, torchfile
 from binexport.model import Model
 

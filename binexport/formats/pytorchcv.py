@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from binexport._fileio import shown
 from binexport.errors import InputError
+from binexport.fileio import shown
 from binexport.formats import torchfile
 from binexport.model import Arch, Model, Source, binarize
 

@@ -17,8 +17,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from binexport._fileio import read_head, shown
 from binexport.errors import InputError
+from binexport.fileio import read_head, shown
 
 #: The file the training code's ``--save`` folder holds (beside its ``log.txt``): taken first from a run folder.
 RUN_CHECKPOINT = "checkpoint.pth.tar"

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from binexport._fileio import check_input, read_head, shown
 from binexport.errors import InputError
+from binexport.fileio import check_input, read_head, shown
 from binexport.formats import torchscan, zipwrap
 
 #: ``Source.layout`` of a torch file: a dict with ``state_dict`` beside the optimizer, epoch... (training code).

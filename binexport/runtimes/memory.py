@@ -15,17 +15,23 @@ import resource
 import tempfile
 
 
-def peak_rss() -> int:
-    """This process's peak resident memory in bytes: ``VmHWM`` (reset by exec, unlike ``ru_maxrss``, which a child
-    inherits from the parent that forked it), else ``ru_maxrss``."""
+def _status_bytes(key: str) -> int | None:
+    """One ``kB`` figure of ``/proc/self/status`` (``VmHWM``, ``VmSize``, ``VmRSS``) in bytes; None where it can't say."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return None
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes: ``VmHWM`` (reset by exec, unlike ``ru_maxrss``, which a child
+    inherits from the parent that forked it), else ``ru_maxrss``."""
+    hwm = _status_bytes("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 #: What a worker running an ONNX graph may reserve beyond the bound its graph passed with (``OnnxBounds.peak_bound``)
@@ -38,14 +44,7 @@ ADDRESS_PER_THREAD_BYTES = 256 << 20
 
 def address_space() -> int:
     """This process's virtual size now (``VmSize``), or 0 where /proc can't say."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return _status_bytes("VmSize") or 0
 
 
 def limit_address_space(bounds: dict[str, int] | None, batch: int, threads: int, device: str, base: int) -> None:
@@ -71,14 +70,7 @@ def limit_address_space(bounds: dict[str, int] | None, batch: int, threads: int,
 
 def current_rss() -> int | None:
     """This process's resident memory now (``VmRSS``), in bytes; None where ``/proc`` doesn't say (not Linux)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return _status_bytes("VmRSS")
 
 
 def settled_rss() -> int | None:

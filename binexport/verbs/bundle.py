@@ -5,7 +5,7 @@ imported), writing into a temporary folder beside the destination: ``model.safet
 the ONNX variants under ``onnx/`` (1-bit + int8 for a 1-bit model, float32 + float16 for a full-precision
 one) with their ``.ort`` phone files and operator configs, then ``verify`` runs every file against the source
 on the user's data. Only when every row passed are ``config.json``, ``verify.json`` (``bench.json``), the model
-card ``README.md`` (:mod:`binexport.verbs._card`) and ``SHA256SUMS`` written and the folder renamed into
+card ``README.md`` (:mod:`binexport.modelcard`) and ``SHA256SUMS`` written and the folder renamed into
 place; any failure removes the temporary folder, so an interrupted bundle leaves nothing half-made.
 """
 
@@ -110,8 +110,8 @@ def bundle(
         'hf upload USER/MODEL hub/ .'
     """
     from binexport import formats
-    from binexport._fileio import sha256_file
     from binexport.data.labels import default_labels, load_labels
+    from binexport.fileio import sha256_file
 
     dest = Path(out)
     if os.path.lexists(dest) and not (force and dest.is_dir() and not dest.is_symlink()):
@@ -187,7 +187,7 @@ def bundle(
                     None if r is None else r.passed,
                 )
             )
-        from binexport.verbs._card import model_card
+        from binexport.modelcard import model_card
 
         card = model_card(m, src, sha256_file(src), lic, config, files, report, bench_report, repo_id)
         (tmp / "README.md").write_text(card)

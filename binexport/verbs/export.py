@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from binexport import check, formats
-from binexport._fileio import check_output, write_atomic
 from binexport.errors import CheckError, InputError
+from binexport.fileio import check_output, write_atomic
 from binexport.formats import onnx as fmt
 from binexport.formats.onnx import int8 as int8_fmt
 from binexport.model import Model

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from binexport import formats
-from binexport._fileio import check_output, write_atomic
 from binexport.errors import InputError
+from binexport.fileio import check_output, write_atomic
 from binexport.model import binarize
 from binexport.precision import round_weights
 from binexport.report import Report

@@ -1,5 +1,5 @@
 """Every ``binexport ...`` command line in README.md and docs/*.md names a real command, real options and valid
-choices (issue 17, 3), checked by Click introspection, so the docs can't drift from the CLI.
+choices, checked by Click introspection, so the docs can't drift from the CLI.
 
 Lines are taken from code blocks (``$ binexport ...`` or ``binexport ...`` at the start of a line, with ``\\``
 continuations) and from inline code spans that start with ``binexport ``. Usage synopses are understood too:

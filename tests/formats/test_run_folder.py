@@ -1,5 +1,5 @@
 """A training run folder (the training code's ``--save`` folder) stands for its one checkpoint in pack, inspect,
-to-onnx and verify (issue 17, 4): the training code's own ``checkpoint.pth.tar`` first, the ``log.txt`` beside it
+to-onnx and verify: the training code's own ``checkpoint.pth.tar`` first, the ``log.txt`` beside it
 says whether it is binarised; zero or several candidates is one line naming them, exit 2."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Crafted `.mat` files (issue 16, items 1-8): each ends in one stderr line and exit 2, never a crash.
+"""Crafted `.mat` files: each ends in one stderr line and exit 2, never a crash.
 
 The files are built element by element with tests/matwriter.py. Each runs ``binexport inspect`` and
 ``binexport pack --format bwn`` in a subprocess under an address-space cap, so a regression that segfaults

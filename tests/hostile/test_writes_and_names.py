@@ -1,4 +1,4 @@
-"""Interrupted writes leave no temp files, and file names that are not UTF-8 load and print (issue 11, 5-6)."""
+"""Interrupted writes leave no temp files, and file names that are not UTF-8 load and print."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from support.cli import invoke
 from support.paths import pythonpath
 from support.refusals import assert_refused
 
-from binexport._fileio import remove_stale_temps, write_atomic
+from binexport.fileio import remove_stale_temps, write_atomic
 
 WRITER = r"""
 import sys, time
-from binexport._fileio import write_atomic
+from binexport.fileio import write_atomic
 def slow(tmp):
     print("writing", flush=True)
     time.sleep(30)

@@ -19,7 +19,7 @@ import numpy as np
 
 from binexport import __version__
 from binexport.errors import FormatError, InputError
-from binexport.formats.bwn import codec, planes, rans
+from binexport.formats.bwn import codec, planes, planes_decode, rans
 from binexport.formats.bwn import container as box
 from binexport.formats.bwn.describe import describe  # noqa: F401 (part of this format's surface)
 from binexport.formats.bwn.metadata import (
@@ -32,6 +32,7 @@ from binexport.formats.bwn.metadata import (
     zero_positions,
 )
 from binexport.formats.bwn.metadata import HALF_DTYPE as _HALF_DTYPE
+from binexport.formats.bwn.planes_types import PlaneJob
 from binexport.model import Arch, BinaryWeight, Model, Source, input_normalization
 from binexport.precision import HALF_KINDS, round_weights, to_bfloat16_bits
 
@@ -305,7 +306,7 @@ def _decode(c: box.Container, verify_checksums: bool, widen: frozenset[str] = fr
     for batch in rans.batches(pending, n_of=lambda t: t[2]):
         jobs = [j for _, pend, _ in batch for j in pend.jobs]
         rans.decode_jobs([j for j in jobs if isinstance(j, rans.Job)])  # the batch's rANS streams in lockstep,
-        planes.decode_jobs([j for j in jobs if isinstance(j, planes.PlaneJob)])  # its planes streams in another
+        planes_decode.decode_jobs([j for j in jobs if isinstance(j, PlaneJob)])  # its planes streams in another
         for e, pend, _ in batch:
             out[e.name] = _checked(c, e, pend.finish(), verify_checksums, widen)
     return {e.name: out[e.name] for e in c.entries}

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from binexport.errors import FormatError
-from binexport.formats.bwn import fit, planes, rans
+from binexport.formats.bwn import fit, rans
+from binexport.formats.bwn.planes_types import PlaneJob
 
 #: A kernel-coded tensor holds at most this many weights per payload byte (32x under packed bits),
 #: which bounds what a file that lies about shapes can make a reader allocate.
@@ -27,7 +28,7 @@ _HEAD = 8  # axis u8, wq u8, reserved u16, lanes u32
 
 @dataclass
 class Pending:
-    jobs: list[rans.Job | planes.PlaneJob]
+    jobs: list[rans.Job | PlaneJob]
     finish: Callable[[], np.ndarray]
 
 

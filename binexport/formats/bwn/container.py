@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from binexport._fileio import check_input
 from binexport.errors import FormatError, InputError
+from binexport.fileio import check_input
 from binexport.formats.bwn import header as hdr
 
 MAGIC = b"\x89BWN\r\n\x1a\n"

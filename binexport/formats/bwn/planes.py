@@ -17,37 +17,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from binexport.errors import FormatError
 from binexport.formats.bwn import rans
+from binexport.formats.bwn.planes_types import LAYOUTS, PlaneJob
 
 T = rans.TOTAL
 ABSENT = rans.ABSENT
 #: bf16 has no LOW plane, so nothing else bounds what its count can make a reader allocate.
 BF16_MAX_PER_BYTE = 32
-
-
-@dataclass(frozen=True)
-class Layout:
-    """One dtype's bit fields: exponent bits, mantissa bits, and the unsigned type that holds a value's bits."""
-
-    ebits: int
-    mbits: int
-    item: str
-
-    @property
-    def k(self) -> int:  # coded mantissa bits (B)
-        return self.mbits % 8
-
-    @property
-    def r(self) -> int:  # stored mantissa bytes (LOW)
-        return self.mbits // 8
-
-
-LAYOUTS = {"f32": Layout(8, 23, "<u4"), "f16": Layout(5, 10, "<u2"), "bf16": Layout(8, 7, "<u2")}
 
 
 # --- encoder ----------------------------------------------------------------------------------------------
@@ -126,26 +106,6 @@ def _encode_pairs(fa: np.ndarray, ca: np.ndarray, fb: np.ndarray, cb: np.ndarray
 
 
 # --- parsing ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PlaneJob:
-    """One tensor's planes stream, parsed and bounds-checked, waiting for :func:`decode_jobs`."""
-
-    what: str
-    n: int
-    lay: Layout
-    states: np.ndarray
-    words: np.ndarray
-    a_values: np.ndarray  # A of the present entries of the A table
-    fa: np.ndarray
-    ctx: np.ndarray
-    b_tables: np.ndarray  # (n_ctx, 2^k) table bytes
-    out: np.ndarray | None = None  # after decoding: the value's bits above LOW (uint16)
-
-    @property
-    def lanes(self) -> int:
-        return self.states.size
 
 
 def parse(buf: np.ndarray, shape: tuple[int, ...], dtype: str, what: str) -> tuple[PlaneJob, Callable[[], np.ndarray]]:
@@ -230,10 +190,3 @@ def parse(buf: np.ndarray, shape: tuple[int, ...], dtype: str, what: str) -> tup
         return hi
 
     return job, finish
-
-
-def decode_jobs(jobs: list[PlaneJob]) -> None:
-    """Decode every job into ``job.out``, all streams in lockstep (see :mod:`planes_decode`)."""
-    from binexport.formats.bwn.planes_decode import decode_jobs as run
-
-    run(jobs)

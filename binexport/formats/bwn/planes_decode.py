@@ -8,15 +8,11 @@ table) keep the random lookups in cache: that is what brings a WRN-20-10 under a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from binexport.errors import FormatError
 from binexport.formats.bwn import rans
-
-if TYPE_CHECKING:  # only a type here: at run time planes imports this module, never the other way round
-    from binexport.formats.bwn.planes import PlaneJob
+from binexport.formats.bwn.planes_types import PlaneJob
 
 ABSENT = rans.ABSENT
 T = rans.TOTAL
@@ -95,7 +91,7 @@ def _decode(jobs: list[PlaneJob]) -> None:
         j.out = np.empty(j.n, dtype=np.uint16)
     ar = np.arange(int(base[-1]) + 1, dtype=np.int64)
     mask = T - 1
-    for k0, k1, act in rans._segments(jobs, base):  # type: ignore[arg-type]  # a PlaneJob has a Job's fields
+    for k0, k1, act in rans.segments(jobs, base):
         ja = jid[act]
         here, first, cols = rans.columns(ja)
         bext = np.concatenate([first, [ja.size]])

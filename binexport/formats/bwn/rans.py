@@ -11,7 +11,9 @@ a 27-million-weight model to a fraction of a second, and its scratch bounded
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -107,6 +109,15 @@ def stream_bytes(state: np.ndarray, emitted: list[np.ndarray]) -> bytes:
     """The stream of section 9: the lanes' final states (u32), then the words in decoding order (u16)."""
     words = np.concatenate(emitted)[::-1] if emitted else np.zeros(0, np.int64)
     return state.astype("<u4").tobytes() + words.astype("<u2").tobytes()
+
+
+class Lanes(Protocol):
+    """What :func:`segments` reads of a job: its symbol count and its lane count (a :class:`Job` or a planes job)."""
+
+    n: int
+
+    @property
+    def lanes(self) -> int: ...
 
 
 @dataclass
@@ -212,7 +223,7 @@ def _decode(jobs: list[Job]) -> None:
     table = np.concatenate([_slot_table(j.freq) for j in jobs])
     for j in jobs:
         j.out = np.empty(j.n, dtype=np.uint16)
-    for k0, k1, act in _segments(jobs, base):
+    for k0, k1, act in segments(jobs, base):
         ja = jid[act]
         jobs_here, first, cols = columns(ja)
         last = np.concatenate([first[1:], [ja.size]]) - 1
@@ -262,7 +273,7 @@ def _slot_table(freq: np.ndarray) -> np.ndarray:
     return np.repeat(rec, f)
 
 
-def _segments(jobs: list[Job], base: np.ndarray):
+def segments(jobs: Sequence[Lanes], base: np.ndarray):
     """Runs of rounds [k0, k1) with the same active lanes; jobs are sorted by full rounds, then remainder, descending."""
     full = np.array([j.n // j.lanes for j in jobs])
     rem = np.array([j.n % j.lanes for j in jobs])

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from binexport._fileio import check_input
 from binexport.errors import InputError
+from binexport.fileio import check_input
 from binexport.formats.mat import mat5
 from binexport.formats.mat.source import Budget
 from binexport.model import Arch, BinaryWeight, Model, Source

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from binexport._fileio import check_input
 from binexport.errors import FormatError
+from binexport.fileio import check_input
 
 #: Header bytes, at most: binexport's own headers are ~15 KB for WRN-20-10; 1 MiB bounds the parsed JSON
 #: (~40x its text) to ~40 MB. The safetensors package allows 100 MB; a bigger header is refused, not parsed.

@@ -15,7 +15,7 @@ from support.paths import GOLDEN
 
 from binexport.errors import FormatError, InputError
 from binexport.formats import bwn
-from binexport.formats.bwn import codec, planes, rans
+from binexport.formats.bwn import codec, planes, planes_decode, rans
 from binexport.formats.bwn import container as box
 from binexport.model import Model
 from binexport.precision import from_bfloat16_bits, round_weights, to_bfloat16_bits
@@ -149,7 +149,7 @@ def _round_trip(bits: np.ndarray, dtype: str) -> np.ndarray:
     buf = planes.encode(bits, dtype)
     assert buf is not None
     job, finish = planes.parse(np.frombuffer(buf, np.uint8), bits.shape, dtype, "t")
-    planes.decode_jobs([job])
+    planes_decode.decode_jobs([job])
     return finish()
 
 
@@ -190,7 +190,7 @@ def test_many_tensors_decode_together_in_batches() -> None:
         job, fin = planes.parse(np.frombuffer(planes.encode(a, "f32"), np.uint8), a.shape, "f32", "t")
         jobs.append(job)
         fins.append(fin)
-    planes.decode_jobs(jobs)  # 140 x ~500 A ids > 2^16: split into batches
+    planes_decode.decode_jobs(jobs)  # 140 x ~500 A ids > 2^16: split into batches
     assert all(np.array_equal(f(), a) for f, a in zip(fins, arrays, strict=True))
 
 
@@ -294,7 +294,7 @@ def test_a_damaged_planes_stream_is_refused(cut: str) -> None:
         buf[-40:] ^= 0xFF
     job, _ = planes.parse(buf, (5000,), "f32", "t")
     with pytest.raises(FormatError, match="field 'words'|field 'stream'"):
-        planes.decode_jobs([job])
+        planes_decode.decode_jobs([job])
 
 
 def _file(tmp_path: Path, edit) -> Path:

@@ -3,7 +3,7 @@
 Each case loads a crafted legal file in a subprocess whose address space is capped (RLIMIT_AS) at what the
 interpreter had after importing the reader plus the documented bound, ``PEAK_PER_D * D + PEAK_PER_FILE *
 file + SLACK``; a reader that peaks higher dies of MemoryError there, not here. The files are the worst the
-format allows: full-precision bf16 convs at ~120 values per payload byte (the shape issue 16 found loading at
+format allows: full-precision bf16 convs at ~120 values per payload byte (the shape a hardening review found loading at
 6 x D), and one rANS lane per value (the largest per-lane scratch).
 """
 

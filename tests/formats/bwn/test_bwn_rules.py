@@ -1,4 +1,4 @@
-"""The model rules of docs/FORMAT.md sections 4, 4.1, 7, 10 and 13.1 that issue 16 made explicit.
+"""The model rules of docs/FORMAT.md sections 4, 4.1, 7, 10 and 13.1 that the 2026-12 revision made explicit.
 
 Each rule is one crafted file and the verdict the page gives; binexport (``bwn.read``, a model reader, and
 ``bwn.read_tensors``, a container reader) and the reader written from the page alone

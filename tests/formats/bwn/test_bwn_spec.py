@@ -1,4 +1,4 @@
-"""The .bwn rules of issue 11: the branch golden and readers it catches, the decoded-size limit, header rules.
+"""The .bwn rules of the format's first hardening: the branch golden and readers it catches, the decoded-size limit, header rules.
 
 Each rule of docs/FORMAT.md added here has a test that the reader (binexport) and the spec reader
 (tests/bwn_spec_reader.py) both enforce it.
