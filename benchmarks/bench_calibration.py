@@ -29,7 +29,7 @@ def hwm():
             return int(line.split()[1]) * 1024
 from binexport.data.calibration import load_calibration
 from binexport.data.png import load_labelled_folder
-from binexport.verbs.export import CALIBRATION_SIZE, HELDOUT_IMAGES
+from binexport.calibrate import CALIBRATION_SIZE, HELDOUT_IMAGES
 limit = CALIBRATION_SIZE + HELDOUT_IMAGES
 base = hwm()
 if sys.argv[2] == "binexport":

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from binexport.calibrate import CALIBRATION_SIZE, MAX_CALIBRATION_SIZE, PERCENTILE
 from binexport.cli.params import Threads, one_line, path, say_run_folder
 from binexport.data import DATASET_NAMES
 from binexport.data.calibration import SOURCES as CALIBRATION_SOURCES
@@ -36,7 +37,6 @@ from binexport.runtimes import (
     RUNTIMES,
     THREADS_PER_CPU,
 )
-from binexport.verbs.export import CALIBRATION_SIZE, MAX_CALIBRATION_SIZE, PERCENTILE
 
 F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[F], F]

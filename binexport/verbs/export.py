@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from binexport import check, formats
+from binexport.calibrate import CALIBRATION_SIZE, PERCENTILE, Calibration, calibrate_ranges
 from binexport.errors import CheckError, InputError
 from binexport.fileio import check_output, write_atomic
 from binexport.formats import onnx as fmt
@@ -24,26 +25,6 @@ from binexport.formats.onnx import int8 as int8_fmt
 from binexport.model import Model
 from binexport.report import Report
 from binexport.validation import RANDOM_IMAGES, Validation, random_images, validate
-
-#: int8 calibration defaults: accuracy was flat from 32 to 512 images on the real WRN-20-10 (docs/BENCHMARKS.md);
-#: 256 keeps the worst logit error low, and the 99.999th percentile beat min/max, 99.9, 99.99 and ORT's entropy.
-CALIBRATION_SIZE = 256
-MAX_CALIBRATION_SIZE = 50_000
-PERCENTILE = 99.999
-#: Training images after the calibration sample, held out to validate an int8 export on: real images, so an
-#: agreement percentage means something where there are at least ``check.MIN_AGREEMENT_IMAGES`` of them.
-HELDOUT_IMAGES = 96
-
-
-@dataclass
-class Calibration:
-    """Where an int8 export's activation ranges came from."""
-
-    source: str
-    images: int
-    percentile: float
-    heldout_images: int
-    seconds: float
 
 
 @dataclass
@@ -123,7 +104,7 @@ def export_onnx(
             training file, or a folder of labelled PNGs. Never test images (a testing batch is refused).
         data_root: the torchvision data root for ``calibrate``.
         calibration_size: training images whose activations set the int8 ranges; up to
-            :data:`HELDOUT_IMAGES` more are held out to validate on.
+            :data:`binexport.calibrate.HELDOUT_IMAGES` more are held out to validate on.
         percentile: each activation's range is its ``percentile``-th percentile (100 = min/max).
         weight_zero_point: int8 only: one of ``formats.onnx.int8.WEIGHT_ZERO_POINTS`` (None: its ``DEFAULT_WEIGHT_ZERO_POINT``).
             1 stores the 1-bit weights as codes {0, 2} (ONNX Runtime's QGEMM, AMX on Intel Xeons that have it),
@@ -173,7 +154,7 @@ def export_onnx(
     options: dict[str, Any] = {}
     cal, heldout = None, None
     if weights == "int8":
-        cal, heldout, options = _calibrate(model, calibrate, data_root, calibration_size, percentile, images)  # type: ignore[arg-type]
+        cal, heldout, options = calibrate_ranges(model, calibrate, data_root, calibration_size, percentile, images)  # type: ignore[arg-type]
         options["int8_weight_zero_point"] = zp_w
         timings["calibrate"] = cal.seconds
     data = fmt.write(model, weights=weights, opset=opset, batch=batch, normalize_inside=normalize_inside, **options)
@@ -265,46 +246,6 @@ def write_ort(onnx_path: Path, weights: str, force: bool = False) -> OrtExport:
         max_abs_diff_vs_onnx=diff[0],
         mobile_usability=ort_fmt.mobile_usability(onnx_path),
     )
-
-
-def _calibrate(
-    model: Model,
-    source: str | Path,
-    data_root: str | Path | None,
-    size: int,
-    percentile: float,
-    images: str | Path | None,
-) -> tuple[Calibration, np.ndarray | None, dict[str, Any]]:
-    """Activation ranges from ``size`` training images; the next few are held out to validate the export on."""
-    from binexport.data import normalize
-    from binexport.data.calibration import load_calibration
-    from binexport.runtimes import select_input
-    from binexport.runtimes.torch_ref import TorchRuntime
-
-    if not 1 <= size <= MAX_CALIBRATION_SIZE:
-        raise InputError(f"--calibration-size must be 1..{MAX_CALIBRATION_SIZE}, got {size}")
-    if not (np.isfinite(percentile) and 50 < percentile <= 100):
-        raise InputError(f"--percentile must lie in (50, 100], got {percentile}")
-    t = time.perf_counter()
-    ds = load_calibration(source, data_root, limit=size + HELDOUT_IMAGES, not_from=images)
-    use, heldout = split_calibration(ds.images, size)
-    ref = TorchRuntime(model)
-    ranges = ref.activation_ranges(select_input(ref.input_kind, use, normalize(use)), percentile)
-    cal = Calibration(
-        source=ds.origin,
-        images=len(use),
-        percentile=percentile,
-        heldout_images=0 if heldout is None else len(heldout),
-        seconds=time.perf_counter() - t,
-    )
-    info = {"calibration": {"source": Path(ds.origin).name, "images": cal.images, "percentile": percentile}}
-    return cal, heldout, {"int8_ranges": ranges, "int8_info": info}
-
-
-def split_calibration(images: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The first ``size`` images calibrate; up to :data:`HELDOUT_IMAGES` after them validate (None: none left)."""
-    held = images[size : size + HELDOUT_IMAGES]
-    return images[:size], held if len(held) else None
 
 
 def _labelled(folder: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:

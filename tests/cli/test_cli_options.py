@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from support.cli import invoke
 
+from binexport import calibrate as calibrate_mod
 from binexport.cli import main
 from binexport.cli import options as opt
 from binexport.data import DATASET_NAMES
@@ -32,7 +33,6 @@ from binexport.runtimes import (
     RUNTIMES,
 )
 from binexport.verbs import bench as bench_verb
-from binexport.verbs import export as export_verb
 from binexport.verbs import verify as verify_verb
 
 
@@ -73,8 +73,8 @@ def test_bounds_and_defaults_come_from_the_library() -> None:
     ps = _params("to-onnx")
     size = ps["calibration_size"]
     assert isinstance(size.type, click.IntRange)
-    assert (size.type.max, size.default) == (export_verb.MAX_CALIBRATION_SIZE, export_verb.CALIBRATION_SIZE)
-    assert ps["percentile"].default == export_verb.PERCENTILE
+    assert (size.type.max, size.default) == (calibrate_mod.MAX_CALIBRATION_SIZE, calibrate_mod.CALIBRATION_SIZE)
+    assert ps["percentile"].default == calibrate_mod.PERCENTILE
     opset = str(ps["opset"].help)  # None: the writer picks DEFAULT_OPSET, or WEIGHTS_OPSET's for the weights
     assert ps["opset"].default is None and f"{MIN_OPSET} or newer" in opset and f"default: {DEFAULT_OPSET};" in opset
     assert f"{WEIGHTS_OPSET['int2']} for int2" in opset

@@ -55,6 +55,7 @@ def test_demo_on_the_shipped_model_and_images(tmp_path: Path, monkeypatch: pytes
 def test_demo_calibration_and_validation_images_are_real_disjoint_and_not_the_test_images() -> None:
     """int8 calibrates on the first 192 shipped training images and is validated on the other 64: both real
     (the shipped data_batch_4, a training batch), disjoint from each other and from the test images verify uses."""
+    from binexport.calibrate import HELDOUT_IMAGES, split_calibration
     from binexport.data.calibration import load_calibration
     from binexport.data.cifar import load_cifar, read_batch
     from binexport.verbs.demo import (
@@ -64,7 +65,6 @@ def test_demo_calibration_and_validation_images_are_real_disjoint_and_not_the_te
         DEMO_HELDOUT_COUNT,
         DEMO_TRAINING_IMAGES,
     )
-    from binexport.verbs.export import HELDOUT_IMAGES, split_calibration
 
     train = load_calibration("CIFAR10", DEMO_DIR, limit=DEMO_CALIBRATION_COUNT + HELDOUT_IMAGES)
     assert len(train.labels) == DEMO_TRAINING_IMAGES == 256 and train.images.shape[1:] == (32, 32, 3)

@@ -368,12 +368,12 @@ def _runtimes(paths: dict[int, Path]) -> dict[str, object]:
 def test_int8_verdict_is_the_same_on_every_kernel(exported, both_encodings, root: Path) -> None:
     """The export's rule, on random images alone (margin) and with 50 real held-out ones (real-agreement), gives
     the same verdict on every kernel: both weight zero points, ORT's fusions on and off, OpenVINO."""
+    from binexport.calibrate import split_calibration
     from binexport.data import normalize
     from binexport.data.calibration import load_calibration
     from binexport.runtimes import select_input
     from binexport.runtimes.torch_ref import TorchRuntime
     from binexport.validation import RANDOM_IMAGES, random_images, validate
-    from binexport.verbs.export import split_calibration
 
     model = exported[0]
     _, held = split_calibration(load_calibration("CIFAR10", root).images, 48)
@@ -503,11 +503,11 @@ def test_int8_verdict_is_the_same_on_the_avx2_and_avx512_core_kernels(
     import subprocess
     import sys
 
+    from binexport.calibrate import split_calibration
     from binexport.data import normalize
     from binexport.data.calibration import load_calibration
     from binexport.runtimes.torch_ref import TorchRuntime
     from binexport.validation import RANDOM_IMAGES, random_images
-    from binexport.verbs.export import split_calibration
 
     model = exported[0]
     _, held = split_calibration(load_calibration("CIFAR10", root).images, 48)
