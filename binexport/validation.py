@@ -107,7 +107,8 @@ def validate(
     import onnx
 
     from binexport.runtimes import resolve_device, stream_logits
-    from binexport.runtimes.ort import open_session, optimized_ops, ort_errors
+    from binexport.runtimes.ort import open_session, ort_errors
+    from binexport.runtimes.ort_kernels import optimized_ops
     from binexport.runtimes.torch_ref import TorchRuntime
 
     timings = timings if timings is not None else {}

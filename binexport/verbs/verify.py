@@ -21,9 +21,8 @@ from binexport import check, formats
 from binexport.errors import CheckError, InputError
 from binexport.model import Model
 from binexport.report import Report
-from binexport.runtimes.artifact import Artifact, open_artifact, open_run
+from binexport.runtimes.artifact import Artifact, open_reference, open_runs
 from binexport.runtimes.base import Progress
-from binexport.runtimes.plan import Run
 
 #: The default batch size (the CLI's too).
 DEFAULT_BATCH_SIZE = 256
@@ -159,10 +158,10 @@ def verify(
         raise InputError(f"--limit must be at least 1, got {limit}")
     plan = plan_runs(artifacts, runtime, precision, device)  # run folders resolved: their one checkpoint
     dev = plan.device
-    arts = _open_all(plan.runs, binarized)
+    arts = open_runs(plan.runs, binarized)
     reference = formats.resolve(reference) if reference is not None else None
-    ref = _reference(arts, reference, dev, binarized)
-    ref_model = cast(Model, ref.model)  # _reference returns loadable models only
+    ref = open_reference(arts, reference, dev, binarized)
+    ref_model = cast(Model, ref.model)  # open_reference returns loadable models only
     for a in arts:
         _check_compatible(a, ref, ref_model)
     ds = load_test_set(dataset=dataset, data_root=data_root, download=download, images=images)
@@ -223,51 +222,6 @@ def _runtime_errors() -> tuple[type[Exception], ...]:
     from binexport.runtimes.ort import ort_errors
 
     return ort_errors()
-
-
-def _open_all(runs: list[Run], binarized: bool | None) -> list[Artifact]:
-    """Every row of the plan, opened. OpenVINO 2026.4 reads no INT2: an int2 file's OpenVINO row is a note on
-    its ONNX Runtime row (the row before it), not a failure."""
-    out: list[Artifact] = []
-    for run in runs:
-        try:
-            out.append(_open(run, binarized))
-        except InputError as e:
-            prev = out[-1] if out else None
-            if run.runtime != "openvino" or prev is None or prev.path != run.path or prev.weights != "int2":
-                raise
-            from binexport.runtimes.openvino import int2_refusal
-
-            prev.notes.append(int2_refusal(str(e)))
-    return out
-
-
-def _open(run: Run, binarized: bool | None) -> Artifact:
-    """One row of the plan, opened; an OpenVINO row is compiled once in a process of its own first."""
-    if run.runtime == "openvino":
-        from binexport.runtimes.openvino_apart import check_compiles
-
-        check_compiles(run.path, run.compute)
-    return open_run(run, binarized=binarized)
-
-
-def _reference(arts: list[Artifact], reference: str | Path | None, dev: str, binarized: bool | None) -> Artifact:
-    if reference is not None:
-        same = [a for a in arts if a.path.resolve() == Path(reference).resolve()]
-        ref = same[0] if same else open_artifact(Path(reference), dev, binarized=binarized)
-        if ref.model is None:
-            raise InputError(
-                f"{reference}: the reference must be the checkpoint the artifacts were made from "
-                "(training checkpoint, packed checkpoint or .bwn), not an ONNX file"
-            )
-        return ref
-    for a in arts:
-        if a.model is not None:
-            return a
-    raise InputError(
-        "every artifact is an ONNX file, so there is no reference to compare with; pass "
-        "--reference CKPT (the checkpoint they were exported from)"
-    )
 
 
 def _check_compatible(a: Artifact, ref: Artifact, r: Model) -> None:

@@ -10,6 +10,7 @@ from support.models import tiny_model
 
 from binexport.formats.onnx import build_model, int8
 from binexport.runtimes import ort as ort_rt
+from binexport.runtimes import ort_kernels
 from binexport.runtimes.ort import open_session
 from binexport.runtimes.torch_ref import TorchRuntime
 
@@ -65,7 +66,7 @@ def test_int8_reports_the_mlas_path_its_weight_zero_points_select(files: dict[st
 
 def test_amx_wording_follows_the_cpu(files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
     for has, words in ((True, "AMX on this CPU"), (False, "this CPU has no AMX"), (None, "AMX where the CPU has it")):
-        monkeypatch.setattr(ort_rt, "has_amx", lambda has=has: has)
+        monkeypatch.setattr(ort_kernels, "has_amx", lambda has=has: has)
         assert words in open_session(files["int8-zp1"]).kernels()
 
 

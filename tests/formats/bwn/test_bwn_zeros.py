@@ -226,7 +226,7 @@ def test_int8_onnx_honours_zero_positions_and_still_fuses(zero_point: int) -> No
     pytest.importorskip("torch")
     ort = pytest.importorskip("onnxruntime")
     from binexport.formats.onnx import build_model, int8
-    from binexport.runtimes.ort import optimized_ops
+    from binexport.runtimes.ort_kernels import optimized_ops
     from binexport.runtimes.torch_ref import TorchRuntime, reference_logits
 
     latent = _latent()

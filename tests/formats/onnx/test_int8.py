@@ -18,7 +18,7 @@ from binexport import check, export_onnx, validation, verify
 from binexport.data.synth import write_cifar_testset
 from binexport.errors import InputError
 from binexport.formats.onnx import int8
-from binexport.runtimes.ort import optimized_ops
+from binexport.runtimes.ort_kernels import optimized_ops
 
 N_TRAIN = 160
 
