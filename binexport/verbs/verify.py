@@ -21,8 +21,9 @@ from binexport import check, formats
 from binexport.errors import CheckError, InputError
 from binexport.model import Model
 from binexport.report import Report
-from binexport.runtimes.artifact import Artifact, open_reference, open_runs
+from binexport.runtimes.artifact import Artifact
 from binexport.runtimes.base import Progress
+from binexport.runtimes.rows import open_reference, open_runs
 
 #: The default batch size (the CLI's too).
 DEFAULT_BATCH_SIZE = 256
