@@ -11,6 +11,8 @@ CLI's ``--runtime ort``) and, where its extra is installed, ``openvino``
 - :mod:`.plan`: runtime ids, devices, threads, compute precision, and the run plan
   (:func:`~.plan.plan_runs`) that is verify's and bench's one fan-out;
 - :mod:`.artifact`: :func:`~.artifact.open_artifact`, any file on the runtime it deploys with;
+- :mod:`.rows`: a run plan's rows opened for verify, and verify's reference;
+- :mod:`.ort_kernels`: what ONNX Runtime's optimised graph runs (``OrtRuntime.kernels()``);
 - :mod:`.cpu`: the CPU's name and flags (the one ``/proc/cpuinfo`` reader);
 - :mod:`.worker`: bench's worker process, parent and child sides, with their deadlines;
 - :mod:`.signals`: bench's workers killed with bench on SIGINT, SIGTERM and SIGHUP;
