@@ -365,29 +365,49 @@ def _runtimes(paths: dict[int, Path]) -> dict[str, object]:
     return out
 
 
-def test_int8_verdict_is_the_same_on_every_kernel(exported, both_encodings, root: Path) -> None:
-    """The export's rule, on random images alone (margin) and with 50 real held-out ones (real-agreement), gives
-    the same verdict on every kernel: both weight zero points, ORT's fusions on and off, OpenVINO."""
+@pytest.fixture(scope="module")
+def kernel_batch(exported, root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(uint8 images, normalised images, reference logits): the export's random images, then 50 real held-out
+    training images (the validation batch of each rule)."""
     from binexport.calibrate import split_calibration
     from binexport.data import normalize
     from binexport.data.calibration import load_calibration
-    from binexport.runtimes import select_input
     from binexport.runtimes.torch_ref import TorchRuntime
-    from binexport.validation import RANDOM_IMAGES, random_images, validate
+    from binexport.validation import RANDOM_IMAGES, random_images
 
-    model = exported[0]
     _, held = split_calibration(load_calibration("CIFAR10", root).images, 48)
     raw = np.concatenate([random_images(RANDOM_IMAGES), held[: check.MIN_AGREEMENT_IMAGES]])
     x = normalize(raw)
-    ref = TorchRuntime(model).logits(x)
-    real = np.arange(len(raw)) >= RANDOM_IMAGES
+    return raw, x, TorchRuntime(exported[0]).logits(x)
+
+
+def _same_verdicts(got: np.ndarray, ref: np.ndarray, name: str) -> list[check.Comparison]:
+    """Judge ``got`` as the export would on the random images alone (margin) and with the real ones
+    (real-agreement): both must pass under the rule they are expected to get."""
+    from binexport.validation import RANDOM_IMAGES
+
+    real = np.arange(len(ref)) >= RANDOM_IMAGES
+    out = []
+    for n, rule in ((RANDOM_IMAGES, "margin"), (len(ref), "real-agreement")):
+        verdict, c = validation.judge_export(got[:n], ref[:n], "int8", real[:n])
+        assert (verdict, c.passed) == (rule, True), (name, c.problems)
+        out.append(c)
+    return out
+
+
+def test_int8_verdict_is_the_same_on_every_kernel(exported, both_encodings, kernel_batch) -> None:
+    """The export's rule, on random images alone (margin) and with 50 real held-out ones (real-agreement), gives
+    the same verdict on every kernel: both weight zero points, ORT's fusions on and off, OpenVINO."""
+    from binexport.runtimes import select_input
+    from binexport.validation import RANDOM_IMAGES, validate
+
+    model = exported[0]
+    raw, x, ref = kernel_batch
     runtimes = _runtimes(both_encodings)
     assert len(runtimes) >= 4
     for name, rt in runtimes.items():
         got = rt.logits(select_input(rt.input_kind, raw, x))  # type: ignore[attr-defined]
-        for n, rule in ((RANDOM_IMAGES, "margin"), (len(raw), "real-agreement")):
-            verdict, c = validation.judge_export(got[:n], ref[:n], "int8", real[:n])
-            assert (verdict, c.passed) == (rule, True), (name, c.problems)
+        for c in _same_verdicts(got, ref, name):
             assert c.max_relative_logit_diff is not None and c.max_relative_logit_diff < check.INT8_RELATIVE_BOUND / 4
     # the whole validation, with the runtime passed in: ORT with every graph optimisation off
     rt = runtimes[f"onnxruntime zp{int8.DEFAULT_WEIGHT_ZERO_POINT} ORT_DISABLE_ALL"]
@@ -492,7 +512,7 @@ print(json.dumps(out))
 
 @pytest.mark.parametrize("isa", ["AVX2", "AVX512_CORE"])
 def test_int8_verdict_is_the_same_on_the_avx2_and_avx512_core_kernels(
-    exported, both_encodings, root: Path, tmp_path: Path, isa: str
+    both_encodings, kernel_batch, tmp_path: Path, isa: str
 ) -> None:
     """The kernels an AVX2-only CPU (no VNNI) and an AVX-512 CPU without VNNI run, forced on this machine through
     OpenVINO's oneDNN: the int8 convolutions really change kernel (named in the runtime model), and the export's
@@ -503,20 +523,9 @@ def test_int8_verdict_is_the_same_on_the_avx2_and_avx512_core_kernels(
     import subprocess
     import sys
 
-    from binexport.calibrate import split_calibration
-    from binexport.data import normalize
-    from binexport.data.calibration import load_calibration
-    from binexport.runtimes.torch_ref import TorchRuntime
-    from binexport.validation import RANDOM_IMAGES, random_images
-
-    model = exported[0]
-    _, held = split_calibration(load_calibration("CIFAR10", root).images, 48)
-    raw = np.concatenate([random_images(RANDOM_IMAGES), held[: check.MIN_AGREEMENT_IMAGES]])
-    x = normalize(raw)
+    raw, x, ref = kernel_batch
     np.save(tmp_path / "raw.npy", raw)
     np.save(tmp_path / "x.npy", x)
-    ref = TorchRuntime(model).logits(x)
-    real = np.arange(len(raw)) >= RANDOM_IMAGES
     zps, paths = list(both_encodings), [str(p) for p in both_encodings.values()]
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa}
     proc = subprocess.run(
@@ -538,7 +547,4 @@ def test_int8_verdict_is_the_same_on_the_avx2_and_avx512_core_kernels(
             assert int8_convs and all(want in k for k in int8_convs), kernels[path]
         if isa == "AVX2":
             assert "avx512" not in convs, kernels[path]  # the cap held: no AVX-512 convolution ran
-        got = np.load(tmp_path / f"o-{i}.npy")
-        for n, rule in ((RANDOM_IMAGES, "margin"), (len(raw), "real-agreement")):
-            verdict, c = validation.judge_export(got[:n], ref[:n], "int8", real[:n])
-            assert (verdict, c.passed) == (rule, True), (isa, path, c.problems)
+        _same_verdicts(np.load(tmp_path / f"o-{i}.npy"), ref, f"{isa} {path}")
