@@ -233,12 +233,18 @@ def open_compiled(path: str, device: str = "cpu", threads: int = 0, compute: str
     return runtime
 
 
-def int2_refusal(error: str) -> str:
-    """Why OpenVINO did not run an int2 file, in a few words: its ONNX frontend (2026.4) reads no INT2 tensors.
+def int2_refusal(runtime: str, same_file_weights: list[str], error: InputError) -> str:
+    """The note that replaces a failed OpenVINO row of an int2 file, whose ONNX Runtime row stands: OpenVINO's ONNX
+    frontend (2026.4) reads no INT2 tensors. ``same_file_weights`` are the weights of the rows already opened
+    for the same file; ``error`` is what opening this row raised (its last clause is OpenVINO's own reason).
 
-    ``error`` is the InputError :func:`open_compiled` raised; its last clause is OpenVINO's own reason.
+    Raises:
+        InputError: ``error`` itself, where the row is not OpenVINO's or no ONNX Runtime row of an int2 file
+            stands before it (verify and bench fail on it as on any other file).
     """
-    why = error.rstrip(")").rsplit(":", 1)[-1].strip()[:60]
+    if runtime != "openvino" or "int2" not in same_file_weights:
+        raise error
+    why = str(error).rstrip(")").rsplit(":", 1)[-1].strip()[:60]
     return f"OpenVINO did not run it: its ONNX frontend reads no INT2 weights ({why}); ONNX Runtime runs it"
 
 

@@ -27,12 +27,11 @@ def open_runs(runs: list[Run], binarized: bool | None) -> list[Artifact]:
         try:
             out.append(_open_checked(run, binarized))
         except InputError as e:
-            prev = out[-1] if out else None
-            if run.runtime != "openvino" or prev is None or prev.path != run.path or prev.weights != "int2":
-                raise
             from binexport.runtimes.openvino import int2_refusal
 
-            prev.notes.append(int2_refusal(str(e)))
+            same = [a.weights for a in out if a.path == run.path]
+            note = int2_refusal(run.runtime, same, e)  # raises e unless it is that int2 case
+            out[-1].notes.append(note)
     return out
 
 

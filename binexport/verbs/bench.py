@@ -30,8 +30,6 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_SECONDS = 10.0
 #: Timing rounds: each artifact's time is split over this many interleaved slices.
 ROUNDS = 5
-#: The weight encoding OpenVINO's ONNX frontend can't read (INT2 tensors, 2026.4): its bench row becomes a note.
-INT2 = "int2"
 #: The label of bench's progress: one interleaved timing of every row (``progress(TIMING, done, total)``).
 TIMING = "timing (interleaved)"
 
@@ -155,13 +153,10 @@ def bench(
             try:
                 workers.append(Worker(run.path, run.device, threads, run.runtime, run.compute))
             except InputError as e:  # OpenVINO 2026.4 reads no INT2: the file's ONNX Runtime row stays, a note says so
-                if run.runtime != "openvino" or not any(
-                    w.path == run.path and w.info.get("weights") == INT2 for w in workers
-                ):
-                    raise
                 from binexport.runtimes.openvino import int2_refusal
 
-                refused.append(f"{run.path.name}: {int2_refusal(str(e))}")
+                same = [str(w.info.get("weights")) for w in workers if w.path == run.path]
+                refused.append(f"{run.path.name}: {int2_refusal(run.runtime, same, e)}")
         lat, thr = _measure(workers, batch_size, seconds, progress)
         peaks = [w.close() for w in workers]
     rows = [_row(w, peak, lat[i], thr[i], batch_size) for i, (w, peak) in enumerate(zip(workers, peaks, strict=True))]
